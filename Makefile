@@ -1,0 +1,73 @@
+# sam-from-scratch: every command installs what it needs into a local virtual environment (.venv).
+#   make demo   segment a sample image with the bundled small model (the main job)
+#   make test   run every test: unit, parity with the official SAM and transformers, notebooks, browser
+# `make help` lists everything.
+
+PYTHON_SYSTEM ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+# Notebooks run on the CPU with the small model and short heavy steps, in CI and when re-saved alike.
+NOTEBOOK_ENV = SAM_FAST_CI=1 CUDA_VISIBLE_DEVICES=
+DEMO_OUT ?= outputs
+
+.DEFAULT_GOAL := help
+
+help:  ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime pyproject.toml
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.runtime  ## Install the package and the course's packages into .venv
+
+install-dev: $(VENV)/.dev browser  ## Install the test oracles and tools too
+
+browser:  ## Install Debian's chromium for the browser test (never a browser download)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+demo: $(VENV)/.runtime  ## Segment a sample image from one click with the bundled small model
+	$(PYTHON) -m sam_from_scratch segment data/images/demo.png --point 128,128 --out $(DEMO_OUT)/demo_mask.png --force
+
+lab: $(VENV)/.runtime  ## Open the course in JupyterLab
+	$(PYTHON) -m jupyter lab notebooks/
+
+test: install-dev  ## Run every test (pytest + strict nbval on all notebooks + browser test)
+	$(NOTEBOOK_ENV) $(PYTHON) -m pytest tests/ notebooks/ $(NBVAL_ARGS) -p no:cacheprovider
+
+test-fast: install-dev  ## Unit and parity tests only (no notebooks, no browser)
+	$(PYTHON) -m pytest tests/ -m "not browser" -p no:cacheprovider
+
+notebooks: install-dev  ## Re-execute every notebook in place, under the same settings as CI
+	@for nb in $(NOTEBOOKS); do \
+		echo "executing $$nb"; start=$$(date +%s); \
+		$(NOTEBOOK_ENV) $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 \
+			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
+		echo "  $$nb: $$(( $$(date +%s) - start )) s"; \
+	done
+
+test-notebooks: install-dev  ## Execute every notebook with strict nbval
+	$(NOTEBOOK_ENV) $(PYTHON) -m pytest $(NBVAL_ARGS) notebooks/ tests/test_notebooks.py -p no:cacheprovider
+
+download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
+	$(PYTHON) -m sam_from_scratch download vit_b
+
+train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 30 min on 2 CPU cores)
+	$(PYTHON) -m sam_from_scratch train-tiny
+
+clean:  ## Remove the virtual environment and outputs
+	rm -rf $(VENV) $(DEMO_OUT)
+
+.PHONY: help install install-dev browser demo lab test test-fast notebooks test-notebooks download-vit_b train-tiny clean

@@ -1,0 +1,401 @@
+"""Reading SAM checkpoints safely and loading them into a model, with errors that say what went wrong.
+
+Two layouts are accepted:
+
+* the official files (`sam_vit_b_01ec64.pth`, ...): a plain state dict whose keys are our module names
+  (`image_encoder.blocks.0.attn.qkv.weight`, ...);
+* the Hugging Face layout (`facebook/sam-vit-base`, ...): a folder written by `SamModel.save_pretrained`
+  (`model.safetensors`, possibly sharded, or `pytorch_model.bin`) or its `model.safetensors` file. Its keys
+  are renamed to the official ones by `HF_TO_OFFICIAL` below; no tensor needs reshaping.
+
+Nothing in a checkpoint can run code: `.pth`/`.bin` files go through `torch.load(weights_only=True)`, which
+only rebuilds tensors and plain containers, and safetensors files hold nothing but tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+StateDict = dict[str, Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read, or does not fit the model it is loaded into."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hugging Face names -> official names
+# ---------------------------------------------------------------------------------------------------------
+# Derived by building transformers' `SamModel(SamConfig())` and the official `sam_model_registry["vit_b"]()`
+# and lining up their state dicts (tests/test_hf_parity.py checks the map covers every key of vit_b/l/h).
+# Each rule rewrites the start of a key; the first rule that matches wins, and the rest of the key is kept.
+# Keys no rule matches are already equal in both layouts (e.g. `mask_decoder.iou_token.weight`,
+# `mask_decoder.transformer.layers.0.self_attn.q_proj.weight`).
+HF_TO_OFFICIAL: list[tuple[str, str]] = [
+    # image encoder
+    (r"^vision_encoder\.patch_embed\.projection\.", "image_encoder.patch_embed.proj."),
+    (r"^vision_encoder\.layers\.(\d+)\.layer_norm(\d)\.", r"image_encoder.blocks.\1.norm\2."),
+    (r"^vision_encoder\.layers\.(\d+)\.", r"image_encoder.blocks.\1."),  # .attn.*, .mlp.lin1/lin2
+    (r"^vision_encoder\.neck\.conv1\.", "image_encoder.neck.0."),  # neck = Sequential(conv, LN2d, conv, LN2d)
+    (r"^vision_encoder\.neck\.layer_norm1\.", "image_encoder.neck.1."),
+    (r"^vision_encoder\.neck\.conv2\.", "image_encoder.neck.2."),
+    (r"^vision_encoder\.neck\.layer_norm2\.", "image_encoder.neck.3."),
+    (r"^vision_encoder\.", "image_encoder."),  # pos_embed
+    # prompt encoder. HF keeps the random Fourier matrix twice (tied): once in the prompt encoder and once
+    # at the top for the dense image PE; the official model has one, in prompt_encoder.pe_layer.
+    (r"^prompt_encoder\.shared_embedding\.positional_embedding$", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
+    (r"^shared_image_embedding\.positional_embedding$", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
+    (r"^prompt_encoder\.point_embed\.", "prompt_encoder.point_embeddings."),
+    # mask_downscaling = Sequential(conv, LN2d, GELU, conv, LN2d, GELU, conv): parameters at 0, 1, 3, 4, 6
+    (r"^prompt_encoder\.mask_embed\.conv1\.", "prompt_encoder.mask_downscaling.0."),
+    (r"^prompt_encoder\.mask_embed\.layer_norm1\.", "prompt_encoder.mask_downscaling.1."),
+    (r"^prompt_encoder\.mask_embed\.conv2\.", "prompt_encoder.mask_downscaling.3."),
+    (r"^prompt_encoder\.mask_embed\.layer_norm2\.", "prompt_encoder.mask_downscaling.4."),
+    (r"^prompt_encoder\.mask_embed\.conv3\.", "prompt_encoder.mask_downscaling.6."),
+    # two-way transformer
+    (r"^mask_decoder\.transformer\.layers\.(\d+)\.layer_norm(\d)\.", r"mask_decoder.transformer.layers.\1.norm\2."),
+    (r"^mask_decoder\.transformer\.layer_norm_final_attn\.", "mask_decoder.transformer.norm_final_attn."),
+    # output_upscaling = Sequential(convT, LN2d, GELU, convT, GELU): parameters at 0, 1, 3
+    (r"^mask_decoder\.upscale_conv1\.", "mask_decoder.output_upscaling.0."),
+    (r"^mask_decoder\.upscale_layer_norm\.", "mask_decoder.output_upscaling.1."),
+    (r"^mask_decoder\.upscale_conv2\.", "mask_decoder.output_upscaling.3."),
+]
+
+# The decoder's MLPs: the official MLP numbers its linears layers.0 .. layers.{n-1}; HF calls the first
+# `proj_in`, the middle ones layers.0 .. layers.{n-3}, and the last `proj_out`. The last index depends on the
+# depth, so these are renamed after counting the middle layers (see `_rename_hf_mlps`).
+HF_MLP_PREFIX = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head))\.")
+HF_MARKERS = ("vision_encoder.", "shared_image_embedding.")
+
+# Files a `save_pretrained` folder may hold, in the order we look for them.
+HF_WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+
+def is_hf_layout(state_dict: Mapping[str, Tensor]) -> bool:
+    """True when the keys use transformers' `SamModel` names."""
+    return any(key.startswith(HF_MARKERS) for key in state_dict)
+
+
+def hf_to_official(state_dict: Mapping[str, Tensor]) -> StateDict:
+    """Rename a transformers `SamModel` state dict to the official key names (tensors are not copied)."""
+    renamed: StateDict = {}
+    for key, tensor in _rename_hf_mlps(state_dict).items():
+        new_key = _apply_rules(key)
+        if new_key in renamed:
+            # Only the tied positional matrix appears twice; both copies must agree.
+            other = renamed[new_key]
+            same = other.is_meta or tensor.is_meta or (other.shape == tensor.shape and torch.equal(other, tensor))
+            if not same:
+                raise CheckpointError(
+                    f"the Hugging Face checkpoint holds two different tensors for {new_key} "
+                    "(shared_image_embedding and prompt_encoder.shared_embedding); they should be tied."
+                )
+            continue
+        renamed[new_key] = tensor
+    return renamed
+
+
+def _apply_rules(key: str) -> str:
+    for pattern, replacement in HF_TO_OFFICIAL:
+        new_key, count = re.subn(pattern, replacement, key, count=1)
+        if count:
+            return new_key
+    return key
+
+
+def _rename_hf_mlps(state_dict: Mapping[str, Tensor]) -> StateDict:
+    hidden_layers: dict[str, set[int]] = {}  # MLP prefix -> indexes of its middle layers
+    for key in state_dict:
+        match = HF_MLP_PREFIX.match(key)
+        if match and (middle := re.match(r"layers\.(\d+)\.", key[match.end() :])):
+            hidden_layers.setdefault(match.group(1), set()).add(int(middle.group(1)))
+
+    renamed = {}
+    for key, tensor in state_dict.items():
+        match = HF_MLP_PREFIX.match(key)
+        if match:
+            prefix, rest = match.group(1), key[match.end() :]
+            last = len(hidden_layers.get(prefix, ())) + 1
+            if rest.startswith("proj_in."):
+                rest = "layers.0." + rest[len("proj_in.") :]
+            elif rest.startswith("proj_out."):
+                rest = f"layers.{last}." + rest[len("proj_out.") :]
+            elif middle := re.match(r"layers\.(\d+)\.", rest):
+                rest = f"layers.{int(middle.group(1)) + 1}." + rest[middle.end() :]
+            key = f"{prefix}.{rest}"
+        renamed[key] = tensor
+    return renamed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading files
+# ---------------------------------------------------------------------------------------------------------
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Read a checkpoint into a state dict with the official key names.
+
+    Args:
+        path: an official `.pth` file (a plain state dict), a Hugging Face `save_pretrained` folder
+            (`model.safetensors`, sharded `model.safetensors.index.json`, or `pytorch_model.bin`), or a
+            `.safetensors` file.
+
+    Returns:
+        {official key: tensor}, tensors on the CPU.
+
+    Raises:
+        CheckpointNotFoundError: `path` does not exist.
+        CheckpointError: the file is truncated, corrupt, not a checkpoint, or holds more than tensors.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointNotFoundError(
+            f"checkpoint: no file or folder at {path}. Download an official one with "
+            "`python -m sam_from_scratch download vit_b` (see README, 'Getting real weights')."
+        )
+    if path.is_dir():
+        state_dict = _read_hf_folder(path)
+    else:
+        state_dict = _read_file(path)
+    if is_hf_layout(state_dict):
+        state_dict = hf_to_official(state_dict)
+    return state_dict
+
+
+def _read_hf_folder(folder: Path) -> StateDict:
+    for name in HF_WEIGHT_FILES:
+        candidate = folder / name
+        if not candidate.is_file():
+            continue
+        if name.endswith(".index.json"):
+            return _read_sharded(candidate)
+        return _read_file(candidate)
+    raise CheckpointNotFoundError(
+        f"checkpoint: the folder {folder} holds no weights; expected one of {', '.join(HF_WEIGHT_FILES)} "
+        "(a Hugging Face `save_pretrained` folder) or pass the path of a .pth file."
+    )
+
+
+def _read_sharded(index_path: Path) -> StateDict:
+    try:
+        weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint: {index_path} is not a valid shard index ({error}).") from error
+    state_dict: StateDict = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index_path.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointNotFoundError(f"checkpoint: shard {shard_path} listed in {index_path} is missing.")
+        state_dict.update(_read_file(shard_path))
+    return state_dict
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    # A safetensors file starts with the length of its JSON header (little-endian uint64), then '{'.
+    with open(path, "rb") as file:
+        head = file.read(9)
+    if len(head) < 9:
+        return False
+    (header_length,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and header_length < path.stat().st_size
+
+
+def _read_file(path: Path) -> StateDict:
+    size = path.stat().st_size
+    broken = (
+        f"checkpoint: {path} ({size} bytes) could not be read as a checkpoint: it is truncated (an interrupted "
+        "download?), corrupt, or not a checkpoint at all. Download it again (`python -m sam_from_scratch "
+        "download ...` checks the SHA-256)"
+    )
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        from safetensors.torch import load_file
+
+        try:
+            loaded = load_file(str(path), device="cpu")
+        except Exception as error:  # safetensors raises its own SafetensorError and OSErrors
+            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+    else:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "weights_only" in str(error) or "Unsupported global" in str(error):
+                raise CheckpointError(
+                    f"checkpoint: refused to load {path}: it contains Python objects other than tensors, and "
+                    "unpickling them could run code. Only plain state dicts are accepted (loaded with "
+                    "torch.load(weights_only=True)); re-save the weights with torch.save(model.state_dict(), ...)."
+                ) from error
+            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+        except Exception as error:  # truncated zip, EOFError, bad magic number, ...
+            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+    return _as_state_dict(loaded, path)
+
+
+def _as_state_dict(loaded, path: Path) -> StateDict:
+    # Training checkpoints often wrap the weights: {"model": state_dict, "epoch": ...}.
+    if isinstance(loaded, Mapping) and not _all_tensors(loaded):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(loaded.get(wrapper), Mapping) and _all_tensors(loaded[wrapper]):
+                loaded = loaded[wrapper]
+                break
+    if not isinstance(loaded, Mapping) or not loaded or not _all_tensors(loaded):
+        raise CheckpointError(
+            f"checkpoint: {path} holds a {type(loaded).__name__}, not a state dict of tensors "
+            "(expected what torch.save(model.state_dict(), path) writes)."
+        )
+    return dict(loaded)
+
+
+def _all_tensors(mapping: Mapping) -> bool:
+    return all(isinstance(key, str) and isinstance(value, Tensor) for key, value in mapping.items())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which variant is this?
+# ---------------------------------------------------------------------------------------------------------
+def signature(state_dict: Mapping[str, Tensor]) -> dict[str, int] | None:
+    """The numbers that tell SAM variants apart, read from tensor shapes (None if not a SAM state dict).
+
+    encoder_embed_dim: patch embedding channels; encoder_depth: number of blocks; prompt_embed_dim: decoder
+    width; image_embedding_size: side of the position-embedding grid (image_size / patch_size).
+    """
+    patch = state_dict.get("image_encoder.patch_embed.proj.weight")  # (embed_dim, 3, patch, patch)
+    pos = state_dict.get("image_encoder.pos_embed")  # (1, grid, grid, embed_dim)
+    token = state_dict.get("mask_decoder.iou_token.weight")  # (1, prompt_embed_dim)
+    if patch is None or pos is None or token is None:
+        return None
+    blocks = {int(m.group(1)) for key in state_dict if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", key))}
+    return {
+        "encoder_embed_dim": patch.shape[0],
+        "encoder_depth": len(blocks),
+        "prompt_embed_dim": token.shape[1],
+        "image_embedding_size": pos.shape[1],
+    }
+
+
+def _config_signature(config) -> dict[str, int]:
+    return {
+        "encoder_embed_dim": config.encoder_embed_dim,
+        "encoder_depth": config.encoder_depth,
+        "prompt_embed_dim": config.prompt_embed_dim,
+        "image_embedding_size": config.image_size // config.patch_size,
+    }
+
+
+def guess_variant(state_dict: Mapping[str, Tensor]) -> str | None:
+    """The name in `CONFIGS` whose shapes this state dict has ("vit_b", "vit_l", "vit_h", "tiny"), or None."""
+    from .build import CONFIGS  # build.py imports this module, so import it only when needed
+
+    found = signature(state_dict)
+    if found is None:
+        return None
+    for name, config in CONFIGS.items():
+        if _config_signature(config) == found:
+            return name
+    return None
+
+
+def _describe(sig: Mapping[str, int]) -> str:
+    return (
+        f"{sig['encoder_embed_dim']}-dim image encoder with {sig['encoder_depth']} blocks, "
+        f"{sig['image_embedding_size']}x{sig['image_embedding_size']} embedding grid, "
+        f"decoder width {sig['prompt_embed_dim']}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading into a model
+# ---------------------------------------------------------------------------------------------------------
+def load_into(
+    model: nn.Module,
+    checkpoint: str | os.PathLike | Mapping[str, Tensor],
+    variant: str,
+) -> nn.Module:
+    """Check that `checkpoint` fits `model` exactly, then load it (strict).
+
+    Args:
+        model: a `Sam` built for `variant` (parameters on the meta device are replaced, not copied into).
+        checkpoint: a path accepted by `read_state_dict`, or a state dict already in memory.
+        variant: the name `model` was built as ("vit_b", "vit_l", "vit_h", "tiny", or "custom"); used in messages.
+
+    Returns:
+        `model`, with the checkpoint's weights.
+
+    Raises:
+        CheckpointNotFoundError, CheckpointError: with the path and what to do about it.
+    """
+    if isinstance(checkpoint, Mapping):
+        source = "the state dict"
+        state_dict = dict(checkpoint)
+        if is_hf_layout(state_dict):
+            state_dict = hf_to_official(state_dict)
+    else:
+        source = str(checkpoint)
+        state_dict = read_state_dict(checkpoint)
+
+    expected = model.state_dict()
+    found = signature(state_dict)
+    if found is None:
+        raise CheckpointError(
+            f"checkpoint: {source} does not look like a SAM checkpoint (no image_encoder.patch_embed.proj.weight, "
+            f"image_encoder.pos_embed or mask_decoder.iou_token.weight); its keys start with "
+            f"{_first(sorted(state_dict), 3)}."
+        )
+    wanted = signature(expected)
+    if wanted is not None and found != wanted:
+        guess = guess_variant(state_dict)
+        if guess is None:
+            hint = "It matches none of the known variants (vit_b, vit_l, vit_h, tiny)."
+        elif guess != variant:
+            hint = f"This looks like {guess}: build it with sam_model_registry['{guess}'](checkpoint=...)."
+        else:
+            hint = f"The checkpoint is a {guess}; the model was built from a different config."
+        raise CheckpointError(
+            f"checkpoint: {source} does not fit the {variant} model: the model has a {_describe(wanted)}, "
+            f"the checkpoint a {_describe(found)}. {hint}"
+        )
+
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_first(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
+        raise CheckpointError(f"checkpoint: {source} does not match the {variant} model: {'; '.join(parts)}.")
+
+    wrong_shapes = [
+        f"{key} {tuple(state_dict[key].shape)} (model {tuple(tensor.shape)})"
+        for key, tensor in expected.items()
+        if state_dict[key].shape != tensor.shape
+    ]
+    if wrong_shapes:
+        raise CheckpointError(
+            f"checkpoint: {source} does not match the {variant} model: {len(wrong_shapes)} tensor(s) with another "
+            f"shape: {_first(wrong_shapes)}."
+        )
+
+    on_meta = any(tensor.is_meta for tensor in expected.values())
+    model.load_state_dict(state_dict, strict=True, assign=on_meta)
+    return model
+
+
+def _first(items: list[str], count: int = 5) -> str:
+    shown = ", ".join(items[:count])
+    return shown + (f", ... ({len(items) - count} more)" if len(items) > count else "")

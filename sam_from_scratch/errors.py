@@ -1,0 +1,39 @@
+"""Small helpers that turn bad input into one clear sentence.
+
+Every public entry point checks its arguments with these, so a learner sees
+"point_labels: expected values in {0, 1}, got [0 2]" instead of a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class SamInputError(ValueError):
+    """A public argument has the wrong type, shape or value."""
+
+
+def describe(value) -> str:
+    """A short description of what arrived: type, and shape/dtype for arrays and tensors."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def input_error(argument: str, expected: str, value, hint: str = "") -> SamInputError:
+    """Build the error: '<argument>: expected <expected>, got <what arrived>. <hint>'."""
+    message = f"{argument}: expected {expected}, got {describe(value)}."
+    if hint:
+        message += " " + hint
+    return SamInputError(message)
+
+
+def check_choice(argument: str, value, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise SamInputError(f"{argument}: expected one of {', '.join(map(repr, choices))}, got {value!r}.")

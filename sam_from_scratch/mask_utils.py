@@ -1,0 +1,379 @@
+"""Helpers for the automatic mask generator: point grids, crops, boxes, scores, NMS, RLE, clean-up.
+
+Every function here works on plain tensors or arrays, so each can be tried on its own in a notebook.
+
+Conventions: boxes are XYXY (x1, y1, x2, y2) unless a name says XYWH; box corners of a mask are the
+first and last row/column it covers (inclusive), as in the official code; masks are boolean HxW (or
+BxHxW); RLE is COCO's uncompressed run-length encoding, counted down the columns (Fortran order) and
+starting with a run of zeros: ``{"size": [H, W], "counts": [zeros, ones, zeros, ...]}``.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+
+# ---- point grids and crops -----------------------------------------------------------------------------
+
+
+def build_point_grid(n_per_side: int) -> np.ndarray:
+    """(n_per_side**2, 2) points (x, y) in [0, 1], the centres of an n x n grid of cells, row by row."""
+    offset = 1 / (2 * n_per_side)
+    ticks = np.linspace(offset, 1 - offset, n_per_side)
+    ys, xs = np.meshgrid(ticks, ticks, indexing="ij")  # (n, n) each; x changes fastest along a row
+    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
+
+
+def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> List[np.ndarray]:
+    """One grid per crop layer: layer i has int(n_per_side / scale_per_layer**i) points per side."""
+    return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
+
+
+def generate_crop_boxes(
+    im_size: Tuple[int, ...], n_layers: int, overlap_ratio: float
+) -> Tuple[List[List[int]], List[int]]:
+    """Crop boxes (XYXY, ints) for every crop layer, and the layer each box belongs to.
+
+    Layer 0 is the whole image. Layer i >= 1 tiles the image with (2**i) x (2**i) crops that overlap by
+    ``overlap_ratio`` * short side * 2 / 2**i pixels. Boxes are listed column of crops by column.
+    """
+    im_h, im_w = im_size
+    short_side = min(im_h, im_w)
+    crop_boxes, layer_idxs = [[0, 0, im_w, im_h]], [0]
+
+    for layer in range(1, n_layers + 1):
+        n_per_side = 2**layer
+        overlap = int(overlap_ratio * short_side * (2 / n_per_side))
+        # n crops of length L overlapping by `overlap` cover n * L - (n - 1) * overlap pixels
+        crop_w = int(math.ceil((overlap * (n_per_side - 1) + im_w) / n_per_side))
+        crop_h = int(math.ceil((overlap * (n_per_side - 1) + im_h) / n_per_side))
+        x0s = [int((crop_w - overlap) * i) for i in range(n_per_side)]
+        y0s = [int((crop_h - overlap) * i) for i in range(n_per_side)]
+        for x0, y0 in product(x0s, y0s):
+            crop_boxes.append([x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)])
+            layer_idxs.append(layer)
+    return crop_boxes, layer_idxs
+
+
+def uncrop_boxes_xyxy(boxes: torch.Tensor, crop_box: List[int]) -> torch.Tensor:
+    """Shift (..., 4) XYXY boxes from a crop's frame to the full image's frame."""
+    x0, y0 = crop_box[0], crop_box[1]
+    return boxes + torch.tensor([x0, y0, x0, y0], device=boxes.device)
+
+
+def uncrop_points(points: torch.Tensor, crop_box: List[int]) -> torch.Tensor:
+    """Shift (..., 2) points (x, y) from a crop's frame to the full image's frame."""
+    return points + torch.tensor([crop_box[0], crop_box[1]], device=points.device)
+
+
+def uncrop_masks(masks: torch.Tensor, crop_box: List[int], orig_h: int, orig_w: int) -> torch.Tensor:
+    """Pad BxhxW masks of a crop with zeros to Bx orig_h x orig_w, the crop sitting where it was cut."""
+    x0, y0, x1, y1 = crop_box
+    if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
+        return masks
+    pad = (x0, orig_w - x1, y0, orig_h - y1)  # (left, right, top, bottom)
+    return torch.nn.functional.pad(masks, pad, value=0)
+
+
+def is_box_near_crop_edge(
+    boxes: torch.Tensor, crop_box: List[int], orig_box: List[int], atol: float = 20.0
+) -> torch.Tensor:
+    """(B,) True for boxes (in the crop's frame) within ``atol`` pixels of a crop edge that is not also an
+    edge of the image: such masks were probably cut off by the crop."""
+    crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
+    image = torch.as_tensor(orig_box, dtype=torch.float, device=boxes.device)
+    boxes = uncrop_boxes_xyxy(boxes, crop_box).float()
+    near_crop_edge = torch.isclose(boxes, crop[None, :], atol=atol, rtol=0)  # (B, 4)
+    near_image_edge = torch.isclose(boxes, image[None, :], atol=atol, rtol=0)
+    return (near_crop_edge & ~near_image_edge).any(dim=1)
+
+
+# ---- boxes and scores -----------------------------------------------------------------------------------
+
+
+def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) boolean masks -> (..., 4) int64 XYXY boxes, inclusive of the last row/column.
+
+    An empty mask gets the box [0, 0, 0, 0].
+    """
+    if masks.numel() == 0:
+        return torch.zeros(*masks.shape[:-2], 4, dtype=torch.long, device=masks.device)
+    h, w = masks.shape[-2:]
+    rows = masks.any(dim=-1)  # (..., H): does the mask touch this row?
+    cols = masks.any(dim=-2)  # (..., W)
+    # argmax returns the first maximum: the first covered row from the top, and from the bottom
+    top = rows.to(torch.uint8).argmax(dim=-1)
+    bottom = h - 1 - rows.flip(-1).to(torch.uint8).argmax(dim=-1)
+    left = cols.to(torch.uint8).argmax(dim=-1)
+    right = w - 1 - cols.flip(-1).to(torch.uint8).argmax(dim=-1)
+    boxes = torch.stack([left, top, right, bottom], dim=-1)  # (..., 4)
+    return boxes * rows.any(dim=-1, keepdim=True)  # empty masks -> zeros
+
+
+def box_xyxy_to_xywh(box_xyxy: Any) -> Any:
+    """[x1, y1, x2, y2] -> [x, y, width, height] for one box (tensor, array or list); returns a copy."""
+    x1, y1, x2, y2 = box_xyxy
+    box = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else np.array(box_xyxy)
+    box[2], box[3] = x2 - x1, y2 - y1
+    return box
+
+
+def calculate_stability_score(
+    masks: torch.Tensor, mask_threshold: float, threshold_offset: float
+) -> torch.Tensor:
+    """IoU between the mask cut at ``threshold + offset`` and the mask cut at ``threshold - offset``.
+
+    ``masks`` are (..., H, W) logits; returns (...) scores in [0, 1]. The high-cut mask lies inside the
+    low-cut one, so the IoU is simply the ratio of their areas. A mask that barely changes when the
+    cut-off moves is "stable"; a blurry one is not. (An all-background mask gives nan.)
+    """
+    area_high = (masks > mask_threshold + threshold_offset).sum(dim=(-2, -1))
+    area_low = (masks > mask_threshold - threshold_offset).sum(dim=(-2, -1))
+    return area_high / area_low
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) XYXY -> (N,) areas (x2 - x1) * (y2 - y1)."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """(N, 4) and (M, 4) XYXY boxes -> (N, M) intersection over union."""
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression, written out: indices of the kept boxes, best score first.
+
+    Walk the boxes from the highest score down; keep a box unless it overlaps an already kept box with
+    IoU > ``iou_threshold``. Equal scores keep their input order (a stable sort), like torchvision.
+    """
+    order = torch.sort(scores, descending=True, stable=True).indices
+    iou = box_iou(boxes[order], boxes[order])  # (N, N), in score order
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return order[torch.as_tensor(keep, dtype=torch.long, device=boxes.device)]
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS within each category ``idxs``: torchvision's when it is installed, otherwise ``nms`` above.
+
+    Boxes of different categories never suppress each other: each category is moved to its own region
+    of the plane (offset by more than the largest coordinate) and one NMS is run over all of them.
+    """
+    try:
+        from torchvision.ops import batched_nms as torchvision_batched_nms
+    except ImportError:
+        torchvision_batched_nms = None
+    if torchvision_batched_nms is not None:
+        return torchvision_batched_nms(boxes, scores, idxs.to(boxes.device), iou_threshold)
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    offsets = idxs.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+# ---- run-length encoding --------------------------------------------------------------------------------
+
+
+def mask_to_rle_pytorch(masks: torch.Tensor) -> List[Dict[str, Any]]:
+    """BxHxW boolean masks -> B uncompressed RLEs (COCO layout, see the module docstring)."""
+    b, h, w = masks.shape
+    if b == 0:
+        return []
+    flat = masks.transpose(1, 2).reshape(b, h * w)  # (B, H*W), column by column
+    mask_idx, change_at = (flat[:, 1:] != flat[:, :-1]).nonzero(as_tuple=True)
+    changes_per_mask = torch.bincount(mask_idx, minlength=b).tolist()
+    starts_of_runs = (change_at + 1).split(changes_per_mask)  # where each new run begins, per mask
+    first_pixels = flat[:, 0].tolist()
+    rles = []
+    for starts, first_pixel in zip(starts_of_runs, first_pixels):
+        counts = np.diff([0, *starts.tolist(), h * w]).tolist()
+        if first_pixel:
+            counts = [0, *counts]  # counts always begin with a run of zeros
+        rles.append({"size": [h, w], "counts": counts})
+    return rles
+
+
+def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
+    """Uncompressed RLE -> HxW boolean mask."""
+    h, w = rle["size"]
+    counts = rle["counts"]
+    values = np.arange(len(counts)) % 2 == 1  # runs alternate zeros, ones, zeros, ...
+    column_major = np.repeat(values, counts)  # (H*W,)
+    return column_major.reshape(w, h).T
+
+
+def area_from_rle(rle: Dict[str, Any]) -> int:
+    """Number of pixels set in an uncompressed RLE: the sum of its runs of ones."""
+    return sum(rle["counts"][1::2])
+
+
+def coco_encode_rle(uncompressed_rle: Dict[str, Any]) -> Dict[str, Any]:
+    """Compress an RLE to COCO's string form with pycocotools (``pip install sam-from-scratch[coco]``)."""
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError as error:
+        raise ImportError(
+            "output_mode='coco_rle' needs pycocotools: pip install pycocotools "
+            "(or use output_mode='uncompressed_rle', which needs nothing extra)"
+        ) from error
+    h, w = uncompressed_rle["size"]
+    rle = coco_mask.frPyObjects(uncompressed_rle, h, w)
+    rle["counts"] = rle["counts"].decode("utf-8")  # bytes -> str, so the record can be saved as JSON
+    return rle
+
+
+# ---- small-region clean-up -----------------------------------------------------------------------------
+
+
+def label_connected_components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Label the 8-connected regions of an HxW boolean mask.
+
+    Returns ``labels`` (HxW int32: 0 outside the mask, 1..K inside, numbered in the order a row-by-row
+    scan first meets each region, as OpenCV numbers them) and ``areas`` ((K,) int64 pixel counts).
+
+    Pure numpy (no OpenCV or SciPy needed), in three steps:
+      1. split every row into runs of set pixels;
+      2. link each run to the runs of the next row that it touches (overlap, or meet at a corner);
+      3. merge linked runs with a vectorised union-find whose roots are the lowest run index.
+    """
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1)  # (H, W+1): +1 where a run starts, -1 just after it ends
+    run_row, run_start = np.nonzero(steps == 1)  # runs sorted row by row, left to right
+    _, run_end = np.nonzero(steps == -1)  # exclusive ends, same order
+    n_runs = len(run_row)
+
+    # Step 2. A run [s, e) in row r touches a run [s', e') in row r + 1 when s' <= e and s <= e'.
+    # Keys row * stride + column sort all runs in one array, so one searchsorted finds, for every run,
+    # the slice [first, last) of touching runs in the next row.
+    stride = w + 2
+    start_keys, end_keys = run_row * stride + run_start, run_row * stride + run_end
+    next_row = (run_row + 1) * stride
+    first = np.searchsorted(end_keys, next_row + run_start, side="left")  # first run with e' >= s
+    last = np.searchsorted(start_keys, next_row + run_end, side="right")  # after the last with s' <= e
+    n_links = np.clip(last - first, 0, None)
+    run_a = np.repeat(np.arange(n_runs), n_links)
+    offsets_in_slice = np.arange(n_links.sum()) - np.repeat(np.cumsum(n_links) - n_links, n_links)
+    run_b = np.repeat(first, n_links) + offsets_in_slice
+
+    # Step 3. parent[i] <= i always; hook the larger root under the smaller, then compress paths.
+    parent = np.arange(n_runs)
+    while True:
+        root_a, root_b = parent[run_a], parent[run_b]
+        differ = root_a != root_b
+        if not differ.any():
+            break
+        np.minimum.at(parent, np.maximum(root_a, root_b)[differ], np.minimum(root_a, root_b)[differ])
+        while not np.array_equal(parent[parent], parent):
+            parent = parent[parent]
+    roots, run_label = np.unique(parent, return_inverse=True)  # labels 0..K-1 in scan order
+    run_length = run_end - run_start
+    areas = np.bincount(run_label, weights=run_length, minlength=len(roots)).astype(np.int64)
+
+    # Paint each run's label into the image.
+    pixel_run = np.repeat(np.arange(n_runs), run_length)
+    column = run_start[pixel_run] + np.arange(len(pixel_run)) - np.repeat(np.cumsum(run_length) - run_length, run_length)
+    labels = np.zeros((h, w), dtype=np.int32)
+    labels[run_row[pixel_run], column] = run_label[pixel_run] + 1
+    return labels, areas
+
+
+def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tuple[np.ndarray, bool]:
+    """Fill small holes (``mode="holes"``) or drop small islands (``mode="islands"``) of an HxW mask.
+
+    A hole is an 8-connected background region smaller than ``area_thresh`` pixels (a small background
+    region at the image border counts too); an island is such a foreground region. If every island is
+    small, the largest one stays. Returns the new mask and whether anything changed.
+    """
+    if mode not in ("holes", "islands"):
+        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    fill_holes = mode == "holes"
+    labels, areas = label_connected_components(~mask if fill_holes else mask)
+    small = np.flatnonzero(areas < area_thresh) + 1  # labels of small regions
+    if len(small) == 0:
+        return mask, False
+    if fill_holes:
+        return mask | np.isin(labels, small), True
+    large = np.flatnonzero(areas >= area_thresh) + 1
+    if len(large) == 0:
+        large = [int(np.argmax(areas)) + 1]
+    return np.isin(labels, large), True
+
+
+# ---- a table of per-mask data ----------------------------------------------------------------------------
+
+
+class MaskData:
+    """Columns of per-mask data (tensors, arrays or lists of equal length) filtered and joined together.
+
+    ``data.filter(keep)`` keeps the same rows of every column (``keep`` is a boolean mask or indices);
+    ``data.cat(other)`` appends another table's rows.
+    """
+
+    def __init__(self, **columns: Any) -> None:
+        self._columns: Dict[str, Any] = {}
+        for key, value in columns.items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(value, (list, np.ndarray, torch.Tensor)):
+            raise TypeError(f"MaskData column {key!r} must be a list, array or tensor, got {type(value).__name__}")
+        self._columns[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._columns[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._columns[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._columns
+
+    def items(self):
+        return self._columns.items()
+
+    def filter(self, keep: torch.Tensor) -> None:
+        keep = torch.as_tensor(keep)
+        index = keep.nonzero().flatten() if keep.dtype == torch.bool else keep.flatten()
+        index_list = index.tolist()
+        for key, value in self._columns.items():
+            if isinstance(value, torch.Tensor):
+                self._columns[key] = value[index.to(value.device)]
+            elif isinstance(value, np.ndarray):
+                self._columns[key] = value[np.asarray(index_list, dtype=np.int64)]
+            else:
+                self._columns[key] = [value[i] for i in index_list]
+
+    def cat(self, other: "MaskData") -> None:
+        for key, value in other.items():
+            if key not in self._columns:
+                self._columns[key] = value
+            elif isinstance(value, torch.Tensor):
+                self._columns[key] = torch.cat([self._columns[key], value], dim=0)
+            elif isinstance(value, np.ndarray):
+                self._columns[key] = np.concatenate([self._columns[key], value], axis=0)
+            else:
+                self._columns[key] = self._columns[key] + list(value)
+
+    def to_numpy(self) -> None:
+        for key, value in self._columns.items():
+            if isinstance(value, torch.Tensor):
+                self._columns[key] = value.detach().cpu().numpy()

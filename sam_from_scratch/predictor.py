@@ -1,0 +1,312 @@
+"""SamPredictor: compute an image's embedding once, then ask for masks from many prompts.
+
+The image encoder is by far the slow part of SAM (hundreds of times the cost of the decoder), so the
+predictor runs it once in ``set_image`` and keeps the embedding; every ``predict`` call afterwards only
+runs the prompt encoder and the mask decoder.
+
+Same constructor, methods, arguments and return values as the official ``SamPredictor``. On top of it,
+every public method checks its input and raises ``SamInputError`` (a ``ValueError``) that names the
+argument, what was expected and what arrived. Conversions done for you, where the meaning is clear:
+
+- a grayscale HxW (or HxWx1) image is repeated into three channels; an RGBA image loses its alpha;
+- a (256, 256) ``mask_input`` (more generally the model's low-resolution size) gains its batch axis;
+- a box of shape (1, 4) is accepted like one of shape (4,).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .errors import SamInputError, check_choice, input_error
+from .transforms import ResizeLongestSide
+
+
+def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
+    """Check a user's image and return it as HxWx3 uint8.
+
+    Accepts HxW or HxWx1 (grayscale, repeated to three channels), HxWx3, and HxWx4 (alpha dropped).
+    Rejects, with a message saying how to fix it: non-arrays, other dtypes, other numbers of dimensions,
+    channel-first (CxHxW) layouts, empty images and more than four channels.
+    """
+    if not isinstance(image, np.ndarray):
+        hint = "Convert a PIL image with np.asarray(image.convert('RGB'))." if hasattr(image, "convert") else ""
+        if isinstance(image, torch.Tensor):
+            hint = "Use image.permute(1, 2, 0).cpu().numpy() for a CxHxW tensor, or set_torch_image."
+        raise input_error(argument, "a numpy array of shape (H, W, 3) and dtype uint8", image, hint)
+    if image.ndim not in (2, 3):
+        raise input_error(argument, "an array with 2 (H, W) or 3 (H, W, C) dimensions", image)
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] > 4:
+        raise input_error(
+            argument, "channels last, (H, W, C)", image, "It looks channels-first: use image.transpose(1, 2, 0)."
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise input_error(argument, "an image with at least one pixel", image)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels not in (1, 3, 4):
+        raise input_error(argument, "1 (gray), 3 (RGB) or 4 (RGBA) channels in the last axis", image)
+    if image.dtype != np.uint8:
+        hint = "For floats in [0, 1] use (image * 255).round().astype(np.uint8)." if image.dtype.kind == "f" else ""
+        raise input_error(argument, "dtype uint8 with values 0..255", image, hint)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, :3]
+
+
+class SamPredictor:
+    """Predict masks for one image from points, boxes and low-resolution mask prompts.
+
+    Args:
+        sam_model: a ``Sam`` (ours or the official one; only its public attributes are used).
+    """
+
+    def __init__(self, sam_model) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.reset_image()
+
+    # ---- the image ---------------------------------------------------------------------------------------
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Compute and keep the embedding of ``image``.
+
+        Args:
+            image: (H, W, 3) uint8 array, values 0..255. Also (H, W) or (H, W, 1) grayscale, repeated to
+                three channels, and (H, W, 4) with alpha, which is dropped.
+            image_format: "RGB" or "BGR" (OpenCV's order): the channel order of ``image``.
+        """
+        check_choice("image_format", image_format, ("RGB", "BGR"))
+        image = as_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]  # reverse the channel order
+        input_image = self.transform.apply_image(image)  # (h, w, 3), longest side = img_size
+        input_image_torch = torch.as_tensor(input_image, device=self.device)
+        input_image_torch = input_image_torch.permute(2, 0, 1).contiguous()[None]  # (1, 3, h, w)
+        self.set_torch_image(input_image_torch, image.shape[:2])
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
+        """Compute and keep the embedding of an image already resized with ``ResizeLongestSide``.
+
+        Args:
+            transformed_image: (1, 3, h, w) tensor, values 0..255, with max(h, w) == img_size.
+            original_image_size: (H, W) of the image before resizing; masks are returned at this size.
+        """
+        img_size = self.model.image_encoder.img_size
+        if not isinstance(transformed_image, torch.Tensor):
+            raise input_error("transformed_image", "a torch.Tensor of shape (1, 3, h, w)", transformed_image)
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size:
+            raise input_error(
+                "transformed_image",
+                f"shape (1, 3, h, w) with max(h, w) == {img_size} (resize with ResizeLongestSide({img_size}))",
+                transformed_image,
+            )
+        if (
+            not isinstance(original_image_size, (tuple, list, torch.Size))
+            or len(original_image_size) != 2
+            or not all(int(s) == s and s > 0 for s in original_image_size)
+        ):
+            raise input_error("original_image_size", "(H, W), two positive integers", original_image_size)
+        self.reset_image()
+        self.original_size = tuple(int(s) for s in original_image_size)
+        self.input_size = tuple(shape[-2:])
+        input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
+        self.features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The embedding of the current image, (1, C, h, w): C=256 and h=w=64 for the official models."""
+        self._require_image("get_image_embedding")
+        return self.features
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features = None
+        self.original_size = None
+        self.input_size = None
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None
+
+    # ---- prompts -----------------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for one set of prompts on the current image, in the original image's pixels.
+
+        Args:
+            point_coords: (N, 2) array of points (x, y) in pixels.
+            point_labels: (N,) array, 1 for a foreground point, 0 for a background point.
+            box: (4,) array (x1, y1, x2, y2) in pixels; (1, 4) is accepted too.
+            mask_input: (1, 256, 256) low-resolution logits, usually the best of a previous call's third
+                output; (256, 256) gains its batch axis. (256 is 4x the embedding size, 64 for the tiny
+                model.)
+            multimask_output: three masks for an ambiguous prompt (a single click) instead of one.
+            return_logits: return the logits instead of thresholded masks.
+
+        Returns:
+            masks (C, H, W) bool (float32 logits if ``return_logits``), C = 3 or 1;
+            iou_predictions (C,) float32, the model's estimate of each mask's quality;
+            low_res_logits (C, 256, 256) float32, to pass back as ``mask_input``.
+        """
+        self._require_image("predict")
+        coords_torch = labels_torch = box_torch = mask_torch = None
+        if point_coords is not None:
+            coords, labels = self._check_points(point_coords, point_labels)
+            coords = self.transform.apply_coords(coords, self.original_size)
+            coords_torch = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]  # (1, N, 2)
+            labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]  # (1, N)
+        elif point_labels is not None:
+            raise input_error("point_coords", "an (N, 2) array because point_labels was given", point_coords)
+        if box is not None:
+            box = self.transform.apply_boxes(self._check_box(box), self.original_size)  # (1, 4)
+            box_torch = torch.as_tensor(box, dtype=torch.float, device=self.device)[None]  # (1, 1, 4)
+        if mask_input is not None:
+            mask = self._check_mask_input(mask_input)  # (1, 256, 256)
+            mask_torch = torch.as_tensor(mask, dtype=torch.float, device=self.device)[None]  # (1, 1, 256, 256)
+
+        masks, iou_predictions, low_res_masks = self.predict_torch(
+            coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits=return_logits
+        )
+        return (
+            masks[0].detach().cpu().numpy(),
+            iou_predictions[0].detach().cpu().numpy(),
+            low_res_masks[0].detach().cpu().numpy(),
+        )
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masks for a batch of B prompts on the current image. Prompts must already be in the resized
+        frame (``predictor.transform.apply_coords_torch`` / ``apply_boxes_torch``).
+
+        Args:
+            point_coords: (B, N, 2) tensor of points (x, y), or None.
+            point_labels: (B, N) tensor of 1 (foreground) / 0 (background), or None.
+            boxes: (B, 4) tensor (x1, y1, x2, y2), or None.
+            mask_input: (B, 1, 256, 256) low-resolution logits, or None.
+            multimask_output, return_logits: as in ``predict``.
+
+        Returns:
+            masks (B, C, H, W), iou_predictions (B, C) and low_res_logits (B, C, 256, 256) tensors.
+        """
+        self._require_image("predict_torch")
+        self._check_torch_prompts(point_coords, point_labels, boxes, mask_input)
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse_embeddings, dense_embeddings = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res_masks, iou_predictions = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse_embeddings,
+            dense_prompt_embeddings=dense_embeddings,
+            multimask_output=multimask_output,
+        )  # (B, C, 4h, 4w), (B, C)
+        masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)  # (B, C, H, W)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou_predictions, low_res_masks
+
+    # ---- input checks ------------------------------------------------------------------------------------
+
+    def _require_image(self, method: str) -> None:
+        if not self.is_image_set:
+            raise RuntimeError(f"{method}: no image is set. Call predictor.set_image(image) first.")
+
+    @property
+    def _low_res_size(self) -> Tuple[int, int]:
+        """(4h, 4w): the size of the decoder's low-resolution logits and of mask prompts."""
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    def _check_points(self, point_coords, point_labels) -> Tuple[np.ndarray, np.ndarray]:
+        if not isinstance(point_coords, np.ndarray):
+            raise input_error("point_coords", "a numpy array of shape (N, 2)", point_coords, "Wrap it: np.array(...).")
+        if point_coords.ndim != 2 or point_coords.shape[1] != 2 or point_coords.shape[0] == 0:
+            hint = "For one point use np.array([[x, y]])." if point_coords.shape == (2,) else ""
+            raise input_error("point_coords", "shape (N, 2) with N >= 1, one (x, y) per row", point_coords, hint)
+        if point_coords.dtype.kind not in "iuf":
+            raise input_error("point_coords", "numbers (x, y) in pixels", point_coords)
+        if not np.isfinite(point_coords).all():
+            raise input_error("point_coords", "finite numbers (no NaN or inf)", point_coords.tolist())
+        n = point_coords.shape[0]
+        if point_labels is None:
+            raise SamInputError(
+                f"point_labels: expected an array of {n} labels (1 = foreground, 0 = background) "
+                "because point_coords was given, got None."
+            )
+        if not isinstance(point_labels, np.ndarray):
+            raise input_error("point_labels", f"a numpy array of shape ({n},)", point_labels, "Wrap it: np.array(...).")
+        if point_labels.shape != (n,):
+            raise input_error("point_labels", f"shape ({n},), one label per point in point_coords", point_labels)
+        if not np.isin(point_labels, (0, 1)).all():
+            raise input_error("point_labels", "values in {0, 1} (1 = foreground, 0 = background)", point_labels.tolist())
+        return point_coords, point_labels
+
+    def _check_box(self, box) -> np.ndarray:
+        if not isinstance(box, np.ndarray):
+            raise input_error("box", "a numpy array [x1, y1, x2, y2] of shape (4,)", box, "Wrap it: np.array(...).")
+        if box.shape not in ((4,), (1, 4)) or box.dtype.kind not in "iuf":
+            raise input_error("box", "4 numbers [x1, y1, x2, y2], shape (4,) or (1, 4)", box)
+        x1, y1, x2, y2 = box.reshape(4).tolist()
+        if not np.isfinite(box).all():
+            raise input_error("box", "finite numbers (no NaN or inf)", box.tolist())
+        if x2 < x1 or y2 < y1:
+            raise SamInputError(
+                f"box: expected x1 <= x2 and y1 <= y2 (corners [x1, y1, x2, y2]), got {box.tolist()}. "
+                "Is it [x, y, width, height]? Then pass [x, y, x + width, y + height]."
+            )
+        return box.reshape(1, 4)
+
+    def _check_mask_input(self, mask_input) -> np.ndarray:
+        h, w = self._low_res_size
+        if not isinstance(mask_input, np.ndarray):
+            raise input_error("mask_input", f"a numpy array of shape (1, {h}, {w})", mask_input)
+        if mask_input.shape == (h, w):
+            mask_input = mask_input[None]  # (1, h, w)
+        if mask_input.shape != (1, h, w):
+            hint = ""
+            if mask_input.ndim == 3 and mask_input.shape[1:] == (h, w):
+                hint = "Pass one mask: the best of a previous call's low_res_logits[i:i + 1]."
+            raise input_error("mask_input", f"shape (1, {h}, {w}) (low-resolution logits)", mask_input, hint)
+        return mask_input
+
+    def _check_torch_prompts(self, point_coords, point_labels, boxes, mask_input) -> None:
+        """Shape checks for predict_torch, cheap enough for the automatic generator's hot loop."""
+        if point_coords is not None:
+            if not isinstance(point_coords, torch.Tensor) or point_coords.ndim != 3 or point_coords.shape[-1] != 2:
+                raise input_error("point_coords", "a tensor of shape (B, N, 2)", point_coords)
+            if not isinstance(point_labels, torch.Tensor) or tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+                raise input_error(
+                    "point_labels", f"a tensor of shape {tuple(point_coords.shape[:2])}, one label per point",
+                    point_labels,
+                )
+        if boxes is not None and (not isinstance(boxes, torch.Tensor) or boxes.shape[-1] != 4 or boxes.ndim not in (2, 3)):
+            raise input_error("boxes", "a tensor of shape (B, 4)", boxes)
+        if mask_input is not None:
+            h, w = self._low_res_size
+            if not isinstance(mask_input, torch.Tensor) or mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, h, w):
+                raise input_error("mask_input", f"a tensor of shape (B, 1, {h}, {w})", mask_input)
+
+
+__all__ = ["SamPredictor", "as_rgb_uint8"]

@@ -1,0 +1,247 @@
+"""The state behind the click-to-segment widget, kept apart from any user interface.
+
+A :class:`PromptState` holds what the learner has said so far (positive and negative points, an optional
+box), which of the candidate masks they picked, and a history so that every change can be undone and redone.
+
+Each change makes a new immutable :class:`PromptSnapshot`. A snapshot also remembers the prediction made for
+it (masks, predicted IoU, low-resolution logits) and the ``mask_input`` that prediction was made with, so that
+undo brings back exactly the mask the learner saw before, without running the model again.
+
+Nothing here imports torch or a plotting library: the widget (``sam_from_scratch.widgets``) turns mouse events
+into calls on this class and draws what it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["Prediction", "PromptSnapshot", "PromptState"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the predictor returned for one snapshot.
+
+    masks: (C, H, W) bool, C = 3 in multimask mode, 1 otherwise.
+    scores: (C,) float, the predicted IoU of each mask.
+    low_res_logits: (C, 256, 256) float, the logits a later prompt may feed back as ``mask_input``.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+    @property
+    def best_index(self) -> int:
+        """Index of the mask with the highest predicted IoU."""
+        return int(np.argmax(self.scores))
+
+
+@dataclass(frozen=True)
+class PromptSnapshot:
+    """One point in the history: the prompts, the mask chosen, and the prediction made for them.
+
+    points: tuple of (x, y) in image pixel coordinates (x to the right, y down).
+    labels: tuple of 1 (positive, "this is the object") or 0 (negative, "this is not").
+    box: (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, or None.
+    mask_input: (1, 256, 256) logits the prediction was (or will be) made with, or None.
+    chosen: index of the candidate mask the learner picked, or None for "the highest predicted IoU".
+    prediction: the predictor's answer for these prompts, or None while not yet predicted.
+    """
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: Optional[tuple[float, float, float, float]] = None
+    mask_input: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    chosen: Optional[int] = None
+    prediction: Optional[Prediction] = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is neither a point nor a box, so there is nothing to predict."""
+        return not self.points and self.box is None
+
+
+class PromptState:
+    """Points, labels, box, chosen mask and an undo/redo history for one image.
+
+    Every method that changes the prompts pushes the current snapshot onto the undo stack and clears the
+    redo stack, like a text editor. ``refine=True`` makes each new prompt carry the previous best
+    low-resolution logits as ``mask_input`` (what SAM was trained to use for follow-up clicks);
+    removing prompts (clear points, clear box, reset) drops them, since they describe the old prompts.
+    """
+
+    def __init__(self, refine: bool = True, max_history: int = 100) -> None:
+        if max_history < 1:
+            raise ValueError(f"max_history must be at least 1, got {max_history}")
+        self.refine = refine
+        self.max_history = max_history
+        self.current = PromptSnapshot()
+        self._undo: list[PromptSnapshot] = []
+        self._redo: list[PromptSnapshot] = []
+
+    # ----- reading -----------------------------------------------------------------------------------
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        return self.current.points
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return self.current.labels
+
+    @property
+    def box(self) -> Optional[tuple[float, float, float, float]]:
+        return self.current.box
+
+    @property
+    def prediction(self) -> Optional[Prediction]:
+        return self.current.prediction
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def chosen_index(self) -> Optional[int]:
+        """The mask shown: the learner's pick, else the highest predicted IoU; None before any prediction."""
+        prediction = self.current.prediction
+        if prediction is None:
+            return None
+        if self.current.chosen is not None and self.current.chosen < len(prediction.scores):
+            return self.current.chosen
+        return prediction.best_index
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The chosen mask, (H, W) bool, or None when nothing has been predicted."""
+        index = self.chosen_index
+        return None if index is None else self.current.prediction.masks[index]
+
+    def predictor_kwargs(self, multimask_output: bool = True) -> dict:
+        """Keyword arguments for ``SamPredictor.predict`` describing the current prompts.
+
+        point_coords: (N, 2) float32 or None; point_labels: (N,) int64 or None; box: (4,) float32 or None;
+        mask_input: (1, 256, 256) float32 or None.
+        """
+        snapshot = self.current
+        coords = np.asarray(snapshot.points, dtype=np.float32).reshape(-1, 2) if snapshot.points else None
+        labels = np.asarray(snapshot.labels, dtype=np.int64) if snapshot.labels else None
+        box = None if snapshot.box is None else np.asarray(snapshot.box, dtype=np.float32)
+        return dict(
+            point_coords=coords,
+            point_labels=labels,
+            box=box,
+            mask_input=snapshot.mask_input,
+            multimask_output=multimask_output,
+        )
+
+    # ----- changing the prompts (each is one undo step) ---------------------------------------------------
+    def add_point(self, x: float, y: float, positive: bool = True) -> None:
+        """Add a positive (label 1) or negative (label 0) point at pixel (x, y)."""
+        x, y = _finite_number("x", x), _finite_number("y", y)
+        snapshot = self.current
+        self._push(
+            PromptSnapshot(
+                points=snapshot.points + ((x, y),),
+                labels=snapshot.labels + (1 if positive else 0,),
+                box=snapshot.box,
+                mask_input=self._carried_logits(),
+            )
+        )
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Set (or replace) the box; the corners may come in any order, e.g. from a drag up and to the left."""
+        x0, y0, x1, y1 = (_finite_number(n, v) for n, v in zip(("x0", "y0", "x1", "y1"), (x0, y0, x1, y1)))
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        snapshot = self.current
+        self._push(
+            PromptSnapshot(
+                points=snapshot.points, labels=snapshot.labels, box=box, mask_input=self._carried_logits()
+            )
+        )
+
+    def clear_points(self) -> None:
+        """Remove every point, keep the box."""
+        if self.current.points:
+            self._push(PromptSnapshot(box=self.current.box))
+
+    def clear_box(self) -> None:
+        """Remove the box, keep the points."""
+        if self.current.box is not None:
+            self._push(PromptSnapshot(points=self.current.points, labels=self.current.labels))
+
+    def reset(self) -> None:
+        """Start over with no prompts. Undo-able, so a mistaken reset costs nothing."""
+        if not self.current.is_empty:
+            self._push(PromptSnapshot())
+
+    def choose(self, index: int) -> None:
+        """Pick candidate mask `index` (0, 1 or 2) instead of the highest predicted IoU. Not an undo step."""
+        prediction = self.current.prediction
+        if prediction is None:
+            raise ValueError("choose: there are no candidate masks yet; add a point or a box first")
+        if not 0 <= index < len(prediction.scores):
+            raise ValueError(f"choose: index must be in [0, {len(prediction.scores) - 1}], got {index}")
+        self.current = replace(self.current, chosen=int(index))
+
+    def record_prediction(self, masks: np.ndarray, scores: np.ndarray, low_res_logits: np.ndarray) -> None:
+        """Attach the predictor's answer (masks C×H×W, scores C, logits C×256×256) to the current snapshot."""
+        masks, scores, low_res_logits = np.asarray(masks), np.asarray(scores), np.asarray(low_res_logits)
+        if masks.ndim != 3 or scores.shape != (masks.shape[0],) or low_res_logits.shape[0] != masks.shape[0]:
+            raise ValueError(
+                "record_prediction: expected masks (C, H, W), scores (C,) and low_res_logits (C, h, w) with the "
+                f"same C; got masks {masks.shape}, scores {scores.shape}, low_res_logits {low_res_logits.shape}"
+            )
+        chosen = self.current.chosen if self.current.chosen is not None and self.current.chosen < len(scores) else None
+        self.current = replace(
+            self.current,
+            prediction=Prediction(masks=masks.astype(bool), scores=scores, low_res_logits=low_res_logits),
+            chosen=chosen,
+        )
+
+    # ----- history --------------------------------------------------------------------------------------------
+    def undo(self) -> bool:
+        """Go back one step; returns False (and changes nothing) when there is nothing to undo."""
+        if not self._undo:
+            return False
+        self._redo.append(self.current)
+        self.current = self._undo.pop()
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply the last undone step; returns False when there is nothing to redo."""
+        if not self._redo:
+            return False
+        self._undo.append(self.current)
+        self.current = self._redo.pop()
+        return True
+
+    def _push(self, snapshot: PromptSnapshot) -> None:
+        self._undo.append(self.current)
+        del self._undo[: -self.max_history]
+        self._redo.clear()
+        self.current = snapshot
+
+    def _carried_logits(self) -> Optional[np.ndarray]:
+        """Low-res logits of the mask currently shown, (1, 256, 256), when refining; else None."""
+        index = self.chosen_index
+        if not self.refine or index is None:
+            return None
+        return self.current.prediction.low_res_logits[index][None]  # (256, 256) -> (1, 256, 256)
+
+
+def _finite_number(name: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    return number

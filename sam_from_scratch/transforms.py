@@ -1,0 +1,121 @@
+"""Moving images, prompts and masks between the user's frame and the model's frame.
+
+SAM sees every image at one size: the longest side is resized to ``image_encoder.img_size`` (1024 for
+the released models, 256 for our tiny one) keeping the aspect ratio, then the image is padded at the
+bottom and right to a square (the padding happens in ``Sam.preprocess``). Prompts given in pixels of the
+original image are scaled into the resized frame, and the masks the model predicts are mapped back:
+upscaled to the square input, the padding cropped away, then resized to the original size.
+
+``ResizeLongestSide`` has the same methods, arguments and results as the official class of that name,
+so code written for one works with the other.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+class ResizeLongestSide:
+    """Resize so that the longest side equals ``target_length``; scale coordinates and boxes to match.
+
+    Numpy methods take single images and prompts as the user gives them; the ``*_torch`` methods take
+    batched tensors.
+    """
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    @staticmethod
+    def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> Tuple[int, int]:
+        """The (H, W) of an ``oldh`` x ``oldw`` image once its longest side is ``long_side_length``.
+
+        Rounds half up, as the official transform does: a 333x517 image at 1024 becomes 660x1024.
+        """
+        scale = long_side_length * 1.0 / max(oldh, oldw)
+        newh = int(oldh * scale + 0.5)
+        neww = int(oldw * scale + 0.5)
+        return newh, neww
+
+    # ---- images --------------------------------------------------------------------------------------
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """Resize an HxWxC uint8 image to new_h x new_w x C (bilinear, with Pillow's antialiasing).
+
+        Uses Pillow's resize, the resampling the official predictor uses, so the model sees the same
+        pixels as with the official code. Each channel is resampled on its own (for RGB this equals
+        resizing the RGB picture in one go).
+        """
+        newh, neww = self.get_preprocess_shape(image.shape[0], image.shape[1], self.target_length)
+        channels = image[:, :, None] if image.ndim == 2 else image
+        resized = [
+            np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c])).resize((neww, newh), Image.BILINEAR))
+            for c in range(channels.shape[2])
+        ]
+        out = np.stack(resized, axis=-1)  # (new_h, new_w, C)
+        return out[:, :, 0] if image.ndim == 2 else out
+
+    def apply_image_torch(self, image: torch.Tensor) -> torch.Tensor:
+        """Resize a Bx3xHxW float batch to Bx3x new_h x new_w (bilinear, antialiased).
+
+        Close to, but not bit-equal with, ``apply_image`` (Pillow rounds to uint8). The official version
+        computes the target size from the batch and channel axes by mistake; this one uses H and W.
+        """
+        newh, neww = self.get_preprocess_shape(image.shape[-2], image.shape[-1], self.target_length)
+        return F.interpolate(image, (newh, neww), mode="bilinear", align_corners=False, antialias=True)
+
+    # ---- coordinates and boxes -----------------------------------------------------------------------
+
+    def apply_coords(self, coords: np.ndarray, original_size: Tuple[int, ...]) -> np.ndarray:
+        """Scale (..., 2) pixel coordinates (x, y) of an ``original_size`` = (H, W) image into the resized
+        frame. Returns a new float64 array."""
+        scale_x, scale_y = self._scales(original_size)
+        coords = np.array(coords, dtype=float)  # a copy: the caller's array stays as it was
+        coords[..., 0] = coords[..., 0] * scale_x
+        coords[..., 1] = coords[..., 1] * scale_y
+        return coords
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: Tuple[int, ...]) -> np.ndarray:
+        """Scale Bx4 boxes (x1, y1, x2, y2) into the resized frame; returns Bx4 float64."""
+        corners = self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size)  # (B, 2 corners, xy)
+        return corners.reshape(-1, 4)
+
+    def apply_coords_torch(self, coords: torch.Tensor, original_size: Tuple[int, ...]) -> torch.Tensor:
+        """Torch version of ``apply_coords``: (..., 2) tensor in, new float32 tensor out."""
+        scale_x, scale_y = self._scales(original_size)
+        coords = coords.detach().clone().to(torch.float)
+        coords[..., 0] = coords[..., 0] * scale_x
+        coords[..., 1] = coords[..., 1] * scale_y
+        return coords
+
+    def apply_boxes_torch(self, boxes: torch.Tensor, original_size: Tuple[int, ...]) -> torch.Tensor:
+        """Torch version of ``apply_boxes``: Bx4 tensor in, Bx4 float32 tensor out."""
+        corners = self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size)  # (B, 2 corners, xy)
+        return corners.reshape(-1, 4)
+
+    def _scales(self, original_size: Sequence[int]) -> Tuple[float, float]:
+        old_h, old_w = original_size
+        new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
+        return new_w / old_w, new_h / old_h
+
+
+def masks_to_original_size(
+    masks: torch.Tensor,
+    input_size: Tuple[int, int],
+    original_size: Tuple[int, int],
+    img_size: int,
+) -> torch.Tensor:
+    """Map BxCxhxw mask logits from the model back onto the original image: BxCxHxW.
+
+    Three steps: upscale to the padded square input (img_size x img_size), crop the bottom/right
+    padding away to ``input_size`` (the resized image, H, W), then resize to ``original_size`` (H, W).
+    All resizing is bilinear on logits, so thresholding happens after, at full resolution.
+    This is what ``Sam.postprocess_masks`` does.
+    """
+    masks = F.interpolate(masks, (img_size, img_size), mode="bilinear", align_corners=False)
+    masks = masks[..., : input_size[0], : input_size[1]]  # (B, C, input_h, input_w)
+    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)

@@ -1,0 +1,563 @@
+"""Click to segment: interactive SAM widgets for JupyterLab (ipywidgets + ipympl).
+
+    from sam_from_scratch.widgets import ClickSegmenter, AutomaticMaskExplorer
+    segmenter = ClickSegmenter(image)          # image: (H, W, 3) uint8; the small model unless you pass one
+    segmenter                                  # last line of a cell: shows the widget
+
+In the picture: left click adds a positive point ("this is the object"), right click (or the
+"negative clicks" toggle, for touchpads) a negative one, and dragging draws a box. SAM answers with three
+candidate masks and their predicted IoU; the highest is shown, the buttons under the picture pick another.
+
+The image embedding is computed once, in ``set_image``; a click only runs the prompt encoder and the
+mask decoder (``predictor.predict``). Each new prompt feeds the previous mask's low-resolution logits back as
+``mask_input``, which is how SAM was trained to refine. The prompts and the undo/redo history live in a plain
+:class:`~sam_from_scratch.prompt_state.PromptState`; the callbacks here only translate events and draw.
+
+The figure is a ``matplotlib.figure.Figure`` on ipympl's canvas widget, made without pyplot, so it is never
+shown twice and works whatever ``%matplotlib`` backend the notebook uses. JupyterLab needs no extension build:
+ipympl and ipywidgets ship prebuilt ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import time
+import traceback
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .prompt_state import PromptState
+
+__all__ = ["AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "load_predictor", "object_colors"]
+
+DRAG_THRESHOLD_PX = 6  # a press and release further apart than this (screen pixels) is a box, not a click
+MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
+
+
+def object_colors(n: int) -> np.ndarray:
+    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20)."""
+    from matplotlib import colormaps
+
+    palette = [colormaps["tab10"](i) for i in range(10)] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
+    return np.array([palette[i % len(palette)][:3] for i in range(n)]).__mul__(255).round().astype(np.uint8)
+
+
+@dataclass
+class AcceptedObject:
+    """One object the learner kept. mask: (H, W) bool; color: (3,) uint8 RGB; score: predicted IoU."""
+
+    mask: np.ndarray
+    color: np.ndarray
+    score: float
+    points: tuple
+    labels: tuple
+    box: Optional[tuple]
+
+
+def load_predictor(model=None, device="auto"):
+    """A ``SamPredictor`` for `model`: a ``Sam`` module, a name for ``from_pretrained`` ("tiny", "vit_b", ...),
+    or None for the best model available here (Meta's vit_b when its checkpoint is in the cache, otherwise
+    the small model trained for this course)."""
+    from .build import from_pretrained, sam_model_registry
+    from .device import auto_device
+    from .predictor import SamPredictor
+
+    if model is None:
+        checkpoint = _cached_checkpoint("vit_b")
+        if checkpoint is not None:
+            model = sam_model_registry["vit_b"](checkpoint=checkpoint).to(auto_device(device))
+        else:
+            model = from_pretrained("tiny", device=device)
+    elif isinstance(model, str):
+        model = from_pretrained(model, device=device)
+    return SamPredictor(model)
+
+
+def _cached_checkpoint(variant: str):
+    try:
+        from .download import find_checkpoint
+    except ImportError:  # the download module is optional for the widgets
+        return None
+    return find_checkpoint(variant)
+
+
+def _model_name(predictor) -> str:
+    model = getattr(predictor, "model", None)
+    size = getattr(getattr(model, "image_encoder", None), "img_size", None)
+    return f"{type(model).__name__} ({size}px input)" if size else type(predictor).__name__
+
+
+def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 from a numpy array or PIL image; grayscale and RGBA are converted."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{argument}: expected an (H, W, 3) uint8 numpy array or a PIL image, got {type(image).__name__}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{argument}: expected shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{argument}: expected dtype uint8 (values 0..255), got {image.dtype}; use (x * 255).astype(np.uint8) for floats in [0, 1]")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def _widget_figure(height: int, width: int, display_width: int):
+    """A Figure on an ipympl Canvas widget, one axes filling it, no toolbar/header/footer."""
+    from ipympl.backend_nbagg import Canvas, FigureManager
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    scale = display_width / width
+    figure = Figure(figsize=(display_width / dpi, height * scale / dpi), dpi=dpi)
+    canvas = Canvas(figure)
+    FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
+    canvas.toolbar_visible = False  # pan/zoom modes would swallow the clicks
+    canvas.header_visible = False
+    canvas.footer_visible = False
+    canvas.resizable = False
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.set_axis_off()
+    return figure, canvas, axes
+
+
+def _png(array: np.ndarray) -> bytes:
+    with io.BytesIO() as buffer:
+        Image.fromarray(array).save(buffer, format="png")
+        return buffer.getvalue()
+
+
+class _WidgetBase:
+    """Error reporting and display shared by both widgets: ``self.widget`` is what the notebook shows."""
+
+    widget = None
+    status = None
+    last_error: Optional[BaseException] = None
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        color = "#b00020" if error else "inherit"
+        self.status.value = f'<span style="color:{color}">{escape(text)}</span>'
+
+    def _reported(self, callback: Callable) -> Callable:
+        """Wrap a UI callback so an exception is shown in the status line instead of lost in a log."""
+
+        @functools.wraps(callback)
+        def run(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - every error must reach the learner
+                self.last_error = error
+                self.last_traceback = traceback.format_exc()
+                self._set_status(f"Error: {type(error).__name__}: {error}", error=True)
+
+        return run
+
+
+class ClickSegmenter(_WidgetBase):
+    """Interactive click-to-segment widget for one image.
+
+    image: (H, W, 3) uint8 (or a PIL image); predictor: anything with the official ``SamPredictor`` API
+    (``set_image``, ``predict``); model: used when predictor is None (see :func:`load_predictor`).
+    mask_mode: "auto" (3 candidates for a single click, where a click is ambiguous, 1 mask once there are
+    more prompts, as SAM was trained), "multi" (always 3) or "single" (always 1).
+    refine: feed the previous mask's low-resolution logits back as ``mask_input``.
+    display_width: width of the picture on screen in pixels.
+
+    After clicking, ``mask`` is the shown mask (H, W) bool, ``masks``/``scores`` the candidates,
+    ``objects`` the accepted objects; ``label_map()`` and ``save_png()`` export them.
+    """
+
+    def __init__(
+        self,
+        image,
+        predictor=None,
+        *,
+        model=None,
+        mask_mode: str = "auto",
+        refine: bool = True,
+        display_width: int = 512,
+        save_path: str = "sam_objects.png",
+    ) -> None:
+        import ipywidgets as w
+
+        if mask_mode not in MASK_MODES.values():
+            raise ValueError(f"mask_mode: expected one of 'auto', 'multi', 'single', got {mask_mode!r}")
+        self.image = _as_rgb_uint8(image)
+        self.predictor = predictor if predictor is not None else load_predictor(model)
+        self.state = PromptState(refine=refine)
+        self.objects: list[AcceptedObject] = []
+        self.timings: dict[str, float] = {}
+        self._drag_start = None  # (x_px, y_px, x_data, y_data) of a press with the left button
+        self._updating_choice = False
+
+        height, width = self.image.shape[:2]
+        self.figure, self.canvas, self.axes = _widget_figure(height, width, display_width)
+        self._image_artist = self.axes.imshow(self.image, interpolation="antialiased")
+        self._overlay_artist = self.axes.imshow(np.zeros((height, width, 4), np.uint8), interpolation="nearest")
+        self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c="#2ecc40", edgecolors="white", linewidths=1.2, zorder=3)
+        self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c="#ff4136", edgecolors="white", linewidths=1.2, zorder=3)
+        from matplotlib.patches import Rectangle
+
+        self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="#ffdc00", linewidth=2, visible=False, zorder=2)
+        self._drag_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="white", linestyle="--", linewidth=1.5, visible=False, zorder=2)
+        self.axes.add_patch(self._box_artist)
+        self.axes.add_patch(self._drag_artist)
+        self.axes.set_xlim(-0.5, width - 0.5)
+        self.axes.set_ylim(height - 0.5, -0.5)
+        self.canvas.mpl_connect("button_press_event", self._reported(self._on_press))
+        self.canvas.mpl_connect("motion_notify_event", self._reported(self._on_motion))
+        self.canvas.mpl_connect("button_release_event", self._reported(self._on_release))
+
+        def button(description, action, tooltip, icon=""):
+            b = w.Button(description=description, tooltip=tooltip, icon=icon, layout=w.Layout(width="auto"))
+            b.on_click(self._reported(lambda _: action()))
+            return b
+
+        self.negative_toggle = w.ToggleButton(description="negative clicks", icon="minus-circle", tooltip="Left clicks add negative points (for touchpads)", layout=w.Layout(width="auto"))
+        self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value={v: k for k, v in MASK_MODES.items()}[mask_mode], tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"], style={"button_width": "70px"})
+        self.mode_buttons.observe(self._reported(lambda _: self._predict()), names="value")
+        self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "130px"})
+        self.choice_buttons.observe(self._reported(self._on_choice), names="value")
+        self.undo_button = button("undo", self.undo, "Undo the last prompt", "undo")
+        self.redo_button = button("redo", self.redo, "Redo", "repeat")
+        self.save_name = w.Text(value=save_path, layout=w.Layout(width="180px"), tooltip="file for 'save PNG'")
+        self.thumbnails = w.HBox([])
+        self.status = w.HTML()
+        self.status.add_class("sam-status")
+        self.canvas.add_class("sam-canvas")
+        controls = w.HBox([
+            self.negative_toggle, self.undo_button, self.redo_button,
+            button("clear points", self.clear_points, "Remove every point"),
+            button("clear box", self.clear_box, "Remove the box"),
+            button("reset", self.reset, "Remove every prompt (undo brings them back)", "trash"),
+        ], layout=w.Layout(flex_flow="row wrap"))
+        exports = w.HBox([
+            button("accept object", self.accept, "Keep this mask as an object and start the next one", "check"),
+            button("save PNG", lambda: self.save_png(self.save_name.value), "Write the overlay PNG and the label map (.npy)", "save"),
+            self.save_name,
+        ], layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([self.canvas, self.status, controls, self.mode_buttons, self.choice_buttons, self.thumbnails, exports])
+        self.widget.add_class("sam-click-segmenter")
+        self.set_image(self.image)
+
+    # ----- image -----------------------------------------------------------------------------------------
+    def set_image(self, image) -> None:
+        """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects."""
+        image = _as_rgb_uint8(image)
+        if image.shape != self.image.shape:
+            raise ValueError(f"image: a ClickSegmenter keeps its size; expected {self.image.shape}, got {image.shape}. Make a new ClickSegmenter.")
+        self._set_status("Computing the image embedding…")
+        start = time.perf_counter()
+        self.predictor.set_image(image)
+        self.timings["embedding_s"] = time.perf_counter() - start
+        self.image = image
+        self._image_artist.set_data(image)
+        self.state = PromptState(refine=self.state.refine)
+        self.objects = []
+        self._redraw()
+        height, width = image.shape[:2]
+        self._set_status(
+            f"Image {width}×{height} embedded in {self.timings['embedding_s']:.2f} s by {_model_name(self.predictor)}. "
+            "Left click: object · right click: not object · drag: box."
+        )
+
+    # ----- prompts (public: also usable from code) ---------------------------------------------------------
+    def add_point(self, x: float, y: float, positive: bool = True) -> None:
+        self.state.add_point(x, y, positive)
+        self._predict()
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.state.set_box(x0, y0, x1, y1)
+        self._predict()
+
+    def undo(self) -> None:
+        if not self.state.undo():
+            self._set_status("Nothing to undo.")
+            return
+        self._show_state("Undone.")
+
+    def redo(self) -> None:
+        if not self.state.redo():
+            self._set_status("Nothing to redo.")
+            return
+        self._show_state("Redone.")
+
+    def clear_points(self) -> None:
+        self.state.clear_points()
+        self._predict()
+
+    def clear_box(self) -> None:
+        self.state.clear_box()
+        self._predict()
+
+    def reset(self) -> None:
+        self.state.reset()
+        self._predict()
+
+    def choose(self, index: int) -> None:
+        """Show candidate mask `index` instead of the one with the highest predicted IoU."""
+        self.state.choose(index)
+        self._show_state()
+
+    # ----- results -------------------------------------------------------------------------------------------
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The mask shown now, (H, W) bool, or None."""
+        mask = self.state.mask
+        return None if mask is None else mask.copy()
+
+    @property
+    def masks(self) -> Optional[np.ndarray]:
+        prediction = self.state.prediction
+        return None if prediction is None else prediction.masks.copy()
+
+    @property
+    def scores(self) -> Optional[np.ndarray]:
+        prediction = self.state.prediction
+        return None if prediction is None else prediction.scores.copy()
+
+    def accept(self) -> AcceptedObject:
+        """Keep the shown mask as an object with its own colour, then start the next object."""
+        index = self.state.chosen_index
+        if index is None:
+            raise ValueError("accept: there is no mask yet; click on an object first")
+        state = self.state
+        kept = AcceptedObject(
+            mask=state.mask.copy(), color=object_colors(len(self.objects) + 1)[-1],
+            score=float(state.prediction.scores[index]), points=state.points, labels=state.labels, box=state.box,
+        )
+        self.objects.append(kept)
+        self.state = PromptState(refine=state.refine)
+        self._redraw()
+        self._set_status(f"Object {len(self.objects)} accepted ({int(kept.mask.sum())} px). Click the next object.")
+        return kept
+
+    def label_map(self) -> np.ndarray:
+        """(H, W) int32: 0 for background, k for the k-th accepted object (later objects on top)."""
+        labels = np.zeros(self.image.shape[:2], np.int32)
+        for k, obj in enumerate(self.objects, start=1):
+            labels[obj.mask] = k
+        return labels
+
+    def overlay(self, include_current: bool = True) -> np.ndarray:
+        """(H, W, 3) uint8: the image with every accepted object (and the current mask) blended in colour."""
+        rgba = self._overlay_rgba(include_current).astype(np.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        return (self.image * (1 - alpha) + rgba[:, :, :3] * alpha).round().astype(np.uint8)
+
+    def save_png(self, path) -> Path:
+        """Write the overlay to `path` (.png) and the label map next to it (`<stem>_labels.npy`)."""
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"path: expected a file name ending in .png, got {str(path)!r}")
+        Image.fromarray(self.overlay()).save(path)
+        np.save(path.with_name(path.stem + "_labels.npy"), self.label_map())
+        self._set_status(f"Saved {path.name} and {path.stem}_labels.npy ({len(self.objects)} objects).")
+        return path
+
+    # ----- mouse events ------------------------------------------------------------------------------------------
+    def _inside_image(self, event) -> bool:
+        height, width = self.image.shape[:2]
+        return (
+            event.inaxes is self.axes and event.xdata is not None
+            and -0.5 <= event.xdata <= width - 0.5 and -0.5 <= event.ydata <= height - 0.5
+        )
+
+    def _on_press(self, event) -> None:
+        if event.dblclick or not self._inside_image(event):
+            return
+        if event.button == 3:  # right button: a negative point right away
+            self.add_point(event.xdata, event.ydata, positive=False)
+        elif event.button == 1:
+            self._drag_start = (event.x, event.y, event.xdata, event.ydata)
+
+    def _on_motion(self, event) -> None:
+        if self._drag_start is None or event.xdata is None or event.inaxes is not self.axes:
+            return
+        x0, y0, start_x, start_y = self._drag_start
+        if np.hypot(event.x - x0, event.y - y0) < DRAG_THRESHOLD_PX:
+            return
+        self._drag_artist.set_bounds(start_x, start_y, event.xdata - start_x, event.ydata - start_y)
+        self._drag_artist.set_visible(True)
+        self.canvas.draw_idle()
+
+    def _on_release(self, event) -> None:
+        if self._drag_start is None or event.button != 1:
+            return
+        x0, y0, start_x, start_y = self._drag_start
+        self._drag_start = None
+        self._drag_artist.set_visible(False)
+        if np.hypot(event.x - x0, event.y - y0) >= DRAG_THRESHOLD_PX:
+            height, width = self.image.shape[:2]
+            end_x = start_x if event.xdata is None else float(np.clip(event.xdata, 0, width - 1))
+            end_y = start_y if event.ydata is None else float(np.clip(event.ydata, 0, height - 1))
+            self.set_box(start_x, start_y, end_x, end_y)
+        else:
+            self.add_point(start_x, start_y, positive=not self.negative_toggle.value)
+
+    def _on_choice(self, change) -> None:
+        if not self._updating_choice and change["new"] is not None:
+            self.choose(change["new"])
+
+    # ----- predicting and drawing ----------------------------------------------------------------------------------
+    def _multimask(self) -> bool:
+        mode = MASK_MODES[self.mode_buttons.value]
+        if mode == "auto":
+            return len(self.state.points) + (self.state.box is not None) <= 1
+        return mode == "multi"
+
+    def _predict(self) -> None:
+        """Run the prompt encoder + mask decoder for the current prompts (the embedding is reused)."""
+        if not self.state.current.is_empty:
+            start = time.perf_counter()
+            masks, scores, logits = self.predictor.predict(**self.state.predictor_kwargs(self._multimask()))
+            self.timings["predict_ms"] = (time.perf_counter() - start) * 1e3
+            self.state.record_prediction(masks, scores, logits)
+        self._show_state()
+
+    def _show_state(self, prefix: str = "") -> None:
+        start = time.perf_counter()
+        self._redraw()
+        self.timings["draw_ms"] = (time.perf_counter() - start) * 1e3
+        self._set_status(" ".join(filter(None, [prefix, self._describe()])))
+
+    def _describe(self) -> str:
+        state = self.state
+        prompts = f"{state.labels.count(1)} positive, {state.labels.count(0)} negative points" + (", box" if state.box else "")
+        if state.prediction is None:
+            return f"No prompts. {len(self.objects)} objects accepted." if state.current.is_empty else prompts
+        index, scores = state.chosen_index, state.prediction.scores
+        return (
+            f"Mask {index + 1} of {len(scores)}: predicted IoU {scores[index]:.3f}, {int(state.mask.sum())} px · "
+            f"{prompts} · decoder {self.timings.get('predict_ms', 0):.0f} ms"
+        )
+
+    def _overlay_rgba(self, include_current: bool = True) -> np.ndarray:
+        rgba = np.zeros((*self.image.shape[:2], 4), np.uint8)
+        for obj in self.objects:
+            rgba[obj.mask] = (*obj.color, 140)
+        mask = self.state.mask if include_current else None
+        if mask is not None:
+            rgba[mask] = (*object_colors(len(self.objects) + 1)[-1], 150)
+        return rgba
+
+    def _redraw(self) -> None:
+        state = self.state
+        self._overlay_artist.set_data(self._overlay_rgba())
+        points = np.asarray(state.points, dtype=float).reshape(-1, 2)
+        labels = np.asarray(state.labels, dtype=int)
+        self._positive_artist.set_offsets(points[labels == 1])
+        self._negative_artist.set_offsets(points[labels == 0])
+        if state.box is not None:
+            x0, y0, x1, y1 = state.box
+            self._box_artist.set_bounds(x0, y0, x1 - x0, y1 - y0)
+        self._box_artist.set_visible(state.box is not None)
+        self.undo_button.disabled = not state.can_undo
+        self.redo_button.disabled = not state.can_redo
+        self._update_candidates()
+        self.canvas.draw_idle()
+
+    def _update_candidates(self) -> None:
+        prediction = self.state.prediction
+        self._updating_choice = True
+        try:
+            if prediction is None:
+                self.choice_buttons.options, self.thumbnails.children = [], ()
+                return
+            options = [(f"mask {i + 1} · IoU {s:.2f}", i) for i, s in enumerate(prediction.scores)]
+            if list(self.choice_buttons.options) != options:
+                self.choice_buttons.options = options
+            self.choice_buttons.value = self.state.chosen_index
+            self.thumbnails.children = self._thumbnail_widgets(prediction.masks)
+        finally:
+            self._updating_choice = False
+
+    def _thumbnail_widgets(self, masks: np.ndarray) -> tuple:
+        import ipywidgets as w
+
+        height, width = self.image.shape[:2]
+        size = (96, max(1, round(96 * height / width)))  # (width, height) for PIL
+        small_image = np.asarray(Image.fromarray(self.image).resize(size, Image.BILINEAR), np.float32)
+        thumbnails = []
+        for mask in masks:
+            small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR), np.float32)[:, :, None] / 255
+            tinted = small_image * (1 - 0.6 * small_mask) + np.array([30, 144, 255]) * 0.6 * small_mask
+            thumbnails.append(w.Image(value=_png(tinted.round().astype(np.uint8)), format="png", layout=w.Layout(width="130px")))
+        return tuple(thumbnails)
+
+
+class AutomaticMaskExplorer(_WidgetBase):
+    """The automatic mask generator's masks, filtered live by predicted IoU and stability score.
+
+    The generator runs once with both thresholds at 0, keeping every mask it finds; moving a slider only
+    re-filters those records, so it is instant. (Box NMS ran on the unfiltered set, so a mask the generator
+    would keep at a high threshold can be missing here if a lower-scoring twin suppressed it: close enough to
+    learn what the thresholds do.)
+
+    image: (H, W, 3) uint8; records: precomputed generator output (dicts with "segmentation",
+    "predicted_iou", "stability_score", "area"), or None to run `generator` (default: the package's
+    ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`).
+    """
+
+    def __init__(self, image, records: Optional[Sequence[dict]] = None, *, generator=None, model=None,
+                 pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95, display_width: int = 512,
+                 **generator_kwargs) -> None:
+        import ipywidgets as w
+
+        self.image = _as_rgb_uint8(image)
+        self.generate_seconds = 0.0
+        if records is None:
+            if generator is None:
+                from .amg import SamAutomaticMaskGenerator
+
+                model = load_predictor(model).model
+                generator = SamAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
+            start = time.perf_counter()
+            records = generator.generate(self.image)
+            self.generate_seconds = time.perf_counter() - start
+        self.records = sorted(records, key=lambda r: r["area"], reverse=True)  # big first, small drawn on top
+        for record in self.records:
+            if not isinstance(record.get("segmentation"), np.ndarray):
+                raise ValueError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
+
+        height, width = self.image.shape[:2]
+        self.figure, self.canvas, self.axes = _widget_figure(height, width, display_width)
+        self.axes.imshow(self.image)
+        self._overlay_artist = self.axes.imshow(np.zeros((height, width, 4), np.uint8), interpolation="nearest")
+        slider = functools.partial(w.FloatSlider, min=0.0, max=1.0, step=0.01, continuous_update=True,
+                                   style={"description_width": "150px"}, layout=w.Layout(width="420px"))
+        self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU ≥")
+        self.stability_slider = slider(value=stability_score_thresh, description="stability score ≥")
+        for s in (self.iou_slider, self.stability_slider):
+            s.observe(self._reported(lambda _: self.refresh()), names="value")
+        self.status = w.HTML()
+        self.status.add_class("sam-status")
+        self.widget = w.VBox([self.canvas, self.iou_slider, self.stability_slider, self.status])
+        self.widget.add_class("sam-mask-explorer")
+        self.refresh()
+
+    @property
+    def kept(self) -> list[dict]:
+        """The records that pass both thresholds, largest first."""
+        iou, stability = self.iou_slider.value, self.stability_slider.value
+        return [r for r in self.records if r["predicted_iou"] >= iou and r["stability_score"] >= stability]
+
+    def refresh(self) -> None:
+        """Re-filter the records with the sliders' thresholds and redraw (no model call)."""
+        kept = self.kept
+        rgba = np.zeros((*self.image.shape[:2], 4), np.uint8)
+        for record, color in zip(kept, object_colors(len(kept))):
+            rgba[record["segmentation"]] = (*color, 150)
+        self._overlay_artist.set_data(rgba)
+        self.canvas.draw_idle()
+        ran = f" (generator ran once, {self.generate_seconds:.1f} s)" if self.generate_seconds else ""
+        self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.")

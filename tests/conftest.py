@@ -1,0 +1,63 @@
+"""Fixtures shared by the test files.
+
+The expensive objects (vit_b models with random weights, their checkpoint on disk) are built once per
+session: a vit_b image-encoder pass takes many seconds on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def perturb_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
+    """Add Gaussian noise to every parameter and float buffer, so no weight stays at its zero/one init.
+
+    Random weights that start at zero (relative positions, biases) would hide bugs in the code that uses them.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
+            tensor.add_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
+    return model
+
+
+@pytest.fixture(scope="session")
+def official_vit_b():
+    """The official implementation's vit_b with perturbed random weights (eval mode)."""
+    from segment_anything import sam_model_registry as official_registry
+
+    torch.manual_seed(0)
+    model = official_registry["vit_b"]()
+    # The pixel mean/std buffers are not in the checkpoint: leave them exact.
+    perturb_(model.image_encoder, seed=1)
+    perturb_(model.prompt_encoder, seed=2)
+    perturb_(model.mask_decoder, seed=3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def random_vit_b_checkpoint(official_vit_b, tmp_path_factory):
+    """official_vit_b's state dict saved the way the official sam_vit_b_01ec64.pth is (a plain state dict)."""
+    path = tmp_path_factory.mktemp("weights") / "sam_vit_b_random.pth"
+    torch.save(official_vit_b.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ours_vit_b(random_vit_b_checkpoint):
+    """Our vit_b loaded from random_vit_b_checkpoint through the public registry."""
+    from sam_from_scratch import sam_model_registry
+
+    return sam_model_registry["vit_b"](checkpoint=random_vit_b_checkpoint)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip_cuda)

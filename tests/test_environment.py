@@ -1,0 +1,44 @@
+"""environment.yml (the conda route) must name the same packages, with the same bounds, as pyproject.toml."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyproject_requirements() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = set(project["dependencies"])
+    requirements |= set(project["optional-dependencies"]["dev"])
+    return {r.replace(" ", "") for r in requirements}
+
+
+def environment_requirements() -> set[str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    names = set()
+    for line in lines[start + 1 :]:
+        match = re.match(r"^\s+- (\S.*)$", line)
+        if match and not match.group(1).startswith("-e"):
+            names.add(match.group(1).split("#")[0].strip().replace(" ", ""))
+    return names
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    assert environment_requirements() == pyproject_requirements()
+
+
+def test_every_optional_extra_is_part_of_dev():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev = set(project["optional-dependencies"]["dev"])
+    for extra, requirements in project["optional-dependencies"].items():
+        assert set(requirements) <= dev, extra
+
+
+def test_design_card_packages_are_runtime_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!\[]", r)[0].lower() for r in project["dependencies"]}
+    assert {"jupyterlab", "torch", "matplotlib", "ipywidgets", "numpy", "nbval"} <= names
