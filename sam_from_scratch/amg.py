@@ -92,6 +92,12 @@ class SamAutomaticMaskGenerator:
                 f"points_per_side={points_per_side!r} and point_grids={'None' if point_grids is None else 'a list'}."
             )
         if points_per_side is not None:
+            deepest = int(points_per_side / crop_n_points_downscale_factor**crop_n_layers)
+            if deepest < 1:
+                raise SamInputError(
+                    f"points_per_side: expected at least {crop_n_points_downscale_factor**crop_n_layers} so that crop "
+                    f"layer {crop_n_layers} still has one point per side, got {points_per_side!r}."
+                )
             self.point_grids = build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )

@@ -229,21 +229,29 @@ def _read_file(path: Path) -> StateDict:
         try:
             loaded = load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError and OSErrors
-            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
     else:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            if "weights_only" in str(error) or "Unsupported global" in str(error):
+            # The safe unpickler names any function or class the file asks for: "GLOBAL io.open was not allowed".
+            requested = re.search(r"GLOBAL (\S+)", str(error))
+            if requested:
                 raise CheckpointError(
-                    f"checkpoint: refused to load {path}: it contains Python objects other than tensors, and "
-                    "unpickling them could run code. Only plain state dicts are accepted (loaded with "
+                    f"checkpoint: refused to load {path}: besides tensors it asks to call {requested.group(1)}, "
+                    "and unpickling that could run code. Only plain state dicts are accepted (loaded with "
                     "torch.load(weights_only=True)); re-save the weights with torch.save(model.state_dict(), ...)."
                 ) from error
-            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
         except Exception as error:  # truncated zip, EOFError, bad magic number, ...
-            raise CheckpointError(f"{broken}. Reader said: {error}") from error
+            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
     return _as_state_dict(loaded, path)
+
+
+def _first_line(error: Exception) -> str:
+    # torch's unpickling errors are paragraphs of advice about weights_only=False: keep the specific cause.
+    cause = error.__context__ if isinstance(error, pickle.UnpicklingError) and error.__context__ else error
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
 
 def _as_state_dict(loaded, path: Path) -> StateDict:

@@ -171,21 +171,57 @@ class Attention(nn.Module):
             # One learned vector per relative offset -(n-1) .. (n-1) along each axis.
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+        # The fast path (notebook 12): fused attention, same weights. False gives the plain path below.
+        self.use_sdpa = True
+        # Largest attention mask built at once, in elements (64 MiB in float32); bigger ones go in query chunks.
+        self.max_mask_elements = 2**24
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
         B, H, W, _ = x.shape
-        # (B, H*W, 3, nHeads, C') -> (3, B, nHeads, H*W, C') -> (3, B*nHeads, H*W, C')
+        # (B, H*W, 3, nHeads, C') -> (3, B, nHeads, H*W, C')
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)
-
-        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nHeads, H*W, H*W)
-        if self.use_rel_pos:
-            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
-        attn = attn.softmax(dim=-1)
-        x = attn @ v  # (B*nHeads, H*W, C')
+        if self.use_sdpa:
+            x = self._fused_attention(*qkv.unbind(0), (H, W))  # (B, nHeads, H*W, C')
+        else:
+            q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)  # (B*nHeads, H*W, C') each
+            x = self._plain_attention(q, k, v, (H, W))  # (B*nHeads, H*W, C')
         x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)  # (B, H, W, C)
         return self.proj(x)
+
+    def _plain_attention(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
+        """Scores, bias, softmax, weighted sum, written out: q, k, v (B*nHeads, H*W, C')."""
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nHeads, H*W, H*W)
+        if self.use_rel_pos:
+            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, size, size)
+        attn = attn.softmax(dim=-1)
+        return attn @ v  # (B*nHeads, H*W, C')
+
+    def _fused_attention(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
+        """The same attention through F.scaled_dot_product_attention: q, k, v (B, nHeads, H*W, C').
+
+        The fused kernel never stores the (H*W, H*W) scores, but the relative-position bias must be passed
+        as a full attn_mask. Its two factors are small, (.., H, W, H) and (.., H, W, W), so we keep those and
+        expand them into the mask for a few rows of queries at a time (rows are independent in attention).
+        """
+        if not self.use_rel_pos:
+            return F.scaled_dot_product_attention(q, k, v)
+        B, nH, L, C = q.shape
+        H, W = size
+        rel_h, rel_w = decomposed_rel_pos(q.reshape(B * nH, L, C), self.rel_pos_h, self.rel_pos_w, size, size)
+        rel_h = rel_h.view(B, nH, H, W, H, 1)  # bias term of the key's row, broadcast over key columns
+        rel_w = rel_w.view(B, nH, H, W, 1, W)  # bias term of the key's column, broadcast over key rows
+        rows = max(1, self.max_mask_elements // (B * nH * W * L))  # query rows per chunk
+        if rows >= H:
+            mask = (rel_h + rel_w).view(B, nH, L, L)  # (B, nHeads, H*W queries, H*W keys)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = torch.empty_like(q)
+        for r in range(0, H, rows):
+            rs = slice(r, min(r + rows, H))
+            mask = (rel_h[:, :, rs] + rel_w[:, :, rs]).view(B, nH, -1, L)  # (B, nHeads, chunk, H*W)
+            qs = slice(rs.start * W, rs.stop * W)  # the same query rows, flattened
+            out[:, :, qs] = F.scaled_dot_product_attention(q[:, :, qs], k, v, attn_mask=mask)
+        return out
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -270,13 +306,31 @@ def rel_pos_bias(
     k_size: tuple[int, int],
 ) -> torch.Tensor:
     """The decomposed relative-position bias alone: (B, q_h*q_w, k_h*k_w)."""
+    rel_h, rel_w = decomposed_rel_pos(q, rel_pos_h, rel_pos_w, q_size, k_size)
+    B, q_h, q_w, k_h = rel_h.shape
+    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]  # (B, q_h, q_w, k_h, k_w)
+    return bias.reshape(B, q_h * q_w, k_h * rel_w.shape[-1])
+
+
+def decomposed_rel_pos(
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two small factors of the bias: rel_h (B, q_h, q_w, k_h) and rel_w (B, q_h, q_w, k_w).
+
+    Computed in float32 even for bfloat16/float16 queries (they are cheap, and it keeps the bias accurate),
+    then returned in q's dtype.
+    """
     q_h, q_w = q_size
     k_h, k_w = k_size
-    Rh = get_rel_pos(q_h, k_h, rel_pos_h)  # (q_h, k_h, C)
-    Rw = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
+    Rh = get_rel_pos(q_h, k_h, rel_pos_h).float()  # (q_h, k_h, C)
+    Rw = get_rel_pos(q_w, k_w, rel_pos_w).float()  # (q_w, k_w, C)
     B, _, dim = q.shape
-    r_q = q.reshape(B, q_h, q_w, dim)
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh.to(q.dtype))  # (B, q_h, q_w, k_h)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw.to(q.dtype))  # (B, q_h, q_w, k_w)
-    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]  # (B, q_h, q_w, k_h, k_w)
-    return bias.reshape(B, q_h * q_w, k_h * k_w)
+    r_q = q.reshape(B, q_h, q_w, dim).float()
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B, q_h, q_w, k_h)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B, q_h, q_w, k_w)
+    # contiguous: einsum may return permuted strides, and the fast path views these as 6-D tensors
+    return rel_h.to(q.dtype).contiguous(), rel_w.to(q.dtype).contiguous()

@@ -108,28 +108,84 @@ def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-def _widget_figure(height: int, width: int, display_width: int):
-    """A Figure on an ipympl Canvas widget, one axes filling it, no toolbar/header/footer."""
-    from ipympl.backend_nbagg import Canvas, FigureManager
-    from matplotlib.figure import Figure
+class _Picture:
+    """The picture of a widget: an image on an ipympl canvas with coloured masks blended in.
 
-    dpi = 100
-    scale = display_width / width
-    figure = Figure(figsize=(display_width / dpi, height * scale / dpi), dpi=dpi)
-    canvas = Canvas(figure)
-    FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
-    canvas.toolbar_visible = False  # pan/zoom modes would swallow the clicks
-    canvas.header_visible = False
-    canvas.footer_visible = False
-    canvas.resizable = False
-    axes = figure.add_axes((0, 0, 1, 1))
-    axes.set_axis_off()
-    return figure, canvas, axes
+    Masks are blended into a copy of the image already shrunk to its size on screen, and matplotlib shows
+    that one array pixel for pixel: half the drawing time of stacking a transparent overlay on the photo.
+    Data coordinates stay those of the full image (x right, y down, pixel centres at integers).
+    """
+
+    def __init__(self, image: np.ndarray, display_width: int) -> None:
+        from ipympl.backend_nbagg import Canvas, FigureManager
+        from matplotlib.figure import Figure
+
+        height, width = image.shape[:2]
+        dpi = 100
+        self.figure = Figure(figsize=(display_width / dpi, height * display_width / width / dpi), dpi=dpi)
+        self.canvas = Canvas(self.figure)
+        FigureManager(self.canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
+        self.canvas.toolbar_visible = False  # pan/zoom modes would swallow the clicks
+        self.canvas.header_visible = False
+        self.canvas.footer_visible = False
+        self.canvas.resizable = False
+        self.axes = self.figure.add_axes((0, 0, 1, 1))
+        self.axes.set_axis_off()
+        self.display_width = display_width
+        self.artist = None
+        self.set_image(image)
+
+    def set_image(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        shown_width = min(width, self.display_width)  # never upsample: matplotlib enlarges with "nearest"
+        shown_height = max(1, round(height * shown_width / width))
+        self.rows = ((np.arange(shown_height) + 0.5) * height / shown_height).astype(int)  # full-image row of each shown row
+        self.cols = ((np.arange(shown_width) + 0.5) * width / shown_width).astype(int)
+        small = image if shown_width == width else np.asarray(Image.fromarray(image).resize((shown_width, shown_height), Image.LANCZOS))
+        self.photo = small.astype(np.float32)
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        if self.artist is None:
+            self.artist = self.axes.imshow(small, interpolation="nearest", extent=extent)
+        else:
+            self.artist.set_data(small)
+            self.artist.set_extent(extent)
+        self.axes.set_xlim(-0.5, width - 0.5)
+        self.axes.set_ylim(height - 0.5, -0.5)
+
+    def show(self, masks: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Blend each (mask (H, W) bool, colour (3,) uint8) into the image and redraw."""
+        small = [(mask[self.rows][:, self.cols], color) for mask, color in masks]  # (h, w) on screen
+        self.artist.set_data(blend(self.photo, small, outline=2))
+        self.canvas.draw_idle()
+
+
+def blend(image: np.ndarray, masks: Sequence[tuple[np.ndarray, np.ndarray]], outline: int = 2, alpha: float = 0.45) -> np.ndarray:
+    """(H, W, 3) uint8: `image` with each (mask, colour) tinted in, and an opaque outline `outline` pixels wide
+    so a mask shows even on an object of its own colour. Later masks are drawn on top."""
+    out = np.array(image, dtype=np.float32)
+    for mask, color in masks:
+        color = np.asarray(color, np.float32)
+        out[mask] = out[mask] * (1 - alpha) + color * alpha
+        out[_outline(mask, outline)] = color
+    return out.round().astype(np.uint8)
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of `mask` (H, W) bool within `width` pixels of its border."""
+    inner = mask.copy()
+    for _ in range(width):  # erode by one pixel (4-neighbourhood), `width` times
+        shrunk = inner.copy()
+        shrunk[1:] &= inner[:-1]
+        shrunk[:-1] &= inner[1:]
+        shrunk[:, 1:] &= inner[:, :-1]
+        shrunk[:, :-1] &= inner[:, 1:]
+        inner = shrunk
+    return mask & ~inner
 
 
 def _png(array: np.ndarray) -> bytes:
     with io.BytesIO() as buffer:
-        Image.fromarray(array).save(buffer, format="png")
+        Image.fromarray(array).save(buffer, format="png", compress_level=1)  # fast: thumbnails change every click
         return buffer.getvalue()
 
 
@@ -141,7 +197,13 @@ class _WidgetBase:
     last_error: Optional[BaseException] = None
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)  # short and stable, instead of every child widget's state
+        return bundle
+
+    def __repr__(self) -> str:
+        height, width = self.image.shape[:2]
+        return f"{type(self).__name__}(image {width}×{height})"
 
     def _set_status(self, text: str, error: bool = False) -> None:
         color = "#b00020" if error else "inherit"
@@ -199,20 +261,14 @@ class ClickSegmenter(_WidgetBase):
         self._drag_start = None  # (x_px, y_px, x_data, y_data) of a press with the left button
         self._updating_choice = False
 
-        height, width = self.image.shape[:2]
-        self.figure, self.canvas, self.axes = _widget_figure(height, width, display_width)
-        self._image_artist = self.axes.imshow(self.image, interpolation="antialiased")
-        self._overlay_artist = self.axes.imshow(np.zeros((height, width, 4), np.uint8), interpolation="nearest")
+        self.picture = _Picture(self.image, display_width)
+        self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
         self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c="#2ecc40", edgecolors="white", linewidths=1.2, zorder=3)
         self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c="#ff4136", edgecolors="white", linewidths=1.2, zorder=3)
         from matplotlib.patches import Rectangle
 
         self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="#ffdc00", linewidth=2, visible=False, zorder=2)
-        self._drag_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="white", linestyle="--", linewidth=1.5, visible=False, zorder=2)
         self.axes.add_patch(self._box_artist)
-        self.axes.add_patch(self._drag_artist)
-        self.axes.set_xlim(-0.5, width - 0.5)
-        self.axes.set_ylim(height - 0.5, -0.5)
         self.canvas.mpl_connect("button_press_event", self._reported(self._on_press))
         self.canvas.mpl_connect("motion_notify_event", self._reported(self._on_motion))
         self.canvas.mpl_connect("button_release_event", self._reported(self._on_release))
@@ -223,9 +279,9 @@ class ClickSegmenter(_WidgetBase):
             return b
 
         self.negative_toggle = w.ToggleButton(description="negative clicks", icon="minus-circle", tooltip="Left clicks add negative points (for touchpads)", layout=w.Layout(width="auto"))
-        self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value={v: k for k, v in MASK_MODES.items()}[mask_mode], tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"], style={"button_width": "70px"})
+        self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value={v: k for k, v in MASK_MODES.items()}[mask_mode], tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"], style={"button_width": "80px"})
         self.mode_buttons.observe(self._reported(lambda _: self._predict()), names="value")
-        self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "130px"})
+        self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "150px"})
         self.choice_buttons.observe(self._reported(self._on_choice), names="value")
         self.undo_button = button("undo", self.undo, "Undo the last prompt", "undo")
         self.redo_button = button("redo", self.redo, "Redo", "repeat")
@@ -260,7 +316,7 @@ class ClickSegmenter(_WidgetBase):
         self.predictor.set_image(image)
         self.timings["embedding_s"] = time.perf_counter() - start
         self.image = image
-        self._image_artist.set_data(image)
+        self.picture.set_image(image)
         self.state = PromptState(refine=self.state.refine)
         self.objects = []
         self._redraw()
@@ -350,9 +406,8 @@ class ClickSegmenter(_WidgetBase):
 
     def overlay(self, include_current: bool = True) -> np.ndarray:
         """(H, W, 3) uint8: the image with every accepted object (and the current mask) blended in colour."""
-        rgba = self._overlay_rgba(include_current).astype(np.float32)
-        alpha = rgba[:, :, 3:] / 255.0
-        return (self.image * (1 - alpha) + rgba[:, :, :3] * alpha).round().astype(np.uint8)
+        outline = max(1, round(2 * self.image.shape[1] / self.picture.photo.shape[1]))  # as thick as on screen
+        return blend(self.image, self._colored_masks(include_current), outline=outline)
 
     def save_png(self, path) -> Path:
         """Write the overlay to `path` (.png) and the label map next to it (`<stem>_labels.npy`)."""
@@ -381,26 +436,24 @@ class ClickSegmenter(_WidgetBase):
             self._drag_start = (event.x, event.y, event.xdata, event.ydata)
 
     def _on_motion(self, event) -> None:
-        if self._drag_start is None or event.xdata is None or event.inaxes is not self.axes:
+        if self._drag_start is None:
             return
-        x0, y0, start_x, start_y = self._drag_start
-        if np.hypot(event.x - x0, event.y - y0) < DRAG_THRESHOLD_PX:
-            return
-        self._drag_artist.set_bounds(start_x, start_y, event.xdata - start_x, event.ydata - start_y)
-        self._drag_artist.set_visible(True)
-        self.canvas.draw_idle()
+        x0, y0, _, _ = self._drag_start
+        if np.hypot(event.x - x0, event.y - y0) >= DRAG_THRESHOLD_PX:
+            # drawn by the browser on a layer above the picture: no re-render while dragging
+            self.canvas.toolbar.draw_rubberband(event, x0, y0, event.x, event.y)
 
     def _on_release(self, event) -> None:
         if self._drag_start is None or event.button != 1:
             return
         x0, y0, start_x, start_y = self._drag_start
         self._drag_start = None
-        self._drag_artist.set_visible(False)
+        self.canvas.toolbar.remove_rubberband()
         if np.hypot(event.x - x0, event.y - y0) >= DRAG_THRESHOLD_PX:
+            # from screen pixels, so a drag that ends outside the picture still counts (clipped to the image)
+            end_x, end_y = self.axes.transData.inverted().transform((event.x, event.y))
             height, width = self.image.shape[:2]
-            end_x = start_x if event.xdata is None else float(np.clip(event.xdata, 0, width - 1))
-            end_y = start_y if event.ydata is None else float(np.clip(event.ydata, 0, height - 1))
-            self.set_box(start_x, start_y, end_x, end_y)
+            self.set_box(start_x, start_y, float(np.clip(end_x, 0, width - 1)), float(np.clip(end_y, 0, height - 1)))
         else:
             self.add_point(start_x, start_y, positive=not self.negative_toggle.value)
 
@@ -441,18 +494,16 @@ class ClickSegmenter(_WidgetBase):
             f"{prompts} · decoder {self.timings.get('predict_ms', 0):.0f} ms"
         )
 
-    def _overlay_rgba(self, include_current: bool = True) -> np.ndarray:
-        rgba = np.zeros((*self.image.shape[:2], 4), np.uint8)
-        for obj in self.objects:
-            rgba[obj.mask] = (*obj.color, 140)
-        mask = self.state.mask if include_current else None
-        if mask is not None:
-            rgba[mask] = (*object_colors(len(self.objects) + 1)[-1], 150)
-        return rgba
+    def _colored_masks(self, include_current: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mask, colour) of every accepted object, then the current mask in the next object's colour."""
+        masks = [(obj.mask, obj.color) for obj in self.objects]
+        if include_current and self.state.mask is not None:
+            masks.append((self.state.mask, object_colors(len(self.objects) + 1)[-1]))
+        return masks
 
     def _redraw(self) -> None:
         state = self.state
-        self._overlay_artist.set_data(self._overlay_rgba())
+        self.picture.show(self._colored_masks())
         points = np.asarray(state.points, dtype=float).reshape(-1, 2)
         labels = np.asarray(state.labels, dtype=int)
         self._positive_artist.set_offsets(points[labels == 1])
@@ -464,7 +515,6 @@ class ClickSegmenter(_WidgetBase):
         self.undo_button.disabled = not state.can_undo
         self.redo_button.disabled = not state.can_redo
         self._update_candidates()
-        self.canvas.draw_idle()
 
     def _update_candidates(self) -> None:
         prediction = self.state.prediction
@@ -490,8 +540,8 @@ class ClickSegmenter(_WidgetBase):
         thumbnails = []
         for mask in masks:
             small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR), np.float32)[:, :, None] / 255
-            tinted = small_image * (1 - 0.6 * small_mask) + np.array([30, 144, 255]) * 0.6 * small_mask
-            thumbnails.append(w.Image(value=_png(tinted.round().astype(np.uint8)), format="png", layout=w.Layout(width="130px")))
+            tinted = small_image * (1 - 0.6 * small_mask) + np.array([255, 220, 0]) * 0.6 * small_mask  # yellow
+            thumbnails.append(w.Image(value=_png(tinted.round().astype(np.uint8)), format="png", layout=w.Layout(width="150px", margin="0 4px 0 0")))
         return tuple(thumbnails)
 
 
@@ -529,10 +579,8 @@ class AutomaticMaskExplorer(_WidgetBase):
             if not isinstance(record.get("segmentation"), np.ndarray):
                 raise ValueError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
 
-        height, width = self.image.shape[:2]
-        self.figure, self.canvas, self.axes = _widget_figure(height, width, display_width)
-        self.axes.imshow(self.image)
-        self._overlay_artist = self.axes.imshow(np.zeros((height, width, 4), np.uint8), interpolation="nearest")
+        self.picture = _Picture(self.image, display_width)
+        self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
         slider = functools.partial(w.FloatSlider, min=0.0, max=1.0, step=0.01, continuous_update=True,
                                    style={"description_width": "150px"}, layout=w.Layout(width="420px"))
         self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU ≥")
@@ -554,10 +602,6 @@ class AutomaticMaskExplorer(_WidgetBase):
     def refresh(self) -> None:
         """Re-filter the records with the sliders' thresholds and redraw (no model call)."""
         kept = self.kept
-        rgba = np.zeros((*self.image.shape[:2], 4), np.uint8)
-        for record, color in zip(kept, object_colors(len(kept))):
-            rgba[record["segmentation"]] = (*color, 150)
-        self._overlay_artist.set_data(rgba)
-        self.canvas.draw_idle()
+        self.picture.show([(record["segmentation"], color) for record, color in zip(kept, object_colors(len(kept)))])
         ran = f" (generator ran once, {self.generate_seconds:.1f} s)" if self.generate_seconds else ""
         self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.")

@@ -54,6 +54,31 @@ def ours_vit_b(random_vit_b_checkpoint):
     return sam_model_registry["vit_b"](checkpoint=random_vit_b_checkpoint)
 
 
+def make_scene(height: int, width: int, seed: int = 0):
+    """A test picture: six flat-coloured discs and boxes on a colour gradient, with mild noise (uint8 HxWx3)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([40 + 80 * xx / width, 40 + 80 * yy / height, np.full(xx.shape, 90.0)], axis=-1)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.08, 0.2) * min(height, width)
+        color = rng.uniform(0, 255, 3)
+        if rng.random() < 0.5:
+            inside = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+        else:
+            inside = (abs(xx - cx) < r) & (abs(yy - cy) < 0.6 * r)
+        image[inside] = color
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def scene_images():
+    """Non-square test pictures (see make_scene): 'landscape' 333x517 and 'portrait' 517x333."""
+    return {"landscape": make_scene(333, 517, seed=0), "portrait": make_scene(517, 333, seed=1)}
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -80,7 +80,11 @@ def setup_cell_problems(nb) -> list[str]:
 
 
 def check_cell_problems(nb) -> list[str]:
-    headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Check")]
+    headings = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "markdown" and any(line.startswith("## Check") for line in c.source.splitlines())
+    ]
     if not headings:
         return ["no '## Check' markdown heading"]
     after = [c for c in nb.cells[headings[-1] + 1 :] if c.cell_type == "code"]
@@ -156,8 +160,8 @@ def test_notebook_is_valid_nbformat(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_follows_the_course_conventions(path):
-    nb = nbformat.read(path, as_version=4)
-    assert all_problems(nb, path.name[:2]) == []
+    problems = all_problems(nbformat.read(path, as_version=4), path.name[:2])
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
 
 # ---- every rule can fail ---------------------------------------------------------------------------------

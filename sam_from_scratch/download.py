@@ -1,0 +1,165 @@
+"""Downloading the official SAM checkpoints, checked against their published SHA-256.
+
+    python -m sam_from_scratch download vit_b                       # into the cache, with a progress bar
+    python -m sam_from_scratch download vit_h --mirror https://my.mirror/sam/
+
+Where files go: `~/.cache/sam_from_scratch/` unless the environment variable SAM_FROM_SCRATCH_CACHE names
+another folder (or `cache_dir=` / `--cache-dir` is given). Where they come from: the official host
+https://dl.fbaipublicfiles.com/segment_anything/ unless SAM_FROM_SCRATCH_MIRROR (or `mirror=` / `--mirror`)
+names a base URL that serves the same file names.
+
+The transfer itself is pooch's: it streams into a temporary file next to the target, checks the hash, and
+only then moves the file into place. So an interrupted transfer or a wrong checksum leaves nothing behind,
+and a good cached file is never replaced by a partial one. A cached file whose hash matches is used as is,
+without touching the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+CACHE_ENV = "SAM_FROM_SCRATCH_CACHE"
+MIRROR_ENV = "SAM_FROM_SCRATCH_MIRROR"
+DEFAULT_CACHE_DIR = Path("~/.cache/sam_from_scratch")
+
+
+@dataclass(frozen=True)
+class RemoteCheckpoint:
+    """A file on the checkpoint host: its name (also its name in the cache) and its SHA-256."""
+
+    filename: str
+    sha256: str
+
+
+# The published files. Other entries can be registered (the tests add small fake ones).
+CHECKPOINTS: dict[str, RemoteCheckpoint] = {
+    "vit_b": RemoteCheckpoint("sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+    "vit_l": RemoteCheckpoint("sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    "vit_h": RemoteCheckpoint("sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+}
+ALIASES = {"default": "vit_h"}  # as in sam_model_registry
+
+# For reading: the official URL and checksum of each file.
+MODEL_URLS = {name: OFFICIAL_BASE_URL + entry.filename for name, entry in CHECKPOINTS.items()}
+SHA256 = {name: entry.sha256 for name, entry in CHECKPOINTS.items()}
+
+
+class DownloadError(RuntimeError):
+    """A checkpoint could not be fetched, or what arrived is not the published file."""
+
+
+def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder checkpoints are kept in: the argument, else $SAM_FROM_SCRATCH_CACHE, else ~/.cache/sam_from_scratch."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    return Path(chosen).expanduser()
+
+
+def checkpoint_url(name: str, mirror: str | None = None) -> str:
+    """Where `name` is fetched from: `mirror` (else $SAM_FROM_SCRATCH_MIRROR, else the official host) + file name."""
+    base = mirror or os.environ.get(MIRROR_ENV) or OFFICIAL_BASE_URL
+    return base.rstrip("/") + "/" + _entry(name).filename
+
+
+def _entry(name: str) -> RemoteCheckpoint:
+    key = ALIASES.get(name, name)
+    if key not in CHECKPOINTS:
+        known = ", ".join(sorted([*CHECKPOINTS, *ALIASES]))
+        raise ValueError(f"name: expected one of {known}, got {name!r}.")
+    return CHECKPOINTS[key]
+
+
+def find_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The cached file for `name` if it is there (no network, no hash check), else None.
+
+    Files only ever appear in the cache complete and verified, so presence is enough for notebooks that want to
+    use real weights when a learner has downloaded them.
+    """
+    path = cache_folder(cache_dir) / _entry(name).filename
+    return path if path.is_file() and path.stat().st_size > 0 else None
+
+
+def download_checkpoint(
+    name: str,
+    cache_dir: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch the official checkpoint `name` ("vit_b", "vit_l", "vit_h" or "default") into the cache.
+
+    Args:
+        name: which checkpoint.
+        cache_dir: folder to keep it in (default: $SAM_FROM_SCRATCH_CACHE or ~/.cache/sam_from_scratch).
+        mirror: base URL serving the same file names (default: $SAM_FROM_SCRATCH_MIRROR or the official host).
+        progress: show a tqdm progress bar.
+        timeout: seconds to wait for the server before giving up (per connection attempt / read).
+
+    Returns:
+        Path of the verified file. If it is already cached with the right SHA-256, no network is used.
+
+    Raises:
+        ValueError: unknown `name`.
+        DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
+            nothing is left in the cache (an earlier good file stays untouched).
+    """
+    import pooch  # imported here: the package works offline without it for everything else
+
+    entry = _entry(name)
+    folder = cache_folder(cache_dir)
+    url = checkpoint_url(name, mirror)
+    target = folder / entry.filename
+    try:
+        fetched = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=entry.filename,
+            path=folder,
+            downloader=pooch.HTTPDownloader(progressbar=progress, timeout=timeout),
+        )
+    except ValueError as error:
+        if "hash" not in str(error).lower():
+            raise DownloadError(f"could not download {name} from {url}: {error}") from error
+        raise DownloadError(
+            f"refused {url}: its SHA-256 differs from the published {entry.sha256} for {entry.filename}, so it "
+            f"is not the official {name} checkpoint (a broken mirror, a changed file or a corrupted transfer). "
+            f"Nothing was saved to {target}."
+        ) from error
+    except Exception as error:  # requests' ConnectionError, HTTPError, ChunkedEncodingError, timeouts, OSError
+        raise DownloadError(
+            f"could not download {name} from {url} ({type(error).__name__}: {error}). Nothing was saved to "
+            f"{target}. Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
+        ) from error
+    return Path(fetched)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `python -m sam_from_scratch download NAME`
+# ---------------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=sorted([*CHECKPOINTS, *ALIASES]), help="which official checkpoint")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})",
+    )
+    parser.add_argument(
+        "--mirror",
+        default=None,
+        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = download_checkpoint(args.name, cache_dir=args.cache_dir, mirror=args.mirror, progress=not args.no_progress)
+    except DownloadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0

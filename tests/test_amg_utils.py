@@ -1,0 +1,265 @@
+"""The automatic generator's helpers, each against the official helper or an independent reference."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from pycocotools import mask as coco_mask
+from segment_anything.utils import amg as official
+
+from sam_from_scratch import mask_utils
+from sam_from_scratch.mask_utils import (
+    MaskData,
+    batched_mask_to_box,
+    batched_nms,
+    box_iou,
+    calculate_stability_score,
+    label_connected_components,
+    mask_to_rle_pytorch,
+    nms,
+    remove_small_regions,
+    rle_to_mask,
+)
+
+
+def random_masks(b, h, w, seed=0, density=0.5):
+    return torch.rand(b, h, w, generator=torch.Generator().manual_seed(seed)) < density
+
+
+def blob_masks(b, h, w, seed=0):
+    """Smooth random blobs (several regions, holes, islands), like real masks."""
+    noise = torch.rand(b, 1, h // 8 + 1, w // 8 + 1, generator=torch.Generator().manual_seed(seed))
+    smooth = torch.nn.functional.interpolate(noise, (h, w), mode="bicubic", align_corners=False)[:, 0]
+    return smooth > 0.55
+
+
+def random_boxes(n, seed=0, integer=False):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 100
+    wh = torch.rand(n, 2, generator=g) * 40 + 1
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    return boxes.round() if integer else boxes
+
+
+# ---- NMS -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.7, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_our_nms_keeps_what_torchvision_keeps(seed, threshold):
+    boxes = random_boxes(300, seed)
+    scores = torch.rand(300, generator=torch.Generator().manual_seed(seed + 10))
+    expected = torchvision.ops.nms(boxes, scores, threshold)
+    torch.testing.assert_close(nms(boxes, scores, threshold), expected, rtol=0, atol=0)
+
+
+def test_our_nms_breaks_score_ties_like_torchvision():
+    # equal scores are common in the generator (0/1 clean-up scores, 1/crop-area scores)
+    boxes = random_boxes(200, seed=3, integer=True)
+    scores = torch.randint(0, 3, (200,), generator=torch.Generator().manual_seed(4)).float()
+    torch.testing.assert_close(nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5), rtol=0, atol=0)
+
+
+def test_batched_nms_without_torchvision_equals_torchvision(monkeypatch):
+    boxes = random_boxes(200, seed=5)
+    scores = torch.rand(200, generator=torch.Generator().manual_seed(6))
+    categories = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(7))
+    expected = torchvision.ops.batched_nms(boxes, scores, categories, 0.5)
+    monkeypatch.setitem(sys.modules, "torchvision.ops", None)  # `from torchvision.ops import ...` now fails
+    torch.testing.assert_close(batched_nms(boxes, scores, categories, 0.5), expected, rtol=0, atol=0)
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), 0.5).shape == (0,)
+
+
+def test_box_iou_equals_torchvision():
+    a, b = random_boxes(20, 8), random_boxes(30, 9)
+    torch.testing.assert_close(box_iou(a, b), torchvision.ops.box_iou(a, b))
+
+
+# ---- boxes, scores, grids, crops ---------------------------------------------------------------------------
+
+
+def test_mask_boxes_equal_official_including_empty_masks():
+    masks = blob_masks(6, 40, 70, seed=1)
+    masks[2] = False
+    masks[3] = False
+    masks[3, 5, 9] = True  # a single pixel
+    torch.testing.assert_close(batched_mask_to_box(masks), official.batched_mask_to_box(masks), rtol=0, atol=0)
+    assert batched_mask_to_box(masks)[2].tolist() == [0, 0, 0, 0]
+    assert batched_mask_to_box(masks)[3].tolist() == [9, 5, 9, 5]
+    assert batched_mask_to_box(masks.reshape(2, 3, 40, 70)).shape == (2, 3, 4)
+
+
+def test_stability_score_equals_official():
+    logits = torch.randn(5, 30, 40) * 3
+    for offset in (0.5, 1.0):
+        torch.testing.assert_close(
+            calculate_stability_score(logits, 0.0, offset), official.calculate_stability_score(logits, 0.0, offset)
+        )
+
+
+@pytest.mark.parametrize("n", [1, 4, 16, 32])
+def test_point_grid_equals_official(n):
+    np.testing.assert_array_equal(mask_utils.build_point_grid(n), official.build_point_grid(n))
+    layers = 0 if n == 1 else 2
+    for ours, theirs in zip(
+        mask_utils.build_all_layer_point_grids(n, layers, 2), official.build_all_layer_point_grids(n, layers, 2)
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("size", [(333, 517), (517, 333), (1500, 2250)])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_crop_boxes_equal_official(size, layers):
+    assert mask_utils.generate_crop_boxes(size, layers, 512 / 1500) == official.generate_crop_boxes(size, layers, 512 / 1500)
+
+
+def test_uncrop_helpers_equal_official():
+    crop = [30, 40, 130, 100]
+    boxes = torch.tensor([[1, 2, 10, 20], [0, 0, 99, 59]])
+    points = torch.tensor([[1.5, 2.5]], dtype=torch.float64)
+    masks = random_masks(2, 60, 100)
+    torch.testing.assert_close(mask_utils.uncrop_boxes_xyxy(boxes, crop), official.uncrop_boxes_xyxy(boxes, crop))
+    torch.testing.assert_close(mask_utils.uncrop_points(points, crop), official.uncrop_points(points, crop))
+    torch.testing.assert_close(mask_utils.uncrop_masks(masks, crop, 150, 200), official.uncrop_masks(masks, crop, 150, 200))
+    torch.testing.assert_close(
+        mask_utils.is_box_near_crop_edge(boxes, crop, [0, 0, 200, 150]),
+        official.is_box_near_crop_edge(boxes, crop, [0, 0, 200, 150]),
+    )
+
+
+# ---- run-length encoding -------------------------------------------------------------------------------------
+
+
+def test_uncompressed_rle_equals_official_and_round_trips():
+    masks = torch.cat([random_masks(3, 17, 23), blob_masks(3, 17, 23), torch.ones(1, 17, 23, dtype=torch.bool),
+                       torch.zeros(1, 17, 23, dtype=torch.bool)])
+    ours = mask_to_rle_pytorch(masks)
+    assert ours == official.mask_to_rle_pytorch(masks)
+    for rle, mask in zip(ours, masks):
+        np.testing.assert_array_equal(rle_to_mask(rle), mask.numpy())
+        assert mask_utils.area_from_rle(rle) == int(mask.sum())
+    assert mask_to_rle_pytorch(torch.zeros(0, 5, 5, dtype=torch.bool)) == []
+
+
+def test_rle_is_what_pycocotools_reads():
+    mask = blob_masks(1, 31, 45, seed=2)[0]
+    coco = mask_utils.coco_encode_rle(mask_to_rle_pytorch(mask[None])[0])
+    assert coco == official.coco_encode_rle(official.mask_to_rle_pytorch(mask[None])[0])
+    np.testing.assert_array_equal(coco_mask.decode(coco).astype(bool), mask.numpy())
+
+
+def test_coco_rle_without_pycocotools_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    with pytest.raises(ImportError, match="pip install pycocotools"):
+        mask_utils.coco_encode_rle({"size": [1, 1], "counts": [1]})
+
+
+# ---- connected components and clean-up --------------------------------------------------------------------
+
+
+def reference_labels(mask: np.ndarray):
+    """8-connected labels by brute force: every pixel takes the largest id among its 3x3 neighbours until
+    nothing changes; then ids are renumbered 1..K in the order a row-by-row scan meets them (OpenCV's)."""
+    h, w = mask.shape
+    ids = np.where(mask, np.arange(1, h * w + 1).reshape(h, w), 0)
+    while True:
+        padded = np.pad(ids, 1)
+        neighbours = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
+        new = np.where(mask, neighbours, 0)
+        if np.array_equal(new, ids):
+            break
+        ids = new
+    flat = ids.ravel()
+    order = [v for v in dict.fromkeys(flat[flat > 0].tolist())]  # ids by first appearance
+    renumber = np.zeros(h * w + 1, dtype=np.int64)
+    renumber[order] = np.arange(1, len(order) + 1)
+    labels = renumber[ids]
+    return labels, np.bincount(labels.ravel(), minlength=len(order) + 1)[1:]
+
+
+def spiral(n):
+    mask = np.zeros((n, n), dtype=bool)
+    top, left, bottom, right = 0, 0, n - 1, n - 1
+    while top <= bottom and left <= right:
+        mask[top, left : right + 1] = mask[top : bottom + 1, right] = True
+        mask[bottom, left : right + 1] = mask[top + 2 : bottom + 1, left] = True
+        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
+    return mask
+
+
+CC_CASES = {
+    "noise": random_masks(1, 37, 53, seed=11)[0].numpy(),
+    "sparse noise": random_masks(1, 40, 40, seed=12, density=0.2)[0].numpy(),
+    "blobs": blob_masks(1, 64, 96, seed=13)[0].numpy(),
+    "spiral": spiral(41),
+    "diagonal touch": np.eye(6, dtype=bool) | np.eye(6, dtype=bool)[::-1],
+    "empty": np.zeros((5, 7), dtype=bool),
+    "full": np.ones((5, 7), dtype=bool),
+}
+
+
+@pytest.mark.parametrize("name", CC_CASES)
+def test_connected_components_equal_a_brute_force_labelling(name):
+    mask = CC_CASES[name]
+    labels, areas = label_connected_components(mask)
+    expected_labels, expected_areas = reference_labels(mask)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(areas, expected_areas)
+
+
+def test_diagonal_neighbours_are_connected():
+    labels, areas = label_connected_components(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=bool))
+    assert areas.tolist() == [3]
+
+
+def fake_cv2():
+    """A stand-in for OpenCV's connectedComponentsWithStats (built on the brute-force labelling), so the
+    official clean-up code can run here without OpenCV."""
+
+    def connectedComponentsWithStats(image, connectivity):
+        assert connectivity == 8
+        labels, areas = reference_labels(image.astype(bool))
+        stats = np.zeros((len(areas) + 1, 5), dtype=np.int64)
+        stats[:, -1] = [int((labels == 0).sum()), *areas.tolist()]
+        return len(areas) + 1, labels, stats, None
+
+    return types.SimpleNamespace(connectedComponentsWithStats=connectedComponentsWithStats)
+
+
+@pytest.mark.parametrize("mode", ["holes", "islands"])
+@pytest.mark.parametrize("area", [1, 20, 200, 10_000])
+@pytest.mark.parametrize("name", ["noise", "blobs", "spiral", "empty", "full"])
+def test_small_region_removal_equals_official(monkeypatch, name, area, mode):
+    monkeypatch.setitem(sys.modules, "cv2", fake_cv2())
+    mask = CC_CASES[name]
+    ours, changed = remove_small_regions(mask, area, mode)
+    expected, expected_changed = official.remove_small_regions(mask, area, mode)
+    np.testing.assert_array_equal(ours, expected)
+    assert changed == expected_changed
+
+
+def test_small_islands_go_and_small_holes_fill():
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[2:12, 2:12] = True
+    mask[5, 5] = False  # a one-pixel hole
+    mask[16, 16] = True  # a one-pixel island
+    filled, changed = remove_small_regions(mask, 5, "holes")
+    assert changed and filled[5, 5]
+    cleaned, changed = remove_small_regions(filled, 5, "islands")
+    assert changed and not cleaned[16, 16] and cleaned.sum() == 100
+
+
+# ---- MaskData --------------------------------------------------------------------------------------------------
+
+
+def test_mask_data_filters_and_joins_every_column_alike():
+    data = MaskData(a=torch.arange(4), b=np.arange(4) * 10, c=["w", "x", "y", "z"])
+    data.filter(torch.tensor([True, False, True, True]))
+    data.cat(MaskData(a=torch.tensor([9]), b=np.array([90]), c=["q"]))
+    data.filter(torch.tensor([3, 0]))
+    assert data["a"].tolist() == [9, 0] and data["b"].tolist() == [90, 0] and data["c"] == ["q", "w"]
+    with pytest.raises(TypeError, match="'d'"):
+        data["d"] = 5

@@ -1,0 +1,231 @@
+"""Loading checkpoints: the good path, every way a checkpoint can be wrong, and safety.
+
+Most tests use the small `tiny` config (a few MB); the official sizes are built on the meta device, which
+costs no memory, when only their shapes matter.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import pytest
+import torch
+
+from sam_from_scratch import sam_model_registry
+from sam_from_scratch.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    guess_variant,
+    load_into,
+    read_state_dict,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_state():
+    """A tiny SAM's state dict with random weights."""
+    torch.manual_seed(0)
+    return sam_model_registry["tiny"]().state_dict()
+
+
+@pytest.fixture
+def tiny_file(tiny_state, tmp_path):
+    path = tmp_path / "sam_tiny_random.pth"
+    torch.save(tiny_state, path)
+    return path
+
+
+def meta_state(name: str) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return sam_model_registry[name]().state_dict()
+
+
+# --- the good path ---------------------------------------------------------------------------------------
+def test_official_format_file_loads_every_tensor(tiny_state, tiny_file):
+    model = sam_model_registry["tiny"](checkpoint=tiny_file)
+    loaded = model.state_dict()
+    assert loaded.keys() == tiny_state.keys()
+    assert all(torch.equal(loaded[k], tiny_state[k]) for k in tiny_state)
+
+
+def test_training_checkpoint_with_a_model_entry_loads(tiny_state, tmp_path):
+    path = tmp_path / "wrapped.pt"
+    torch.save({"model": tiny_state, "epoch": 3, "note": "from notebook 11"}, path)
+    model = sam_model_registry["tiny"](checkpoint=path)
+    assert torch.equal(model.mask_decoder.iou_token.weight, tiny_state["mask_decoder.iou_token.weight"])
+
+
+def test_state_dict_in_memory_loads(tiny_state):
+    model = sam_model_registry["tiny"]()
+    load_into(model, tiny_state, "tiny")
+    assert torch.equal(model.image_encoder.pos_embed, tiny_state["image_encoder.pos_embed"])
+
+
+def test_model_on_meta_device_gets_real_tensors(tiny_state):
+    with torch.device("meta"):
+        model = sam_model_registry["tiny"]()
+    load_into(model, tiny_state, "tiny")
+    assert not any(p.is_meta for p in model.parameters())
+    assert torch.equal(model.prompt_encoder.no_mask_embed.weight, tiny_state["prompt_encoder.no_mask_embed.weight"])
+
+
+@pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h", "tiny"])
+def test_variant_is_recognised_from_shapes(name):
+    assert guess_variant(meta_state(name)) == name
+
+
+def test_non_sam_state_dict_is_no_variant():
+    assert guess_variant(torch.nn.Linear(2, 3).state_dict()) is None
+
+
+# --- missing and broken files ----------------------------------------------------------------------------
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "sam_vit_b_01ec64.pth"
+    with pytest.raises(CheckpointNotFoundError, match=re.escape(str(path))) as error:
+        sam_model_registry["tiny"](checkpoint=path)
+    assert isinstance(error.value, FileNotFoundError)
+    assert "download" in str(error.value)
+
+
+def test_folder_without_weights_says_what_it_looked_for(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="model.safetensors"):
+        read_state_dict(tmp_path)
+
+
+def test_truncated_file_says_so_and_names_the_path(tiny_file):
+    data = tiny_file.read_bytes()
+    tiny_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated") as error:
+        sam_model_registry["tiny"](checkpoint=tiny_file)
+    assert str(tiny_file) in str(error.value)
+
+
+def test_truncated_safetensors_file_says_so(tiny_state, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file(tiny_state, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(CheckpointError, match="truncated") as error:
+        read_state_dict(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>404 Not Found</html>", b"\x89PNG\r\n\x1a\n" + bytes(200)])
+def test_file_that_is_not_a_checkpoint_says_so(tmp_path, content):
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a checkpoint") as error:
+        read_state_dict(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("saved", [[1, 2, 3], {"weights": "elsewhere"}, {}], ids=["list", "dict of strings", "empty"])
+def test_pickle_of_something_else_is_not_a_state_dict(tmp_path, saved):
+    path = tmp_path / "other.pt"
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        read_state_dict(path)
+
+
+# --- nothing in a checkpoint runs ------------------------------------------------------------------------
+class CreatesMarker:
+    """Unpickling this calls open(marker, 'w'): a stand-in for any code an attacker would run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "legacy torch.save", "pickle.dump"])
+def test_pickle_that_runs_code_is_refused_and_does_not_run(tiny_state, tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"evil": CreatesMarker(marker), **tiny_state}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    elif writer == "legacy torch.save":  # the pre-1.6 format: plain pickles, no zip
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        with open(path, "wb") as file:
+            pickle.dump(payload, file, protocol=2)
+
+    with pytest.raises(CheckpointError, match=r"refused to load .* asks to call \S*open") as error:
+        sam_model_registry["tiny"](checkpoint=path)
+    assert str(path) in str(error.value)
+    assert not marker.exists()
+
+    # The payload is live: unsafe loading would have run it (so the assertion above can fail).
+    if writer != "pickle.dump":
+        torch.load(path, weights_only=False)
+    else:
+        with open(path, "rb") as file:
+            pickle.load(file)
+    assert marker.exists()
+
+
+# --- a checkpoint for another model ----------------------------------------------------------------------
+def test_checkpoint_of_another_variant_names_it_and_how_to_build_it(tiny_file):
+    with pytest.raises(CheckpointError) as error:
+        sam_model_registry["vit_b"](checkpoint=tiny_file)
+    message = str(error.value)
+    assert "this looks like tiny" in message.lower()
+    assert "sam_model_registry['tiny'](checkpoint=...)" in message
+    assert str(tiny_file) in message
+
+
+@pytest.mark.parametrize("found, built", [("vit_l", "vit_b"), ("vit_h", "vit_l"), ("vit_b", "vit_h")])
+def test_official_checkpoint_in_the_wrong_official_model(found, built):
+    with torch.device("meta"):
+        model = sam_model_registry[built]()
+    with pytest.raises(CheckpointError, match=rf"looks like {found}: build it with sam_model_registry\['{found}'\]"):
+        load_into(model, meta_state(found), built)
+
+
+def test_unknown_size_says_it_matches_no_variant(tiny_state):
+    state = {k: v for k, v in tiny_state.items() if not k.startswith("image_encoder.blocks.5.")}  # 5 blocks
+    with pytest.raises(CheckpointError, match="matches none of the known variants"):
+        load_into(sam_model_registry["tiny"](), state, "tiny")
+
+
+def test_state_dict_of_another_network_is_not_a_sam_checkpoint(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8)).state_dict(), path)
+    with pytest.raises(CheckpointError, match="does not look like a SAM checkpoint"):
+        sam_model_registry["tiny"](checkpoint=path)
+
+
+def test_missing_keys_are_listed_briefly(tiny_state):
+    dropped = [k for k in tiny_state if k.startswith("mask_decoder.output_hypernetworks_mlps.")]  # 24 keys
+    state = {k: v for k, v in tiny_state.items() if k not in dropped}
+    with pytest.raises(CheckpointError) as error:
+        load_into(sam_model_registry["tiny"](), state, "tiny")
+    message = str(error.value)
+    assert f"{len(dropped)} missing key(s): {dropped[0]}" in message
+    assert f"({len(dropped) - 5} more)" in message
+    assert dropped[-1] not in message  # brief: not all of them
+
+
+def test_unexpected_keys_are_listed(tiny_state):
+    state = {**tiny_state, "mask_decoder.extra_head.weight": torch.zeros(2), "step": torch.tensor(100)}
+    with pytest.raises(CheckpointError, match=r"2 unexpected key\(s\): mask_decoder.extra_head.weight, step"):
+        load_into(sam_model_registry["tiny"](), state, "tiny")
+
+
+def test_tensor_of_another_shape_is_reported(tiny_state):
+    state = {**tiny_state, "mask_decoder.mask_tokens.weight": torch.zeros(3, 128)}
+    with pytest.raises(CheckpointError, match=r"mask_decoder.mask_tokens.weight \(3, 128\) \(model \(4, 128\)\)"):
+        load_into(sam_model_registry["tiny"](), state, "tiny")
+
+
+def test_failed_load_leaves_the_model_untouched(tiny_state):
+    model = sam_model_registry["tiny"]()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {**tiny_state, "mask_decoder.mask_tokens.weight": torch.zeros(3, 128)}
+    with pytest.raises(CheckpointError):
+        load_into(model, state, "tiny")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

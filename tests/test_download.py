@@ -1,0 +1,223 @@
+"""Downloading checkpoints: against a local HTTP server on 127.0.0.1 serving small fake files.
+
+The fake files are registered in `download.CHECKPOINTS` (the same table that holds the official ones) with
+their own SHA-256, so every test runs the real download path offline in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from sam_from_scratch import download
+from sam_from_scratch.download import CHECKPOINTS, DownloadError, RemoteCheckpoint, download_checkpoint, find_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = b"not really SAM weights, but 64 KiB of them " * 1500
+FAKE = RemoteCheckpoint("sam_fake_0000.pth", hashlib.sha256(GOOD).hexdigest())
+
+
+class FakeHost:
+    """A threaded HTTP server: `files` maps URL paths to bodies; paths in `cut_after` stop after that many bytes
+    while announcing the full Content-Length (a dropped connection)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut_after: dict[str, int] = {}
+        self.requests: list[str] = []
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host.requests.append(self.path)
+                body = host.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: host.cut_after.get(self.path, len(body))])
+                self.close_connection = True  # a cut body ends here: the client sees fewer bytes than announced
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+
+
+@pytest.fixture
+def host(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # never route the local server through a proxy
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(download.CACHE_ENV, raising=False)
+    server = FakeHost()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Register the checkpoint name 'fake' (file FAKE, hash of GOOD)."""
+    monkeypatch.setitem(CHECKPOINTS, "fake", FAKE)
+    return FAKE
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_published_checksums_and_file_names_are_the_official_ones():
+    assert {name: (e.filename, e.sha256) for name, e in CHECKPOINTS.items()} == {
+        "vit_b": ("sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+        "vit_l": ("sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+        "vit_h": ("sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    }
+
+
+def test_default_url_is_the_official_host(monkeypatch):
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    assert download.checkpoint_url("vit_b") == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    assert download.checkpoint_url("default") == download.checkpoint_url("vit_h")
+
+
+def test_default_cache_folder_is_documented_one_and_env_overrides_it(monkeypatch, tmp_path):
+    monkeypatch.delenv(download.CACHE_ENV, raising=False)
+    assert download.cache_folder() == Path.home() / ".cache" / "sam_from_scratch"
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert download.cache_folder() == tmp_path / "elsewhere"
+    assert download.cache_folder(tmp_path / "argument") == tmp_path / "argument"
+
+
+def test_unknown_name_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="vit_b.*'vit_x'"):
+        download_checkpoint("vit_x")
+
+
+def test_good_file_is_downloaded_verified_and_alone_in_the_cache(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD
+    path = download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert path == tmp_path / fake.filename
+    assert path.read_bytes() == GOOD
+    assert files_in(tmp_path) == [fake.filename]  # no temporary file left
+    assert host.requests == ["/" + fake.filename]
+
+
+def test_progress_bar_is_shown(host, fake, tmp_path, capfd):
+    host.files["/" + fake.filename] = GOOD
+    download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=True)
+    assert "100%" in capfd.readouterr().err
+
+
+def test_cache_hit_needs_no_network(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD
+    first = download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    host.stop()
+    again = download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert again == first and again.read_bytes() == GOOD
+    assert len(host.requests) == 1
+    # ... and the server really is gone: anything not cached now fails.
+    with pytest.raises(DownloadError, match="could not download"):
+        download_checkpoint("fake", cache_dir=tmp_path / "empty", mirror=host.url, progress=False)
+
+
+def test_wrong_checksum_is_refused_and_nothing_is_left_behind(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD[:-1] + b"!"  # one byte differs
+    with pytest.raises(DownloadError, match="SHA-256 differs") as error:
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert fake.sha256 in str(error.value) and fake.filename in str(error.value)
+    assert files_in(tmp_path) == []
+    assert find_checkpoint("fake", cache_dir=tmp_path) is None
+
+
+def test_interrupted_transfer_raises_and_leaves_no_partial_file(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD
+    host.cut_after["/" + fake.filename] = len(GOOD) // 3
+    with pytest.raises(DownloadError, match="could not download fake"):
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert files_in(tmp_path) == []
+
+
+def test_failed_redownload_keeps_the_cached_file_as_it_was(host, fake, tmp_path):
+    # A cached file whose hash is wrong gets downloaded again; if that transfer breaks, the old file is not
+    # replaced by a partial one.
+    cached = tmp_path / fake.filename
+    cached.write_bytes(b"an older, damaged copy")
+    host.files["/" + fake.filename] = GOOD
+    host.cut_after["/" + fake.filename] = 1000
+    with pytest.raises(DownloadError):
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert files_in(tmp_path) == [fake.filename]
+    assert cached.read_bytes() == b"an older, damaged copy"
+
+    del host.cut_after["/" + fake.filename]  # the connection recovers: the damaged copy is replaced
+    assert download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False).read_bytes() == GOOD
+
+
+def test_mirror_base_url_from_argument_or_environment(host, fake, tmp_path, monkeypatch):
+    host.files["/sam/mirror/" + fake.filename] = GOOD
+    path = download_checkpoint("fake", cache_dir=tmp_path / "a", mirror=host.url + "/sam/mirror/", progress=False)
+    assert path.read_bytes() == GOOD
+
+    monkeypatch.setenv(download.MIRROR_ENV, host.url + "/sam/mirror")  # without the trailing slash
+    path = download_checkpoint("fake", cache_dir=tmp_path / "b", progress=False)
+    assert path.read_bytes() == GOOD
+    assert host.requests == ["/sam/mirror/" + fake.filename] * 2
+
+
+def test_cache_folder_from_environment(host, fake, tmp_path, monkeypatch):
+    host.files["/" + fake.filename] = GOOD
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    assert find_checkpoint("fake") is None
+    path = download_checkpoint("fake", mirror=host.url, progress=False)
+    assert path == tmp_path / "cache" / fake.filename
+    assert find_checkpoint("fake") == path
+
+
+def test_cli_downloads_a_registered_file(host, fake, tmp_path, capsys):
+    from sam_from_scratch.cli import main
+
+    host.files["/" + fake.filename] = GOOD
+    code = main(["download", "fake", "--cache-dir", str(tmp_path), "--mirror", host.url, "--no-progress"])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / fake.filename)
+    assert (tmp_path / fake.filename).read_bytes() == GOOD
+
+
+def test_cli_subprocess_refuses_a_mirror_serving_the_wrong_file(host, tmp_path):
+    # The real vit_b name, through `python -m sam_from_scratch`: the mirror serves 64 KiB of something else.
+    host.files["/sam_vit_b_01ec64.pth"] = GOOD
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    env.pop(download.MIRROR_ENV, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "sam_from_scratch", "download", "vit_b", "--cache-dir", str(tmp_path), "--mirror", host.url],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "SHA-256 differs" in result.stderr and "ec2df627" in result.stderr
+    assert host.requests == ["/sam_vit_b_01ec64.pth"]
+    assert files_in(tmp_path) == []
+
+
+def test_cli_help_lists_the_checkpoints_and_the_cache_variable():
+    result = subprocess.run(
+        [sys.executable, "-m", "sam_from_scratch", "download", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "vit_b" in result.stdout and "vit_h" in result.stdout and "SAM_FROM_SCRATCH_CACHE" in result.stdout

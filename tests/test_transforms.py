@@ -1,0 +1,96 @@
+"""ResizeLongestSide and the mapping of masks back: equal to the official transform, for any model size."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from segment_anything.modeling import Sam as OfficialSam
+from segment_anything.utils.transforms import ResizeLongestSide as OfficialResize
+
+from sam_from_scratch.transforms import ResizeLongestSide, masks_to_original_size
+
+SIZES = [(333, 517), (517, 333), (1, 1), (7, 2000), (1024, 1024), (100, 41), (3, 5)]
+TARGETS = [1024, 256, 37]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("size", SIZES)
+def test_preprocess_shape_rounds_like_the_official_transform(size, target):
+    assert ResizeLongestSide.get_preprocess_shape(*size, target) == OfficialResize.get_preprocess_shape(*size, target)
+
+
+def test_preprocess_shape_rounds_half_up():
+    # 3 * (1024 / 5) = 614.4 -> 614, and 5 x 2 at 5: 2.5 -> 3 (Python's round() would give 2)
+    assert ResizeLongestSide.get_preprocess_shape(3, 5, 1024) == (614, 1024)
+    assert ResizeLongestSide.get_preprocess_shape(2, 4, 5) == (3, 5)
+
+
+@pytest.mark.parametrize("target", [1024, 256])
+@pytest.mark.parametrize("size", [(333, 517), (517, 333), (1, 1), (7, 2000)])
+def test_apply_image_equals_official_pixel_for_pixel(size, target):
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    ours = ResizeLongestSide(target).apply_image(image)
+    np.testing.assert_array_equal(ours, OfficialResize(target).apply_image(image))
+    assert max(ours.shape[:2]) == target and ours.dtype == np.uint8
+
+
+def test_apply_image_keeps_grayscale_and_alpha_layouts():
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (40, 60), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (40, 60, 4), dtype=np.uint8)
+    transform = ResizeLongestSide(30)
+    assert transform.apply_image(gray).shape == (20, 30)
+    assert transform.apply_image(rgba).shape == (20, 30, 4)
+    # each channel is resampled on its own: the RGB part equals resizing the RGB image
+    np.testing.assert_array_equal(transform.apply_image(rgba)[..., :3], transform.apply_image(rgba[..., :3].copy()))
+
+
+@pytest.mark.parametrize("size", [(333, 517), (517, 333)])
+def test_apply_coords_and_boxes_equal_official_and_leave_input_alone(size):
+    rng = np.random.default_rng(2)
+    coords = rng.uniform(0, 300, (5, 2))
+    boxes = np.sort(rng.uniform(0, 300, (3, 2, 2)), axis=1).reshape(3, 4)
+    before = coords.copy()
+    ours, official = ResizeLongestSide(1024), OfficialResize(1024)
+    np.testing.assert_array_equal(ours.apply_coords(coords, size), official.apply_coords(coords, size))
+    np.testing.assert_array_equal(ours.apply_boxes(boxes, size), official.apply_boxes(boxes, size))
+    np.testing.assert_array_equal(coords, before)
+    assert ours.apply_coords(np.array([[1, 2]]), size).dtype == np.float64
+
+
+def test_torch_coords_and_boxes_equal_official():
+    coords = torch.rand(2, 5, 2) * 500
+    boxes = torch.tensor([[10.0, 20.0, 300.0, 310.0], [0.0, 0.0, 516.0, 332.0]])
+    ours, official = ResizeLongestSide(1024), OfficialResize(1024)
+    torch.testing.assert_close(ours.apply_coords_torch(coords, (333, 517)), official.apply_coords_torch(coords, (333, 517)), rtol=0, atol=0)
+    torch.testing.assert_close(ours.apply_boxes_torch(boxes, (333, 517)), official.apply_boxes_torch(boxes, (333, 517)), rtol=0, atol=0)
+
+
+def test_coordinates_survive_a_round_trip():
+    coords = np.array([[0.0, 0.0], [516.0, 332.0], [123.4, 56.7]])
+    transform = ResizeLongestSide(256)
+    new_h, new_w = transform.get_preprocess_shape(333, 517, 256)
+    scaled = transform.apply_coords(coords, (333, 517))
+    np.testing.assert_allclose(scaled / [new_w / 517, new_h / 333], coords)
+
+
+def test_apply_image_torch_resizes_height_and_width():
+    # (The official version takes the size from the batch and channel axes instead.)
+    image = torch.rand(2, 3, 333, 517) * 255
+    resized = ResizeLongestSide(256).apply_image_torch(image)
+    assert resized.shape == (2, 3, 165, 256)
+    numpy_version = ResizeLongestSide(256).apply_image(image[0].permute(1, 2, 0).round().byte().numpy())
+    assert (resized[0].permute(1, 2, 0) - torch.as_tensor(numpy_version).float()).abs().mean() < 1.0
+
+
+@pytest.mark.parametrize("img_size, low_res", [(1024, 256), (256, 128)])
+@pytest.mark.parametrize("original_size", [(333, 517), (517, 333)])
+def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res, original_size):
+    logits = torch.randn(2, 3, low_res, low_res)
+    input_size = ResizeLongestSide.get_preprocess_shape(*original_size, img_size)
+    fake_sam = SimpleNamespace(image_encoder=SimpleNamespace(img_size=img_size))
+    expected = OfficialSam.postprocess_masks(fake_sam, logits, input_size, original_size)
+    ours = masks_to_original_size(logits, input_size, original_size, img_size)
+    assert ours.shape == (2, 3, *original_size)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)

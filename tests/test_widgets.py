@@ -1,0 +1,494 @@
+"""The click-to-segment widgets, driven headlessly through the same messages the browser sends.
+
+ipympl's front-end turns mouse events into JSON messages ({"type": "button_press", "x", "y", "button", ...},
+pixels from the canvas' top-left corner); `send()` hands exactly those to the real canvas widget, which turns
+them into matplotlib press/motion/release events. So these tests cover the whole path from a click on the
+canvas to the mask: event wiring, screen-to-image coordinates, prompts, prediction, history, drawing.
+
+Most tests use `RegionPredictor`, a stand-in with SamPredictor's API that segments flat-coloured synthetic
+scenes exactly, so "the mask is where the object is" has a precise answer. The model-backed tests at the end
+use the package's real SamPredictor: random weights for the plumbing, the trained small model for masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sam_from_scratch.widgets import AutomaticMaskExplorer, ClickSegmenter, object_colors
+
+H, W = 96, 128
+DISPLAY_WIDTH = 256  # canvas pixels; 2 per image pixel
+BACKGROUND = (128, 128, 128)
+
+
+def synthetic_scene():
+    """Grey background; two red squares of the same colour (A left, B right) and a blue bar C below."""
+    image = np.zeros((H, W, 3), np.uint8)
+    image[:] = BACKGROUND
+    image[10:40, 10:40] = (220, 30, 30)  # A
+    image[10:40, 80:110] = (220, 30, 30)  # B, same colour as A
+    image[60:85, 40:90] = (30, 60, 220)  # C
+    regions = {"A": (slice(10, 40), slice(10, 40)), "B": (slice(10, 40), slice(80, 110)), "C": (slice(60, 85), slice(40, 90))}
+    masks = {}
+    for name, (rows, cols) in regions.items():
+        masks[name] = np.zeros((H, W), bool)
+        masks[name][rows, cols] = True
+    return image, masks
+
+
+def connected_region(same: np.ndarray, seed_mask: np.ndarray) -> np.ndarray:
+    """Pixels of `same` (H, W) bool 4-connected to `seed_mask`, by repeated one-pixel growth."""
+    region = seed_mask & same
+    while True:
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= same
+        if (grown == region).all():
+            return region
+        region = grown
+
+
+class RegionPredictor:
+    """SamPredictor's API for flat-coloured scenes, with known answers.
+
+    A positive point selects every pixel of the clicked colour (so a click on A also takes B, like SAM
+    grouping look-alikes); a negative point removes the connected region under it; a box alone selects the
+    non-background pixels inside it, and with points it clips them. Multimask candidates: [region grown by
+    2 px (IoU 0.60), region (0.95), every non-background pixel (0.40)]; single mask: [region].
+    """
+
+    LOW_RES = 64
+
+    def __init__(self):
+        self.set_image_calls = 0
+        self.calls = []
+
+    def set_image(self, image, image_format="RGB"):
+        self.set_image_calls += 1
+        self.image = image.copy()
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True, return_logits=False):
+        self.calls.append(dict(point_coords=point_coords, point_labels=point_labels, box=box, mask_input=mask_input, multimask_output=multimask_output))
+        image = self.image
+        foreground = (image != np.array(BACKGROUND, np.uint8)).any(axis=2)
+        region = np.zeros(image.shape[:2], bool)
+        points = [] if point_coords is None else list(zip(np.round(point_coords).astype(int), point_labels))
+        for (x, y), label in points:
+            if label == 1:
+                region |= (image == image[y, x]).all(axis=2) & foreground
+        if box is not None:
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            inside = np.zeros_like(region)
+            inside[y0 : y1 + 1, x0 : x1 + 1] = True
+            region = (region if points and any(l == 1 for _, l in points) else foreground) & inside
+        for (x, y), label in points:
+            if label == 0:
+                seed = np.zeros_like(region)
+                seed[y, x] = True
+                region &= ~connected_region((image == image[y, x]).all(axis=2), seed)
+        grown = region.copy()
+        for _ in range(2):
+            grown[1:] |= grown[:-1].copy(); grown[:-1] |= grown[1:].copy()
+            grown[:, 1:] |= grown[:, :-1].copy(); grown[:, :-1] |= grown[:, 1:].copy()
+        if multimask_output:
+            masks, scores = np.stack([grown, region, foreground]), np.array([0.60, 0.95, 0.40], np.float32)
+        else:
+            masks, scores = region[None], np.array([0.95], np.float32)
+        step_y, step_x = H // self.LOW_RES or 1, W // self.LOW_RES or 1
+        logits = np.where(masks[:, ::step_y, ::step_x][:, : self.LOW_RES, : self.LOW_RES], 8.0, -8.0).astype(np.float32)
+        logits = np.pad(logits, ((0, 0), (0, self.LOW_RES - logits.shape[1]), (0, self.LOW_RES - logits.shape[2])))
+        return masks, scores, logits
+
+
+# ----- driving the canvas like a browser -----------------------------------------------------------------------
+
+
+def send(segmenter, kind, col, row, button=0, buttons=0):
+    """Send ipympl's JSON mouse message for image pixel (col, row); button 0 = left, 2 = right (DOM numbers)."""
+    scale = segmenter.figure.bbox.width / segmenter.image.shape[1]
+    message = {"type": kind, "x": (col + 0.5) * scale, "y": (row + 0.5) * scale, "button": button,
+               "buttons": buttons, "modifiers": [], "guiEvent": None}
+    segmenter.canvas._handle_message(segmenter.canvas, message, [])
+
+
+def click(segmenter, col, row, button=0):
+    pressed = 1 if button == 0 else 2
+    send(segmenter, "button_press", col, row, button, buttons=pressed)
+    send(segmenter, "button_release", col, row, button, buttons=0)
+
+
+def drag(segmenter, start, end, steps=4):
+    send(segmenter, "button_press", *start, buttons=1)
+    for t in np.linspace(0, 1, steps + 1)[1:]:
+        send(segmenter, "motion_notify", start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]), buttons=1)
+    send(segmenter, "button_release", *end, buttons=0)
+
+
+@pytest.fixture
+def scene():
+    return synthetic_scene()
+
+
+@pytest.fixture
+def segmenter(scene):
+    return ClickSegmenter(scene[0], RegionPredictor(), display_width=DISPLAY_WIDTH)
+
+
+def rendered(segmenter) -> np.ndarray:
+    """The canvas as the browser would receive it, (h, w, 3) uint8."""
+    segmenter.canvas.draw()
+    return np.asarray(segmenter.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+# ----- clicks, negative clicks, boxes -------------------------------------------------------------------------------
+
+
+def test_a_left_click_on_an_object_makes_a_mask_where_the_object_is(segmenter, scene):
+    _, masks = scene
+    click(segmenter, 25, 20)  # inside A
+    assert segmenter.state.points == ((25.0, 20.0),) and segmenter.state.labels == (1,)
+    np.testing.assert_array_equal(segmenter.mask, masks["A"] | masks["B"])  # the fake groups look-alikes
+    assert not (segmenter.mask & masks["C"]).any()
+
+
+def test_click_coordinates_are_image_pixels_not_screen_pixels(segmenter):
+    click(segmenter, 100, 70)
+    x, y = segmenter.state.points[0]
+    assert (round(x), round(y)) == (100, 70)
+
+
+def test_a_right_click_adds_a_negative_point_that_removes_area(segmenter, scene):
+    _, masks = scene
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)  # right click inside B
+    assert segmenter.state.labels == (1, 0)
+    np.testing.assert_array_equal(segmenter.mask, masks["A"])
+
+
+def test_the_negative_toggle_turns_left_clicks_into_negative_points(segmenter, scene):
+    _, masks = scene
+    click(segmenter, 25, 20)
+    segmenter.negative_toggle.value = True
+    click(segmenter, 95, 25)
+    assert segmenter.state.labels == (1, 0)
+    np.testing.assert_array_equal(segmenter.mask, masks["A"])
+
+
+def test_dragging_draws_a_box_prompt_instead_of_a_point(segmenter, scene):
+    _, masks = scene
+    drag(segmenter, (35, 55), (95, 90))
+    assert segmenter.state.points == ()
+    x0, y0, x1, y1 = segmenter.state.box
+    assert (round(x0), round(y0), round(x1), round(y1)) == (35, 55, 95, 90)
+    np.testing.assert_array_equal(segmenter.predictor.calls[-1]["box"], segmenter.state.box)
+    np.testing.assert_array_equal(segmenter.mask, masks["C"])
+
+
+def test_a_box_dragged_up_and_left_is_the_same_box(segmenter):
+    drag(segmenter, (95, 90), (35, 55))
+    x0, y0, x1, y1 = segmenter.state.box
+    assert (round(x0), round(y0), round(x1), round(y1)) == (35, 55, 95, 90)
+
+
+def test_a_small_wobble_between_press_and_release_is_still_a_click(segmenter):
+    send(segmenter, "button_press", 25, 20, buttons=1)
+    send(segmenter, "motion_notify", 26, 20, buttons=1)
+    send(segmenter, "button_release", 26, 20)
+    assert segmenter.state.box is None and len(segmenter.state.points) == 1
+
+
+def test_points_and_box_combine(segmenter, scene):
+    _, masks = scene
+    drag(segmenter, (5, 5), (60, 45))  # a box around A only
+    click(segmenter, 25, 20)
+    call = segmenter.predictor.calls[-1]
+    assert call["box"] is not None and call["point_labels"].tolist() == [1]
+    np.testing.assert_array_equal(segmenter.mask, masks["A"])
+
+
+# ----- history ------------------------------------------------------------------------------------------------------
+
+
+def test_undo_restores_the_previous_mask_and_redo_brings_the_change_back(segmenter, scene):
+    _, masks = scene
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)
+    segmenter.undo_button.click()
+    assert segmenter.state.labels == (1,)
+    np.testing.assert_array_equal(segmenter.mask, masks["A"] | masks["B"])
+    segmenter.redo_button.click()
+    np.testing.assert_array_equal(segmenter.mask, masks["A"])
+
+
+def test_undo_does_not_run_the_model_again(segmenter):
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)
+    calls = len(segmenter.predictor.calls)
+    segmenter.undo()
+    assert len(segmenter.predictor.calls) == calls
+
+
+def test_undo_and_redo_buttons_are_disabled_when_there_is_nothing_to_do(segmenter):
+    assert segmenter.undo_button.disabled and segmenter.redo_button.disabled
+    click(segmenter, 25, 20)
+    assert not segmenter.undo_button.disabled and segmenter.redo_button.disabled
+    segmenter.undo()
+    assert segmenter.undo_button.disabled and not segmenter.redo_button.disabled
+
+
+def test_clear_points_keeps_the_box_clear_box_keeps_the_points_and_reset_removes_all(segmenter, scene):
+    _, masks = scene
+    drag(segmenter, (5, 5), (60, 45))
+    click(segmenter, 25, 20)
+    segmenter.clear_points()
+    assert segmenter.state.points == () and segmenter.state.box is not None
+    np.testing.assert_array_equal(segmenter.mask, masks["A"])  # the box alone: what is inside it
+    segmenter.undo()
+    segmenter.clear_box()
+    assert segmenter.state.points and segmenter.state.box is None
+    segmenter.reset()
+    assert segmenter.mask is None and segmenter.state.current.is_empty
+    assert "No prompts" in segmenter.status.value
+
+
+# ----- candidates, modes, refinement ----------------------------------------------------------------------------
+
+
+def test_three_candidates_are_offered_with_their_predicted_iou_and_the_best_is_shown(segmenter, scene):
+    click(segmenter, 25, 20)
+    labels = [label for label, _ in segmenter.choice_buttons.options]
+    assert labels == ["mask 1 · IoU 0.60", "mask 2 · IoU 0.95", "mask 3 · IoU 0.40"]
+    assert segmenter.choice_buttons.value == 1
+    assert len(segmenter.thumbnails.children) == 3
+    assert "predicted IoU 0.950" in segmenter.status.value
+
+
+def test_picking_another_candidate_shows_that_mask(segmenter):
+    click(segmenter, 25, 20)
+    segmenter.choice_buttons.value = 2
+    np.testing.assert_array_equal(segmenter.mask, segmenter.masks[2])
+    assert "Mask 3 of 3" in segmenter.status.value
+
+
+def test_single_mask_mode_asks_the_predictor_for_one_mask(segmenter):
+    segmenter.mode_buttons.value = "1 mask"
+    click(segmenter, 25, 20)
+    assert segmenter.predictor.calls[-1]["multimask_output"] is False
+    assert len(segmenter.choice_buttons.options) == 1
+
+
+def test_auto_mode_asks_for_three_masks_for_one_click_and_one_mask_after_that(segmenter):
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)
+    assert [c["multimask_output"] for c in segmenter.predictor.calls] == [True, False]
+
+
+def test_a_follow_up_click_refines_with_the_logits_of_the_mask_shown(segmenter):
+    click(segmenter, 25, 20)
+    segmenter.choice_buttons.value = 0
+    shown_logits = segmenter.state.prediction.low_res_logits[0]
+    click(segmenter, 95, 25, button=2)
+    first, second = segmenter.predictor.calls
+    assert first["mask_input"] is None
+    np.testing.assert_array_equal(second["mask_input"], shown_logits[None])
+
+
+def test_the_embedding_is_computed_once_per_image(segmenter):
+    for col in (25, 95, 60):
+        click(segmenter, col, 20)
+    drag(segmenter, (35, 55), (95, 90))
+    segmenter.undo()
+    assert segmenter.predictor.set_image_calls == 1
+    assert len(segmenter.predictor.calls) == 4
+
+
+# ----- drawing ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_mask_is_drawn_over_the_object_and_nowhere_else(segmenter, scene):
+    _, masks = scene
+    before = rendered(segmenter)
+    click(segmenter, 25, 20)
+    segmenter.choice_buttons.value = 1
+    after = rendered(segmenter)
+    changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=2) > 30  # (2H, 2W) canvas pixels
+    object_on_canvas = np.kron(masks["A"] | masks["B"], np.ones((2, 2), bool))
+    assert changed[object_on_canvas].mean() > 0.9
+    assert changed[~object_on_canvas].mean() < 0.02  # only the point marker and antialiased edges
+
+
+def test_undo_redraws_the_picture_as_it_was(segmenter):
+    click(segmenter, 25, 20)
+    once = rendered(segmenter)
+    click(segmenter, 95, 25, button=2)
+    assert not np.array_equal(rendered(segmenter), once)
+    segmenter.undo()
+    np.testing.assert_array_equal(rendered(segmenter), once)
+
+
+# ----- errors ------------------------------------------------------------------------------------------------------------
+
+
+def test_an_error_while_predicting_appears_in_the_status_line_not_as_a_lost_traceback(segmenter):
+    def broken(**kwargs):
+        raise RuntimeError("the decoder fell over")
+
+    segmenter.predictor.predict = broken
+    click(segmenter, 25, 20)  # must not raise
+    assert "Error: RuntimeError: the decoder fell over" in segmenter.status.value
+    assert isinstance(segmenter.last_error, RuntimeError)
+
+
+def test_a_button_with_nothing_to_act_on_reports_it(segmenter):
+    segmenter.undo_button.click()
+    assert "Nothing to undo" in segmenter.status.value
+    segmenter.widget.children[-1].children[0].click()  # "accept object" with no mask
+    assert "Error: ValueError: accept: there is no mask yet" in segmenter.status.value
+
+
+def test_a_bad_image_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match=r"image: expected dtype uint8"):
+        ClickSegmenter(np.zeros((8, 8, 3), np.float32), RegionPredictor())
+    with pytest.raises(ValueError, match=r"mask_mode: expected one of"):
+        ClickSegmenter(np.zeros((8, 8, 3), np.uint8), RegionPredictor(), mask_mode="many")
+
+
+# ----- accepted objects and export -------------------------------------------------------------------------------------
+
+
+def test_accepted_objects_keep_their_masks_and_get_distinct_colours(segmenter, scene):
+    _, masks = scene
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)
+    first = segmenter.accept()
+    assert segmenter.state.current.is_empty  # ready for the next object
+    click(segmenter, 60, 70)
+    segmenter.accept()
+    assert len(segmenter.objects) == 2
+    np.testing.assert_array_equal(first.mask, masks["A"])
+    assert not np.array_equal(segmenter.objects[0].color, segmenter.objects[1].color)
+    labels = segmenter.label_map()
+    assert set(np.unique(labels)) == {0, 1, 2}
+    np.testing.assert_array_equal(labels == 1, masks["A"])
+    np.testing.assert_array_equal(labels == 2, masks["C"])
+
+
+def test_save_png_writes_the_overlay_and_the_label_map(segmenter, scene, tmp_path):
+    from PIL import Image
+
+    image, masks = scene
+    click(segmenter, 60, 70)
+    segmenter.accept()
+    path = segmenter.save_png(tmp_path / "objects.png")
+    overlay = np.asarray(Image.open(path))
+    assert overlay.shape == image.shape
+    assert (overlay[masks["C"]] != image[masks["C"]]).any(axis=1).all()  # tinted where the object is
+    np.testing.assert_array_equal(overlay[~masks["C"]], image[~masks["C"]])  # untouched elsewhere
+    np.testing.assert_array_equal(np.load(tmp_path / "objects_labels.npy"), masks["C"].astype(np.int32))
+
+
+def test_object_colours_are_distinct_and_reproducible():
+    colors = object_colors(12)
+    assert colors.shape == (12, 3) and colors.dtype == np.uint8
+    assert len({tuple(c) for c in colors}) == 12
+    np.testing.assert_array_equal(colors, object_colors(12))
+
+
+# ----- the automatic generator's explorer ------------------------------------------------------------------------------
+
+
+class CountingGenerator:
+    def __init__(self, records):
+        self.records, self.calls = records, 0
+
+    def generate(self, image):
+        self.calls += 1
+        return self.records
+
+
+def fake_records():
+    rng = np.random.default_rng(0)
+    records = []
+    for i, (iou, stability) in enumerate([(0.95, 0.97), (0.90, 0.80), (0.70, 0.99), (0.99, 0.96), (0.50, 0.50)]):
+        mask = np.zeros((H, W), bool)
+        mask[10 * i : 10 * i + 8, 5 : 5 + 10 * (i + 1)] = True
+        records.append(dict(segmentation=mask, area=int(mask.sum()), predicted_iou=iou, stability_score=stability,
+                            bbox=[0, 0, 1, 1], point_coords=[[0, 0]], crop_box=[0, 0, W, H]))
+    rng.shuffle(records)
+    return records
+
+
+def test_the_explorer_filters_by_predicted_iou_and_stability_without_generating_again(scene):
+    generator = CountingGenerator(fake_records())
+    explorer = AutomaticMaskExplorer(scene[0], generator=generator, pred_iou_thresh=0.88, stability_score_thresh=0.95)
+    assert sorted(r["predicted_iou"] for r in explorer.kept) == [0.95, 0.99]
+    explorer.stability_slider.value = 0.0
+    assert sorted(r["predicted_iou"] for r in explorer.kept) == [0.90, 0.95, 0.99]
+    explorer.iou_slider.value = 0.0
+    assert len(explorer.kept) == 5
+    assert "5 of 5 masks kept" in explorer.status.value
+    assert generator.calls == 1
+
+
+def test_the_explorer_draws_only_the_masks_it_keeps(scene):
+    records = fake_records()
+    explorer = AutomaticMaskExplorer(scene[0], records, pred_iou_thresh=0.98, stability_score_thresh=0.0)
+    (kept,) = explorer.kept
+    shown = np.asarray(explorer.picture.artist.get_array())  # (H, W, 3): the picture drawn on the canvas
+    np.testing.assert_array_equal((shown != scene[0]).any(axis=2), kept["segmentation"])
+
+
+# ----- with the package's real SamPredictor ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    # Two OpenMP threads on a 2-core machine shared with other jobs are slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_with_the_real_predictor_a_click_runs_only_the_prompt_encoder_and_decoder(scene, one_thread):
+    from sam_from_scratch.build import sam_model_registry
+    from sam_from_scratch.predictor import SamPredictor
+
+    torch.manual_seed(0)
+    model = sam_model_registry["tiny"]()  # random weights: this test is about the plumbing
+    encoder_calls = []
+    model.image_encoder.register_forward_hook(lambda *args: encoder_calls.append(1))
+    segmenter = ClickSegmenter(scene[0], SamPredictor(model), display_width=DISPLAY_WIDTH)
+    click(segmenter, 25, 20)
+    click(segmenter, 95, 25, button=2)  # refines: mask_input is the model's own low-res logits
+    drag(segmenter, (35, 55), (95, 90))
+    assert len(encoder_calls) == 1
+    assert segmenter.mask.shape == (H, W) and segmenter.mask.dtype == bool
+    assert segmenter.state.current.mask_input.shape[0] == 1
+    assert "Error" not in segmenter.status.value, segmenter.status.value
+
+
+def test_the_trained_small_model_segments_the_clicked_object(one_thread):
+    """A click inside a generated object gives a mask that overlaps it well (the model, not a stand-in)."""
+    from sam_from_scratch.build import from_pretrained
+    from sam_from_scratch.data_engine import HELDOUT_SEED, make_scene
+    from sam_from_scratch.predictor import SamPredictor
+
+    predictor = SamPredictor(from_pretrained("tiny", device="cpu"))
+    ious = []
+    for index in range(4):
+        scene = make_scene(HELDOUT_SEED, index)
+        whole = [i for i, parent in enumerate(scene.parents) if parent == -1 and scene.kinds[i] != "ring"]
+        target = scene.masks[max(whole, key=lambda i: scene.masks[i].sum())]
+        rows, cols = np.nonzero(target)
+        centre = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)  # the object pixel nearest its centroid
+        segmenter = ClickSegmenter(scene.image, predictor, display_width=DISPLAY_WIDTH)
+        click(segmenter, cols[centre], rows[centre])
+        best = max((segmenter.masks[k] & target).sum() / (segmenter.masks[k] | target).sum() for k in range(len(segmenter.masks)))
+        ious.append(best)
+    assert np.mean(ious) > 0.7, ious
