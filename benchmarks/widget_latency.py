@@ -9,7 +9,9 @@ clicks through the same path as the browser (ipympl's JSON mouse messages into t
             ipympl encodes the PNG diff it sends (canvas.draw, which ends in manager.refresh_all)
   total     handler + render: click to a new picture ready to send (network and browser decode excluded)
 
-Random weights are as fast as trained ones, so vit_b needs no download.
+Random weights are as fast as trained ones, so vit_b needs no download. The machine may be shared, so the
+CPU time of the click (process_time, all threads) is printed beside the wall-clock total: with one thread,
+it is what the click costs on an idle core.
 
     .venv/bin/python benchmarks/widget_latency.py                      # tiny and vit_b, 1 thread
     .venv/bin/python benchmarks/widget_latency.py --models tiny --clicks 30 --threads 2
@@ -18,6 +20,7 @@ Random weights are as fast as trained ones, so vit_b needs no download.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -52,23 +55,24 @@ def bench(name: str, image: np.ndarray, clicks: int, display_width: int) -> dict
     canvas.draw()  # the first frame is a full one; later frames are diffs, as in the browser
     rng = np.random.default_rng(0)
     height, width = image.shape[:2]
-    times = {"decoder": [], "handler": [], "render": []}
+    times = {"decoder": [], "handler": [], "render": [], "cpu": []}
     for i in range(clicks + 2):  # the first two warm up
         if i % 4 == 3:
             segmenter.reset()  # keep the prompt to a few points, like a learner moving to the next object
         col, row = rng.uniform(0, width - 1), rng.uniform(0, height - 1)
         button = 2 if i % 4 == 2 else 0  # some right clicks (negative points)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         canvas._handle_message(canvas, click_message(segmenter, "button_press", col, row, button), [])
         canvas._handle_message(canvas, click_message(segmenter, "button_release", col, row, button), [])
         handled = time.perf_counter()
         canvas.draw()  # what the browser's "draw" request runs: render, then refresh_all() sends the PNG diff
-        rendered = time.perf_counter()
+        rendered, cpu_end = time.perf_counter(), time.process_time()
         assert "Error" not in segmenter.status.value, segmenter.status.value
         if i >= 2:
             times["decoder"].append(segmenter.timings["predict_ms"])
             times["handler"].append((handled - start) * 1e3)
             times["render"].append((rendered - handled) * 1e3)
+            times["cpu"].append((cpu_end - cpu_start) * 1e3)
     total = [h + r for h, r in zip(times["handler"], times["render"])]
     return {"model": f"{name} ({weights})", "embedding_s": segmenter.timings["embedding_s"],
             **{k: statistics.median(v) for k, v in times.items()}, "total": statistics.median(total),
@@ -91,12 +95,13 @@ def main() -> None:
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
           f"image {args.image} {image.shape[1]}×{image.shape[0]}, canvas {args.display_width} px wide, "
           f"median of {args.clicks} clicks")
-    print(f"{'model':<26} {'embedding':>10} {'decoder':>9} {'handler':>9} {'render':>9} {'total':>9} {'total p90':>10}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'model':<26} {'embedding':>10} {'decoder':>9} {'handler':>9} {'render':>9} {'total':>9} {'total p90':>10} {'CPU time':>9}")
     with torch.inference_mode():
         for name in args.models:
             r = bench(name, image, args.clicks, args.display_width)
             print(f"{r['model']:<26} {r['embedding_s']:>8.2f} s {r['decoder']:>6.1f} ms {r['handler']:>6.1f} ms "
-                  f"{r['render']:>6.1f} ms {r['total']:>6.1f} ms {r['total_p90']:>7.1f} ms")
+                  f"{r['render']:>6.1f} ms {r['total']:>6.1f} ms {r['total_p90']:>7.1f} ms {r['cpu']:>6.1f} ms")
 
 
 if __name__ == "__main__":

@@ -58,18 +58,19 @@ CONFIGS: dict[str, SamConfig] = {
     "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
     # Our small model: same modules, smaller numbers (trained in notebook 11 / `train-tiny`).
+    # Sized to train in 30 CPU-minutes: 96 px input, 12x12 embedding grid, 48x48 mask logits.
     "tiny": SamConfig(
-        encoder_embed_dim=160,
-        encoder_depth=6,
+        encoder_embed_dim=128,
+        encoder_depth=4,
         encoder_num_heads=4,
-        encoder_global_attn_indexes=(2, 5),
-        image_size=256,
+        encoder_global_attn_indexes=(1, 3),
+        image_size=96,
         patch_size=8,
-        window_size=8,
-        prompt_embed_dim=128,
+        window_size=6,
+        prompt_embed_dim=64,
         decoder_num_heads=4,
-        decoder_mlp_dim=512,
-        iou_head_hidden_dim=128,
+        decoder_mlp_dim=256,
+        iou_head_hidden_dim=64,
     ),
 }
 
@@ -152,13 +153,18 @@ sam_model_registry = {
 }
 
 
-def from_pretrained(name: str = "tiny", device: str | torch.device = "auto", **download_kwargs) -> Sam:
+def from_pretrained(
+    name: str = "tiny", device: str | torch.device = "auto", dtype: torch.dtype | None = None, **download_kwargs
+) -> Sam:
     """A ready-to-use model on `device`.
 
     `name` is "tiny" (bundled in data/), an official name ("vit_b", "vit_l", "vit_h": downloaded once into the
     cache, see `sam_from_scratch.download`), or a path to a checkpoint file or Hugging Face folder whose
-    variant is recognised from its shapes.
+    variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16, or torch.float16 on a GPU) converts
+    the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
+    if dtype is not None and dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
     target = auto_device(device)
     if name == "tiny":
         if not TINY_CHECKPOINT.exists():
@@ -183,7 +189,7 @@ def from_pretrained(name: str = "tiny", device: str | torch.device = "auto", **d
         raise SamInputError(
             f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {name!r}."
         )
-    return model.to(target)
+    return model.to(device=target, dtype=dtype)
 
 
 def config_dict(config: SamConfig) -> dict:

@@ -30,7 +30,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()  # statistics in float32, also for bfloat16/float16 inputs
         mean = x.mean(1, keepdim=True)  # (B, 1, H, W)
         var = (x - mean).pow(2).mean(1, keepdim=True)  # (B, 1, H, W)
         x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        return (self.weight[:, None, None] * x + self.bias[:, None, None]).to(dtype)

@@ -27,7 +27,7 @@ KINDS = ("ellipse", "polygon", "rectangle", "ring", "thin", "nested")
 class SceneConfig:
     """The knobs of scene difficulty. Sizes are fractions of the image side."""
 
-    image_size: int = 128
+    image_size: int = 96
     min_objects: int = 2
     max_objects: int = 5
     kind_weights: tuple[float, ...] = (0.2, 0.2, 0.17, 0.13, 0.1, 0.2)  # in the order of KINDS
@@ -40,7 +40,7 @@ class SceneConfig:
     max_noise: float = 0.04  # std of the pixel noise, in 0..1 units
     min_color_distance: float = 0.35  # between an object and everything it may touch
     min_visible_fraction: float = 0.35  # occluded more than this and it is not a target
-    min_area_fraction: float = 0.005
+    min_area_fraction: float = 0.01
 
 
 @dataclass
@@ -129,7 +129,7 @@ def _random_solid(canvas: _Canvas, rng: np.random.Generator, cfg: SceneConfig, r
         length = rng.uniform(0.35, 0.65) * S
         x0, y0 = cx - 0.5 * length * np.cos(angle), cy - 0.5 * length * np.sin(angle)
         x1, y1 = cx + 0.5 * length * np.cos(angle), cy + 0.5 * length * np.sin(angle)
-        return canvas.segment(x0, y0, x1, y1, rng.uniform(0.02, 0.035) * S)
+        return canvas.segment(x0, y0, x1, y1, rng.uniform(0.03, 0.045) * S)
     raise ValueError(f"kind: expected one of {KINDS[:-1]}, got {kind!r}")
 
 
@@ -144,7 +144,7 @@ def _nested(canvas: _Canvas, rng: np.random.Generator, cfg: SceneConfig, radius:
         kind = rng.choice(["ellipse", "rectangle"])
         maker = canvas.ellipse if kind == "ellipse" else canvas.rectangle
         part = maker(xs[k], ys[k], part_radius, part_radius * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi))
-        if part.sum() > 0.004 * S * S and not (part & ~whole).any():
+        if part.sum() > cfg.min_area_fraction * S * S and not (part & ~whole).any():
             return whole, part
     return whole, None
 
@@ -165,7 +165,7 @@ def _pick_color(rng: np.random.Generator, avoid: list[np.ndarray], min_distance:
 def _texture(canvas: _Canvas, rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
     """A (H, W) multiplicative pattern around 1: stripes, checks or blotches."""
     kind = rng.integers(3)
-    period = rng.uniform(4, 12) * canvas.size / 128
+    period = rng.uniform(3, 9) * canvas.size / 96
     u, v = canvas.local(0.0, 0.0, rng.uniform(0, np.pi))
     if kind == 0:
         pattern = np.sin(2 * np.pi * u / period)

@@ -87,7 +87,7 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, img_size, img_size) -> embedding (B, out_chans, grid, grid)."""
-        x = self.patch_embed(x)  # (B, grid, grid, embed_dim)
+        x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype))  # (B, grid, grid, embed_dim)
         if self.pos_embed is not None:
             x = x + self.pos_embed
         for block in self.blocks:
@@ -173,8 +173,9 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
         # The fast path (notebook 12): fused attention, same weights. False gives the plain path below.
         self.use_sdpa = True
-        # Largest attention mask built at once, in elements (64 MiB in float32); bigger ones go in query chunks.
-        self.max_mask_elements = 2**24
+        # Largest attention mask built at once, in elements (128 MiB in float32); bigger ones go in chunks of
+        # query rows. Smaller chunks save memory, but below ~8 rows of 64 the many small calls cost time.
+        self.max_mask_elements = 2**25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
@@ -216,11 +217,14 @@ class Attention(nn.Module):
             mask = (rel_h + rel_w).view(B, nH, L, L)  # (B, nHeads, H*W queries, H*W keys)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = torch.empty_like(q)
+        # One buffer, filled again for every chunk: touching fresh memory costs more than the additions.
+        buffer = q.new_empty(B, nH, rows, W, H, W)
         for r in range(0, H, rows):
-            rs = slice(r, min(r + rows, H))
-            mask = (rel_h[:, :, rs] + rel_w[:, :, rs]).view(B, nH, -1, L)  # (B, nHeads, chunk, H*W)
-            qs = slice(rs.start * W, rs.stop * W)  # the same query rows, flattened
-            out[:, :, qs] = F.scaled_dot_product_attention(q[:, :, qs], k, v, attn_mask=mask)
+            n = min(rows, H - r)
+            mask = torch.add(rel_h[:, :, r : r + n], rel_w[:, :, r : r + n], out=buffer[:, :, :n])
+            queries = slice(r * W, (r + n) * W)  # the same query rows, flattened
+            mask = mask.view(B, nH, n * W, L)  # (B, nHeads, chunk, H*W keys)
+            out[:, :, queries] = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=mask)
         return out
 
 

@@ -79,7 +79,8 @@ class MaskDecoder(nn.Module):
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
         mask_slice = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, mask_slice, :, :], iou_pred[:, mask_slice]
+        # Logits leave the decoder in float32 whatever the model's dtype: thresholds and resizing need it.
+        return masks[:, mask_slice, :, :].float(), iou_pred[:, mask_slice].float()
 
     def predict_masks(
         self,
@@ -94,9 +95,9 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1).to(sparse_prompt_embeddings.dtype)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
 
-        # One image embedding serves every prompt of the batch.
+        # One image embedding serves every prompt of the batch (expand: a view, no copy).
         if image_embeddings.shape[0] != B:
-            image_embeddings = torch.repeat_interleave(image_embeddings, B, dim=0)
+            image_embeddings = image_embeddings.expand(B, -1, -1, -1)
         src = image_embeddings + dense_prompt_embeddings  # (B, C, h, w)
         pos_src = image_pe.expand(B, -1, -1, -1)  # (B, C, h, w)
         b, c, h, w = src.shape

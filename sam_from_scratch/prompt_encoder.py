@@ -91,7 +91,7 @@ class PromptEncoder(nn.Module):
 
     def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
         """masks (B, 1, 4h, 4w) logits -> (B, embed_dim, h, w)."""
-        return self.mask_downscaling(masks)
+        return self.mask_downscaling(masks.to(self.no_mask_embed.weight.dtype))
 
     def _get_batch_size(self, points, boxes, masks) -> int:
         if points is not None:

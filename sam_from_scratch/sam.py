@@ -98,13 +98,14 @@ class Sam(nn.Module):
         Upscale to the padded input, cut the padding away, then resize to the original size.
         """
         size = self.image_encoder.img_size
+        masks = masks.float()  # post-processed in float32, also for a bfloat16/float16 model
         masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a (3, H, W) image with values in 0..255 and pad it bottom-right to a square."""
-        x = (x - self.pixel_mean) / self.pixel_std
+        x = (x - self.pixel_mean.float()) / self.pixel_std.float()  # float32; the encoder casts to its dtype
         h, w = x.shape[-2:]
         size = self.image_encoder.img_size
         return F.pad(x, (0, size - w, 0, size - h))

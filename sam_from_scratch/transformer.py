@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLPBlock
@@ -148,6 +149,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.use_sdpa = True  # the fast path (notebook 12); False gives the plain softmax(q k^T / sqrt(d)) v
 
     def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -163,6 +165,9 @@ class Attention(nn.Module):
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
 
-        attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, heads, Nq, Nk)
-        attn = attn.softmax(dim=-1)
-        return self.out_proj(self._recombine_heads(attn @ v))
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, C')
+        else:
+            attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, heads, Nq, Nk)
+            out = attn.softmax(dim=-1) @ v  # (B, heads, Nq, C')
+        return self.out_proj(self._recombine_heads(out))

@@ -34,18 +34,26 @@ from PIL import Image
 
 from .prompt_state import PromptState
 
-__all__ = ["AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "load_predictor", "object_colors"]
+__all__ = ["AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "blend", "interactive_figure", "load_model", "load_predictor", "object_colors"]
 
 DRAG_THRESHOLD_PX = 6  # a press and release further apart than this (screen pixels) is a box, not a click
 MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
 
 
 def object_colors(n: int) -> np.ndarray:
-    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20)."""
+    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20's light half)."""
+    palette = _palette()
+    return palette[np.arange(n) % len(palette)]
+
+
+@functools.lru_cache(maxsize=1)
+def _palette() -> np.ndarray:
     from matplotlib import colormaps
 
-    palette = [colormaps["tab10"](i) for i in range(10)] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
-    return np.array([palette[i % len(palette)][:3] for i in range(n)]).__mul__(255).round().astype(np.uint8)
+    colors = [colormaps["tab10"](i)[:3] for i in range(10)] + [colormaps["tab20"](i)[:3] for i in range(1, 20, 2)]
+    palette = (np.array(colors) * 255).round().astype(np.uint8)  # (20, 3)
+    palette.setflags(write=False)
+    return palette
 
 
 @dataclass
@@ -60,23 +68,28 @@ class AcceptedObject:
     box: Optional[tuple]
 
 
-def load_predictor(model=None, device="auto"):
-    """A ``SamPredictor`` for `model`: a ``Sam`` module, a name for ``from_pretrained`` ("tiny", "vit_b", ...),
-    or None for the best model available here (Meta's vit_b when its checkpoint is in the cache, otherwise
-    the small model trained for this course)."""
+def load_model(model=None, device="auto"):
+    """A ``Sam``: `model` itself if it is one, a name for ``from_pretrained`` ("tiny", "vit_b", ...), or None
+    for the best model available here (Meta's vit_b when its checkpoint is in the cache, otherwise the small
+    model trained for this course)."""
     from .build import from_pretrained, sam_model_registry
     from .device import auto_device
-    from .predictor import SamPredictor
 
     if model is None:
         checkpoint = _cached_checkpoint("vit_b")
         if checkpoint is not None:
-            model = sam_model_registry["vit_b"](checkpoint=checkpoint).to(auto_device(device))
-        else:
-            model = from_pretrained("tiny", device=device)
-    elif isinstance(model, str):
-        model = from_pretrained(model, device=device)
-    return SamPredictor(model)
+            return sam_model_registry["vit_b"](checkpoint=checkpoint).to(auto_device(device))
+        return from_pretrained("tiny", device=device)
+    if isinstance(model, str):
+        return from_pretrained(model, device=device)
+    return model
+
+
+def load_predictor(model=None, device="auto"):
+    """A ``SamPredictor`` for :func:`load_model`'s model."""
+    from .predictor import SamPredictor
+
+    return SamPredictor(load_model(model, device))
 
 
 def _cached_checkpoint(variant: str):
@@ -88,9 +101,18 @@ def _cached_checkpoint(variant: str):
 
 
 def _model_name(predictor) -> str:
-    model = getattr(predictor, "model", None)
-    size = getattr(getattr(model, "image_encoder", None), "img_size", None)
-    return f"{type(model).__name__} ({size}px input)" if size else type(predictor).__name__
+    """'vit_b', 'tiny (...)' etc. when the predictor's model has an official or course configuration."""
+    from .build import CONFIGS
+
+    encoder = getattr(getattr(predictor, "model", None), "image_encoder", None)
+    try:
+        shape = (encoder.img_size, len(encoder.blocks), encoder.patch_embed.proj.out_channels)
+    except AttributeError:
+        return type(predictor).__name__
+    for name, config in CONFIGS.items():
+        if shape == (config.image_size, config.encoder_depth, config.encoder_embed_dim):
+            return "the small course model (tiny)" if name == "tiny" else f"SAM {name}"
+    return f"a custom SAM ({shape[0]} px input)"
 
 
 def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
@@ -108,6 +130,28 @@ def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
+def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
+    """A matplotlib ``Figure`` on ipympl's canvas widget, made without pyplot; returns (figure, canvas).
+
+    The canvas is an ipywidget: put it in a layout, or make it the last line of a cell to show it.
+    ``canvas.mpl_connect("button_press_event", f)`` then calls ``f`` for clicks in the browser. Not going
+    through pyplot means the figure is never shown twice and the notebook's ``%matplotlib`` backend stays
+    what it was (importing ipympl switches it to ipympl, so we switch it back).
+    """
+    import matplotlib
+
+    backend = matplotlib.get_backend(auto_select=False)  # None when not chosen yet
+    from ipympl.backend_nbagg import Canvas, FigureManager
+    from matplotlib.figure import Figure
+
+    if backend is not None and matplotlib.get_backend(auto_select=False) != backend:
+        matplotlib.use(backend)
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    canvas = Canvas(figure)
+    FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
+    return figure, canvas
+
+
 class _Picture:
     """The picture of a widget: an image on an ipympl canvas with coloured masks blended in.
 
@@ -117,14 +161,8 @@ class _Picture:
     """
 
     def __init__(self, image: np.ndarray, display_width: int) -> None:
-        from ipympl.backend_nbagg import Canvas, FigureManager
-        from matplotlib.figure import Figure
-
         height, width = image.shape[:2]
-        dpi = 100
-        self.figure = Figure(figsize=(display_width / dpi, height * display_width / width / dpi), dpi=dpi)
-        self.canvas = Canvas(self.figure)
-        FigureManager(self.canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
+        self.figure, self.canvas = interactive_figure(display_width, round(height * display_width / width))
         self.canvas.toolbar_visible = False  # pan/zoom modes would swallow the clicks
         self.canvas.header_visible = False
         self.canvas.footer_visible = False
@@ -183,9 +221,10 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     return mask & ~inner
 
 
-def _png(array: np.ndarray) -> bytes:
+def _jpeg(array: np.ndarray) -> bytes:
+    """Thumbnails change with every click: JPEG is quick to encode and small to send (and to save)."""
     with io.BytesIO() as buffer:
-        Image.fromarray(array).save(buffer, format="png", compress_level=1)  # fast: thumbnails change every click
+        Image.fromarray(array).save(buffer, format="jpeg", quality=85)
         return buffer.getvalue()
 
 
@@ -194,6 +233,7 @@ class _WidgetBase:
 
     widget = None
     status = None
+    _status_text = ""
     last_error: Optional[BaseException] = None
 
     def _repr_mimebundle_(self, **kwargs):
@@ -205,7 +245,34 @@ class _WidgetBase:
         height, width = self.image.shape[:2]
         return f"{type(self).__name__}(image {width}×{height})"
 
+    def close(self) -> None:
+        """Close every widget this one is made of (with their layouts and styles), freeing them in the kernel
+        and in the notebook's saved widget state. A closed widget cannot be shown again."""
+        import ipywidgets as w
+
+        seen = set()
+
+        def close_tree(widget):
+            if id(widget) in seen:
+                return
+            seen.add(id(widget))
+            for name in widget.keys:
+                value = getattr(widget, name, None)
+                for item in value if isinstance(value, (tuple, list)) else (value,):
+                    if isinstance(item, w.Widget):
+                        close_tree(item)
+            widget.close()
+
+        for widget in [self.widget, *getattr(self, "_thumbnail_widgets", [])]:
+            close_tree(widget)
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        return self._status_text
+
     def _set_status(self, text: str, error: bool = False) -> None:
+        self._status_text = text
         color = "#b00020" if error else "inherit"
         self.status.value = f'<span style="color:{color}">{escape(text)}</span>'
 
@@ -260,6 +327,9 @@ class ClickSegmenter(_WidgetBase):
         self.timings: dict[str, float] = {}
         self._drag_start = None  # (x_px, y_px, x_data, y_data) of a press with the left button
         self._updating_choice = False
+        self._thumbnails_of = None  # the prediction the thumbnails show
+        self._thumbnail_photo = None
+        self._thumbnail_widgets: list = []
 
         self.picture = _Picture(self.image, display_width)
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
@@ -317,6 +387,7 @@ class ClickSegmenter(_WidgetBase):
         self.timings["embedding_s"] = time.perf_counter() - start
         self.image = image
         self.picture.set_image(image)
+        self._thumbnail_photo = None
         self.state = PromptState(refine=self.state.refine)
         self.objects = []
         self._redraw()
@@ -527,22 +598,27 @@ class ClickSegmenter(_WidgetBase):
             if list(self.choice_buttons.options) != options:
                 self.choice_buttons.options = options
             self.choice_buttons.value = self.state.chosen_index
-            self.thumbnails.children = self._thumbnail_widgets(prediction.masks)
+            if self._thumbnails_of is not prediction:  # picking another candidate needs no new thumbnails
+                self._show_thumbnails(prediction.masks)
+                self._thumbnails_of = prediction
         finally:
             self._updating_choice = False
 
-    def _thumbnail_widgets(self, masks: np.ndarray) -> tuple:
+    def _show_thumbnails(self, masks: np.ndarray) -> None:
+        """One small picture per candidate mask, tinted yellow, reusing the Image widgets."""
         import ipywidgets as w
 
         height, width = self.image.shape[:2]
         size = (96, max(1, round(96 * height / width)))  # (width, height) for PIL
-        small_image = np.asarray(Image.fromarray(self.image).resize(size, Image.BILINEAR), np.float32)
-        thumbnails = []
-        for mask in masks:
-            small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR), np.float32)[:, :, None] / 255
-            tinted = small_image * (1 - 0.6 * small_mask) + np.array([255, 220, 0]) * 0.6 * small_mask  # yellow
-            thumbnails.append(w.Image(value=_png(tinted.round().astype(np.uint8)), format="png", layout=w.Layout(width="150px", margin="0 4px 0 0")))
-        return tuple(thumbnails)
+        if self._thumbnail_photo is None or self._thumbnail_photo.shape[:2] != size[::-1]:
+            self._thumbnail_photo = np.asarray(Image.fromarray(self.image).resize(size, Image.BILINEAR), np.float32)
+        while len(self._thumbnail_widgets) < len(masks):
+            self._thumbnail_widgets.append(w.Image(format="jpeg", layout=w.Layout(width="150px", margin="0 4px 0 0")))
+        for mask, widget in zip(masks, self._thumbnail_widgets):
+            coverage = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR), np.float32)[:, :, None] / 255
+            tinted = self._thumbnail_photo * (1 - 0.6 * coverage) + np.array([255, 220, 0]) * 0.6 * coverage
+            widget.value = _jpeg(tinted.round().astype(np.uint8))
+        self.thumbnails.children = tuple(self._thumbnail_widgets[: len(masks)])
 
 
 class AutomaticMaskExplorer(_WidgetBase):
@@ -569,8 +645,7 @@ class AutomaticMaskExplorer(_WidgetBase):
             if generator is None:
                 from .amg import SamAutomaticMaskGenerator
 
-                model = load_predictor(model).model
-                generator = SamAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
+                generator = SamAutomaticMaskGenerator(load_model(model), pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
             start = time.perf_counter()
             records = generator.generate(self.image)
             self.generate_seconds = time.perf_counter() - start

@@ -79,6 +79,47 @@ def scene_images():
     return {"landscape": make_scene(333, 517, seed=0), "portrait": make_scene(517, 333, seed=1)}
 
 
+def official_sam_for_config(config):
+    """The official Sam built with one of our SamConfigs (e.g. CONFIGS["tiny"]), random weights, eval mode."""
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    grid = config.image_size // config.patch_size
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=config.image_size, patch_size=config.patch_size, embed_dim=config.encoder_embed_dim,
+            depth=config.encoder_depth, num_heads=config.encoder_num_heads, mlp_ratio=config.mlp_ratio,
+            out_chans=config.prompt_embed_dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True, window_size=config.window_size, global_attn_indexes=config.encoder_global_attn_indexes,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=config.prompt_embed_dim, image_embedding_size=(grid, grid),
+            input_image_size=(config.image_size, config.image_size), mask_in_chans=config.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3, transformer_dim=config.prompt_embed_dim, iou_head_depth=3,
+            iou_head_hidden_dim=config.iou_head_hidden_dim,
+            transformer=TwoWayTransformer(
+                depth=config.decoder_depth, embedding_dim=config.prompt_embed_dim,
+                mlp_dim=config.decoder_mlp_dim, num_heads=config.decoder_num_heads,
+            ),
+        ),
+        pixel_mean=list(config.pixel_mean),
+        pixel_std=list(config.pixel_std),
+    ).eval()
+
+
+@pytest.fixture(scope="session")
+def official_tiny_random():
+    """The official Sam with our tiny config and perturbed random weights: cheap to run, and its input size is
+    not 1024 (nor its low-resolution masks 256)."""
+    from sam_from_scratch.build import CONFIGS
+
+    torch.manual_seed(0)
+    return perturb_(official_sam_for_config(CONFIGS["tiny"]), seed=4, std=0.05)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from sam_from_scratch import sam_model_registry
+from sam_from_scratch import CONFIGS, sam_model_registry
 from sam_from_scratch.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -187,7 +187,8 @@ def test_official_checkpoint_in_the_wrong_official_model(found, built):
 
 
 def test_unknown_size_says_it_matches_no_variant(tiny_state):
-    state = {k: v for k, v in tiny_state.items() if not k.startswith("image_encoder.blocks.5.")}  # 5 blocks
+    last_block = f"image_encoder.blocks.{CONFIGS['tiny'].encoder_depth - 1}."
+    state = {k: v for k, v in tiny_state.items() if not k.startswith(last_block)}  # one block short
     with pytest.raises(CheckpointError, match="matches none of the known variants"):
         load_into(sam_model_registry["tiny"](), state, "tiny")
 
@@ -216,16 +217,20 @@ def test_unexpected_keys_are_listed(tiny_state):
         load_into(sam_model_registry["tiny"](), state, "tiny")
 
 
+def three_mask_tokens(state):
+    """The state dict with one mask token fewer: (3, C) instead of (4, C); the variant's numbers still fit."""
+    return {**state, "mask_decoder.mask_tokens.weight": state["mask_decoder.mask_tokens.weight"][:3]}
+
+
 def test_tensor_of_another_shape_is_reported(tiny_state):
-    state = {**tiny_state, "mask_decoder.mask_tokens.weight": torch.zeros(3, 128)}
-    with pytest.raises(CheckpointError, match=r"mask_decoder.mask_tokens.weight \(3, 128\) \(model \(4, 128\)\)"):
-        load_into(sam_model_registry["tiny"](), state, "tiny")
+    width = CONFIGS["tiny"].prompt_embed_dim
+    with pytest.raises(CheckpointError, match=rf"mask_decoder.mask_tokens.weight \(3, {width}\) \(model \(4, {width}\)\)"):
+        load_into(sam_model_registry["tiny"](), three_mask_tokens(tiny_state), "tiny")
 
 
 def test_failed_load_leaves_the_model_untouched(tiny_state):
     model = sam_model_registry["tiny"]()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    state = {**tiny_state, "mask_decoder.mask_tokens.weight": torch.zeros(3, 128)}
     with pytest.raises(CheckpointError):
-        load_into(model, state, "tiny")
+        load_into(model, three_mask_tokens(tiny_state), "tiny")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -263,3 +263,46 @@ def test_ignoring_most_outputs_is_reported():
         cell.source = IGNORE_MARKER + "\n" + cell.source
     nb.cells.append(nbformat.v4.new_code_cell(IGNORE_MARKER + "\nprint(2)", execution_count=4))
     assert ignore_output_problems(nb)
+
+
+# ---- the sanitize file masks what varies, and nothing else ------------------------------------------------
+
+SANITIZE_FILE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
+
+
+def sanitize(text: str) -> str:
+    from nbval.plugin import get_sanitize_patterns
+
+    for regex, replacement in get_sanitize_patterns(SANITIZE_FILE.read_text()):
+        text = re.sub(regex, replacement, text)
+    return text
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("set_image took 4.96 s", "set_image took 0.31 s"),
+        ("predict took 2137.7 ms", "predict took 8.0 ms"),
+        ("3.4 it/s", "12.9 it/s"),
+        ("peak memory 310.5 MB", "peak memory 298.0 MB"),
+        ("<matplotlib.image.AxesImage at 0x7f3a12345678>", "<matplotlib.image.AxesImage at 0x7fcc0000aa10>"),
+        ("max diff 3.1e-07", "max diff 0.0e+00"),
+        ("<img src='data:image/png;base64,iVBORw0KGgo+/AAA='>", "<img src='data:image/png;base64,iVBORxyz='>"),
+    ],
+)
+def test_the_sanitize_file_masks_what_legitimately_varies(first, second):
+    assert sanitize(first) == sanitize(second)
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("3 masks", "4 masks"),
+        ("predicted IoU: 0.91", "predicted IoU: 0.19"),
+        ("max diff 1.2e-03", "max diff 3.1e-07"),  # a real difference stays visible
+        ("(1, 256, 64, 64)", "(1, 256, 32, 32)"),
+        ("check passed", "check failed"),
+    ],
+)
+def test_the_sanitize_file_keeps_what_must_not_vary(first, second):
+    assert sanitize(first) != sanitize(second)

@@ -492,3 +492,36 @@ def test_the_trained_small_model_segments_the_clicked_object(one_thread):
         best = max((segmenter.masks[k] & target).sum() / (segmenter.masks[k] | target).sum() for k in range(len(segmenter.masks)))
         ious.append(best)
     assert np.mean(ious) > 0.7, ious
+
+
+# ----- living in a notebook -----------------------------------------------------------------------------------------------
+
+
+def test_making_a_widget_leaves_the_matplotlib_backend_as_it_was():
+    # ipympl switches pyplot to itself when first imported; the widgets must undo that, or every later
+    # plt.show() in the notebook would become an interactive widget. A fresh interpreter sees the first import.
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt\n"
+            "from sam_from_scratch.widgets import interactive_figure; interactive_figure(50, 50)\n"
+            "print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "agg"
+
+
+def test_close_frees_every_widget_it_made(scene):
+    import ipywidgets
+
+    before = set(ipywidgets.Widget.widgets)
+    segmenter = ClickSegmenter(scene[0], RegionPredictor())
+    click(segmenter, 25, 20)
+    assert len(set(ipywidgets.Widget.widgets) - before) > 10
+    segmenter.close()
+    assert set(ipywidgets.Widget.widgets) - before == set()
+
+
+def test_the_text_form_is_short_and_stable_for_saved_notebooks(segmenter):
+    bundle = segmenter._repr_mimebundle_()
+    assert bundle["text/plain"] == "ClickSegmenter(image 128×96)"
+    assert "application/vnd.jupyter.widget-view+json" in bundle

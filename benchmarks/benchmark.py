@@ -1,0 +1,478 @@
+"""Ours against the official segment-anything, on the same weights, in one process. (A benchmark, not a test.)
+
+Sections (each prints its rows as soon as it is done, then everything is printed as one markdown table):
+
+  encoder   image encoder fp32: official vs ours (fused attention), and ours with the plain attention
+  bf16      our image encoder in bfloat16 vs the official in float32: time, cosine of the embeddings, and
+            IoU of the masks of a fixed set of prompts decoded from either embedding
+  memory    peak memory of one encoder pass, each implementation in its own fresh process
+  prompts   64 single-point prompts on one image: 64 official `predict` calls vs one batched
+            `predict_torch` call of ours (same embedding, same outputs: masks at the image size)
+  amg       automatic mask generator, default settings, one 1024-pixel image: time and records
+  compile   ours with torch.compile on the image encoder (slow to compile on a CPU: not in the default set)
+  gpu       images/s for vit_b and vit_h in fp32, bf16 and compiled (only where CUDA is available)
+
+Timed runs alternate between the implementations (official, ours, official, ours, ...) and we report
+medians, because the machine may be shared. Weights are random (no download needed): the official model
+with seeded noise on every weight, saved in the official checkpoint format and loaded into ours.
+
+    make benchmark                                           # the default sections
+    .venv/bin/python benchmarks/benchmark.py --sections encoder,memory --repeats 5
+    .venv/bin/python benchmarks/benchmark.py --sections all --output benchmarks/latest.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEFAULT_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "gpu")
+ALL_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "compile", "gpu")
+
+
+# ---- set-up --------------------------------------------------------------------------------------------
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
+
+
+def official_model(variant: str, seed: int = 0):
+    """The official model with seeded noise on every weight (as tests/conftest.py does), in eval mode."""
+    from segment_anything import sam_model_registry as official_registry
+
+    torch.manual_seed(seed)
+    model = official_registry[variant]()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for part in (model.image_encoder, model.prompt_encoder, model.mask_decoder):
+            for tensor in list(part.parameters()) + [b for b in part.buffers() if b.is_floating_point()]:
+                tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.02)
+    return model.eval()
+
+
+def both_models(variant: str, device: torch.device):
+    """(official, ours) holding the same weights: ours is loaded from the official one's checkpoint file."""
+    from sam_from_scratch import sam_model_registry
+
+    official = official_model(variant)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"sam_{variant}_random.pth"
+        torch.save(official.state_dict(), path)
+        ours = sam_model_registry[variant](checkpoint=path)
+    return official.to(device), ours.to(device)
+
+
+def sample_image(side: int = 1024) -> np.ndarray:
+    """A sample photograph resized so that its longest side is `side` pixels: (H, W, 3) uint8."""
+    from PIL import Image
+
+    from sam_from_scratch.samples import load_sample_image
+
+    image = Image.fromarray(load_sample_image("astronaut"))
+    scale = side / max(image.size)
+    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC))
+
+
+def model_input(model, image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The preprocessed (1, 3, 1024, 1024) float32 input of the image encoder."""
+    from sam_from_scratch.transforms import ResizeLongestSide
+
+    resized = ResizeLongestSide(model.image_encoder.img_size).apply_image(image)
+    x = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()  # (3, h, w)
+    return model.preprocess(x.float())[None]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternate(functions: dict, repeats: int, device: torch.device, warmup: int = 0) -> dict[str, list[float]]:
+    """Run each function in turn, `repeats` rounds; returns the wall-clock seconds of every run."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+            synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            synchronize(device)
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+class Table:
+    """Rows of measurement | official | ours | ratio | target | met, printed as they come."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, what: str, official: str, ours: str, ratio: str = "", target: str = "", met: bool | None = None):
+        row = (what, official, ours, ratio, target, "" if met is None else ("yes" if met else "**no**"))
+        self.rows.append(row)
+        print("  " + " | ".join(row), flush=True)
+
+    def markdown(self) -> str:
+        lines = ["| measurement | official | ours | ratio | target | met |", "|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def seconds(values: list[float]) -> str:
+    return f"{median(values):.2f} s (n={len(values)})"
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """IoU of two boolean masks of the same shape (1.0 when both are empty)."""
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
+
+
+# ---- sections ------------------------------------------------------------------------------------------
+
+
+def bench_encoder(table, official, ours, x, args, device, cache):
+    from sam_from_scratch.fast import set_fused_attention
+
+    def run_ours_plain():
+        set_fused_attention(ours, False)
+        try:
+            return ours.image_encoder(x)
+        finally:
+            set_fused_attention(ours, True)
+
+    with torch.no_grad():
+        cache["official"] = official.image_encoder(x)
+        cache["ours"] = ours.image_encoder(x)
+        functions = {"official": lambda: official.image_encoder(x), "ours": lambda: ours.image_encoder(x)}
+        if args.with_plain:
+            functions["ours_plain"] = run_ours_plain
+        times = alternate(functions, args.repeats, device)
+    diff = (cache["official"] - cache["ours"]).abs().max().item()
+    ratio = median(times["official"]) / median(times["ours"])
+    table.add("image encoder fp32, time", seconds(times["official"]), seconds(times["ours"]),
+              f"{ratio:.2f}x faster", ">= 1.3x", ratio >= 1.3)
+    table.add("image encoder fp32, max abs diff of embeddings", "", f"{diff:.1e}", "", "<= 1e-4", diff <= 1e-4)
+    if args.with_plain:
+        plain = median(times["official"]) / median(times["ours_plain"])
+        table.add("image encoder fp32, ours with plain attention (use_sdpa=False)", seconds(times["official"]),
+                  seconds(times["ours_plain"]), f"{plain:.2f}x faster")
+
+
+FIXED_PROMPTS = {  # in the 1024 x 1024 input frame
+    "points": torch.tensor([[[200.0, 300.0]], [[512.0, 512.0]], [[800.0, 150.0]], [[100.0, 900.0]],
+                            [[640.0, 700.0]], [[350.0, 450.0]]]),
+    "boxes": torch.tensor([[100.0, 100.0, 600.0, 700.0], [400.0, 200.0, 1000.0, 900.0]]),
+}
+
+
+def masks_from_embedding(model, embedding: torch.Tensor) -> torch.Tensor:
+    """Boolean low-resolution masks (multimask) of the fixed prompts decoded from `embedding`: (P, 3, 256, 256)."""
+    out = []
+    points = FIXED_PROMPTS["points"]
+    for prompt in (dict(points=(points, torch.ones(points.shape[:2], dtype=torch.int)), boxes=None, masks=None),
+                   dict(points=None, boxes=FIXED_PROMPTS["boxes"], masks=None)):
+        prompt = {k: (tuple(t.to(embedding.device) for t in v) if isinstance(v, tuple) else
+                      (v.to(embedding.device) if v is not None else None)) for k, v in prompt.items()}
+        sparse, dense = model.prompt_encoder(**prompt)
+        logits, _ = model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
+        out.append(logits.float() > model.mask_threshold)
+    return torch.cat(out)
+
+
+def bench_bf16(table, official, ours, x, args, device, cache):
+    import copy
+
+    ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    with torch.no_grad():
+        reference = cache.get("official")
+        if reference is None:
+            reference = cache["official"] = official.image_encoder(x)
+        times = alternate({"official": lambda: official.image_encoder(x), "ours_bf16": lambda: ours_bf16.image_encoder(x)},
+                          args.bf16_repeats, device)
+        embedding = ours_bf16.image_encoder(x)
+        cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
+        # Both decoded by our fp32 decoder, so only the embedding's precision differs.
+        masks_fp32 = masks_from_embedding(ours, reference)
+        masks_bf16 = masks_from_embedding(ours, embedding.float())
+    ious = [mask_iou(a, b) for a, b in zip(masks_fp32.flatten(0, 1), masks_bf16.flatten(0, 1))]
+    ratio = median(times["official"]) / median(times["ours_bf16"])
+    table.add("image encoder bf16 (ours) vs fp32 (official), time", seconds(times["official"]),
+              seconds(times["ours_bf16"]), f"{ratio:.2f}x faster", ">= 2.5x", ratio >= 2.5)
+    table.add("image encoder bf16, cosine of embeddings vs fp32", "", f"{cosine:.5f}", "", ">= 0.99", cosine >= 0.99)
+    table.add(f"masks from bf16 vs fp32 embedding, min IoU over {len(ious)} masks", "",
+              f"{min(ious):.3f} (mean {np.mean(ious):.3f})", "", ">= 0.95", min(ious) >= 0.95)
+
+
+def memory_child(kind: str, variant: str) -> None:
+    """Run in a fresh process: build the model, then measure the peak RSS of one encoder pass."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    if kind == "official":
+        from segment_anything import sam_model_registry as registry
+    else:
+        from sam_from_scratch import sam_model_registry as registry
+    model = registry[variant]().eval()
+    if kind == "ours_bf16":
+        model = model.to(torch.bfloat16)
+    x = torch.randn(1, 3, 1024, 1024)
+
+    def rss_kib(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+        raise RuntimeError(field)
+
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (the peak RSS) to the current RSS
+    before = rss_kib("VmRSS:")
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.image_encoder(x)
+    elapsed = time.perf_counter() - start
+    peak = rss_kib("VmHWM:")
+    print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "pass_mib": (peak - before) / 1024,
+                      "seconds": elapsed}))
+
+
+def bench_memory(table, args):
+    results = {}
+    for kind in ("official", "ours", "ours_bf16"):
+        command = [sys.executable, __file__, "--memory-child", kind, "--variant", args.variant]
+        output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+        results[kind] = json.loads(output.strip().splitlines()[-1])
+        print(f"  memory {kind}: {results[kind]}", flush=True)
+    official = results["official"]["pass_mib"]
+    for kind in ("ours", "ours_bf16"):
+        ours = results[kind]["pass_mib"]
+        label = "fp32" if kind == "ours" else "bf16"
+        table.add(f"peak memory of one encoder pass, ours {label} (RSS growth; separate processes)",
+                  f"{official:.0f} MiB", f"{ours:.0f} MiB", f"{ours / official:.0%} of official", "<= 50%",
+                  ours / official <= 0.5)
+    table.add("resident before the pass (weights, libraries)", f"{results['official']['before_mib']:.0f} MiB",
+              f"{results['ours']['before_mib']:.0f} MiB")
+
+
+def bench_prompts(table, official, ours, image, args, device, cache, n_prompts: int = 64):
+    from segment_anything import SamPredictor as OfficialPredictor
+
+    from sam_from_scratch.predictor import SamPredictor
+
+    theirs, mine = OfficialPredictor(official), SamPredictor(ours)
+    embedding = cache.get("official")
+    for predictor in (theirs, mine):  # both get the same embedding; the encoder is timed elsewhere
+        with torch.no_grad():
+            if embedding is None:
+                predictor.set_image(image)
+                embedding = cache["official"] = predictor.features
+            else:
+                predictor.reset_image()
+                predictor.original_size = image.shape[:2]
+                predictor.input_size = tuple(predictor.transform.get_preprocess_shape(*image.shape[:2], 1024))
+                predictor.features = embedding
+                predictor.is_image_set = True
+
+    generator = np.random.default_rng(0)
+    points = generator.uniform(0, 1, size=(n_prompts, 2)) * np.array(image.shape[1::-1])  # (64, 2) x, y pixels
+
+    def official_calls():
+        return [theirs.predict(point_coords=p[None], point_labels=np.ones(1), multimask_output=True) for p in points]
+
+    def ours_batched():
+        coords = mine.transform.apply_coords_torch(torch.as_tensor(points, dtype=torch.float, device=device),
+                                                   image.shape[:2])[:, None, :]  # (64, 1, 2)
+        labels = torch.ones(coords.shape[:2], dtype=torch.int, device=device)  # (64, 1)
+        return mine.predict_torch(coords, labels, multimask_output=True)
+
+    with torch.no_grad():
+        times = alternate({"official": official_calls, "ours": ours_batched}, args.repeats, device, warmup=1)
+        reference, batched = official_calls(), ours_batched()
+    ious = [mask_iou(torch.as_tensor(ref[0]), mine_masks.cpu()) for ref, mine_masks in zip(reference, batched[0])]
+    ratio = median(times["official"]) / median(times["ours"])
+    table.add(f"{n_prompts} point prompts: {n_prompts} official predict calls vs one batched call",
+              seconds(times["official"]), seconds(times["ours"]), f"{ratio:.2f}x throughput", ">= 4x", ratio >= 4)
+    table.add(f"{n_prompts} point prompts, min IoU of our masks vs official", "", f"{min(ious):.4f}", "", "", None)
+
+
+def bench_amg(table, official, ours, image, args, device):
+    from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+
+    from sam_from_scratch.amg import SamAutomaticMaskGenerator
+
+    theirs, mine = OfficialGenerator(official), SamAutomaticMaskGenerator(ours)
+    results = {}
+
+    def run(name, generator):
+        def go():
+            results[name] = generator.generate(image)
+        return go
+
+    times = alternate({"official": run("official", theirs), "ours": run("ours", mine)}, args.amg_repeats, device)
+    ref, got = results["official"], results["ours"]
+    same = len(ref) == len(got) and all(
+        np.array_equal(a["segmentation"], b["segmentation"]) and a["bbox"] == b["bbox"] for a, b in zip(ref, got)
+    )
+    ratio = median(times["official"]) / median(times["ours"])
+    table.add("automatic mask generator, default settings, 1024-pixel image", seconds(times["official"]),
+              seconds(times["ours"]), f"{ratio:.2f}x faster", ">= 1.5x", ratio >= 1.5)
+    table.add("automatic mask generator, records", f"{len(ref)} masks", f"{len(got)} masks",
+              "identical" if same else "differ", "same records", same)
+
+
+def bench_compile(table, ours, x, args, device):
+    import copy
+
+    from sam_from_scratch.fast import compile_image_encoder
+
+    compiled = compile_image_encoder(copy.deepcopy(ours))
+    with torch.no_grad():
+        start = time.perf_counter()
+        compiled.image_encoder(x)
+        first = time.perf_counter() - start
+        times = alternate({"eager": lambda: ours.image_encoder(x), "compiled": lambda: compiled.image_encoder(x)},
+                          args.repeats, device)
+    failed = compiled.image_encoder.compile_failed()
+    ratio = median(times["eager"]) / median(times["compiled"])
+    table.add("our image encoder compiled (first call includes compiling)", f"eager {seconds(times['eager'])}",
+              f"{seconds(times['compiled'])}; first call {first:.0f} s" + (" (FELL BACK to eager)" if failed else ""),
+              f"{ratio:.2f}x faster")
+
+
+def bench_gpu(table, args):
+    import copy
+
+    if not torch.cuda.is_available():
+        table.add("GPU rows", "", "no CUDA device in this run: not measured")
+        return
+    from sam_from_scratch.fast import compile_image_encoder
+
+    device = torch.device("cuda")
+    print(f"  GPU: {device_name(device)}", flush=True)
+    for variant in ("vit_b", "vit_h"):
+        official, ours = both_models(variant, device)
+        ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+        ours_compiled = compile_image_encoder(copy.deepcopy(ours).to(torch.bfloat16))
+        x = torch.randn(1, 3, 1024, 1024, device=device)
+        runs = {
+            "official fp32": lambda: official.image_encoder(x),
+            "ours fp32": lambda: ours.image_encoder(x),
+            "ours bf16": lambda: ours_bf16.image_encoder(x),
+            "ours bf16 + compile": lambda: ours_compiled.image_encoder(x),
+        }
+        with torch.no_grad():
+            times = alternate(runs, args.repeats * 3, device, warmup=2)
+        base = median(times["official fp32"])
+        for name, values in times.items():
+            table.add(f"GPU {variant} image encoder, {name}", f"{1 / base:.2f} img/s",
+                      f"{1 / median(values):.2f} img/s", f"{base / median(values):.2f}x")
+        del official, ours, ours_bf16, ours_compiled
+        torch.cuda.empty_cache()
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated, from {', '.join(ALL_SECTIONS)}, or 'all'")
+    parser.add_argument("--variant", default="vit_b")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (alternating)")
+    parser.add_argument("--bf16-repeats", type=int, default=1)
+    parser.add_argument("--amg-repeats", type=int, default=1)
+    parser.add_argument("--with-plain", action="store_true", help="also time our encoder with use_sdpa=False")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child, args.variant)
+        return 0
+    sections = ALL_SECTIONS if args.sections == "all" else tuple(args.sections.split(","))
+    unknown = set(sections) - set(ALL_SECTIONS)
+    if unknown:
+        parser.error(f"--sections: unknown {sorted(unknown)}; expected some of {', '.join(ALL_SECTIONS)}")
+
+    device = torch.device("cpu")  # the CPU table; the gpu section builds its own models
+    started = datetime.datetime.now(datetime.timezone.utc)
+    header = [
+        f"command: {' '.join(['python', 'benchmarks/benchmark.py'] + (argv if argv is not None else sys.argv[1:]))}",
+        f"started: {started:%Y-%m-%d %H:%M} UTC, load average at start: {load_average()}",
+        f"device: {device_name(device)}; torch {torch.__version__}; variant {args.variant}; random weights",
+    ]
+    print("\n".join(header), flush=True)
+    table = Table()
+    cache: dict[str, torch.Tensor] = {}
+    cpu_sections = [s for s in sections if s not in ("memory", "gpu")]
+    if cpu_sections:
+        official, ours = both_models(args.variant, device)
+        image = sample_image()
+        x = model_input(ours, image, device)
+    for section in sections:
+        print(f"[{section}]", flush=True)
+        if section == "encoder":
+            bench_encoder(table, official, ours, x, args, device, cache)
+        elif section == "bf16":
+            bench_bf16(table, official, ours, x, args, device, cache)
+        elif section == "memory":
+            bench_memory(table, args)
+        elif section == "prompts":
+            bench_prompts(table, official, ours, image, args, device, cache)
+        elif section == "amg":
+            bench_amg(table, official, ours, image, args, device)
+        elif section == "compile":
+            bench_compile(table, ours, x, args, device)
+        elif section == "gpu":
+            bench_gpu(table, args)
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    header.append(f"finished: {finished:%Y-%m-%d %H:%M} UTC, load average at end: {load_average()}")
+    report = "\n".join(header[:1] + [""] + [f"- {line}" for line in header[1:]] + ["", table.markdown()])
+    print("\n" + report)
+    if args.output:
+        args.output.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

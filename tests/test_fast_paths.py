@@ -1,0 +1,339 @@
+"""The fast paths (notebook 12) compute what the plain paths compute, with the same weights.
+
+- fused attention (F.scaled_dot_product_attention, the relative-position bias as attn_mask, built in chunks
+  of query rows) equals the plain attention within 1e-4 in float32;
+- bfloat16 gives embeddings with cosine >= 0.99 and masks with IoU >= 0.95 against float32 (measured on the
+  random small model: cosine ~0.9999, mask IoU ~0.99);
+- no float64 tensor appears anywhere in a forward pass (Apple's MPS has no float64);
+- batched calls equal one-by-one calls.
+
+Most tests use a small random model (the `tiny` config), so they take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from sam_from_scratch.build import CONFIGS, build_sam
+from sam_from_scratch.fast import compile_image_encoder, set_fused_attention
+from sam_from_scratch.image_encoder import Attention as EncoderAttention
+from sam_from_scratch.transformer import Attention as DecoderAttention
+
+FP32_TOL = 1e-4
+BF16_MIN_COSINE = 0.99
+BF16_MIN_MASK_IOU = 0.95
+
+
+def noisy_(module: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.Module:
+    """Add seeded noise to every weight, so that zero-initialised ones (relative positions) matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]:
+            tensor.add_(torch.randn(tensor.shape, generator=generator) * std)
+    return module
+
+
+@pytest.fixture()
+def small_sam():
+    """A random SAM with the tiny config (96-pixel input, 12 x 12 embedding, windows of 6 and global blocks)."""
+    torch.manual_seed(0)
+    return noisy_(build_sam(CONFIGS["tiny"]), seed=1)
+
+
+def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, size, size) normalised images."""
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def point_prompts(n: int, size: int, seed: int = 0):
+    """n prompts of two points each, in the model's input frame: coords (n, 2, 2), labels (n, 2)."""
+    generator = torch.Generator().manual_seed(seed)
+    coords = torch.rand(n, 2, 2, generator=generator) * size
+    labels = torch.randint(0, 2, (n, 2), generator=generator, dtype=torch.int)
+    return coords, labels
+
+
+def decode(model, embedding, coords, labels, boxes=None, multimask_output=True):
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=boxes, masks=None)
+    return model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output)
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+# ---- fused attention equals plain attention ----------------------------------------------------------
+
+
+def test_every_attention_module_has_the_switch(small_sam):
+    encoder_attentions = [m for m in small_sam.modules() if isinstance(m, EncoderAttention)]
+    decoder_attentions = [m for m in small_sam.modules() if isinstance(m, DecoderAttention)]
+    assert all(m.use_sdpa for m in encoder_attentions + decoder_attentions), "the fast path is the default"
+    assert set_fused_attention(small_sam, False) == len(encoder_attentions) + len(decoder_attentions)
+    assert not any(m.use_sdpa for m in encoder_attentions + decoder_attentions)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["one mask", "mask in chunks of query rows"])
+def test_fused_global_attention_equals_plain_on_the_vit_b_grid(chunked):
+    """A global block of vit_b attends over 64 x 64 tokens; its bias is too big to build at once."""
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
+    # 64 * 64 * 4096 elements per query row and head: 5 rows per chunk -> chunks of 5, ..., 5, 4 rows
+    attention.max_mask_elements = 5 * 2 * 64 * 4096 if chunked else 2**40
+    x = torch.randn(1, 64, 64, 64)
+    with torch.no_grad():
+        fused = attention(x)
+        attention.use_sdpa = False
+        plain = attention(x)
+    assert max_diff(fused, plain) <= FP32_TOL
+
+
+def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows():
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(96, num_heads=3, use_rel_pos=True, input_size=(14, 14)), seed=3).eval()
+    x = torch.randn(25, 14, 14, 96)  # 25 windows of 14 x 14 tokens
+    with torch.no_grad():
+        fused = attention(x)
+        attention.use_sdpa = False
+        plain = attention(x)
+    assert max_diff(fused, plain) <= FP32_TOL
+
+
+def test_fused_decoder_attention_equals_plain():
+    torch.manual_seed(0)
+    attention = noisy_(DecoderAttention(256, num_heads=8, downsample_rate=2), seed=4).eval()
+    q, k = torch.randn(3, 7, 256), torch.randn(3, 4096, 256)
+    with torch.no_grad():
+        fused = attention(q=q, k=k, v=k)
+        attention.use_sdpa = False
+        plain = attention(q=q, k=k, v=k)
+    assert max_diff(fused, plain) <= FP32_TOL
+
+
+def test_whole_model_fused_equals_plain_in_float32(small_sam):
+    images = random_images(2, 96)
+    coords, labels = point_prompts(4, 96)
+    with torch.no_grad():
+        fused_embedding = small_sam.image_encoder(images)
+        fused_masks, fused_iou = decode(small_sam, fused_embedding[:1], coords, labels)
+        set_fused_attention(small_sam, False)
+        plain_embedding = small_sam.image_encoder(images)
+        plain_masks, plain_iou = decode(small_sam, plain_embedding[:1], coords, labels)
+    assert max_diff(fused_embedding, plain_embedding) <= FP32_TOL
+    assert max_diff(fused_masks, plain_masks) <= FP32_TOL
+    assert max_diff(fused_iou, plain_iou) <= FP32_TOL
+
+
+# ---- reduced precision -------------------------------------------------------------------------------
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
+
+
+def test_bfloat16_model_agrees_with_float32(small_sam):
+    images = random_images(1, 96)
+    coords, labels = point_prompts(6, 96)
+    boxes = torch.tensor([[10.0, 10.0, 60.0, 80.0]]).expand(6, 4)
+    with torch.no_grad():
+        embedding = small_sam.image_encoder(images)
+        masks, iou = decode(small_sam, embedding, coords, labels, boxes)
+        small_sam.to(torch.bfloat16)
+        embedding_bf16 = small_sam.image_encoder(images)
+        masks_bf16, iou_bf16 = decode(small_sam, embedding_bf16, coords, labels, boxes)
+    assert embedding_bf16.dtype == torch.bfloat16
+    assert masks_bf16.dtype == torch.float32 and iou_bf16.dtype == torch.float32, "logits leave in float32"
+    cosine = F.cosine_similarity(embedding_bf16.float().flatten(), embedding.flatten(), dim=0).item()
+    assert cosine >= BF16_MIN_COSINE
+    for a, b in zip((masks > 0).flatten(0, 1), (masks_bf16 > 0).flatten(0, 1)):
+        assert mask_iou(a, b) >= BF16_MIN_MASK_IOU
+
+
+def test_bfloat16_model_runs_end_to_end_and_postprocesses_in_float32(small_sam):
+    small_sam.to(torch.bfloat16)
+    record = dict(image=torch.rand(3, 96, 70) * 255, original_size=(130, 96), boxes=torch.tensor([[5.0, 5.0, 60.0, 80.0]]))
+    with torch.no_grad():
+        out = small_sam([record], multimask_output=True)[0]
+    assert out["masks"].shape == (1, 3, 130, 96) and out["masks"].dtype == torch.bool
+    assert out["low_res_logits"].dtype == torch.float32
+    assert small_sam.postprocess_masks(out["low_res_logits"].bfloat16(), (96, 70), (130, 96)).dtype == torch.float32
+
+
+def test_positional_codes_of_a_bfloat16_model_are_computed_in_float32(small_sam):
+    """bfloat16 keeps 8 bits of mantissa: the coordinate 700.3 would become 700, and its code would change."""
+    import copy
+
+    small_sam.to(torch.bfloat16)
+    layer = small_sam.prompt_encoder.pe_layer
+    layer_fp32 = copy.deepcopy(layer).float()  # the same (bf16-rounded) frequencies, kept in float32
+    coords = torch.tensor([[[700.3, 12.9]]])
+    code = layer.forward_with_coords(coords, (1024, 1024))
+    assert code.dtype == torch.bfloat16
+    torch.testing.assert_close(code, layer_fp32.forward_with_coords(coords, (1024, 1024)).bfloat16(), rtol=0, atol=0)
+
+
+def test_from_pretrained_converts_to_the_requested_dtype(random_vit_b_checkpoint):
+    from sam_from_scratch.build import from_pretrained
+
+    model = from_pretrained(str(random_vit_b_checkpoint), device="cpu", dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_from_pretrained_rejects_an_unsupported_dtype_naming_the_argument():
+    from sam_from_scratch.build import from_pretrained
+
+    with pytest.raises(ValueError, match="dtype"):
+        from_pretrained("tiny", device="cpu", dtype=torch.int8)
+
+
+# ---- no float64 --------------------------------------------------------------------------------------
+
+
+class Float64Detector(TorchDispatchMode):
+    """Records every operator that produces a float64 tensor while active.
+
+    One operator is allowed: `lift_fresh`, the zero-copy CPU view of a caller's float64 numpy array that
+    `torch.as_tensor(array, dtype=torch.float, device=...)` converts right away (it never reaches a device).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offenders: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is not torch.ops.aten.lift_fresh.default and any(
+            isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in tree_leaves(out)
+        ):
+            self.offenders.append(str(func))
+        return out
+
+
+def test_the_float64_detector_catches_a_float64_tensor():
+    with Float64Detector() as detector:
+        torch.ones(2).double() * 2
+    assert detector.offenders
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_no_float64_tensor_in_a_forward_pass(small_sam, dtype):
+    small_sam.to(dtype)
+    batch = [
+        dict(image=torch.rand(3, 96, 70) * 255, original_size=(130, 96),
+             point_coords=torch.tensor([[[10.0, 20.0], [50.0, 60.0]]]), point_labels=torch.tensor([[1, 0]])),
+        dict(image=torch.rand(3, 96, 96) * 255, original_size=(96, 96), boxes=torch.tensor([[5.0, 5.0, 60.0, 80.0]]),
+             mask_inputs=torch.randn(1, 1, 48, 48)),
+    ]
+    with torch.no_grad(), Float64Detector() as detector:
+        small_sam(batch, multimask_output=True)
+    assert detector.offenders == []
+
+
+def test_no_float64_tensor_in_the_predictor(small_sam):
+    from sam_from_scratch.predictor import SamPredictor
+
+    predictor = SamPredictor(small_sam)
+    image = np.random.default_rng(0).integers(0, 256, size=(130, 96, 3), dtype=np.uint8)
+    with Float64Detector() as detector:
+        predictor.set_image(image)
+        predictor.predict(point_coords=np.array([[30.0, 40.0]]), point_labels=np.array([1]),
+                          box=np.array([5, 5, 80, 120]))
+    assert detector.offenders == []
+
+
+# ---- batching ----------------------------------------------------------------------------------------
+
+
+def test_images_encoded_in_one_batch_equal_one_by_one(small_sam):
+    images = random_images(3, 96)
+    with torch.no_grad():
+        batched = small_sam.image_encoder(images)
+        one_by_one = torch.cat([small_sam.image_encoder(image[None]) for image in images])
+    assert max_diff(batched, one_by_one) <= FP32_TOL
+
+
+def test_prompts_decoded_in_one_batch_equal_one_by_one(small_sam):
+    coords, labels = point_prompts(8, 96)
+    with torch.no_grad():
+        embedding = small_sam.image_encoder(random_images(1, 96))
+        masks, iou = decode(small_sam, embedding, coords, labels)
+        singles = [decode(small_sam, embedding, coords[i : i + 1], labels[i : i + 1]) for i in range(8)]
+    assert max_diff(masks, torch.cat([m for m, _ in singles])) <= FP32_TOL
+    assert max_diff(iou, torch.cat([i for _, i in singles])) <= FP32_TOL
+
+
+def test_predictor_predict_torch_batch_equals_single_predict_calls(small_sam):
+    """The official API already batches prompts (predict_torch): 64 prompts in one call, as the AMG does."""
+    from sam_from_scratch.predictor import SamPredictor
+
+    predictor = SamPredictor(small_sam)
+    image = np.random.default_rng(1).integers(0, 256, size=(130, 96, 3), dtype=np.uint8)
+    predictor.set_image(image)
+    points = np.random.default_rng(2).uniform(0, 96, size=(64, 2))
+    coords = predictor.transform.apply_coords_torch(torch.as_tensor(points, dtype=torch.float), image.shape[:2])
+    labels = torch.ones(64, 1, dtype=torch.int)
+    masks, iou, low_res = predictor.predict_torch(coords[:, None, :], labels, multimask_output=True, return_logits=True)
+    for i in (0, 17, 63):
+        single_masks, single_iou, single_low_res = predictor.predict(
+            point_coords=points[i : i + 1], point_labels=np.ones(1), multimask_output=True, return_logits=True
+        )
+        assert max_diff(masks[i], torch.as_tensor(single_masks)) <= FP32_TOL
+        assert max_diff(iou[i], torch.as_tensor(single_iou)) <= FP32_TOL
+
+
+# ---- torch.compile -----------------------------------------------------------------------------------
+
+
+def test_compile_falls_back_to_eager_with_a_warning_when_compiling_fails(small_sam):
+    def broken_backend(graph_module, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    images = random_images(1, 96)
+    with torch.no_grad():
+        expected = small_sam.image_encoder(images)
+        compile_image_encoder(small_sam, backend=broken_backend)
+        with pytest.warns(RuntimeWarning, match="eager"):
+            got = small_sam.image_encoder(images)
+        again = small_sam.image_encoder(images)  # no second attempt, no second warning
+    assert small_sam.image_encoder.compile_failed()
+    assert max_diff(got, expected) == 0.0 and max_diff(again, expected) == 0.0
+
+
+def test_compiling_keeps_the_official_state_dict_keys(small_sam):
+    keys = list(small_sam.state_dict())
+    compile_image_encoder(small_sam)
+    assert list(small_sam.state_dict()) == keys
+
+
+# ---- GPU ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
+    small_sam.to("cuda")
+    images = random_images(1, 96).cuda()
+    with torch.no_grad():
+        reference = small_sam.image_encoder(images)
+        small_sam.to(dtype)
+        embedding = small_sam.image_encoder(images)
+    cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
+    assert cosine >= BF16_MIN_COSINE
+
+
+@pytest.mark.cuda
+def test_compiled_encoder_on_cuda_equals_eager(small_sam):
+    small_sam.to("cuda")
+    images = random_images(1, 96).cuda()
+    with torch.no_grad():
+        expected = small_sam.image_encoder(images)
+        compile_image_encoder(small_sam)
+        got = small_sam.image_encoder(images)
+    assert not small_sam.image_encoder.compile_failed()
+    assert max_diff(got, expected) <= FP32_TOL

@@ -1,0 +1,252 @@
+"""SamPredictor: same results as the official predictor, conversions, and a clear error for every bad input.
+
+Runs on the official Sam built with our small config (random weights): cheap, and its input size is not
+1024, so nothing here may assume 1024 / 256. With the same model object, our predictor must give
+bit-identical results to the official one; the comparison of the two models is test_predictor_parity.py.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor as OfficialPredictor
+
+from sam_from_scratch import SamPredictor
+from sam_from_scratch.errors import SamInputError
+
+
+@pytest.fixture(scope="module")
+def image(scene_images):
+    return scene_images["landscape"]  # 333 x 517
+
+
+@pytest.fixture(scope="module")
+def predictors(official_tiny_random, image):
+    ours, official = SamPredictor(official_tiny_random), OfficialPredictor(official_tiny_random)
+    ours.set_image(image)
+    official.set_image(image)
+    return ours, official
+
+
+@pytest.fixture(scope="module")
+def predictor(predictors):
+    return predictors[0]
+
+
+@pytest.fixture(scope="module")
+def low_res(official_tiny_random):
+    return official_tiny_random.prompt_encoder.mask_input_size[0]  # 4 x the embedding grid
+
+
+POINT = dict(point_coords=np.array([[200.0, 150.0]]), point_labels=np.array([1]))
+
+
+def assert_identical(ours, official):
+    for mine, theirs in zip(ours, official):
+        assert mine.dtype == theirs.dtype
+        np.testing.assert_array_equal(mine, theirs)
+
+
+# ---- same results as the official predictor --------------------------------------------------------------
+
+
+def prompt_cases(low_res):
+    rng = np.random.default_rng(0)
+    return {
+        "one point": POINT,
+        "points": dict(point_coords=np.array([[200, 150], [400, 60], [30, 300]]), point_labels=np.array([1, 1, 0]),
+                       multimask_output=False),
+        "box": dict(box=np.array([40, 30, 380, 290])),
+        "box and negative point": dict(box=np.array([40, 30, 380, 290]), point_coords=np.array([[210, 160]]),
+                                       point_labels=np.array([0]), multimask_output=False),
+        "mask input": dict(**POINT, mask_input=rng.normal(size=(1, low_res, low_res)).astype(np.float32)),
+        "logits": dict(**POINT, return_logits=True),
+        "no prompt": dict(),
+    }
+
+
+@pytest.mark.parametrize("case", list(prompt_cases(8)))
+def test_predict_is_identical_to_official_with_the_same_model(predictors, low_res, case):
+    ours, official = predictors
+    kwargs = prompt_cases(low_res)[case]
+    assert_identical(ours.predict(**kwargs), official.predict(**kwargs))
+
+
+def test_predict_returns_official_shapes_and_types(predictor, image, low_res):
+    masks, iou, low_res_logits = predictor.predict(**POINT)
+    assert masks.shape == (3, *image.shape[:2]) and masks.dtype == bool
+    assert iou.shape == (3,) and iou.dtype == np.float32
+    assert low_res_logits.shape == (3, low_res, low_res) and low_res_logits.dtype == np.float32
+    masks, _, _ = predictor.predict(**POINT, multimask_output=False, return_logits=True)
+    assert masks.shape == (1, *image.shape[:2]) and masks.dtype == np.float32
+
+
+def test_predict_torch_batches_boxes_like_official(predictors, image):
+    ours, official = predictors
+    boxes = torch.tensor([[40.0, 30.0, 380.0, 290.0], [300.0, 10.0, 510.0, 200.0]])
+    results = []
+    for predictor in (ours, official):
+        transformed = predictor.transform.apply_boxes_torch(boxes, image.shape[:2])
+        results.append([t.numpy() for t in predictor.predict_torch(None, None, boxes=transformed)])
+    assert results[0][0].shape == (2, 3, *image.shape[:2])
+    assert_identical(*results)
+
+
+def test_embedding_equals_official(predictors):
+    ours, official = predictors
+    torch.testing.assert_close(ours.get_image_embedding(), official.get_image_embedding(), rtol=0, atol=0)
+
+
+def test_set_torch_image_equals_set_image(official_tiny_random, image, predictor):
+    other = SamPredictor(official_tiny_random)
+    resized = other.transform.apply_image(image)
+    other.set_torch_image(torch.as_tensor(resized).permute(2, 0, 1)[None], image.shape[:2])
+    torch.testing.assert_close(other.get_image_embedding(), predictor.get_image_embedding(), rtol=0, atol=0)
+
+
+# ---- conversions -----------------------------------------------------------------------------------------------
+
+
+def embedding_of(model, image, **kwargs):
+    predictor = SamPredictor(model)
+    predictor.set_image(image, **kwargs)
+    return predictor.get_image_embedding()
+
+
+def test_bgr_input_equals_the_rgb_image(official_tiny_random, image, predictor):
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    torch.testing.assert_close(embedding_of(official_tiny_random, bgr, image_format="BGR"),
+                               predictor.get_image_embedding(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("layout", ["HxW", "HxWx1"])
+def test_grayscale_is_repeated_to_rgb(official_tiny_random, image, layout):
+    gray = image[..., 1]
+    given = gray if layout == "HxW" else gray[..., None]
+    torch.testing.assert_close(embedding_of(official_tiny_random, given),
+                               embedding_of(official_tiny_random, np.repeat(gray[..., None], 3, axis=2)), rtol=0, atol=0)
+
+
+def test_rgba_loses_its_alpha(official_tiny_random, image, predictor):
+    rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 17, np.uint8)], axis=-1)
+    torch.testing.assert_close(embedding_of(official_tiny_random, rgba), predictor.get_image_embedding(), rtol=0, atol=0)
+
+
+def test_mask_input_without_batch_axis_gains_it(predictor, low_res):
+    mask = np.random.default_rng(1).normal(size=(low_res, low_res)).astype(np.float32)
+    assert_identical(predictor.predict(**POINT, mask_input=mask), predictor.predict(**POINT, mask_input=mask[None]))
+
+
+def test_box_of_shape_1x4_is_accepted(predictor):
+    box = np.array([40, 30, 380, 290])
+    assert_identical(predictor.predict(box=box[None]), predictor.predict(box=box))
+
+
+# ---- clear errors ----------------------------------------------------------------------------------------------
+
+
+def error_message(call):
+    with pytest.raises(SamInputError) as info:
+        call()
+    return str(info.value)
+
+
+IMAGE_ERRORS = {
+    "a list": ([[0, 0, 0]], r"^image: expected a numpy array .* got list"),
+    "a tensor": (torch.zeros(3, 8, 8, dtype=torch.uint8), r"^image: .*got Tensor of shape \(3, 8, 8\).*permute"),
+    "4 dimensions": (np.zeros((1, 8, 8, 3), np.uint8), r"^image: expected an array with 2 .*got ndarray of shape \(1, 8, 8, 3\)"),
+    "channels first": (np.zeros((3, 40, 60), np.uint8), r"^image: expected channels last.*transpose\(1, 2, 0\)"),
+    "no pixels": (np.zeros((0, 10, 3), np.uint8), r"^image: expected an image with at least one pixel, got .*\(0, 10, 3\)"),
+    "5 channels": (np.zeros((8, 8, 5), np.uint8), r"^image: expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels.*\(8, 8, 5\)"),
+    "2 channels": (np.zeros((8, 8, 2), np.uint8), r"^image: expected 1 \(gray\), 3 \(RGB\) or 4"),
+    "floats": (np.zeros((8, 8, 3), np.float32), r"^image: expected dtype uint8 .*float32.*astype\(np.uint8\)"),
+}
+
+
+@pytest.mark.parametrize("case", IMAGE_ERRORS)
+def test_bad_images_are_explained(official_tiny_random, case):
+    bad, pattern = IMAGE_ERRORS[case]
+    assert re.search(pattern, error_message(lambda: SamPredictor(official_tiny_random).set_image(bad)))
+
+
+def test_unknown_image_format_is_explained(official_tiny_random, image):
+    message = error_message(lambda: SamPredictor(official_tiny_random).set_image(image, image_format="RGBA"))
+    assert message == "image_format: expected one of 'RGB', 'BGR', got 'RGBA'."
+
+
+def test_predicting_before_set_image_says_what_to_do(official_tiny_random):
+    predictor = SamPredictor(official_tiny_random)
+    for call in (lambda: predictor.predict(**POINT), lambda: predictor.predict_torch(None, None),
+                 predictor.get_image_embedding):
+        with pytest.raises(RuntimeError, match=r"no image is set\. Call predictor\.set_image\(image\) first"):
+            call()
+
+
+def test_reset_image_forgets_the_image(official_tiny_random, image):
+    predictor = SamPredictor(official_tiny_random)
+    predictor.set_image(image[:50, :60])
+    predictor.reset_image()
+    assert not predictor.is_image_set and predictor.features is None
+    with pytest.raises(RuntimeError):
+        predictor.predict(**POINT)
+
+
+def prompt_errors(low_res):
+    one_point = np.array([[10.0, 20.0]])
+    return {
+        "coords as a list": (dict(point_coords=[[10, 20]], point_labels=np.array([1])),
+                             r"^point_coords: expected a numpy array of shape \(N, 2\), got list"),
+        "one point without its row axis": (dict(point_coords=np.array([10, 20]), point_labels=np.array([1])),
+                                           r"^point_coords: expected shape \(N, 2\).*np\.array\(\[\[x, y\]\]\)"),
+        "three numbers per point": (dict(point_coords=np.zeros((2, 3)), point_labels=np.array([1, 1])),
+                                    r"^point_coords: expected shape \(N, 2\).*got ndarray of shape \(2, 3\)"),
+        "NaN coordinate": (dict(point_coords=np.array([[np.nan, 3.0]]), point_labels=np.array([1])),
+                           r"^point_coords: expected finite numbers.*nan"),
+        "infinite coordinate": (dict(point_coords=np.array([[np.inf, 3.0]]), point_labels=np.array([1])),
+                                r"^point_coords: expected finite numbers.*inf"),
+        "labels missing": (dict(point_coords=one_point),
+                           r"^point_labels: expected an array of 1 labels .* because point_coords was given, got None"),
+        "labels as a list": (dict(point_coords=one_point, point_labels=[1]),
+                             r"^point_labels: expected a numpy array of shape \(1,\), got list"),
+        "labels of another length": (dict(point_coords=one_point, point_labels=np.array([1, 0])),
+                                     r"^point_labels: expected shape \(1,\), one label per point.*got ndarray of shape \(2,\)"),
+        "label 2": (dict(point_coords=np.zeros((2, 2)), point_labels=np.array([1, 2])),
+                    r"^point_labels: expected values in \{0, 1\} .*got list \[1, 2\]"),
+        "label -1": (dict(point_coords=one_point, point_labels=np.array([-1])), r"^point_labels: expected values in \{0, 1\}"),
+        "labels without points": (dict(point_labels=np.array([1])), r"^point_coords: expected an \(N, 2\) array because point_labels"),
+        "box as a list": (dict(box=[1, 2, 3, 4]), r"^box: expected a numpy array \[x1, y1, x2, y2\].*got list"),
+        "box of 3 numbers": (dict(box=np.array([1, 2, 3])), r"^box: expected 4 numbers .*shape \(3,\)"),
+        "two boxes": (dict(box=np.zeros((2, 4))), r"^box: expected 4 numbers .*shape \(2, 4\).*"),
+        "box with x2 < x1": (dict(box=np.array([50, 10, 20, 40])), r"^box: expected x1 <= x2 and y1 <= y2 .*got \[50, 10, 20, 40\]\. Is it \[x, y, width, height\]"),
+        "box with y2 < y1": (dict(box=np.array([10, 50, 20, 40])), r"^box: expected x1 <= x2 and y1 <= y2"),
+        "NaN box": (dict(box=np.array([np.nan, 1, 2, 3])), r"^box: expected finite numbers"),
+        "mask_input of another size": (dict(mask_input=np.zeros((1, low_res + 1, low_res + 1))),
+                                       rf"^mask_input: expected shape \(1, {low_res}, {low_res}\).*got ndarray of shape \(1, {low_res + 1}, {low_res + 1}\)"),
+        "three mask inputs": (dict(mask_input=np.zeros((3, low_res, low_res))),
+                              r"^mask_input: expected shape .*Pass one mask: the best of a previous call's low_res_logits"),
+        "mask_input as a list": (dict(mask_input=[[0.0]]), rf"^mask_input: expected a numpy array of shape \(1, {low_res}, {low_res}\), got list"),
+    }
+
+
+@pytest.mark.parametrize("case", list(prompt_errors(8)))
+def test_bad_prompts_are_explained(predictor, low_res, case):
+    kwargs, pattern = prompt_errors(low_res)[case]
+    message = error_message(lambda: predictor.predict(**kwargs))
+    assert re.search(pattern, message), message
+
+
+def test_bad_torch_prompts_are_explained(predictor):
+    message = error_message(lambda: predictor.predict_torch(torch.zeros(1, 2), torch.ones(1, 2)))
+    assert message.startswith("point_coords: expected a tensor of shape (B, N, 2), got Tensor of shape (1, 2)")
+    message = error_message(lambda: predictor.predict_torch(torch.zeros(2, 1, 2), torch.ones(2)))
+    assert message.startswith("point_labels: expected a tensor of shape (2, 1), one label per point")
+
+
+def test_bad_torch_images_are_explained(official_tiny_random):
+    predictor = SamPredictor(official_tiny_random)
+    size = official_tiny_random.image_encoder.img_size
+    message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, 10, 20), (10, 20)))
+    assert message.startswith(f"transformed_image: expected shape (1, 3, h, w) with max(h, w) == {size}")
+    message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, size), (0, 5)))
+    assert message.startswith("original_image_size: expected (H, W), two positive integers")
