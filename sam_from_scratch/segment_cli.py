@@ -156,7 +156,7 @@ def run_everything(args: argparse.Namespace) -> int:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         _save(overlay_path, draw_everything_overlay(image, records))
-        json_path.write_text(json.dumps(records))
+        json_path.write_text(json.dumps([_json_ready(record) for record in records], allow_nan=False))
         print(f"wrote {len(records)} masks to {json_path} and {overlay_path}")
         return 0
     except CliError as error:
@@ -226,6 +226,11 @@ def _save(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(path)
     except (OSError, ValueError) as error:
         raise CliError(f"cannot write {path}: {error}") from error
+
+
+def _json_ready(record: dict) -> dict:
+    """NaN is not JSON: an empty mask's stability score (0 / 0, kept only without filters) becomes null."""
+    return {key: None if isinstance(value, float) and value != value else value for key, value in record.items()}
 
 
 def _status(message: str) -> None:

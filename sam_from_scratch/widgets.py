@@ -41,7 +41,9 @@ MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
 
 
 def object_colors(n: int) -> np.ndarray:
-    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20's light half)."""
+    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20's light half).
+
+    Beyond 20 objects the colours repeat."""
     palette = _palette()
     return palette[np.arange(n) % len(palette)]
 
@@ -50,7 +52,9 @@ def object_colors(n: int) -> np.ndarray:
 def _palette() -> np.ndarray:
     from matplotlib import colormaps
 
-    colors = [colormaps["tab10"](i)[:3] for i in range(10)] + [colormaps["tab20"](i)[:3] for i in range(1, 20, 2)]
+    # tab10 with its blue moved back: the first masks should stand out on skies, water and blue scenes
+    colors = [colormaps["tab10"](i)[:3] for i in (1, 2, 3, 4, 6, 8, 9, 0, 5, 7)]
+    colors += [colormaps["tab20"](i)[:3] for i in range(1, 20, 2)]
     palette = (np.array(colors) * 255).round().astype(np.uint8)  # (20, 3)
     palette.setflags(write=False)
     return palette

@@ -201,18 +201,13 @@ def test_bad_images_are_named(stand_in):
 # ---- with real SAM models --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(points_per_side=8),  # the defaults otherwise: random weights leave few or no masks
-        dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.3),
-    ],
-    ids=["default filters", "no filters"],
-)
-def test_records_match_official_with_the_same_random_vit_b(ours_vit_b, official_vit_b, scene_images, kwargs):
-    image = scene_images["landscape"]
+def test_records_match_official_with_the_same_random_vit_b(ours_vit_b, official_vit_b, scene_images):
+    # Random weights give low, unstable scores: with the default filters nothing would be left to compare.
+    kwargs = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.5)
+    image = scene_images["portrait"]
     ours = SamAutomaticMaskGenerator(ours_vit_b, **kwargs).generate(image)
     official = OfficialGenerator(official_vit_b, **kwargs).generate(image)
+    assert len(official) >= 2
     assert_records_close(ours, official)
 
 
@@ -223,9 +218,22 @@ def assert_records_close(ours, official, min_agreement=0.999):
         agreement = (mine["segmentation"] == theirs["segmentation"]).mean()
         assert agreement >= min_agreement
         assert mine["point_coords"] == theirs["point_coords"] and mine["crop_box"] == theirs["crop_box"]
-        assert abs(mine["predicted_iou"] - theirs["predicted_iou"]) < 1e-4
-        assert abs(mine["stability_score"] - theirs["stability_score"]) < 1e-3
+        assert abs(mine["predicted_iou"] - theirs["predicted_iou"]) < 1e-5
+        np.testing.assert_allclose(mine["stability_score"], theirs["stability_score"], atol=1e-3)  # nan == nan
         assert np.abs(np.subtract(mine["bbox"], theirs["bbox"])).max() <= 2
+        MEASURED.append((agreement, abs(mine["predicted_iou"] - theirs["predicted_iou"])))
+
+
+MEASURED = []  # (pixel agreement, |IoU difference|) per record, summarised at the end (pytest -s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_agreement_figures():
+    yield
+    if MEASURED:
+        agreement, iou_diff = np.array(MEASURED).T
+        print(f"\n{len(MEASURED)} records compared with a real model: pixel agreement min {agreement.min():.6f}, "
+              f"max |predicted IoU difference| {iou_diff.max():.1e}")
 
 
 @pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the tiny model (issue 4) is not in data/tiny yet")

@@ -13,8 +13,8 @@ from segment_anything import SamPredictor as OfficialPredictor
 from sam_from_scratch import SamPredictor
 
 MIN_PIXEL_AGREEMENT = 0.999
-LOGIT_ATOL = 1e-3  # logits are O(1)
-IOU_ATOL = 1e-4
+LOGIT_ATOL = 1e-4  # logits are O(1); measured differences are below 1e-6
+IOU_ATOL = 1e-5
 
 
 def at(image, *fractions):
