@@ -67,7 +67,10 @@ download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into
 train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 30 min on 2 CPU cores)
 	$(PYTHON) -m sam_from_scratch train-tiny
 
+benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; ~1 h on 2 CPU cores)
+	$(PYTHON) benchmarks/benchmark.py --output benchmarks/latest.md
+
 clean:  ## Remove the virtual environment and outputs
 	rm -rf $(VENV) $(DEMO_OUT)
 
-.PHONY: help install install-dev browser demo lab test test-fast notebooks test-notebooks download-vit_b train-tiny clean
+.PHONY: help install install-dev browser demo lab test test-fast notebooks test-notebooks download-vit_b train-tiny benchmark clean

@@ -60,7 +60,8 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model} ({capability}), {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
 
 
 def official_model(variant: str, seed: int = 0):
@@ -324,7 +325,7 @@ def bench_prompts(table, official, ours, image, args, device, cache, n_prompts: 
         return mine.predict_torch(coords, labels, multimask_output=True)
 
     with torch.no_grad():
-        times = alternate({"official": official_calls, "ours": ours_batched}, args.repeats, device, warmup=1)
+        times = alternate({"official": official_calls, "ours": ours_batched}, args.prompt_repeats, device)
         reference, batched = official_calls(), ours_batched()
     ious = [mask_iou(torch.as_tensor(ref[0]), mine_masks.cpu()) for ref, mine_masks in zip(reference, batched[0])]
     ratio = median(times["official"]) / median(times["ours"])
@@ -418,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="vit_b")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (alternating)")
     parser.add_argument("--bf16-repeats", type=int, default=1)
+    parser.add_argument("--prompt-repeats", type=int, default=2)
     parser.add_argument("--amg-repeats", type=int, default=1)
     parser.add_argument("--with-plain", action="store_true", help="also time our encoder with use_sdpa=False")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -449,22 +451,21 @@ def main(argv: list[str] | None = None) -> int:
         official, ours = both_models(args.variant, device)
         image = sample_image()
         x = model_input(ours, image, device)
+    runners = {
+        "encoder": lambda: bench_encoder(table, official, ours, x, args, device, cache),
+        "bf16": lambda: bench_bf16(table, official, ours, x, args, device, cache),
+        "memory": lambda: bench_memory(table, args),
+        "prompts": lambda: bench_prompts(table, official, ours, image, args, device, cache),
+        "amg": lambda: bench_amg(table, official, ours, image, args, device),
+        "compile": lambda: bench_compile(table, ours, x, args, device),
+        "gpu": lambda: bench_gpu(table, args),
+    }
     for section in sections:
-        print(f"[{section}]", flush=True)
-        if section == "encoder":
-            bench_encoder(table, official, ours, x, args, device, cache)
-        elif section == "bf16":
-            bench_bf16(table, official, ours, x, args, device, cache)
-        elif section == "memory":
-            bench_memory(table, args)
-        elif section == "prompts":
-            bench_prompts(table, official, ours, image, args, device, cache)
-        elif section == "amg":
-            bench_amg(table, official, ours, image, args, device)
-        elif section == "compile":
-            bench_compile(table, ours, x, args, device)
-        elif section == "gpu":
-            bench_gpu(table, args)
+        print(f"[{section}] {datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC", flush=True)
+        try:
+            runners[section]()
+        except Exception as error:  # one broken section should not cost the others' hour of measurements
+            table.add(f"{section}: FAILED", "", f"{type(error).__name__}: {error}"[:200])
     finished = datetime.datetime.now(datetime.timezone.utc)
     header.append(f"finished: {finished:%Y-%m-%d %H:%M} UTC, load average at end: {load_average()}")
     report = "\n".join(header[:1] + [""] + [f"- {line}" for line in header[1:]] + ["", table.markdown()])

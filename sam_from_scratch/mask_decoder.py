@@ -95,18 +95,23 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1).to(sparse_prompt_embeddings.dtype)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
 
-        # One image embedding serves every prompt of the batch (expand: a view, no copy).
-        if image_embeddings.shape[0] != B:
-            image_embeddings = image_embeddings.expand(B, -1, -1, -1)
-        src = image_embeddings + dense_prompt_embeddings  # (B, C, h, w)
-        pos_src = image_pe.expand(B, -1, -1, -1)  # (B, C, h, w)
-        b, c, h, w = src.shape
+        # One image embedding serves every prompt. Without mask prompts the dense embedding is the same for
+        # all too (an expanded no_mask_embed, stride 0), so the image side stays one copy (batch 1): the
+        # transformer's first image projections are then computed once instead of B times (notebook 12).
+        shared = image_embeddings.shape[0] == 1 and (B == 1 or dense_prompt_embeddings.stride(0) == 0)
+        if shared:
+            dense_prompt_embeddings = dense_prompt_embeddings[:1]
+        elif image_embeddings.shape[0] != B:
+            image_embeddings = image_embeddings.expand(B, -1, -1, -1)  # a view, no copy
+        src = image_embeddings + dense_prompt_embeddings  # (1 or B, C, h, w)
+        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)  # (1 or B, C, h, w)
+        _, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]  # (B, C)
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
 
-        src = src.transpose(1, 2).reshape(b, c, h, w)  # (B, h*w, C) -> (B, C, h, w)
+        src = src.transpose(1, 2).reshape(-1, c, h, w)  # (B, h*w, C) -> (B, C, h, w)
         upscaled = self.output_upscaling(src)  # (B, C/8, 4h, 4w)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1

@@ -101,7 +101,10 @@ class Sam(nn.Module):
         masks = masks.float()  # post-processed in float32, also for a bfloat16/float16 model
         masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
+        original_size = tuple(int(s) for s in original_size)
+        if tuple(masks.shape[-2:]) == original_size:  # resizing to the same size is exactly the identity
+            return masks.contiguous()
+        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a (3, H, W) image with values in 0..255 and pad it bottom-right to a square."""

@@ -160,10 +160,11 @@ class Attention(nn.Module):
         return x.transpose(1, 2).reshape(b, n, h * c)  # (B, N, C)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C)."""
-        q = self._separate_heads(self.q_proj(q))
-        k = self._separate_heads(self.k_proj(k))
-        v = self._separate_heads(self.v_proj(v))
+        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C). Either side may have batch 1 and is then shared
+        by the whole batch: the image tokens of MaskDecoder.predict_masks, before they depend on the prompt."""
+        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)  # projected once, even when shared
+        batch = max(q.shape[0], k.shape[0])
+        q, k, v = (self._separate_heads(x.expand(batch, -1, -1)) for x in (q, k, v))  # (B, heads, N, C')
 
         if self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, C')

@@ -34,7 +34,10 @@ from PIL import Image
 
 from .prompt_state import PromptState
 
-__all__ = ["AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "blend", "interactive_figure", "load_model", "load_predictor", "object_colors"]
+__all__ = [
+    "AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "blend", "interactive_figure", "load_model",
+    "load_predictor", "object_colors",
+]
 
 DRAG_THRESHOLD_PX = 6  # a press and release further apart than this (screen pixels) is a box, not a click
 MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
@@ -120,18 +123,12 @@ def _model_name(predictor) -> str:
 
 
 def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8 from a numpy array or PIL image; grayscale and RGBA are converted."""
+    """(H, W, 3) uint8 from a numpy array (checked like ``SamPredictor.set_image`` does) or a PIL image."""
+    from .predictor import as_rgb_uint8
+
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{argument}: expected an (H, W, 3) uint8 numpy array or a PIL image, got {type(image).__name__}")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{argument}: expected shape (H, W, 3), got {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{argument}: expected dtype uint8 (values 0..255), got {image.dtype}; use (x * 255).astype(np.uint8) for floats in [0, 1]")
-    return np.ascontiguousarray(image[:, :, :3])
+    return np.ascontiguousarray(as_rgb_uint8(image, argument))
 
 
 def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
@@ -238,7 +235,8 @@ class _WidgetBase:
     widget = None
     status = None
     _status_text = ""
-    last_error: Optional[BaseException] = None
+    last_error: Optional[BaseException] = None  # the last error shown in the status line, and its traceback
+    last_traceback: Optional[str] = None
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)
@@ -320,8 +318,6 @@ class ClickSegmenter(_WidgetBase):
         display_width: int = 512,
         save_path: str = "sam_objects.png",
     ) -> None:
-        import ipywidgets as w
-
         if mask_mode not in MASK_MODES.values():
             raise ValueError(f"mask_mode: expected one of 'auto', 'multi', 'single', got {mask_mode!r}")
         self.image = _as_rgb_uint8(image)
@@ -335,56 +331,69 @@ class ClickSegmenter(_WidgetBase):
         self._thumbnail_photo = None
         self._thumbnail_widgets: list = []
 
-        self.picture = _Picture(self.image, display_width)
-        self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
-        self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c="#2ecc40", edgecolors="white", linewidths=1.2, zorder=3)
-        self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c="#ff4136", edgecolors="white", linewidths=1.2, zorder=3)
+        self._build_picture(display_width)
+        self._build_controls(mask_mode, save_path)
+        self.set_image(self.image)
+
+    def _build_picture(self, display_width: int) -> None:
         from matplotlib.patches import Rectangle
 
+        self.picture = _Picture(self.image, display_width)
+        self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
+        marker = dict(edgecolors="white", linewidths=1.2, zorder=3)
+        self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c="#2ecc40", **marker)
+        self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c="#ff4136", **marker)
         self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="#ffdc00", linewidth=2, visible=False, zorder=2)
         self.axes.add_patch(self._box_artist)
         self.canvas.mpl_connect("button_press_event", self._reported(self._on_press))
         self.canvas.mpl_connect("motion_notify_event", self._reported(self._on_motion))
         self.canvas.mpl_connect("button_release_event", self._reported(self._on_release))
+        self.canvas.add_class("sam-canvas")
+
+    def _build_controls(self, mask_mode: str, save_path: str) -> None:
+        import ipywidgets as w
 
         def button(description, action, tooltip, icon=""):
             b = w.Button(description=description, tooltip=tooltip, icon=icon, layout=w.Layout(width="auto"))
             b.on_click(self._reported(lambda _: action()))
             return b
 
-        self.negative_toggle = w.ToggleButton(description="negative clicks", icon="minus-circle", tooltip="Left clicks add negative points (for touchpads)", layout=w.Layout(width="auto"))
-        self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value={v: k for k, v in MASK_MODES.items()}[mask_mode], tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"], style={"button_width": "80px"})
+        row = functools.partial(w.HBox, layout=w.Layout(flex_flow="row wrap"))
+        self.negative_toggle = w.ToggleButton(description="negative clicks", icon="minus-circle", layout=w.Layout(width="auto"),
+                                              tooltip="Left clicks add negative points (for touchpads)")
+        self.undo_button = button("undo", self.undo, "Undo the last prompt", "undo")
+        self.redo_button = button("redo", self.redo, "Redo", "repeat")
+        mode_names = {mode: name for name, mode in MASK_MODES.items()}
+        self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value=mode_names[mask_mode], style={"button_width": "80px"},
+                                            tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"])
         self.mode_buttons.observe(self._reported(lambda _: self._predict()), names="value")
         self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "150px"})
         self.choice_buttons.observe(self._reported(self._on_choice), names="value")
-        self.undo_button = button("undo", self.undo, "Undo the last prompt", "undo")
-        self.redo_button = button("redo", self.redo, "Redo", "repeat")
-        self.save_name = w.Text(value=save_path, layout=w.Layout(width="180px"), tooltip="file for 'save PNG'")
         self.thumbnails = w.HBox([])
+        self.save_name = w.Text(value=save_path, layout=w.Layout(width="180px"), tooltip="file for 'save PNG'")
         self.status = w.HTML()
         self.status.add_class("sam-status")
-        self.canvas.add_class("sam-canvas")
-        controls = w.HBox([
+        prompts = row([
             self.negative_toggle, self.undo_button, self.redo_button,
             button("clear points", self.clear_points, "Remove every point"),
             button("clear box", self.clear_box, "Remove the box"),
             button("reset", self.reset, "Remove every prompt (undo brings them back)", "trash"),
-        ], layout=w.Layout(flex_flow="row wrap"))
-        exports = w.HBox([
+        ])
+        exports = row([
             button("accept object", self.accept, "Keep this mask as an object and start the next one", "check"),
-            button("save PNG", lambda: self.save_png(self.save_name.value), "Write the overlay PNG and the label map (.npy)", "save"),
+            button("save PNG", lambda: self.save_png(self.save_name.value), "Write the overlay and the label map (.npy)", "save"),
             self.save_name,
-        ], layout=w.Layout(flex_flow="row wrap"))
-        self.widget = w.VBox([self.canvas, self.status, controls, self.mode_buttons, self.choice_buttons, self.thumbnails, exports])
+        ])
+        self.widget = w.VBox([self.canvas, self.status, prompts, self.mode_buttons, self.choice_buttons, self.thumbnails, exports])
         self.widget.add_class("sam-click-segmenter")
-        self.set_image(self.image)
 
     # ----- image -----------------------------------------------------------------------------------------
     def set_image(self, image) -> None:
         """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects."""
         image = _as_rgb_uint8(image)
         if image.shape != self.image.shape:
-            raise ValueError(f"image: a ClickSegmenter keeps its size; expected {self.image.shape}, got {image.shape}. Make a new ClickSegmenter.")
+            raise ValueError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
+                             "for an image of another size, make a new ClickSegmenter")
         self._set_status("Computing the image embedding…")
         start = time.perf_counter()
         self.predictor.set_image(image)
@@ -513,6 +522,10 @@ class ClickSegmenter(_WidgetBase):
     def _on_motion(self, event) -> None:
         if self._drag_start is None:
             return
+        if event.buttons is not None and 1 not in event.buttons:  # released outside the canvas: no drag any more
+            self._drag_start = None
+            self.canvas.toolbar.remove_rubberband()
+            return
         x0, y0, _, _ = self._drag_start
         if np.hypot(event.x - x0, event.y - y0) >= DRAG_THRESHOLD_PX:
             # drawn by the browser on a layer above the picture: no re-render while dragging
@@ -525,7 +538,6 @@ class ClickSegmenter(_WidgetBase):
         self._drag_start = None
         self.canvas.toolbar.remove_rubberband()
         if np.hypot(event.x - x0, event.y - y0) >= DRAG_THRESHOLD_PX:
-            # from screen pixels, so a drag that ends outside the picture still counts (clipped to the image)
             end_x, end_y = self.axes.transData.inverted().transform((event.x, event.y))
             height, width = self.image.shape[:2]
             self.set_box(start_x, start_y, float(np.clip(end_x, 0, width - 1)), float(np.clip(end_y, 0, height - 1)))
@@ -662,8 +674,8 @@ class AutomaticMaskExplorer(_WidgetBase):
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
         slider = functools.partial(w.FloatSlider, min=0.0, max=1.0, step=0.01, continuous_update=True,
                                    style={"description_width": "150px"}, layout=w.Layout(width="420px"))
-        self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU ≥")
-        self.stability_slider = slider(value=stability_score_thresh, description="stability score ≥")
+        self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU >")
+        self.stability_slider = slider(value=stability_score_thresh, description="stability score >")
         for s in (self.iou_slider, self.stability_slider):
             s.observe(self._reported(lambda _: self.refresh()), names="value")
         self.status = w.HTML()
@@ -674,9 +686,11 @@ class AutomaticMaskExplorer(_WidgetBase):
 
     @property
     def kept(self) -> list[dict]:
-        """The records that pass both thresholds, largest first."""
+        """The records that pass both thresholds, largest first (as in the generator: a threshold of 0 keeps all,
+        otherwise a score must be above it)."""
         iou, stability = self.iou_slider.value, self.stability_slider.value
-        return [r for r in self.records if r["predicted_iou"] >= iou and r["stability_score"] >= stability]
+        return [r for r in self.records
+                if (iou <= 0 or r["predicted_iou"] > iou) and (stability <= 0 or r["stability_score"] > stability)]
 
     def refresh(self) -> None:
         """Re-filter the records with the sliders' thresholds and redraw (no model call)."""
