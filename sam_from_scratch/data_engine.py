@@ -31,8 +31,8 @@ class SceneConfig:
     min_objects: int = 2
     max_objects: int = 5
     kind_weights: tuple[float, ...] = (0.2, 0.2, 0.17, 0.13, 0.1, 0.2)  # in the order of KINDS
-    min_radius: float = 0.1
-    max_radius: float = 0.26
+    min_radius: float = 0.12
+    max_radius: float = 0.28
     texture_prob: float = 0.4  # an object is striped, checkered or blotchy
     texture_strength: float = 0.18
     gradient_prob: float = 0.5  # otherwise a flat colour with smooth blotches

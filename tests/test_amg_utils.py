@@ -144,6 +144,7 @@ def test_uncompressed_rle_equals_official_and_round_trips():
     assert mask_to_rle_pytorch(torch.zeros(0, 5, 5, dtype=torch.bool)) == []
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools vs numpy 2
 def test_rle_is_what_pycocotools_reads():
     mask = blob_masks(1, 31, 45, seed=2)[0]
     coco = mask_utils.coco_encode_rle(mask_to_rle_pytorch(mask[None])[0])

@@ -250,3 +250,24 @@ def test_bad_torch_images_are_explained(official_tiny_random):
     assert message.startswith(f"transformed_image: expected shape (1, 3, h, w) with max(h, w) == {size}")
     message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, size), (0, 5)))
     assert message.startswith("original_image_size: expected (H, W), two positive integers")
+
+
+# ---- on a GPU ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+def test_cuda_gives_the_cpu_results(official_tiny_random, image, predictor, low_res):
+    import copy
+
+    from sam_from_scratch import SamAutomaticMaskGenerator
+
+    gpu_model = copy.deepcopy(official_tiny_random).to("cuda")
+    gpu = SamPredictor(gpu_model)
+    gpu.set_image(image)
+    for kwargs in prompt_cases(low_res).values():
+        (masks, iou, low), (cpu_masks, cpu_iou, cpu_low) = gpu.predict(**kwargs), predictor.predict(**kwargs)
+        assert ((masks > 0) == (cpu_masks > 0)).mean() >= 0.999
+        np.testing.assert_allclose(iou, cpu_iou, atol=1e-3)
+    everything = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    records = SamAutomaticMaskGenerator(gpu_model, **everything).generate(image)
+    assert len(records) == len(SamAutomaticMaskGenerator(official_tiny_random, **everything).generate(image)) == 48
