@@ -58,14 +58,15 @@ CONFIGS: dict[str, SamConfig] = {
     "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
     # Our small model: same modules, smaller numbers (trained in notebook 11 / `train-tiny`).
-    # Sized to train in 30 CPU-minutes: 96 px input, 12x12 embedding grid, 48x48 mask logits.
+    # Sized to train in 30 CPU-minutes: 48 px input, 4 px patches, 12x12 embedding grid, 48x48 mask logits
+    # (masks at the full input resolution).
     "tiny": SamConfig(
         encoder_embed_dim=128,
         encoder_depth=4,
         encoder_num_heads=4,
         encoder_global_attn_indexes=(1, 3),
-        image_size=96,
-        patch_size=8,
+        image_size=48,
+        patch_size=4,
         window_size=6,
         prompt_embed_dim=64,
         decoder_num_heads=4,

@@ -24,6 +24,7 @@ import functools
 import io
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -149,7 +150,9 @@ def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
         matplotlib.use(backend)
     figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     canvas = Canvas(figure)
-    FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
+    with warnings.catch_warnings():  # ipympl's toolbar passes its canvas on to traitlets, which warns; harmless
+        warnings.filterwarnings("ignore", "Passing unrecognized arguments to super", DeprecationWarning)
+        FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
     return figure, canvas
 
 

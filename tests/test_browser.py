@@ -108,7 +108,8 @@ def page(lab):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage",
                   "--disable-extensions", "--no-first-run"],
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+        scale = float(os.environ.get("SAM_BROWSER_SCALE", "1"))  # 2 to try a HiDPI screen
+        context = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=scale)
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"{base}/lab/tree/{name}?reset&token={token}")

@@ -526,6 +526,7 @@ def test_making_a_widget_leaves_the_matplotlib_backend_as_it_was():
     assert result.stdout.strip() == "agg"
 
 
+@pytest.mark.filterwarnings("ignore:Widget.widgets is deprecated")  # still the public registry of live widgets
 def test_close_frees_every_widget_it_made(scene):
     import ipywidgets
 
