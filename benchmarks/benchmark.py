@@ -9,6 +9,8 @@ Sections (each prints its rows as soon as it is done, then everything is printed
   prompts   64 single-point prompts on one image: 64 official `predict` calls vs one batched
             `predict_torch` call of ours (same embedding, same outputs: masks at the image size)
   amg       automatic mask generator, default settings, one 1024-pixel image: time and records
+  amg-records  the same generators with the quality filters off (random weights pass none of them), so
+            that there are records to compare
   compile   ours with torch.compile on the image encoder (slow to compile on a CPU: not in the default set)
   gpu       images/s for vit_b and vit_h in fp32, bf16 and compiled (only where CUDA is available)
 
@@ -42,8 +44,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "gpu")
-ALL_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "compile", "gpu")
+DEFAULT_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "amg-records", "gpu")
+ALL_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "amg-records", "compile", "gpu")
 
 
 # ---- set-up --------------------------------------------------------------------------------------------
@@ -359,6 +361,22 @@ def bench_amg(table, official, ours, image, args, device):
               "identical" if same else "differ", "same records", same)
 
 
+def bench_amg_records(table, official, ours, image, args, device):
+    """With random weights no mask passes the default filters; compare records with the filters off."""
+    from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+
+    from sam_from_scratch.amg import SamAutomaticMaskGenerator
+
+    settings = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    ref = OfficialGenerator(official, **settings).generate(image)
+    got = SamAutomaticMaskGenerator(ours, **settings).generate(image)
+    ious = [mask_iou(torch.as_tensor(a["segmentation"]), torch.as_tensor(b["segmentation"])) for a, b in zip(ref, got)]
+    same_boxes = len(ref) == len(got) and all(a["bbox"] == b["bbox"] for a, b in zip(ref, got))
+    table.add("automatic mask generator records, filters off (8 x 8 points, thresholds 0)", f"{len(ref)} masks",
+              f"{len(got)} masks", f"same boxes: {same_boxes}; min mask IoU {min(ious, default=1.0):.4f}",
+              "same records", same_boxes and min(ious, default=1.0) >= 0.999)
+
+
 def bench_compile(table, ours, x, args, device):
     import copy
 
@@ -457,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: bench_memory(table, args),
         "prompts": lambda: bench_prompts(table, official, ours, image, args, device, cache),
         "amg": lambda: bench_amg(table, official, ours, image, args, device),
+        "amg-records": lambda: bench_amg_records(table, official, ours, image, args, device),
         "compile": lambda: bench_compile(table, ours, x, args, device),
         "gpu": lambda: bench_gpu(table, args),
     }

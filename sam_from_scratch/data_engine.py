@@ -27,7 +27,7 @@ KINDS = ("ellipse", "polygon", "rectangle", "ring", "thin", "nested")
 class SceneConfig:
     """The knobs of scene difficulty. Sizes are fractions of the image side."""
 
-    image_size: int = 96
+    image_size: int = 48  # the tiny model's input size
     min_objects: int = 2
     max_objects: int = 5
     kind_weights: tuple[float, ...] = (0.2, 0.2, 0.17, 0.13, 0.1, 0.2)  # in the order of KINDS

@@ -13,14 +13,16 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
-    """Add Gaussian noise to every parameter and float buffer, so no weight stays at its zero/one init.
+    """Add Gaussian noise to every float tensor of the state dict, so no weight stays at its zero/one init.
 
     Random weights that start at zero (relative positions, biases) would hide bugs in the code that uses them.
+    Non-persistent buffers (the pixel mean/std constants) are not in a checkpoint and stay exact.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for tensor in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
-            tensor.add_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
+        for tensor in model.state_dict().values():  # shares storage with the parameters and buffers
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
     return model
 
 

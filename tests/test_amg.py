@@ -246,15 +246,25 @@ def print_agreement_figures():
 
 
 @pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the tiny model (issue 4) is not in data/tiny yet")
-def test_records_match_official_with_the_trained_tiny_model(scene_images):
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # the small model is unconfident (logits rarely above 1): notebook 10's settings for it
+        dict(points_per_side=16, pred_iou_thresh=0.3, stability_score_offset=0.1, stability_score_thresh=0.8),
+        dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
+    ],
+    ids=["filters for the small model", "every mask"],
+)
+def test_records_match_official_with_the_trained_tiny_model(kwargs):
+    from sam_from_scratch.data_engine import HELDOUT_SEED, SceneConfig, make_scene
+
     ours_model = from_pretrained("tiny", device="cpu")
     official_model = _official_copy_of(ours_model)
-    kwargs = dict(points_per_side=16)
-    for image in scene_images.values():
-        ours = SamAutomaticMaskGenerator(ours_model, **kwargs).generate(image)
-        official = OfficialGenerator(official_model, **kwargs).generate(image)
-        assert len(ours) >= 3, "the trained model should find several masks"
-        assert_records_close(ours, official)
+    image = make_scene(HELDOUT_SEED, 5, SceneConfig(image_size=96, min_objects=4, max_objects=5)).image
+    ours = SamAutomaticMaskGenerator(ours_model, **kwargs).generate(image)
+    official = OfficialGenerator(official_model, **kwargs).generate(image)
+    print(f"\ntiny model, {kwargs}: {len(official)} records")
+    assert_records_close(ours, official)
 
 
 def _official_copy_of(model):
