@@ -218,10 +218,15 @@ class Attention(nn.Module):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = torch.empty_like(q)
         # One buffer, filled again for every chunk: touching fresh memory costs more than the additions.
-        buffer = q.new_empty(B, nH, rows, W, H, W)
+        # (Writing into a buffer is not differentiable, so training builds each chunk's mask afresh.)
+        reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_h.requires_grad))
+        buffer = q.new_empty(B, nH, rows, W, H, W) if reuse else None
         for r in range(0, H, rows):
             n = min(rows, H - r)
-            mask = torch.add(rel_h[:, :, r : r + n], rel_w[:, :, r : r + n], out=buffer[:, :, :n])
+            if reuse:
+                mask = torch.add(rel_h[:, :, r : r + n], rel_w[:, :, r : r + n], out=buffer[:, :, :n])
+            else:
+                mask = rel_h[:, :, r : r + n] + rel_w[:, :, r : r + n]
             queries = slice(r * W, (r + n) * W)  # the same query rows, flattened
             mask = mask.view(B, nH, n * W, L)  # (B, nHeads, chunk, H*W keys)
             out[:, :, queries] = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=mask)

@@ -12,6 +12,8 @@ Most tests use a small random model (the `tiny` config), so they take seconds on
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -38,11 +40,15 @@ def noisy_(module: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.Mo
     return module
 
 
+# The tiny model's numbers with a pinned geometry: 96-pixel input, 12 x 12 embedding, windows of 6 (padded).
+SMALL_CONFIG = dataclasses.replace(CONFIGS["tiny"], image_size=96, patch_size=8, window_size=5)
+
+
 @pytest.fixture()
 def small_sam():
-    """A random SAM with the tiny config (96-pixel input, 12 x 12 embedding, windows of 6 and global blocks)."""
+    """A random SAM with SMALL_CONFIG: windowed and global blocks, window padding (12 % 5 != 0)."""
     torch.manual_seed(0)
-    return noisy_(build_sam(CONFIGS["tiny"]), seed=1)
+    return noisy_(build_sam(SMALL_CONFIG), seed=1)
 
 
 def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -337,3 +343,25 @@ def test_compiled_encoder_on_cuda_equals_eager(small_sam):
         got = small_sam.image_encoder(images)
     assert not small_sam.image_encoder.compile_failed()
     assert max_diff(got, expected) <= FP32_TOL
+
+
+def test_chunked_fused_attention_trains_like_the_plain_path():
+    """The chunked bias of the fast path must stay differentiable (fine-tuning at full size uses it)."""
+    from sam_from_scratch.image_encoder import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))
+    attention.max_mask_elements = 2**12  # small enough to force several chunks
+    with torch.no_grad():
+        attention.rel_pos_h.normal_()
+        attention.rel_pos_w.normal_()
+    x = torch.randn(1, 16, 16, 64)
+    grads = []
+    for fused in (True, False):
+        attention.use_sdpa = fused
+        attention.zero_grad()
+        inp = x.clone().requires_grad_(True)
+        attention(inp).square().sum().backward()
+        grads.append((inp.grad, attention.rel_pos_h.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-4, rtol=1e-4)
