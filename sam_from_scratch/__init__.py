@@ -5,8 +5,10 @@ The public API mirrors the official `segment_anything` package:
     from sam_from_scratch import sam_model_registry, SamPredictor, SamAutomaticMaskGenerator
 """
 
+from .amg import SamAutomaticMaskGenerator
 from .build import CONFIGS, SamConfig, build_sam, from_pretrained, sam_model_registry
 from .device import auto_device
+from .predictor import SamPredictor
 from .sam import Sam
 
 __version__ = "0.1.0"
@@ -23,15 +25,3 @@ __all__ = [
     "sam_model_registry",
 ]
 
-
-def __getattr__(name):
-    # The predictor and generator live in their own modules; import them on first use.
-    if name == "SamPredictor":
-        from .predictor import SamPredictor
-
-        return SamPredictor
-    if name == "SamAutomaticMaskGenerator":
-        from .amg import SamAutomaticMaskGenerator
-
-        return SamAutomaticMaskGenerator
-    raise AttributeError(f"module 'sam_from_scratch' has no attribute {name!r}")
