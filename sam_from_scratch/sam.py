@@ -11,6 +11,7 @@ from torch import nn
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .transforms import masks_to_original_size
 
 
 class Sam(nn.Module):
@@ -97,14 +98,7 @@ class Sam(nn.Module):
 
         Upscale to the padded input, cut the padding away, then resize to the original size.
         """
-        size = self.image_encoder.img_size
-        masks = masks.float()  # post-processed in float32, also for a bfloat16/float16 model
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        original_size = tuple(int(s) for s in original_size)
-        if tuple(masks.shape[-2:]) == original_size:  # resizing to the same size is exactly the identity
-            return masks.contiguous()
-        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+        return masks_to_original_size(masks, input_size, original_size, self.image_encoder.img_size)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a (3, H, W) image with values in 0..255 and pad it bottom-right to a square."""

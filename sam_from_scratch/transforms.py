@@ -114,8 +114,12 @@ def masks_to_original_size(
     Three steps: upscale to the padded square input (img_size x img_size), crop the bottom/right
     padding away to ``input_size`` (the resized image, H, W), then resize to ``original_size`` (H, W).
     All resizing is bilinear on logits, so thresholding happens after, at full resolution.
-    This is what ``Sam.postprocess_masks`` does.
+    ``Sam.postprocess_masks`` calls this. Always in float32, also for a bfloat16/float16 model.
     """
+    masks = masks.float()
     masks = F.interpolate(masks, (img_size, img_size), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]  # (B, C, input_h, input_w)
-    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+    original_size = tuple(int(s) for s in original_size)
+    if tuple(masks.shape[-2:]) == original_size:  # resizing to the same size is exactly the identity
+        return masks.contiguous()
+    return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
