@@ -38,7 +38,7 @@ from .sam import Sam
 class TrainConfig:
     """The recipe of the bundled tiny model (change `steps` for a quick demo)."""
 
-    steps: int = 1500
+    steps: int = 2800
     images_per_step: int = 8
     prompts_per_image: int = 4
     clicks: int = 3  # rounds per prompt: the first prompt, then clicks - 1 corrective clicks
