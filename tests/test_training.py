@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from sam_from_scratch.training import (
     distance_to_border,
     evaluate,
     lr_factor,
+    make_optimizer,
     mask_boxes,
     random_points_in,
     sample_error_clicks,
@@ -95,6 +97,16 @@ def test_training_batches_are_reproducible():
     assert image_index.tolist() == [0, 0, 1, 1]
 
 
+def test_the_shares_of_two_workers_make_up_the_whole_batch():
+    scenes = SceneConfig(image_size=48)
+    whole = training_batch(5, QUICK, scenes)
+    shares = [training_batch(5, QUICK, scenes, rank, 2) for rank in (0, 1)]
+    assert [len(share[0]) for share in shares] == [1, 1]
+    for k in (0, 1, 3):  # images, targets, is_box
+        assert torch.equal(torch.cat([share[k] for share in shares]), whole[k])
+    assert shares[1][2].tolist() == [0, 0]  # image indices are local to the share
+
+
 def test_learning_rate_warms_up_then_decays():
     cfg = TrainConfig(steps=100, warmup_steps=10)
     assert lr_factor(0, cfg) < lr_factor(9, cfg) == 1.0
@@ -107,7 +119,7 @@ def test_a_few_steps_on_one_batch_reduce_its_loss():
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     cfg = TrainConfig(images_per_step=2, prompts_per_image=2, clicks=2)
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         loss = training_loss(model, 0, cfg, SceneConfig(image_size=48))["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -144,6 +156,38 @@ def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, mo
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 
 
+def test_two_workers_train_what_their_added_shares_train_in_one_process(tmp_path):
+    cfg, scenes = replace(QUICK, steps=3), SceneConfig(image_size=48)
+    parallel, log = train(cfg, "micro", scenes, work_dir=tmp_path, progress=False, workers=2)
+    assert [row["step"] for row in log] == [0, 1, 2]
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 3
+
+    # The same steps by hand: both shares' losses backpropagated into one gradient, then one optimizer step.
+    torch.manual_seed(cfg.seed)
+    model = build_sam(MICRO).train()
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    for step in range(cfg.steps):
+        optimizer.zero_grad()
+        for rank in (0, 1):
+            training_loss(model, step, cfg, scenes, rank, 2)["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+    for key, value in model.state_dict().items():
+        if key.endswith("k_proj.bias"):
+            # Its true gradient is 0 (softmax ignores a shift shared by all keys); Adam turns rounding noise
+            # into full-size steps, so the two runs differ here by design.
+            continue
+        torch.testing.assert_close(parallel.state_dict()[key], value, atol=1e-4, rtol=1e-3, msg=key)
+    assert not parallel.training
+
+
+def test_workers_must_divide_the_batch(tmp_path):
+    with pytest.raises(ValueError, match="workers: expected a divisor of images_per_step=2, got 3"):
+        train(QUICK, "micro", SceneConfig(image_size=48), work_dir=tmp_path, progress=False, workers=3)
+
+
 def test_evaluation_reports_the_card_figures():
     model = build_sam(MICRO)
     figures = evaluate(model, num_scenes=2, scene_config=SceneConfig(image_size=48))
@@ -159,3 +203,4 @@ def test_the_command_line_has_the_documented_options():
     add_arguments(parser)
     args = parser.parse_args(["--steps", "7", "--threads", "1", "--fresh"])
     assert args.steps == 7 and args.threads == 1 and args.fresh and args.work_dir == "runs/train-tiny"
+    assert args.workers == 2 and parser.parse_args(["--workers", "1"]).workers == 1
