@@ -38,7 +38,7 @@ from .sam import Sam
 class TrainConfig:
     """The recipe of the bundled tiny model (change `steps` for a quick demo)."""
 
-    steps: int = 2800
+    steps: int = 2300
     images_per_step: int = 16  # split between the workers
     prompts_per_image: int = 4
     clicks: int = 3  # rounds per prompt: the first prompt, then clicks - 1 corrective clicks
@@ -316,7 +316,7 @@ def train(
         return _train_worker(0, 1, None, *job)
     import torch.multiprocessing as mp
 
-    mp.spawn(_train_worker, args=(workers, _free_port(), *job), nprocs=workers, join=True)
+    mp.spawn(_train_worker, args=(workers, (_free_port(), os.getpid()), *job), nprocs=workers, join=True)
     state = torch.load(Path(work_dir) / "state.pt", map_location="cpu", weights_only=True)
     model = build_sam(model_config)
     model.load_state_dict(state["model"])
@@ -347,7 +347,7 @@ def _all_reduce_sum(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
-def _train_worker(rank, world, port, cfg, model_name, model_config, scene_config, work_dir, resume, progress):
+def _train_worker(rank, world, parent, cfg, model_name, model_config, scene_config, work_dir, resume, progress):
     """The training loop of one worker; worker 0 keeps the log, the saved state and the progress bar."""
     from tqdm.auto import tqdm
 
@@ -355,6 +355,7 @@ def _train_worker(rank, world, port, cfg, model_name, model_config, scene_config
         import torch.distributed as dist
 
         torch.set_num_threads(1)
+        port, parent_pid = parent
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     lead = rank == 0
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -398,6 +399,8 @@ def _train_worker(rank, world, port, cfg, model_name, model_config, scene_config
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tiny", disable=not (progress and lead))
     t0 = time.perf_counter() - elapsed
     for step in bar:
+        if world > 1 and os.getppid() != parent_pid:  # the parent was killed: do not go on writing its files
+            raise SystemExit(f"train-tiny worker {rank}: the parent process is gone; stopping")
         parts = training_loss(model, step, cfg, scene_config, rank, world)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
