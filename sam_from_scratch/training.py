@@ -322,9 +322,13 @@ def train(
     model.load_state_dict(state["model"])
     model.eval()
     model.training_seconds = float(state["elapsed"])
-    with open(Path(work_dir) / "loss_log.csv") as f:
-        log = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return model, log
+    return model, _read_log(Path(work_dir) / "loss_log.csv", before=cfg.steps)
+
+
+def _read_log(path: Path, before: int) -> list[dict]:
+    """The rows of a loss log with step < `before`, as dicts of floats."""
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(row["step"]) < before]
 
 
 def _free_port() -> int:
@@ -378,9 +382,7 @@ def _train_worker(rank, world, parent, cfg, model_name, model_config, scene_conf
     fields = ["step", "loss", "focal", "dice", "iou_mse", "first_iou", "lr", "seconds"]
     if lead:
         if log_path.exists() and start > 0:
-            with open(log_path) as f:
-                log = [row for row in csv.DictReader(f) if int(row["step"]) < start]
-            log = [{k: float(v) for k, v in row.items()} for row in log]
+            log = _read_log(log_path, before=start)
         with open(log_path, "w", newline="") as f:  # rewrite: drop rows after the last saved state
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
