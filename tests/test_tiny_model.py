@@ -130,3 +130,14 @@ def test_the_tiny_model_fits_the_official_classes(tiny):
         ours = tiny([{"image": image, "original_size": (c.image_size,) * 2, **prompt}], multimask_output=True)
         theirs = official([{"image": image, "original_size": (c.image_size,) * 2, **prompt}], multimask_output=True)
     torch.testing.assert_close(ours[0]["low_res_logits"], theirs[0]["low_res_logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_the_experiment_log_quotes_the_card(card):
+    # data/tiny/EXPERIMENTS.md compares recipe changes with the shipped model; after a retrain its row must follow.
+    rows = [line for line in (TINY_CHECKPOINT.parent / "EXPERIMENTS.md").read_text().splitlines()
+            if line.startswith("| shipped recipe |")]
+    assert len(rows) == 1, "EXPERIMENTS.md: expected one '| shipped recipe |' row"
+    quoted = [float(cell) for cell in rows[0].strip("|").split("|")[1:]]
+    keys = ("single_click_miou", "single_click_best_of_3_miou", "three_clicks_miou", "box_miou",
+            "iou_prediction_correlation")
+    assert quoted == [round(card["evaluation"][key], 2) for key in keys]
