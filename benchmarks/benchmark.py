@@ -406,7 +406,7 @@ def bench_gpu(table, args):
 
     device = torch.device("cuda")
     print(f"  GPU: {device_name(device)}", flush=True)
-    for variant in ("vit_b", "vit_h"):
+    for variant in args.gpu_variants.split(","):
         official, ours = both_models(variant, device)
         ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
         ours_compiled = compile_image_encoder(copy.deepcopy(ours).to(torch.bfloat16))
@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-repeats", type=int, default=2)
     parser.add_argument("--amg-repeats", type=int, default=1)
     parser.add_argument("--with-plain", action="store_true", help="also time our encoder with use_sdpa=False")
+    parser.add_argument("--gpu-variants", default="vit_b,vit_h", help="the variants of the gpu section")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)

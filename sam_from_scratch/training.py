@@ -163,7 +163,7 @@ def to_low_res(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------
 def encode_images(model: Sam, images: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 scenes at the model's input size -> image embeddings (B, C, h, w)."""
-    x = images.permute(0, 3, 1, 2).float()  # (B, H, W, 3) -> (B, 3, H, W)
+    x = images.to(model.pixel_mean.device).permute(0, 3, 1, 2).float()  # (B, H, W, 3) -> (B, 3, H, W)
     return model.image_encoder((x - model.pixel_mean) / model.pixel_std)
 
 
@@ -181,11 +181,16 @@ def decode(
 
     Shapes: image_embeddings (B, C, h, w); point_coords (N, K, 2), point_labels (N, K), boxes (N, 4),
     mask_input (N, 1, 4h, 4w). Returns low-res logits (N, M, 4h, 4w) and IoU predictions (N, M).
+    The prompts may live on the CPU (where the random clicks are drawn): they move to the embeddings' device.
     """
+    device = image_embeddings.device
+    point_coords, point_labels, boxes, mask_input = (
+        None if t is None else t.to(device) for t in (point_coords, point_labels, boxes, mask_input)
+    )
     points = None if point_coords is None or point_coords.shape[1] == 0 else (point_coords, point_labels)
     sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
     return model.mask_decoder(
-        image_embeddings=image_embeddings[image_index],  # (N, C, h, w): one embedding per prompt
+        image_embeddings=image_embeddings[image_index.to(device)],  # (N, C, h, w): one embedding per prompt
         image_pe=model.prompt_encoder.get_dense_pe(),
         sparse_prompt_embeddings=sparse,
         dense_prompt_embeddings=dense,
@@ -221,18 +226,22 @@ def training_batch(step: int, cfg: TrainConfig, scene_config: SceneConfig, rank:
 
 
 def training_loss(
-    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1
+    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1, batch=None
 ) -> dict[str, torch.Tensor]:
     """The loss of one step with simulated interaction (see the module docstring).
 
     With several workers, each returns its share: the shares add up to the loss of the whole batch.
+    `batch` is training_batch(step, cfg, scene_config, rank, world) when it was made ahead (by a data loader).
+    The model may sit on a GPU; the scenes and the random prompts stay on the CPU, so a seed draws the same
+    clicks everywhere.
     """
     generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
-    images, targets, image_index, is_box = training_batch(step, cfg, scene_config, rank, world)
+    images, targets, image_index, is_box = batch if batch is not None else training_batch(step, cfg, scene_config, rank, world)
     S = model.image_encoder.img_size
     low = model.prompt_encoder.mask_input_size[0]
     embeddings = encode_images(model, images)
     low_targets = F.adaptive_avg_pool2d(targets[:, None].float(), low)  # (P, 1, low, low), soft at borders
+    device_targets = low_targets.to(embeddings.device)
     first_points = random_points_in(targets, generator)  # (P, 2)
     boxes = jitter_boxes(mask_boxes(targets), S, generator)  # (P, 4)
 
@@ -256,7 +265,7 @@ def training_loss(
                 boxes[idx] if box_group else None, mask_input,
                 multimask_output=round_ == 0 and not box_group,  # one point is ambiguous; more is not
             )
-            parts = sam_loss(logits, iou_pred, low_targets[idx], focal_alpha=cfg.focal_alpha)
+            parts = sam_loss(logits, iou_pred, device_targets[idx.to(device_targets.device)], focal_alpha=cfg.focal_alpha)
             weight = n / (P * cfg.clicks)
             sums["loss"] = sums["loss"] + weight * parts.total
             for key in ("focal", "dice", "iou_mse"):
@@ -264,8 +273,8 @@ def training_loss(
             if round_ == 0:
                 first_iou.append(parts.true_iou.gather(1, parts.best[:, None]))
             if round_ + 1 < cfg.clicks:
-                best = logits.detach()[torch.arange(n), parts.best]  # (n, low, low)
-                xy, new_labels = sample_error_clicks(best > 0, low_targets[idx, 0] > 0.5, generator)
+                best = logits.detach()[torch.arange(n, device=logits.device), parts.best]  # (n, low, low)
+                xy, new_labels = sample_error_clicks((best > 0).cpu(), low_targets[idx, 0] > 0.5, generator)
                 coords = torch.cat([coords, to_low_res(xy, S, low)[:, None]], dim=1)
                 labels = torch.cat([labels, new_labels[:, None]], dim=1)
                 mask_input = best[:, None]
@@ -472,12 +481,13 @@ def evaluate(
         embeddings = encode_images(model, torch.from_numpy(scene.image)[None])
         image_index = torch.zeros(n, dtype=torch.long)
 
-        def full_res(logits):
-            return model.postprocess_masks(logits, (S, S), (S, S)) > model.mask_threshold
+        def full_res(logits):  # on the CPU, beside the truth
+            return model.postprocess_masks(logits, (S, S), (S, S)).cpu() > model.mask_threshold
 
         coords = random_points_in(truth, generator)[:, None]  # (N, 1, 2)
         labels = torch.ones(n, 1)
         logits, iou_pred = decode(model, embeddings, image_index, coords, labels, None, None, True)
+        logits, iou_pred = logits.cpu(), iou_pred.cpu()
         ious = mask_iou(model.postprocess_masks(logits, (S, S), (S, S)), truth[:, None].float())  # (N, 3)
         chosen = iou_pred.argmax(1)
         results["single"].append(ious.gather(1, chosen[:, None])[:, 0])
@@ -490,9 +500,9 @@ def evaluate(
             xy, new_labels = center_error_clicks(full_res(previous)[:, 0], truth)
             coords = torch.cat([coords, xy[:, None]], dim=1)
             labels = torch.cat([labels, new_labels[:, None]], dim=1)
-            previous, _ = decode(model, embeddings, image_index, coords, labels, None, previous, False)
+            previous = decode(model, embeddings, image_index, coords, labels, None, previous, False)[0].cpu()
             results["clicks"][round_].append(mask_iou(model.postprocess_masks(previous, (S, S), (S, S)), truth[:, None].float())[:, 0])
-        logits, _ = decode(model, embeddings, image_index, None, None, mask_boxes(truth), None, False)
+        logits = decode(model, embeddings, image_index, None, None, mask_boxes(truth), None, False)[0].cpu()
         results["box"].append(mask_iou(model.postprocess_masks(logits, (S, S), (S, S)), truth[:, None].float())[:, 0])
 
     def mean(key):

@@ -128,6 +128,16 @@ def test_a_few_steps_on_one_batch_reduce_its_loss():
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_a_batch_made_ahead_gives_the_same_loss():
+    """A data loader may make training_batch(step) in another process; the loss must not change."""
+    torch.manual_seed(0)
+    model, cfg, scenes = build_sam(MICRO).train(), replace(QUICK, clicks=2), SceneConfig(image_size=48)
+    ahead = training_batch(1, cfg, scenes)
+    assert training_loss(model, 1, cfg, scenes, batch=ahead)["loss"].item() == training_loss(model, 1, cfg, scenes)["loss"].item()
+    other = training_batch(2, cfg, scenes)
+    assert training_loss(model, 1, cfg, scenes, batch=other)["loss"].item() != training_loss(model, 1, cfg, scenes)["loss"].item()
+
+
 def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import sam_from_scratch.training as training
 
@@ -204,3 +214,25 @@ def test_the_command_line_has_the_documented_options():
     args = parser.parse_args(["--steps", "7", "--threads", "1", "--fresh"])
     assert args.steps == 7 and args.threads == 1 and args.fresh and args.work_dir == "runs/train-tiny"
     assert args.workers == 2 and parser.parse_args(["--workers", "1"]).workers == 1
+
+
+@pytest.mark.cuda
+def test_a_training_step_and_the_evaluation_on_cuda_agree_with_the_cpu():
+    """The model on the GPU, the scenes and random clicks on the CPU: the same seed gives the same numbers."""
+    torch.manual_seed(0)
+    model, cfg, scenes = build_sam(MICRO).train(), replace(QUICK, clicks=3), SceneConfig(image_size=48)
+    cpu = training_loss(model, 1, cfg, scenes)
+    gpu_model = build_sam(MICRO).train().cuda()
+    gpu_model.load_state_dict(model.state_dict())
+    gpu = training_loss(gpu_model, 1, cfg, scenes)
+    assert gpu["loss"].device.type == "cuda"
+    for key in ("loss", "focal", "dice", "iou_mse", "first_iou"):
+        assert float(gpu[key]) == pytest.approx(float(cpu[key]), rel=1e-3, abs=1e-5), key
+    gpu["loss"].backward()  # the graph runs back through the GPU
+    assert all(p.grad is None or p.grad.device.type == "cuda" for p in gpu_model.parameters())
+    on_cpu = evaluate(model.eval(), num_scenes=3, scene_config=scenes)
+    on_gpu = evaluate(gpu_model.eval(), num_scenes=3, scene_config=scenes)
+    for key in ("single_click_miou", "single_click_best_of_3_miou", "box_miou"):
+        assert on_gpu[key] == pytest.approx(on_cpu[key], abs=0.01), key
+    for key in ("three_clicks_miou", "iou_prediction_correlation"):  # a flipped border pixel moves a click
+        assert on_gpu[key] == pytest.approx(on_cpu[key], abs=0.05), key

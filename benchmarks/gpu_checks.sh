@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything this repo measures on a CUDA machine, in one go (a lent GPU comes with minutes, not hours):
+# the tests marked cuda, the tiny model's scaling experiment and the GPU rows of the benchmark.
+# Results go to $OUT (default outputs/gpu). Each part has a time cap, so one slow part cannot eat the rest.
+set -u
+OUT=${OUT:-outputs/gpu}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+start=$SECONDS
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/gpu.txt"
+echo "== tests marked cuda"
+timeout "${TESTS_S:-90}" python3 -m pytest -q -m cuda -p no:cacheprovider \
+    tests/test_fast_paths.py tests/test_predictor.py tests/test_training.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
+echo "== tiny model: more compute ($((SECONDS - start)) s)"
+timeout "${SCALING_S:-450}" python3 benchmarks/tiny_scaling.py --variants "${VARIANTS:-shipped:130,x8:120,patch2-x8:120}" \
+    --output "$OUT/scaling.json" 2>&1 | tee "$OUT/scaling.log" | grep -v " step "
+left=$(( ${TOTAL_S:-570} - (SECONDS - start) ))
+echo "== benchmark, gpu section ($((SECONDS - start)) s; $left s left)"
+if (( left > 30 )); then
+    timeout "$left" python3 benchmarks/benchmark.py --sections gpu --gpu-variants "${GPU_VARIANTS:-vit_b}" \
+        --output "$OUT/benchmark_gpu.md" 2>&1 | tail -n 20
+fi
+echo "== done in $((SECONDS - start)) s"
