@@ -33,8 +33,8 @@ VARIANTS = {
     "x8": (TINY, replace(SHIPPED, steps=4000, images_per_step=64)),
     # 8x the scenes and 4x the tokens: 2 px patches, a 24 x 24 grid, windows covering the same image area.
     "patch2-x8": (replace(TINY, patch_size=2, window_size=12), replace(SHIPPED, steps=4000, images_per_step=64)),
-    # 32x the scenes: 8,000 steps x 128.
-    "x32": (TINY, replace(SHIPPED, steps=8000, images_per_step=128)),
+    # 16x the scenes: 2,000 steps x 256.
+    "x16": (TINY, replace(SHIPPED, images_per_step=256)),
 }
 
 
@@ -51,7 +51,7 @@ class Batches(torch.utils.data.Dataset):
         return training_batch(step, self.cfg, self.scene_config)
 
 
-def run_variant(name: str, budget: float, loaders: int, eval_scenes: int, device: torch.device) -> dict:
+def run_variant(name: str, budget: float, loaders: int, eval_scenes: int, device: torch.device, prompts_on_device: bool) -> dict:
     model_config, cfg = VARIANTS[name]
     scene_config = SceneConfig(image_size=model_config.image_size)
     torch.manual_seed(cfg.seed)
@@ -62,11 +62,13 @@ def run_variant(name: str, budget: float, loaders: int, eval_scenes: int, device
     batches = torch.utils.data.DataLoader(
         Batches(cfg, scene_config), batch_size=None, num_workers=loaders, prefetch_factor=8, persistent_workers=False
     )
+    # Prompts drawn on the CPU (the default) repeat the CPU run's clicks; on the GPU they are other clicks, faster.
+    generator = torch.Generator(device=device).manual_seed(cfg.seed) if prompts_on_device else None
     started, pace_from, log, trained = time.perf_counter(), None, [], 0
     for step, batch in enumerate(batches):
         if step == schedule["cfg"].steps or time.perf_counter() - started > 1.25 * budget:
             break  # done, or the pace fell behind the one measured: stop at the step reached (reported)
-        parts = training_loss(model, step, cfg, scene_config, batch=batch)
+        parts = training_loss(model, step, cfg, scene_config, batch=batch, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -90,7 +92,7 @@ def run_variant(name: str, budget: float, loaders: int, eval_scenes: int, device
     t0 = time.perf_counter()
     figures = evaluate(model.eval(), num_scenes=eval_scenes, scene_config=scene_config)
     return {
-        "variant": name, "steps": steps, "scheduled_steps": schedule["cfg"].steps, "images_per_step": cfg.images_per_step,
+        "variant": name, "prompts_on_device": prompts_on_device, "steps": steps, "scheduled_steps": schedule["cfg"].steps, "images_per_step": cfg.images_per_step,
         "scenes_seen": steps * cfg.images_per_step, "times_shipped_scenes": steps * cfg.images_per_step / (SHIPPED.steps * SHIPPED.images_per_step),
         "train_seconds": round(seconds, 1), "eval_seconds": round(time.perf_counter() - t0, 1),
         "params": sum(p.numel() for p in model.parameters()), "model_config": asdict(model_config),
@@ -105,15 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loaders", type=int, default=12, help="data-loader processes making scenes")
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--prompts-on-device", action="store_true", help="draw the random prompts on --device")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
     parser.add_argument("--output", default=None, help="a JSON file for the results (checkpoints beside it)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}", flush=True)
     results = []
     for item in args.variants.split(","):
         variant, _, budget = item.partition(":")
-        result = run_variant(variant, float(budget or args.budget), args.loaders, args.eval_scenes, device)
+        result = run_variant(variant, float(budget or args.budget), args.loaders, args.eval_scenes, device, args.prompts_on_device)
         state = result.pop("state_dict")
         results.append({"device": name, **result})
         if args.output:

@@ -69,8 +69,8 @@ def random_points_in(masks: torch.Tensor, generator: torch.Generator) -> torch.T
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     """Tight boxes (x0, y0, x1, y1) of (N, H, W) bool masks, inclusive pixel indices -> (N, 4) float."""
     rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
-    arange_h = torch.arange(masks.shape[1], dtype=torch.float32)
-    arange_w = torch.arange(masks.shape[2], dtype=torch.float32)
+    arange_h = torch.arange(masks.shape[1], dtype=torch.float32, device=masks.device)
+    arange_w = torch.arange(masks.shape[2], dtype=torch.float32, device=masks.device)
     x0 = torch.where(cols, arange_w, math.inf).amin(1)
     x1 = torch.where(cols, arange_w, -math.inf).amax(1)
     y0 = torch.where(rows, arange_h, math.inf).amin(1)
@@ -81,7 +81,7 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
 def jitter_boxes(boxes: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
     """SAM trains on imprecise boxes: move each side by noise ~ 10% of the box side (at most 4% of the image)."""
     side = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1) + 1
-    noise = torch.randn(boxes.shape, generator=generator) * 0.1 * side
+    noise = torch.randn(boxes.shape, generator=generator, device=boxes.device) * 0.1 * side
     noise = noise.clamp(-0.04 * image_size, 0.04 * image_size)
     return (boxes + noise).clamp(0, image_size - 1)
 
@@ -226,17 +226,20 @@ def training_batch(step: int, cfg: TrainConfig, scene_config: SceneConfig, rank:
 
 
 def training_loss(
-    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1, batch=None
+    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1, batch=None,
+    generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss of one step with simulated interaction (see the module docstring).
 
     With several workers, each returns its share: the shares add up to the loss of the whole batch.
     `batch` is training_batch(step, cfg, scene_config, rank, world) when it was made ahead (by a data loader).
-    The model may sit on a GPU; the scenes and the random prompts stay on the CPU, so a seed draws the same
-    clicks everywhere.
+    The model may sit on a GPU; by default the random prompts are drawn on the CPU, so that a seed draws the
+    same clicks everywhere. A `generator` on the GPU draws them there instead (faster, other clicks).
     """
-    generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
+    if generator is None:
+        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
     images, targets, image_index, is_box = batch if batch is not None else training_batch(step, cfg, scene_config, rank, world)
+    targets = targets.to(generator.device)
     S = model.image_encoder.img_size
     low = model.prompt_encoder.mask_input_size[0]
     embeddings = encode_images(model, images)
@@ -255,9 +258,9 @@ def training_loss(
             continue
         box_group = bool(is_box[idx[0]])
         if box_group:
-            coords, labels = torch.zeros(n, 0, 2), torch.zeros(n, 0)
+            coords, labels = torch.zeros(n, 0, 2, device=targets.device), torch.zeros(n, 0, device=targets.device)
         else:
-            coords, labels = first_points[idx][:, None], torch.ones(n, 1)
+            coords, labels = first_points[idx][:, None], torch.ones(n, 1, device=targets.device)
         mask_input = None
         for round_ in range(cfg.clicks):
             logits, iou_pred = decode(
@@ -274,7 +277,7 @@ def training_loss(
                 first_iou.append(parts.true_iou.gather(1, parts.best[:, None]))
             if round_ + 1 < cfg.clicks:
                 best = logits.detach()[torch.arange(n, device=logits.device), parts.best]  # (n, low, low)
-                xy, new_labels = sample_error_clicks((best > 0).cpu(), low_targets[idx, 0] > 0.5, generator)
+                xy, new_labels = sample_error_clicks((best > 0).to(generator.device), low_targets[idx, 0] > 0.5, generator)
                 coords = torch.cat([coords, to_low_res(xy, S, low)[:, None]], dim=1)
                 labels = torch.cat([labels, new_labels[:, None]], dim=1)
                 mask_input = best[:, None]

@@ -236,3 +236,17 @@ def test_a_training_step_and_the_evaluation_on_cuda_agree_with_the_cpu():
         assert on_gpu[key] == pytest.approx(on_cpu[key], abs=0.01), key
     for key in ("three_clicks_miou", "iou_prediction_correlation"):  # a flipped border pixel moves a click
         assert on_gpu[key] == pytest.approx(on_cpu[key], abs=0.05), key
+
+
+@pytest.mark.cuda
+def test_prompts_drawn_on_cuda_train_on_cuda():
+    """With a CUDA generator the whole step stays on the GPU: other clicks than the CPU's, the same kind of loss."""
+    torch.manual_seed(0)
+    model, cfg, scenes = build_sam(MICRO).train().cuda(), replace(QUICK, clicks=3), SceneConfig(image_size=48)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    parts = training_loss(model, 1, cfg, scenes, generator=generator)
+    assert parts["loss"].device.type == "cuda" and torch.isfinite(parts["loss"])
+    assert 0.0 <= parts["first_iou"] <= 1.0
+    parts["loss"].backward()
+    again = training_loss(model, 1, cfg, scenes, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert again["loss"].item() == pytest.approx(parts["loss"].item(), rel=1e-5)  # seeded: the same clicks again
