@@ -51,8 +51,11 @@ class Batches(torch.utils.data.Dataset):
         return training_batch(step, self.cfg, self.scene_config)
 
 
-def run_variant(name: str, budget: float, loaders: int, eval_scenes: int, device: torch.device, prompts_on_device: bool) -> dict:
+def run_variant(
+    name: str, budget: float, loaders: int, eval_scenes: int, device: torch.device, prompts_on_device: bool, **recipe
+) -> dict:
     model_config, cfg = VARIANTS[name]
+    cfg = replace(cfg, **{key: value for key, value in recipe.items() if value is not None})
     scene_config = SceneConfig(image_size=model_config.image_size)
     torch.manual_seed(cfg.seed)
     model = build_sam(model_config).to(device).train()
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--prompts-on-device", action="store_true", help="draw the random prompts on --device")
+    parser.add_argument("--steps", type=int, default=None, help="override the variants' steps")
+    parser.add_argument("--images-per-step", type=int, default=None, help="override the variants' batch")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
     parser.add_argument("--output", default=None, help="a JSON file for the results (checkpoints beside it)")
     args = parser.parse_args(argv)
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for item in args.variants.split(","):
         variant, _, budget = item.partition(":")
-        result = run_variant(variant, float(budget or args.budget), args.loaders, args.eval_scenes, device, args.prompts_on_device)
+        result = run_variant(variant, float(budget or args.budget), args.loaders, args.eval_scenes, device,
+                             args.prompts_on_device, steps=args.steps, images_per_step=args.images_per_step)
         state = result.pop("state_dict")
         results.append({"device": name, **result})
         if args.output:
