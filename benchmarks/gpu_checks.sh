@@ -6,22 +6,23 @@ set -u
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 start=$SECONDS
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/gpu.txt"
+  "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/gpu.txt"
 echo "== tests marked cuda"
-timeout "${TESTS_S:-90}" python3 -m pytest -q -m cuda -p no:cacheprovider \
+timeout "${TESTS_S:-90}" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
     tests/test_fast_paths.py tests/test_predictor.py tests/test_training.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
 echo "== tiny model: more compute ($((SECONDS - start)) s)"
 # 4,000 steps of 64 scenes (2x the shipped steps, 8x its scenes), prompts drawn on the GPU: see
 # data/tiny/EXPERIMENTS.md for why steps, not scenes, are the question.
-timeout "${SCALING_S:-450}" python3 benchmarks/tiny_scaling.py --variants "${VARIANTS:-x8:360}" \
+timeout "${SCALING_S:-450}" "$PY" benchmarks/tiny_scaling.py --variants "${VARIANTS:-x8:360}" \
     --prompts-on-device --threads 2 --loaders 14 \
     --output "$OUT/scaling.json" 2>&1 | tee "$OUT/scaling.log" | grep -v " step "
 left=$(( ${TOTAL_S:-570} - (SECONDS - start) ))
 echo "== benchmark, gpu section ($((SECONDS - start)) s; $left s left)"
 if (( left > 30 )); then
-    timeout "$left" python3 benchmarks/benchmark.py --sections gpu --gpu-variants "${GPU_VARIANTS:-vit_b}" \
+    timeout "$left" "$PY" benchmarks/benchmark.py --sections gpu --gpu-variants "${GPU_VARIANTS:-vit_b}" \
         --output "$OUT/benchmark_gpu.md" 2>&1 | tail -n 20
 fi
 echo "== done in $((SECONDS - start)) s"
