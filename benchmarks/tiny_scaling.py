@@ -26,14 +26,16 @@ from sam_from_scratch.training import TrainConfig, evaluate, lr_factor, make_opt
 
 TINY = CONFIGS["tiny"]
 SHIPPED = TrainConfig()
+# Named on 2026-11-26, when the shipped recipe was 2,000 steps x 16 scenes with 3 rounds per prompt (x8: 8x its
+# scenes). Every variant starts from today's TrainConfig(); data/tiny/EXPERIMENTS.md says which recipe each run had.
 VARIANTS = {
-    # The CPU recipe unchanged (2,000 steps x 16 scenes): calibrates the GPU run against the card.
+    # The CPU recipe unchanged: calibrates the GPU run against the card.
     "shipped": (TINY, SHIPPED),
-    # 8x the scenes: 4,000 steps x 64.
+    # 4,000 steps x 64 scenes.
     "x8": (TINY, replace(SHIPPED, steps=4000, images_per_step=64)),
-    # 8x the scenes and 4x the tokens: 2 px patches, a 24 x 24 grid, windows covering the same image area.
+    # The same with 2 px patches: a 24 x 24 grid, windows covering the same image area.
     "patch2-x8": (replace(TINY, patch_size=2, window_size=12), replace(SHIPPED, steps=4000, images_per_step=64)),
-    # 16x the scenes: 2,000 steps x 256.
+    # The shipped steps with 256 scenes each.
     "x16": (TINY, replace(SHIPPED, images_per_step=256)),
 }
 

@@ -38,10 +38,10 @@ from .sam import Sam
 class TrainConfig:
     """The recipe of the bundled tiny model (change `steps` for a quick demo)."""
 
-    steps: int = 2000
+    steps: int = 2400
     images_per_step: int = 16  # split between the workers
     prompts_per_image: int = 4
-    clicks: int = 3  # rounds per prompt: the first prompt, then clicks - 1 corrective clicks
+    clicks: int = 2  # rounds per prompt: the first prompt, then clicks - 1 corrective clicks
     box_fraction: float = 0.25  # share of prompts that start from a box instead of a point
     lr: float = 1e-3
     min_lr_fraction: float = 0.05
