@@ -81,7 +81,8 @@ def run_variant(
         scheduler.step()
         trained = step + 1
         if step == 10:
-            torch.cuda.synchronize(device) if device.type == "cuda" else None
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             pace_from = time.perf_counter()
         if step == cfg.warmup_steps - 1 and pace_from is not None:  # fit the rest of the schedule to the budget
             per_step = (time.perf_counter() - pace_from) / (step - 10)
@@ -92,8 +93,7 @@ def run_variant(
             log.append({"step": step, "loss": parts["loss"].item(), "first_iou": parts["first_iou"]})
             print(f"  {name} step {step}/{schedule['cfg'].steps} loss {log[-1]['loss']:.3f} "
                   f"first-click IoU {log[-1]['first_iou']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    seconds = time.perf_counter() - started
-    steps = trained
+    seconds, steps = time.perf_counter() - started, trained
     t0 = time.perf_counter()
     figures = evaluate(model.eval(), num_scenes=eval_scenes, scene_config=scene_config)
     return {
