@@ -38,7 +38,7 @@ browser:  ## Install Debian's chromium for the browser test (never a browser dow
 	fi
 
 demo: $(VENV)/.runtime  ## Segment a sample image from one click with the bundled small model
-	$(PYTHON) -m sam_from_scratch segment data/images/coffee.png --point 280,190 --out $(DEMO_OUT)/demo_mask.png --force
+	$(PYTHON) -m sam_from_scratch segment sam_from_scratch/data/images/coffee.png --point 280,190 --out $(DEMO_OUT)/demo_mask.png --force
 
 lab: $(VENV)/.runtime  ## Open the course in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/

@@ -105,7 +105,7 @@ def sample_image(side: int = 1024) -> np.ndarray:
 
 def model_input(model, image: np.ndarray, device: torch.device) -> torch.Tensor:
     """The preprocessed (1, 3, 1024, 1024) float32 input of the image encoder."""
-    from sam_from_scratch.transforms import ResizeLongestSide
+    from sam_from_scratch.utils.transforms import ResizeLongestSide
 
     resized = ResizeLongestSide(model.image_encoder.img_size).apply_image(image)
     x = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()  # (3, h, w)
@@ -339,7 +339,7 @@ def bench_prompts(table, official, ours, image, args, device, cache, n_prompts: 
 def bench_amg(table, official, ours, image, args, device):
     from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
-    from sam_from_scratch.amg import SamAutomaticMaskGenerator
+    from sam_from_scratch.automatic_mask_generator import SamAutomaticMaskGenerator
 
     theirs, mine = OfficialGenerator(official), SamAutomaticMaskGenerator(ours)
     results = {}
@@ -365,7 +365,7 @@ def bench_amg_records(table, official, ours, image, args, device):
     """With random weights no mask passes the default filters; compare records with the filters off."""
     from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
-    from sam_from_scratch.amg import SamAutomaticMaskGenerator
+    from sam_from_scratch.automatic_mask_generator import SamAutomaticMaskGenerator
 
     settings = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     ref = OfficialGenerator(official, **settings).generate(image)

@@ -1,7 +1,7 @@
 """How far does the tiny model's recipe go with more compute? (An experiment for a GPU, not a test.)
 
 The bundled tiny model must train in 30 minutes on 2 CPU cores, and there it falls short of issue 4's
-targets (see data/tiny/EXPERIMENTS.md). This script asks whether the recipe or the budget is the limit: it
+targets (see sam_from_scratch/data/tiny/EXPERIMENTS.md). This script asks whether the recipe or the budget is the limit: it
 trains a few variants of the same recipe (training.training_loss, the same seeds and held-out scenes) with
 the model on a GPU, the scenes made ahead by data-loader processes, and reports the card's figures of each.
 
@@ -20,14 +20,16 @@ from dataclasses import asdict, replace
 
 import torch
 
-from sam_from_scratch.build import CONFIGS, build_sam
-from sam_from_scratch.data_engine import SceneConfig
-from sam_from_scratch.training import TrainConfig, evaluate, lr_factor, make_optimizer, training_batch, training_loss
+from sam_from_scratch.build import build_sam
+
+from sam_from_scratch.config import CONFIGS
+from sam_from_scratch.training.scenes import SceneConfig
+from sam_from_scratch.training.loop import TrainConfig, evaluate, lr_factor, make_optimizer, training_batch, training_loss
 
 TINY = CONFIGS["tiny"]
 SHIPPED = TrainConfig()
 # Named on 2026-11-26, when the shipped recipe was 2,000 steps x 16 scenes with 3 rounds per prompt (x8: 8x its
-# scenes). Every variant starts from today's TrainConfig(); data/tiny/EXPERIMENTS.md says which recipe each run had.
+# scenes). Every variant starts from today's TrainConfig(); sam_from_scratch/data/tiny/EXPERIMENTS.md says which recipe each run had.
 VARIANTS = {
     # The CPU recipe unchanged: calibrates the GPU run against the card.
     "shipped": (TINY, SHIPPED),

@@ -36,7 +36,8 @@ def click_message(segmenter, kind: str, col: float, row: float, button: int) -> 
 
 
 def build_model(name: str):
-    from sam_from_scratch.build import TINY_CHECKPOINT, sam_model_registry
+    from sam_from_scratch.build import sam_model_registry
+    from sam_from_scratch.config import TINY_CHECKPOINT
 
     torch.manual_seed(0)
     if name == "tiny" and TINY_CHECKPOINT.exists():
@@ -46,7 +47,7 @@ def build_model(name: str):
 
 def bench(name: str, image: np.ndarray, clicks: int, display_width: int) -> dict:
     from sam_from_scratch.predictor import SamPredictor
-    from sam_from_scratch.widgets import ClickSegmenter
+    from sam_from_scratch.interactive.widgets import ClickSegmenter
 
     model, weights = build_model(name)
     segmenter = ClickSegmenter(image, SamPredictor(model), display_width=display_width)

@@ -5,11 +5,12 @@ The public API mirrors the official `segment_anything` package:
     from sam_from_scratch import sam_model_registry, SamPredictor, SamAutomaticMaskGenerator
 """
 
-from .amg import SamAutomaticMaskGenerator
-from .build import CONFIGS, SamConfig, build_sam, from_pretrained, sam_model_registry
+from .automatic_mask_generator import SamAutomaticMaskGenerator
+from .build import build_sam, from_pretrained, sam_model_registry
+from .config import CONFIGS, SamConfig
 from .device import auto_device
 from .predictor import SamPredictor
-from .sam import Sam
+from .modeling.sam import Sam
 
 __version__ = "0.1.0"
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .config import guess_variant, signature
+
 StateDict = dict[str, Tensor]
 
 
@@ -276,48 +278,6 @@ def _all_tensors(mapping: Mapping) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 # Which variant is this?
 # ---------------------------------------------------------------------------------------------------------
-def signature(state_dict: Mapping[str, Tensor]) -> dict[str, int] | None:
-    """The numbers that tell SAM variants apart, read from tensor shapes (None if not a SAM state dict).
-
-    encoder_embed_dim: patch embedding channels; encoder_depth: number of blocks; prompt_embed_dim: decoder
-    width; image_embedding_size: side of the position-embedding grid (image_size / patch_size).
-    """
-    patch = state_dict.get("image_encoder.patch_embed.proj.weight")  # (embed_dim, 3, patch, patch)
-    pos = state_dict.get("image_encoder.pos_embed")  # (1, grid, grid, embed_dim)
-    token = state_dict.get("mask_decoder.iou_token.weight")  # (1, prompt_embed_dim)
-    if patch is None or pos is None or token is None:
-        return None
-    blocks = {int(m.group(1)) for key in state_dict if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", key))}
-    return {
-        "encoder_embed_dim": patch.shape[0],
-        "encoder_depth": len(blocks),
-        "prompt_embed_dim": token.shape[1],
-        "image_embedding_size": pos.shape[1],
-    }
-
-
-def _config_signature(config) -> dict[str, int]:
-    return {
-        "encoder_embed_dim": config.encoder_embed_dim,
-        "encoder_depth": config.encoder_depth,
-        "prompt_embed_dim": config.prompt_embed_dim,
-        "image_embedding_size": config.image_size // config.patch_size,
-    }
-
-
-def guess_variant(state_dict: Mapping[str, Tensor]) -> str | None:
-    """The name in `CONFIGS` whose shapes this state dict has ("vit_b", "vit_l", "vit_h", "tiny"), or None."""
-    from .build import CONFIGS  # build.py imports this module, so import it only when needed
-
-    found = signature(state_dict)
-    if found is None:
-        return None
-    for name, config in CONFIGS.items():
-        if _config_signature(config) == found:
-            return name
-    return None
-
-
 def _describe(sig: Mapping[str, int]) -> str:
     return (
         f"{sig['encoder_embed_dim']}-dim image encoder with {sig['encoder_depth']} blocks, "

@@ -17,7 +17,7 @@ COMMANDS = {
     "download": ("download", "add_arguments", "run", "download an official checkpoint (with checksum) into the cache"),
     "segment": ("segment_cli", "add_arguments_segment", "run_segment", "segment an image from points and/or a box"),
     "everything": ("segment_cli", "add_arguments_everything", "run_everything", "segment everything in an image"),
-    "train-tiny": ("training", "add_arguments", "run", "train the bundled small model from scratch"),
+    "train-tiny": ("training.loop", "add_arguments", "run", "train the bundled small model from scratch"),
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import SamInputError, check_choice, input_error
-from .transforms import ResizeLongestSide
+from .utils.transforms import ResizeLongestSide
 
 
 def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:

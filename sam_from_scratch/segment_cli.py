@@ -134,7 +134,7 @@ def run_everything(args: argparse.Namespace) -> int:
         _refuse_to_overwrite([overlay_path, json_path], args.force)
         image = read_image(args.image)
 
-        from .amg import SamAutomaticMaskGenerator
+        from .automatic_mask_generator import SamAutomaticMaskGenerator
         from .errors import SamInputError
 
         model = _load_model(args.model, args.device)
@@ -276,7 +276,7 @@ def draw_prompt_overlay(image, mask, positives, negatives, box) -> np.ndarray:
 
 def draw_everything_overlay(image, records) -> np.ndarray:
     """The image with every mask tinted in its own colour; small masks are drawn last, so they stay visible."""
-    from .mask_utils import rle_to_mask
+    from .utils.amg import rle_to_mask
 
     colours = np.random.default_rng(0).integers(40, 256, (len(records), 3))
     tinted = image.astype(np.float32)

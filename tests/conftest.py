@@ -116,7 +116,7 @@ def official_sam_for_config(config):
 def official_tiny_random():
     """The official Sam with our tiny config and perturbed random weights: cheap to run, and its input size is
     not 1024 (nor its low-resolution masks 256)."""
-    from sam_from_scratch.build import CONFIGS
+    from sam_from_scratch.config import CONFIGS
 
     torch.manual_seed(0)
     return perturb_(official_sam_for_config(CONFIGS["tiny"]), seed=4, std=0.05)

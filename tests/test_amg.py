@@ -19,10 +19,10 @@ from conftest import official_sam_for_config
 from test_amg_utils import fake_cv2
 
 from sam_from_scratch import SamAutomaticMaskGenerator, from_pretrained
-from sam_from_scratch.build import CONFIGS, TINY_CHECKPOINT
+from sam_from_scratch.config import CONFIGS, TINY_CHECKPOINT
 from sam_from_scratch.errors import SamInputError
-from sam_from_scratch.mask_utils import rle_to_mask
-from sam_from_scratch.transforms import masks_to_original_size
+from sam_from_scratch.utils.amg import rle_to_mask
+from sam_from_scratch.utils.transforms import masks_to_original_size
 
 
 class ColourRegionSam(torch.nn.Module):
@@ -245,7 +245,7 @@ def print_agreement_figures():
               f"max |predicted IoU difference| {iou_diff.max():.1e}")
 
 
-@pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the tiny model (issue 4) is not in data/tiny yet")
+@pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the tiny model (issue 4) is not in sam_from_scratch/data/tiny yet")
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -256,7 +256,7 @@ def print_agreement_figures():
     ids=["filters for the small model", "every mask"],
 )
 def test_records_match_official_with_the_trained_tiny_model(kwargs):
-    from sam_from_scratch.data_engine import HELDOUT_SEED, SceneConfig, make_scene
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, SceneConfig, make_scene
 
     ours_model = from_pretrained("tiny", device="cpu")
     official_model = _official_copy_of(ours_model)

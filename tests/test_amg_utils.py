@@ -10,8 +10,8 @@ import torchvision
 from pycocotools import mask as coco_mask
 from segment_anything.utils import amg as official
 
-from sam_from_scratch import mask_utils
-from sam_from_scratch.mask_utils import (
+from sam_from_scratch.utils import amg as mask_utils
+from sam_from_scratch.utils.amg import (
     MaskData,
     batched_mask_to_box,
     batched_nms,

@@ -168,7 +168,7 @@ def wait_for_picture_change(canvas, reference: np.ndarray, timeout_s: float = 30
 
 def demo_targets():
     """(x, y) of a pixel inside each of the two largest objects of the demo scene, as fractions of the image size."""
-    from sam_from_scratch.data_engine import HELDOUT_SEED, make_scene
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
 
     scene = make_scene(HELDOUT_SEED, DEMO_SCENE)
     height, width = scene.image.shape[:2]

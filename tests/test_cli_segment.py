@@ -16,7 +16,7 @@ from PIL import Image
 
 from sam_from_scratch import SamAutomaticMaskGenerator, SamPredictor, from_pretrained
 from sam_from_scratch.cli import main
-from sam_from_scratch.mask_utils import rle_to_mask
+from sam_from_scratch.utils.amg import rle_to_mask
 
 REPO = Path(__file__).resolve().parent.parent
 

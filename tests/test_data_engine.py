@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sam_from_scratch.data_engine import (
+from sam_from_scratch.training.scenes import (
     HELDOUT_SEED,
     KINDS,
     TRAIN_SEED,

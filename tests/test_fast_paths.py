@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from sam_from_scratch.build import CONFIGS, build_sam
+from sam_from_scratch.build import build_sam
+
+from sam_from_scratch.config import CONFIGS
 from sam_from_scratch.fast import compile_image_encoder, set_fused_attention
-from sam_from_scratch.image_encoder import Attention as EncoderAttention
-from sam_from_scratch.transformer import Attention as DecoderAttention
+from sam_from_scratch.modeling.image_encoder import Attention as EncoderAttention
+from sam_from_scratch.modeling.transformer import Attention as DecoderAttention
 
 FP32_TOL = 1e-4
 BF16_MIN_COSINE = 0.99
@@ -350,7 +352,7 @@ def test_compiled_encoder_on_cuda_equals_eager(small_sam, monkeypatch):
 
 def test_chunked_fused_attention_trains_like_the_plain_path():
     """The chunked bias of the fast path must stay differentiable (fine-tuning at full size uses it)."""
-    from sam_from_scratch.image_encoder import Attention
+    from sam_from_scratch.modeling.image_encoder import Attention
 
     torch.manual_seed(0)
     attention = Attention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam_from_scratch.losses import FOCAL_WEIGHT, dice_loss, mask_iou, sam_loss, sigmoid_focal_loss
+from sam_from_scratch.training.losses import FOCAL_WEIGHT, dice_loss, mask_iou, sam_loss, sigmoid_focal_loss
 
 
 def square_target(size: int = 16) -> torch.Tensor:

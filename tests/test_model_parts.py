@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam_from_scratch.image_encoder import get_rel_pos, window_partition, window_unpartition
-from sam_from_scratch.positional_encoding import PositionEmbeddingRandom
+from sam_from_scratch.modeling.image_encoder import get_rel_pos, window_partition, window_unpartition
+from sam_from_scratch.modeling.positional_encoding import PositionEmbeddingRandom
 
 
 @pytest.mark.parametrize("hw", [(14, 14), (16, 20), (64, 64), (5, 3)])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sam_from_scratch.prompt_state import PromptState
+from sam_from_scratch.interactive.prompt_state import PromptState
 
 
 def fake_prediction(n=3, h=4, w=5, best=1, seed=0):

@@ -9,9 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sam_from_scratch.build import CONFIGS, SamConfig, build_sam
-from sam_from_scratch.data_engine import SceneConfig
-from sam_from_scratch.training import (
+from sam_from_scratch.build import build_sam
+
+from sam_from_scratch.config import CONFIGS, SamConfig
+from sam_from_scratch.training.scenes import SceneConfig
+from sam_from_scratch.training.loop import (
     TrainConfig,
     add_arguments,
     center_error_clicks,
@@ -139,7 +141,7 @@ def test_a_batch_made_ahead_gives_the_same_loss():
 
 
 def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import sam_from_scratch.training as training
+    import sam_from_scratch.training.loop as training
 
     scenes = SceneConfig(image_size=48)
     straight, log = train(QUICK, "micro", scenes, work_dir=tmp_path / "a", progress=False)

@@ -8,7 +8,7 @@ import torch
 from segment_anything.modeling import Sam as OfficialSam
 from segment_anything.utils.transforms import ResizeLongestSide as OfficialResize
 
-from sam_from_scratch.transforms import ResizeLongestSide, masks_to_original_size
+from sam_from_scratch.utils.transforms import ResizeLongestSide, masks_to_original_size
 
 SIZES = [(333, 517), (517, 333), (1, 1), (7, 2000), (1024, 1024), (100, 41), (3, 5)]
 TARGETS = [1024, 256, 37]

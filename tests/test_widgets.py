@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam_from_scratch.widgets import AutomaticMaskExplorer, ClickSegmenter, object_colors
+from sam_from_scratch.interactive.widgets import AutomaticMaskExplorer, ClickSegmenter, object_colors
 
 H, W = 96, 128
 DISPLAY_WIDTH = 256  # canvas pixels; 2 per image pixel
@@ -491,7 +491,7 @@ def deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
 def test_the_trained_small_model_segments_the_clicked_object(one_thread):
     """Clicks through the widget on generated objects give masks that match them (the model, no stand-in)."""
     from sam_from_scratch.build import from_pretrained
-    from sam_from_scratch.data_engine import HELDOUT_SEED, make_scene
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
     from sam_from_scratch.predictor import SamPredictor
 
     predictor = SamPredictor(from_pretrained("tiny", device="cpu"))
@@ -529,7 +529,7 @@ def test_making_a_widget_leaves_the_matplotlib_backend_as_it_was():
     import sys
 
     code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt\n"
-            "from sam_from_scratch.widgets import interactive_figure; interactive_figure(50, 50)\n"
+            "from sam_from_scratch.interactive.widgets import interactive_figure; interactive_figure(50, 50)\n"
             "print(matplotlib.get_backend())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "agg"

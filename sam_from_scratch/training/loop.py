@@ -8,7 +8,7 @@ One training step:
      one) and feed the previous mask logits back in as the mask prompt;
   4. one optimizer step on the mean loss of all rounds.
 
-`python -m sam_from_scratch train-tiny` reproduces data/tiny/sam_tiny.pt. Everything random is derived from
+`python -m sam_from_scratch train-tiny` reproduces sam_from_scratch/data/tiny/sam_tiny.pt. Everything random is derived from
 (seed, step), and the state is saved every `save_every` steps, so an interrupted run resumes where it stopped
 and ends with the same weights. `evaluate` measures the figures of the model card on held-out scenes.
 """
@@ -28,10 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .build import CONFIGS, DATA_DIR, build_sam, config_dict
-from .data_engine import HELDOUT_SEED, TRAIN_SEED, SceneConfig, make_scene
-from .losses import mask_iou, sam_loss
-from .sam import Sam
+from ..build import build_sam
+from ..config import CONFIGS, DATA_DIR, config_dict
+from ..training.scenes import HELDOUT_SEED, TRAIN_SEED, SceneConfig, make_scene
+from ..training.losses import mask_iou, sam_loss
+from ..modeling.sam import Sam
 
 
 @dataclass(frozen=True)
@@ -560,7 +561,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="training processes, one CPU core each (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch outside the workers (default 2)")
-    parser.add_argument("--out", default=str(TINY_DIR), help="folder for sam_tiny.pt and card.json (default data/tiny)")
+    parser.add_argument("--out", default=str(TINY_DIR), help="folder for sam_tiny.pt and card.json (default sam_from_scratch/data/tiny)")
     parser.add_argument("--work-dir", default="runs/train-tiny", help="resumable state and loss log (default runs/train-tiny)")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start from scratch")
     parser.add_argument("--eval-scenes", type=int, default=300, help="held-out scenes for the card's figures (default 300)")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLPBlock
+from ..modeling.layers import MLPBlock
 
 
 class TwoWayTransformer(nn.Module):

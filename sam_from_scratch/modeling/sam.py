@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .image_encoder import ImageEncoderViT
-from .mask_decoder import MaskDecoder
-from .prompt_encoder import PromptEncoder
-from .transforms import masks_to_original_size
+from ..modeling.image_encoder import ImageEncoderViT
+from ..modeling.mask_decoder import MaskDecoder
+from ..modeling.prompt_encoder import PromptEncoder
+from ..utils.transforms import masks_to_original_size
 
 
 class Sam(nn.Module):

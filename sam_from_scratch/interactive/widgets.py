@@ -33,7 +33,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .prompt_state import PromptState
+from ..interactive.prompt_state import PromptState
 
 __all__ = [
     "AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "blend", "interactive_figure", "load_model",
@@ -80,8 +80,8 @@ def load_model(model=None, device="auto"):
     """A ``Sam``: `model` itself if it is one, a name for ``from_pretrained`` ("tiny", "vit_b", ...), or None
     for the best model available here (Meta's vit_b when its checkpoint is in the cache, otherwise the small
     model trained for this course)."""
-    from .build import from_pretrained, sam_model_registry
-    from .device import auto_device
+    from ..build import from_pretrained, sam_model_registry
+    from ..device import auto_device
 
     if model is None:
         checkpoint = _cached_checkpoint("vit_b")
@@ -95,37 +95,35 @@ def load_model(model=None, device="auto"):
 
 def load_predictor(model=None, device="auto"):
     """A ``SamPredictor`` for :func:`load_model`'s model."""
-    from .predictor import SamPredictor
+    from ..predictor import SamPredictor
 
     return SamPredictor(load_model(model, device))
 
 
 def _cached_checkpoint(variant: str):
     try:
-        from .download import find_checkpoint
+        from ..download import find_checkpoint
     except ImportError:  # the download module is optional for the widgets
         return None
     return find_checkpoint(variant)
 
 
 def _model_name(predictor) -> str:
-    """'vit_b', 'tiny (...)' etc. when the predictor's model has an official or course configuration."""
-    from .build import CONFIGS
+    """'SAM vit_b', 'the small course model (tiny)' etc., from the shapes of the predictor's model."""
+    from ..config import guess_variant
 
-    encoder = getattr(getattr(predictor, "model", None), "image_encoder", None)
-    try:
-        shape = (encoder.img_size, len(encoder.blocks), encoder.patch_embed.proj.out_channels)
-    except AttributeError:
+    model = getattr(predictor, "model", None)
+    if model is None:
         return type(predictor).__name__
-    for name, config in CONFIGS.items():
-        if shape == (config.image_size, config.encoder_depth, config.encoder_embed_dim):
-            return "the small course model (tiny)" if name == "tiny" else f"SAM {name}"
-    return f"a custom SAM ({shape[0]} px input)"
+    name = guess_variant(model.state_dict())
+    if name is None:
+        return f"a custom SAM ({model.image_encoder.img_size} px input)"
+    return "the small course model (tiny)" if name == "tiny" else f"SAM {name}"
 
 
 def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 from a numpy array (checked like ``SamPredictor.set_image`` does) or a PIL image."""
-    from .predictor import as_rgb_uint8
+    from ..predictor import as_rgb_uint8
 
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
@@ -662,7 +660,7 @@ class AutomaticMaskExplorer(_WidgetBase):
         self.generate_seconds = 0.0
         if records is None:
             if generator is None:
-                from .amg import SamAutomaticMaskGenerator
+                from ..automatic_mask_generator import SamAutomaticMaskGenerator
 
                 generator = SamAutomaticMaskGenerator(load_model(model), pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
             start = time.perf_counter()

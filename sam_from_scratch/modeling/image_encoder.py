@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock
+from ..modeling.layers import LayerNorm2d, MLPBlock
 
 
 class ImageEncoderViT(nn.Module):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import SamInputError, check_choice
-from .mask_utils import (
+from .utils.amg import (
     MaskData,
     area_from_rle,
     batched_mask_to_box,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import LayerNorm2d
-from .positional_encoding import PositionEmbeddingRandom
+from ..modeling.layers import LayerNorm2d
+from ..modeling.positional_encoding import PositionEmbeddingRandom
 
 
 class PromptEncoder(nn.Module):
