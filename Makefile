@@ -17,17 +17,23 @@ DEMO_OUT ?= outputs
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# Three levels, one stamp each: the package alone (segmenting), the course (JupyterLab and widgets),
+# and dev (the course, the notebook checker, the test oracles and the browser driver).
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.course: $(VENV)/.runtime pyproject.toml
+	$(PYTHON) -m pip install --quiet -e ".[course]"
+	touch $@
+
 $(VENV)/.dev: $(VENV)/.runtime pyproject.toml
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.runtime  ## Install the package and the course's packages into .venv
+install: $(VENV)/.course  ## Install the package and the course's packages into .venv
 
 install-dev: $(VENV)/.dev browser  ## Install the test oracles and tools too
 
@@ -40,7 +46,7 @@ browser:  ## Install Debian's chromium for the browser test (never a browser dow
 demo: $(VENV)/.runtime  ## Segment a sample image from one click with the bundled small model
 	$(PYTHON) -m sam_from_scratch segment sam_from_scratch/data/images/coffee.png --point 280,190 --out $(DEMO_OUT)/demo_mask.png --force
 
-lab: $(VENV)/.runtime  ## Open the course in JupyterLab
+lab: $(VENV)/.course  ## Open the course in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
 test: install-dev  ## Run every test (pytest + strict nbval on all notebooks + browser test)
@@ -65,7 +71,7 @@ download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into
 	$(PYTHON) -m sam_from_scratch download vit_b
 
 train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 30 min on 2 CPU cores)
-	$(PYTHON) -m sam_from_scratch train-tiny
+	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
 benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; ~1 h on 2 CPU cores)
 	$(PYTHON) benchmarks/benchmark.py --output benchmarks/latest.md

@@ -176,21 +176,19 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bench_encoder(table, official, ours, x, args, device, cache):
-    from sam_from_scratch.fast import set_fused_attention
+    from sam_from_scratch.build import build_sam
+    from sam_from_scratch.config import CONFIGS
 
-    def run_ours_plain():
-        set_fused_attention(ours, False)
-        try:
-            return ours.image_encoder(x)
-        finally:
-            set_fused_attention(ours, True)
+    if args.with_plain:  # the plain model of notebooks 02-08, same weights
+        plain = build_sam(CONFIGS["vit_b"], fast=False).to(x.device)
+        plain.load_state_dict(ours.state_dict())
 
     with torch.no_grad():
         cache["official"] = official.image_encoder(x)
         cache["ours"] = ours.image_encoder(x)
         functions = {"official": lambda: official.image_encoder(x), "ours": lambda: ours.image_encoder(x)}
         if args.with_plain:
-            functions["ours_plain"] = run_ours_plain
+            functions["ours_plain"] = lambda: plain.image_encoder(x)
         times = alternate(functions, args.repeats, device)
     diff = (cache["official"] - cache["ours"]).abs().max().item()
     ratio = median(times["official"]) / median(times["ours"])
@@ -199,7 +197,7 @@ def bench_encoder(table, official, ours, x, args, device, cache):
     table.add("image encoder fp32, max abs diff of embeddings", "", f"{diff:.1e}", "", "<= 1e-4", diff <= 1e-4)
     if args.with_plain:
         plain = median(times["official"]) / median(times["ours_plain"])
-        table.add("image encoder fp32, ours with plain attention (use_sdpa=False)", seconds(times["official"]),
+        table.add("image encoder fp32, our plain model (no fast paths)", seconds(times["official"]),
                   seconds(times["ours_plain"]), f"{plain:.2f}x faster")
 
 
@@ -227,7 +225,9 @@ def masks_from_embedding(model, embedding: torch.Tensor) -> torch.Tensor:
 def bench_bf16(table, official, ours, x, args, device, cache):
     import copy
 
-    ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    from sam_from_scratch.fast import speed_up
+
+    ours_bf16 = speed_up(copy.deepcopy(ours), torch.bfloat16)
     with torch.no_grad():
         reference = cache.get("official")
         if reference is None:
@@ -257,7 +257,9 @@ def memory_child(kind: str, variant: str) -> None:
         from sam_from_scratch import sam_model_registry as registry
     model = registry[variant]().eval()
     if kind == "ours_bf16":
-        model = model.to(torch.bfloat16)
+        from sam_from_scratch.fast import speed_up
+
+        model = speed_up(model, torch.bfloat16)
     x = torch.randn(1, 3, 1024, 1024)
 
     def rss_kib(field: str) -> int:
@@ -389,7 +391,7 @@ def bench_compile(table, ours, x, args, device):
         first = time.perf_counter() - start
         times = alternate({"eager": lambda: ours.image_encoder(x), "compiled": lambda: compiled.image_encoder(x)},
                           args.repeats, device)
-    failed = compiled.image_encoder.compile_failed()
+    failed = compiled.image_encoder.compile_failed
     ratio = median(times["eager"]) / median(times["compiled"])
     table.add("our image encoder compiled (first call includes compiling)", f"eager {seconds(times['eager'])}",
               f"{seconds(times['compiled'])}; first call {first:.0f} s" + (" (FELL BACK to eager)" if failed else ""),
@@ -402,14 +404,14 @@ def bench_gpu(table, args):
     if not torch.cuda.is_available():
         table.add("GPU rows", "", "no CUDA device in this run: not measured")
         return
-    from sam_from_scratch.fast import compile_image_encoder
+    from sam_from_scratch.fast import speed_up
 
     device = torch.device("cuda")
     print(f"  GPU: {device_name(device)}", flush=True)
     for variant in args.gpu_variants.split(","):
         official, ours = both_models(variant, device)
-        ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
-        ours_compiled = compile_image_encoder(copy.deepcopy(ours).to(torch.bfloat16))
+        ours_bf16 = speed_up(copy.deepcopy(ours), torch.bfloat16)
+        ours_compiled = speed_up(copy.deepcopy(ours), torch.bfloat16, compile=True)
         x = torch.randn(1, 3, 1024, 1024, device=device)
         runs = {
             "official fp32": lambda: official.image_encoder(x),
@@ -439,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16-repeats", type=int, default=1)
     parser.add_argument("--prompt-repeats", type=int, default=2)
     parser.add_argument("--amg-repeats", type=int, default=1)
-    parser.add_argument("--with-plain", action="store_true", help="also time our encoder with use_sdpa=False")
+    parser.add_argument("--with-plain", action="store_true", help="also time our plain model (no fast paths)")
     parser.add_argument("--gpu-variants", default="vit_b,vit_h", help="the variants of the gpu section")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")

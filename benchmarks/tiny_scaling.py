@@ -1,9 +1,10 @@
 """How far does the tiny model's recipe go with more compute? (An experiment for a GPU, not a test.)
 
-The bundled tiny model must train in 30 minutes on 2 CPU cores, and there it falls short of issue 4's
-targets (see sam_from_scratch/data/tiny/EXPERIMENTS.md). This script asks whether the recipe or the budget is the limit: it
-trains a few variants of the same recipe (training.training_loss, the same seeds and held-out scenes) with
-the model on a GPU, the scenes made ahead by data-loader processes, and reports the card's figures of each.
+The bundled tiny model must train in 30 minutes on 2 CPU cores, and there it falls short of the quality
+targets of tests/test_tiny_model.py (see sam_from_scratch/data/tiny/EXPERIMENTS.md). This script asks whether
+the recipe or the budget is the limit: it trains a few variants of the same recipe (training.batch_loss, the
+same seeds and held-out scenes) with the model on a GPU, the scenes made ahead by data-loader processes, and
+reports the card's figures of each.
 
     python benchmarks/tiny_scaling.py --variants shipped,x8:120,patch2-x8:120 --budget 100 --output results.json
 
@@ -23,13 +24,14 @@ import torch
 from sam_from_scratch.build import build_sam
 
 from sam_from_scratch.config import CONFIGS
-from sam_from_scratch.training.scenes import SceneConfig
-from sam_from_scratch.training.loop import TrainConfig, evaluate, lr_factor, make_optimizer, training_batch, training_loss
+from sam_from_scratch.training import (
+    SceneConfig, TrainConfig, batch_loss, evaluate, lr_factor, make_optimizer, prompt_generator, training_batch,
+)
 
 TINY = CONFIGS["tiny"]
 SHIPPED = TrainConfig()
-# Named on 2026-11-26, when the shipped recipe was 2,000 steps x 16 scenes with 3 rounds per prompt (x8: 8x its
-# scenes). Every variant starts from today's TrainConfig(); sam_from_scratch/data/tiny/EXPERIMENTS.md says which recipe each run had.
+# The names count scenes against a recipe of 2,000 steps x 16 scenes (x8: eight times its scenes). Every variant
+# starts from TrainConfig(); sam_from_scratch/data/tiny/EXPERIMENTS.md says which recipe each run had.
 VARIANTS = {
     # The CPU recipe unchanged: calibrates the GPU run against the card.
     "shipped": (TINY, SHIPPED),
@@ -70,12 +72,12 @@ def run_variant(
         Batches(cfg, scene_config), batch_size=None, num_workers=loaders, prefetch_factor=8, persistent_workers=False
     )
     # Prompts drawn on the CPU (the default) repeat the CPU run's clicks; on the GPU they are other clicks, faster.
-    generator = torch.Generator(device=device).manual_seed(cfg.seed) if prompts_on_device else None
+    device_generator = torch.Generator(device=device).manual_seed(cfg.seed) if prompts_on_device else None
     started, pace_from, log, trained = time.perf_counter(), None, [], 0
     for step, batch in enumerate(batches):
         if step == schedule["cfg"].steps or time.perf_counter() - started > 1.25 * budget:
             break  # done, or the pace fell behind the one measured: stop at the step reached (reported)
-        parts = training_loss(model, step, cfg, scene_config, batch=batch, generator=generator)
+        parts = batch_loss(model, batch, cfg, device_generator if prompts_on_device else prompt_generator(cfg, step))
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

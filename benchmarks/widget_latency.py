@@ -47,7 +47,7 @@ def build_model(name: str):
 
 def bench(name: str, image: np.ndarray, clicks: int, display_width: int) -> dict:
     from sam_from_scratch.predictor import SamPredictor
-    from sam_from_scratch.interactive.widgets import ClickSegmenter
+    from sam_from_scratch.interactive import ClickSegmenter
 
     model, weights = build_model(name)
     segmenter = ClickSegmenter(image, SamPredictor(model), display_width=display_width)

@@ -3,26 +3,38 @@
 The public API mirrors the official `segment_anything` package:
 
     from sam_from_scratch import sam_model_registry, SamPredictor, SamAutomaticMaskGenerator
-"""
 
-from .automatic_mask_generator import SamAutomaticMaskGenerator
-from .build import build_sam, from_pretrained, sam_model_registry
-from .config import CONFIGS, SamConfig
-from .device import auto_device
-from .predictor import SamPredictor
-from .modeling.sam import Sam
+The names below are imported on first use, so that `import sam_from_scratch` (and the command line's
+--help and --version) does not pay for importing torch.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CONFIGS",
-    "Sam",
-    "SamAutomaticMaskGenerator",
-    "SamConfig",
-    "SamPredictor",
-    "auto_device",
-    "build_sam",
-    "from_pretrained",
-    "sam_model_registry",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "CONFIGS": "config",
+    "Sam": "modeling.sam",
+    "SamAutomaticMaskGenerator": "automatic_mask_generator",
+    "SamConfig": "config",
+    "SamPredictor": "predictor",
+    "auto_device": "device",
+    "build_sam": "build",
+    "from_pretrained": "build",
+    "sam_model_registry": "build",
+}
 
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later look-ups find it directly
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

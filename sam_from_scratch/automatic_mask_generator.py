@@ -1,6 +1,6 @@
 """SamAutomaticMaskGenerator: "segment everything" by prompting SAM with a grid of points.
 
-The recipe, step by step (each step is a function in ``mask_utils`` you can try on its own):
+The recipe, step by step (each step is a function in ``utils.amg`` you can try on its own):
 
 1. Cut the image into crops: the whole image, and optionally layers of overlapping tiles.
 2. For each crop: compute the image embedding once, then prompt with a regular grid of single points,

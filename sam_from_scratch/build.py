@@ -18,14 +18,21 @@ from .checkpoint import load_into, read_state_dict
 from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, guess_variant
 from .device import auto_device
 from .errors import SamInputError
+from .fast import DTYPES, speed_up
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
 from .modeling.prompt_encoder import PromptEncoder
 from .modeling.sam import Sam
 from .modeling.transformer import TwoWayTransformer
 
-def build_sam(config: SamConfig, checkpoint: str | os.PathLike | None = None, variant: str | None = None) -> Sam:
-    """Build a Sam for `config`, in eval mode, optionally loading `checkpoint` into it."""
+def build_sam(
+    config: SamConfig, checkpoint: str | os.PathLike | None = None, variant: str | None = None, fast: bool = True
+) -> Sam:
+    """Build a Sam for `config`, in eval mode, optionally loading `checkpoint` into it.
+
+    fast: swap in the fast paths (sam_from_scratch.fast.speed_up: same parameters, same results, faster);
+    False gives the plain model of notebooks 02-08.
+    """
     grid = config.image_embedding_size
     sam = Sam(
         image_encoder=ImageEncoderViT(
@@ -66,7 +73,7 @@ def build_sam(config: SamConfig, checkpoint: str | os.PathLike | None = None, va
     sam.eval()
     if checkpoint is not None:
         load_into(sam, checkpoint, variant or config_name(config))
-    return sam
+    return speed_up(sam) if fast else sam
 
 
 def _builder(name: str):
@@ -102,7 +109,7 @@ def from_pretrained(
     variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16, or torch.float16 on a GPU) converts
     the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
-    if dtype is not None and dtype not in (torch.float32, torch.bfloat16, torch.float16):
+    if dtype is not None and dtype not in DTYPES:
         raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
     target = auto_device(device)
     if name == "tiny":
@@ -126,4 +133,4 @@ def from_pretrained(
         raise SamInputError(
             f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {name!r}."
         )
-    return model.to(device=target, dtype=dtype)
+    return speed_up(model, dtype).to(target)

@@ -16,9 +16,7 @@ without touching the network.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +42,8 @@ CHECKPOINTS: dict[str, RemoteCheckpoint] = {
 }
 ALIASES = {"default": "vit_h"}  # as in sam_model_registry
 
-# For reading: the official URL and checksum of each file.
+# For reading: the official URL of each file.
 MODEL_URLS = {name: OFFICIAL_BASE_URL + entry.filename for name, entry in CHECKPOINTS.items()}
-SHA256 = {name: entry.sha256 for name, entry in CHECKPOINTS.items()}
 
 
 class DownloadError(RuntimeError):
@@ -135,31 +132,3 @@ def download_checkpoint(
             f"{target}. Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
         ) from error
     return Path(fetched)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# `python -m sam_from_scratch download NAME`
-# ---------------------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", choices=sorted([*CHECKPOINTS, *ALIASES]), help="which official checkpoint")
-    parser.add_argument(
-        "--cache-dir",
-        default=None,
-        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})",
-    )
-    parser.add_argument(
-        "--mirror",
-        default=None,
-        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        path = download_checkpoint(args.name, cache_dir=args.cache_dir, mirror=args.mirror, progress=not args.no_progress)
-    except DownloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0

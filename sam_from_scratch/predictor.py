@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import SamInputError, check_choice, input_error
+from .modeling.sam import decode_prompts
 from .utils.transforms import ResizeLongestSide
 
 
@@ -134,7 +135,6 @@ class SamPredictor:
         self.features = None
         self.original_size = None
         self.input_size = None
-        self.orig_h = self.orig_w = self.input_h = self.input_w = None
 
     # ---- prompts -----------------------------------------------------------------------------------------
 
@@ -215,13 +215,8 @@ class SamPredictor:
         self._require_image("predict_torch")
         self._check_torch_prompts(point_coords, point_labels, boxes, mask_input)
         points = (point_coords, point_labels) if point_coords is not None else None
-        sparse_embeddings, dense_embeddings = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res_masks, iou_predictions = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse_embeddings,
-            dense_prompt_embeddings=dense_embeddings,
-            multimask_output=multimask_output,
+        low_res_masks, iou_predictions = decode_prompts(
+            self.model, self.features, points, boxes, mask_input, multimask_output
         )  # (B, C, 4h, 4w), (B, C)
         masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)  # (B, C, H, W)
         if not return_logits:

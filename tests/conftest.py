@@ -50,10 +50,19 @@ def random_vit_b_checkpoint(official_vit_b, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ours_vit_b(random_vit_b_checkpoint):
-    """Our vit_b loaded from random_vit_b_checkpoint through the public registry."""
+    """Our vit_b loaded from random_vit_b_checkpoint through the public registry (with the fast paths)."""
     from sam_from_scratch import sam_model_registry
 
     return sam_model_registry["vit_b"](checkpoint=random_vit_b_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def plain_vit_b(random_vit_b_checkpoint):
+    """Our plain vit_b (the model of notebooks 02-08, no fast paths) loaded from random_vit_b_checkpoint."""
+    from sam_from_scratch.build import build_sam
+    from sam_from_scratch.config import CONFIGS
+
+    return build_sam(CONFIGS["vit_b"], checkpoint=random_vit_b_checkpoint, fast=False)
 
 
 def make_scene(height: int, width: int, seed: int = 0):

@@ -245,7 +245,7 @@ def print_agreement_figures():
               f"max |predicted IoU difference| {iou_diff.max():.1e}")
 
 
-@pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the tiny model (issue 4) is not in sam_from_scratch/data/tiny yet")
+@pytest.mark.skipif(not TINY_CHECKPOINT.exists(), reason="the bundled tiny model is missing from sam_from_scratch/data/tiny")
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -6,7 +6,6 @@ import types
 import numpy as np
 import pytest
 import torch
-import torchvision
 from pycocotools import mask as coco_mask
 from segment_anything.utils import amg as official
 
@@ -14,12 +13,9 @@ from sam_from_scratch.utils import amg as mask_utils
 from sam_from_scratch.utils.amg import (
     MaskData,
     batched_mask_to_box,
-    batched_nms,
-    box_iou,
     calculate_stability_score,
     label_connected_components,
     mask_to_rle_pytorch,
-    nms,
     remove_small_regions,
     rle_to_mask,
 )
@@ -34,48 +30,6 @@ def blob_masks(b, h, w, seed=0):
     noise = torch.rand(b, 1, h // 8 + 1, w // 8 + 1, generator=torch.Generator().manual_seed(seed))
     smooth = torch.nn.functional.interpolate(noise, (h, w), mode="bicubic", align_corners=False)[:, 0]
     return smooth > 0.55
-
-
-def random_boxes(n, seed=0, integer=False):
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g) * 100
-    wh = torch.rand(n, 2, generator=g) * 40 + 1
-    boxes = torch.cat([xy, xy + wh], dim=1)
-    return boxes.round() if integer else boxes
-
-
-# ---- NMS -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.7, 1.0])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_our_nms_keeps_what_torchvision_keeps(seed, threshold):
-    boxes = random_boxes(300, seed)
-    scores = torch.rand(300, generator=torch.Generator().manual_seed(seed + 10))
-    expected = torchvision.ops.nms(boxes, scores, threshold)
-    torch.testing.assert_close(nms(boxes, scores, threshold), expected, rtol=0, atol=0)
-
-
-def test_our_nms_breaks_score_ties_like_torchvision():
-    # equal scores are common in the generator (0/1 clean-up scores, 1/crop-area scores)
-    boxes = random_boxes(200, seed=3, integer=True)
-    scores = torch.randint(0, 3, (200,), generator=torch.Generator().manual_seed(4)).float()
-    torch.testing.assert_close(nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5), rtol=0, atol=0)
-
-
-def test_batched_nms_without_torchvision_equals_torchvision(monkeypatch):
-    boxes = random_boxes(200, seed=5)
-    scores = torch.rand(200, generator=torch.Generator().manual_seed(6))
-    categories = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(7))
-    expected = torchvision.ops.batched_nms(boxes, scores, categories, 0.5)
-    monkeypatch.setitem(sys.modules, "torchvision.ops", None)  # `from torchvision.ops import ...` now fails
-    torch.testing.assert_close(batched_nms(boxes, scores, categories, 0.5), expected, rtol=0, atol=0)
-    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), 0.5).shape == (0,)
-
-
-def test_box_iou_equals_torchvision():
-    a, b = random_boxes(20, 8), random_boxes(30, 9)
-    torch.testing.assert_close(box_iou(a, b), torchvision.ops.box_iou(a, b))
 
 
 # ---- boxes, scores, grids, crops ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`python -m sam_from_scratch segment|everything`: outputs, refusals and messages.
+"""The command line: `segment` and `everything` (outputs, refusals, messages), what every command shares
+(help, version, program name, exit codes) and `train-tiny`'s options.
 
 The successful runs go through a real subprocess, as a user runs them; the argument errors call the same
 entry point in-process (quicker). The model is a random tiny-config checkpoint, loaded by path.
@@ -117,10 +118,23 @@ def test_segment_explains_unreadable_images(tmp_path, checkpoint, capsys):
     assert code == 1 and "missing.jpg does not exist" in err
 
 
-def test_segment_explains_an_unknown_model(sample, tmp_path, capsys):
+def test_segment_explains_an_unknown_model_or_device(sample, tmp_path, capsys):
     code, err = run_in_process(capsys, "segment", sample[0], "--point", "1,1", "--model", "vit_x",
                                "--out", str(tmp_path / "m.png"))
-    assert code == 1 and "vit_x" in err and "'tiny', 'vit_b'" in err
+    assert code == 2 and "argument --model" in err and "'vit_x'" in err and "'tiny', 'vit_b'" in err
+    code, err = run_in_process(capsys, "segment", sample[0], "--point", "1,1", "--device", "gpu",
+                               "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "argument --device: expected auto, cpu, mps, cuda or cuda:N, got 'gpu'" in err
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_segment_without_a_model_uses_the_bundled_one_and_says_so(sample, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SAM_FROM_SCRATCH_CACHE", str(tmp_path / "empty_cache"))  # no vit_b checkpoint there
+    code, err = run_in_process(capsys, "segment", sample[0], "--point", "60,70", "--device", "cpu",
+                               "--out", str(tmp_path / "m.png"))
+    assert code == 0, err
+    assert "loading the model 'tiny' (no --model given: the bundled small model" in err
+    assert (tmp_path / "m.png").exists()
 
 
 def test_segment_wants_an_image_file_name(sample, tmp_path, capsys):
@@ -165,3 +179,194 @@ def test_everything_explains_bad_settings(sample, checkpoint, tmp_path, capsys):
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
                                "--out", str(tmp_path / "r"), "--points-per-side", "0")
     assert code == 2 and "points_per_side" in err
+
+
+# ---- the command line as a whole ------------------------------------------------------------------------------------
+
+
+def modules_imported(*args):
+    """The modules `python -m sam_from_scratch ARGS` imports, from -X importtime, and its exit code."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "sam_from_scratch", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    names = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    return names, result
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["segment", "--help"], ["train-tiny", "--help"]])
+def test_help_and_version_import_no_torch_and_no_numpy(args):
+    names, result = modules_imported(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sam_from_scratch.cli" in names  # the measurement sees our imports
+    heavy = sorted(n for n in names if n.split(".")[0] in ("torch", "numpy", "PIL", "torchvision", "matplotlib"))
+    assert heavy == []
+
+
+def test_version_is_the_package_version():
+    import sam_from_scratch
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"python -m sam_from_scratch {sam_from_scratch.__version__}"
+
+
+def test_the_program_calls_itself_as_it_was_started(capsys):
+    result = run_cli("segment")  # missing arguments
+    assert result.returncode == 2 and "usage: python -m sam_from_scratch segment" in result.stderr
+    code, err = run_in_process(capsys, "segment")  # main() as the console script calls it
+    assert code == 2 and "usage: sam-from-scratch segment" in err and "sam-from-scratch segment: error:" in err
+
+
+def test_every_command_is_defined_here_and_its_help_ends_with_an_example(capsys):
+    from sam_from_scratch.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert list(commands) == ["download", "segment", "everything", "train-tiny"]
+    for name, sub in commands.items():
+        lines = sub.format_help().rstrip().splitlines()
+        example = lines.index("example:")
+        assert f"sam-from-scratch {name}" in lines[example + 1], name
+    top = parser.format_help()
+    assert "exit codes:" in top and "130" in top
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(capsys, monkeypatch):
+    from sam_from_scratch import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_download", interrupted)
+    code, err = run_in_process(capsys, "download", "vit_b")
+    assert code == 130 and err == "interrupted\n"
+
+
+# ---- train-tiny: the command line only (the training is tested in test_training.py) ---------------------------------
+
+
+@pytest.fixture
+def train_tiny_calls(monkeypatch):
+    """Replace the training with a recorder of its arguments."""
+    import sam_from_scratch.training as training
+
+    calls = []
+
+    def record(out, **kwargs):
+        calls.append((out, kwargs))
+        if kwargs["workers"] == 5:
+            raise ValueError("workers: expected a divisor of 8, got 5")
+        if kwargs["eval_only"] and not Path(out, "sam_tiny.pt").exists():
+            raise FileNotFoundError(f"out: expected a trained model at {out}/sam_tiny.pt, found none")
+        return {"miou": 0.5}
+
+    monkeypatch.setattr(training, "train_tiny", record, raising=False)
+    return calls
+
+
+def test_train_tiny_writes_to_a_run_folder_by_default(train_tiny_calls, capsys):
+    code, _ = run_in_process(capsys, "train-tiny")
+    assert code == 0
+    ((out, kwargs),) = train_tiny_calls
+    assert out == Path("runs/train-tiny")
+    assert kwargs == dict(steps=2400, seed=0, workers=2, threads=2, work_dir=Path("runs/train-tiny/state"),
+                          fresh=False, eval_scenes=300, eval_only=False, progress=True)
+
+
+def test_train_tiny_passes_its_options_on(train_tiny_calls, capsys, tmp_path):
+    (tmp_path / "sam_tiny.pt").write_bytes(b"a model to measure")
+    code, _ = run_in_process(capsys, "train-tiny", "--steps", "7", "--seed", "3", "--workers", "1", "--threads", "4",
+                             "--out", str(tmp_path), "--work-dir", str(tmp_path / "w"), "--fresh",
+                             "--eval-scenes", "5", "--eval-only")
+    assert code == 0
+    ((out, kwargs),) = train_tiny_calls
+    assert out == tmp_path
+    assert kwargs == dict(steps=7, seed=3, workers=1, threads=4, work_dir=tmp_path / "w", fresh=True,
+                          eval_scenes=5, eval_only=True, progress=True)
+
+
+def test_train_tiny_replaces_the_bundled_model_only_when_asked(train_tiny_calls, capsys):
+    from sam_from_scratch.config import TINY_CHECKPOINT
+
+    code, _ = run_in_process(capsys, "train-tiny", "--replace-bundled")
+    assert code == 0 and train_tiny_calls[0][0] == TINY_CHECKPOINT.parent
+    assert train_tiny_calls[0][1]["work_dir"] == TINY_CHECKPOINT.parent / "state"
+
+    code, err = run_in_process(capsys, "train-tiny", "--replace-bundled", "--out", "elsewhere")
+    assert code == 2 and "not allowed with argument" in err
+    assert len(train_tiny_calls) == 1
+
+
+def test_train_tiny_reports_the_trainings_refusals_in_one_line(train_tiny_calls, capsys, tmp_path):
+    code, err = run_in_process(capsys, "train-tiny", "--workers", "5")
+    assert code == 2 and err == "error: workers: expected a divisor of 8, got 5\n"
+    code, err = run_in_process(capsys, "train-tiny", "--out", str(tmp_path / "none"), "--eval-only")
+    assert code == 1 and err.startswith("error: out: expected a trained model at") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("option", ["--steps", "--workers", "--threads", "--eval-scenes"])
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_train_tiny_refuses_counts_below_one(train_tiny_calls, capsys, option, value):
+    code, err = run_in_process(capsys, "train-tiny", option, value)
+    assert code == 2 and f"argument {option}: expected a whole number >= 1, got '{value}'" in err
+    assert train_tiny_calls == []
+
+
+def test_train_tiny_calls_the_training_with_arguments_it_accepts():
+    import inspect
+
+    from sam_from_scratch.training import train_tiny
+
+    inspect.signature(train_tiny).bind(Path("out"), steps=1, seed=0, workers=1, threads=1, work_dir=Path("w"),
+                                       fresh=False, eval_scenes=1, eval_only=False, progress=True)
+
+
+# ---- the pictures: drawn as the widgets draw them --------------------------------------------------------------------
+
+
+def test_prompt_overlay_tints_the_mask_and_marks_the_prompts():
+    from sam_from_scratch.cli import draw_prompt_overlay
+    from sam_from_scratch.interactive.drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors
+
+    image = np.full((60, 80, 3), 100, np.uint8)
+    mask = np.zeros((60, 80), bool)
+    mask[10:50, 10:40] = True
+    picture = draw_prompt_overlay(image, mask, [(25.0, 30.0)], [(60.0, 30.0)], (5.0, 5.0, 45.0, 55.0))
+    rgb = lambda color: [int(color[i : i + 2], 16) for i in (1, 3, 5)]  # "#rrggbb" -> [r, g, b]
+    assert picture[30, 25].tolist() == rgb(POSITIVE_COLOR)
+    assert picture[30, 60].tolist() == rgb(NEGATIVE_COLOR)
+    assert picture[30, 5].tolist() == rgb(BOX_COLOR)
+    tinted = blend(image, [(mask, object_colors(1)[0])])
+    assert picture[20, 15].tolist() == tinted[20, 15].tolist() != image[20, 15].tolist()  # inside the mask
+    assert picture[20, 70].tolist() == image[20, 70].tolist()  # outside everything
+
+
+def test_everything_overlay_draws_small_masks_over_large_ones():
+    from sam_from_scratch.cli import draw_everything_overlay
+    from sam_from_scratch.interactive.drawing import object_colors
+    from sam_from_scratch.utils.amg import mask_to_rle_pytorch
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    small, large = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    small[15:25, 15:25] = True
+    large[5:35, 5:35] = True
+    records = [{"segmentation": rle, "area": int(m.sum())}
+               for m, rle in zip((small, large), mask_to_rle_pytorch(torch.as_tensor(np.stack([small, large]))))]
+    picture = draw_everything_overlay(image, records)
+    large_color, small_color = object_colors(2)  # colours go to the masks largest first
+    assert picture[5, 5].tolist() == large_color.tolist()  # the large mask's outline
+    assert picture[15, 15].tolist() == small_color.tolist()  # the small one's outline, drawn over the large one
+
+
+def test_the_package_imports_torch_only_when_its_api_is_used():
+    code = ("import sys, sam_from_scratch as s\n"
+            "print(s.__version__, 'torch' in sys.modules)\n"
+            "print(s.SamPredictor.__module__, 'torch' in sys.modules)\n"
+            "print(sorted(s.__all__) == sorted(n for n in dir(s) if n in s.__all__) == sorted(s.__all__))\n"
+            "print(all(hasattr(s, n) for n in s.__all__))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    import sam_from_scratch
+
+    assert result.stdout.split("\n")[:4] == [f"{sam_from_scratch.__version__} False", "sam_from_scratch.predictor True",
+                                             "True", "True"]
+    with pytest.raises(AttributeError, match="has no attribute 'SamPredicter'"):
+        sam_from_scratch.SamPredicter

@@ -38,7 +38,12 @@ def test_every_optional_extra_is_part_of_dev():
         assert set(requirements) <= dev, extra
 
 
-def test_design_card_packages_are_runtime_dependencies():
+def test_design_card_packages_are_named_in_environment_yml_and_installed_with_dev():
+    design_card = {"jupyterlab", "torch", "matplotlib", "ipywidgets", "numpy", "nbval"}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {re.split(r"[<>=!\[]", r)[0].lower() for r in project["dependencies"]}
-    assert {"jupyterlab", "torch", "matplotlib", "ipywidgets", "numpy", "nbval"} <= names
+
+    def names(requirements):
+        return {re.split(r"[<>=!\[;]", r)[0].strip().lower() for r in requirements}
+
+    assert design_card <= names(environment_requirements())
+    assert design_card <= names(project["dependencies"]) | names(project["optional-dependencies"]["dev"])

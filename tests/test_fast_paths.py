@@ -1,4 +1,6 @@
-"""The fast paths (notebook 12) compute what the plain paths compute, with the same weights.
+"""The fast paths (sam_from_scratch.fast, notebook 12) compute what the plain model computes, with the same weights.
+
+- speed_up swaps in subclasses that keep every parameter name, in place, once;
 
 - fused attention (F.scaled_dot_product_attention, the relative-position bias as attn_mask, built in chunks
   of query rows) equals the plain attention within 1e-4 in float32;
@@ -12,6 +14,7 @@ Most tests use a small random model (the `tiny` config), so they take seconds on
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -24,7 +27,7 @@ from torch.utils._pytree import tree_leaves
 from sam_from_scratch.build import build_sam
 
 from sam_from_scratch.config import CONFIGS
-from sam_from_scratch.fast import compile_image_encoder, set_fused_attention
+from sam_from_scratch.fast import FAST_CLASSES, compile_image_encoder, is_fast, speed_up
 from sam_from_scratch.modeling.image_encoder import Attention as EncoderAttention
 from sam_from_scratch.modeling.transformer import Attention as DecoderAttention
 
@@ -47,10 +50,21 @@ SMALL_CONFIG = dataclasses.replace(CONFIGS["tiny"], image_size=96, patch_size=8,
 
 
 @pytest.fixture()
-def small_sam():
-    """A random SAM with SMALL_CONFIG: windowed and global blocks, window padding (12 % 5 != 0)."""
+def plain_sam():
+    """A random plain SAM with SMALL_CONFIG: windowed and global blocks, window padding (12 % 5 != 0)."""
     torch.manual_seed(0)
-    return noisy_(build_sam(SMALL_CONFIG), seed=1)
+    return noisy_(build_sam(SMALL_CONFIG, fast=False), seed=1)
+
+
+@pytest.fixture()
+def small_sam(plain_sam):
+    """plain_sam with the fast paths swapped in (a copy: plain_sam stays plain)."""
+    return speed_up(copy.deepcopy(plain_sam))
+
+
+def fast(module: torch.nn.Module) -> torch.nn.Module:
+    """A sped-up copy of `module`."""
+    return speed_up(copy.deepcopy(module))
 
 
 def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -78,12 +92,36 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 # ---- fused attention equals plain attention ----------------------------------------------------------
 
 
-def test_every_attention_module_has_the_switch(small_sam):
-    encoder_attentions = [m for m in small_sam.modules() if isinstance(m, EncoderAttention)]
-    decoder_attentions = [m for m in small_sam.modules() if isinstance(m, DecoderAttention)]
-    assert all(m.use_sdpa for m in encoder_attentions + decoder_attentions), "the fast path is the default"
-    assert set_fused_attention(small_sam, False) == len(encoder_attentions) + len(decoder_attentions)
-    assert not any(m.use_sdpa for m in encoder_attentions + decoder_attentions)
+def test_speed_up_swaps_every_plain_module_and_keeps_the_parameter_names(plain_sam):
+    names = {name: type(module) for name, module in plain_sam.named_modules()}
+    keys = list(plain_sam.state_dict())
+    model = speed_up(plain_sam)
+    assert model is plain_sam and is_fast(model)
+    for name, module in model.named_modules():
+        assert type(module) is FAST_CLASSES.get(names[name], names[name]), name
+    assert list(model.state_dict()) == keys
+
+
+def test_speed_up_twice_changes_nothing(small_sam):
+    before = [type(m) for m in small_sam.modules()]
+    speed_up(small_sam)
+    assert [type(m) for m in small_sam.modules()] == before
+
+
+def test_the_package_builds_fast_models_and_the_plain_model_on_request():
+    assert is_fast(build_sam(SMALL_CONFIG)) and not is_fast(build_sam(SMALL_CONFIG, fast=False))
+
+
+def test_the_plain_model_has_no_fast_path_code():
+    """The rooms of notebooks 02-08 hold plain PyTorch only: no fused attention, no dtype casts."""
+    import inspect
+
+    from sam_from_scratch import modeling
+
+    for name in ("image_encoder", "transformer", "mask_decoder", "prompt_encoder", "positional_encoding", "layers", "sam"):
+        source = inspect.getsource(getattr(modeling, name))
+        for fast_only in ("scaled_dot_product_attention", ".float()", ".to(", "stride(0)"):
+            assert fast_only not in source, f"modeling/{name}.py uses {fast_only}"
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["one mask", "mask in chunks of query rows"])
@@ -92,11 +130,11 @@ def test_fused_global_attention_equals_plain_on_the_vit_b_grid(chunked):
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
     # 64 * 64 * 4096 elements per query row and head: 5 rows per chunk -> chunks of 5, ..., 5, 4 rows
-    attention.max_mask_elements = 5 * 2 * 64 * 4096 if chunked else 2**40
+    fused_attention = fast(attention)
+    fused_attention.max_mask_elements = 5 * 2 * 64 * 4096 if chunked else 2**40
     x = torch.randn(1, 64, 64, 64)
     with torch.no_grad():
-        fused = attention(x)
-        attention.use_sdpa = False
+        fused = fused_attention(x)
         plain = attention(x)
     assert max_diff(fused, plain) <= FP32_TOL
 
@@ -106,8 +144,7 @@ def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows():
     attention = noisy_(EncoderAttention(96, num_heads=3, use_rel_pos=True, input_size=(14, 14)), seed=3).eval()
     x = torch.randn(25, 14, 14, 96)  # 25 windows of 14 x 14 tokens
     with torch.no_grad():
-        fused = attention(x)
-        attention.use_sdpa = False
+        fused = fast(attention)(x)
         plain = attention(x)
     assert max_diff(fused, plain) <= FP32_TOL
 
@@ -117,21 +154,29 @@ def test_fused_decoder_attention_equals_plain():
     attention = noisy_(DecoderAttention(256, num_heads=8, downsample_rate=2), seed=4).eval()
     q, k = torch.randn(3, 7, 256), torch.randn(3, 4096, 256)
     with torch.no_grad():
-        fused = attention(q=q, k=k, v=k)
-        attention.use_sdpa = False
+        fused = fast(attention)(q=q, k=k, v=k)
         plain = attention(q=q, k=k, v=k)
     assert max_diff(fused, plain) <= FP32_TOL
 
 
-def test_whole_model_fused_equals_plain_in_float32(small_sam):
+def test_fast_decoder_attention_shares_a_batch_1_side_with_the_whole_batch():
+    torch.manual_seed(0)
+    attention = noisy_(DecoderAttention(64, num_heads=4, downsample_rate=2), seed=5).eval()
+    q, k = torch.randn(5, 7, 64), torch.randn(1, 100, 64)
+    with torch.no_grad():
+        shared = fast(attention)(q=q, k=k, v=k)
+        copies = attention(q=q, k=k.expand(5, -1, -1), v=k.expand(5, -1, -1))
+    assert max_diff(shared, copies) <= FP32_TOL
+
+
+def test_whole_fast_model_equals_plain_in_float32(plain_sam, small_sam):
     images = random_images(2, 96)
     coords, labels = point_prompts(4, 96)
     with torch.no_grad():
         fused_embedding = small_sam.image_encoder(images)
         fused_masks, fused_iou = decode(small_sam, fused_embedding[:1], coords, labels)
-        set_fused_attention(small_sam, False)
-        plain_embedding = small_sam.image_encoder(images)
-        plain_masks, plain_iou = decode(small_sam, plain_embedding[:1], coords, labels)
+        plain_embedding = plain_sam.image_encoder(images)
+        plain_masks, plain_iou = decode(plain_sam, plain_embedding[:1], coords, labels)
     assert max_diff(fused_embedding, plain_embedding) <= FP32_TOL
     assert max_diff(fused_masks, plain_masks) <= FP32_TOL
     assert max_diff(fused_iou, plain_iou) <= FP32_TOL
@@ -152,7 +197,7 @@ def test_bfloat16_model_agrees_with_float32(small_sam):
     with torch.no_grad():
         embedding = small_sam.image_encoder(images)
         masks, iou = decode(small_sam, embedding, coords, labels, boxes)
-        small_sam.to(torch.bfloat16)
+        speed_up(small_sam, torch.bfloat16)
         embedding_bf16 = small_sam.image_encoder(images)
         masks_bf16, iou_bf16 = decode(small_sam, embedding_bf16, coords, labels, boxes)
     assert embedding_bf16.dtype == torch.bfloat16
@@ -164,7 +209,7 @@ def test_bfloat16_model_agrees_with_float32(small_sam):
 
 
 def test_bfloat16_model_runs_end_to_end_and_postprocesses_in_float32(small_sam):
-    small_sam.to(torch.bfloat16)
+    speed_up(small_sam, torch.bfloat16)
     record = dict(image=torch.rand(3, 96, 70) * 255, original_size=(130, 96), boxes=torch.tensor([[5.0, 5.0, 60.0, 80.0]]))
     with torch.no_grad():
         out = small_sam([record], multimask_output=True)[0]
@@ -177,7 +222,7 @@ def test_positional_codes_of_a_bfloat16_model_are_computed_in_float32(small_sam)
     """bfloat16 keeps 8 bits of mantissa: the coordinate 700.3 would become 700, and its code would change."""
     import copy
 
-    small_sam.to(torch.bfloat16)
+    speed_up(small_sam, torch.bfloat16)
     layer = small_sam.prompt_encoder.pe_layer
     layer_fp32 = copy.deepcopy(layer).float()  # the same (bf16-rounded) frequencies, kept in float32
     coords = torch.tensor([[[700.3, 12.9]]])
@@ -231,7 +276,7 @@ def test_the_float64_detector_catches_a_float64_tensor():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_no_float64_tensor_in_a_forward_pass(small_sam, dtype):
-    small_sam.to(dtype)
+    speed_up(small_sam, dtype)
     batch = [
         dict(image=torch.rand(3, 96, 70) * 255, original_size=(130, 96),
              point_coords=torch.tensor([[[10.0, 20.0], [50.0, 60.0]]]), point_labels=torch.tensor([[1, 0]])),
@@ -305,12 +350,11 @@ def test_compile_falls_back_to_eager_with_a_warning_when_compiling_fails(small_s
     images = random_images(1, 96)
     with torch.no_grad():
         expected = small_sam.image_encoder(images)
-        compile_image_encoder(small_sam, backend=broken_backend)
         with pytest.warns(RuntimeWarning, match="eager"):
-            got = small_sam.image_encoder(images)
-        again = small_sam.image_encoder(images)  # no second attempt, no second warning
-    assert small_sam.image_encoder.compile_failed()
-    assert max_diff(got, expected) == 0.0 and max_diff(again, expected) == 0.0
+            compile_image_encoder(small_sam, backend=broken_backend)
+        got = small_sam.image_encoder(images)
+    assert small_sam.image_encoder.compile_failed
+    assert max_diff(got, expected) == 0.0
 
 
 def test_compiling_keeps_the_official_state_dict_keys(small_sam):
@@ -329,7 +373,7 @@ def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
     images = random_images(1, 96).cuda()
     with torch.no_grad():
         reference = small_sam.image_encoder(images)
-        small_sam.to(dtype)
+        speed_up(small_sam, dtype)
         embedding = small_sam.image_encoder(images)
     cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
     assert cosine >= BF16_MIN_COSINE
@@ -346,7 +390,7 @@ def test_compiled_encoder_on_cuda_equals_eager(small_sam, monkeypatch):
         expected = small_sam.image_encoder(images)
         compile_image_encoder(small_sam)
         got = small_sam.image_encoder(images)
-    assert not small_sam.image_encoder.compile_failed()
+    assert not small_sam.image_encoder.compile_failed
     assert max_diff(got, expected) <= FP32_TOL
 
 
@@ -355,15 +399,15 @@ def test_chunked_fused_attention_trains_like_the_plain_path():
     from sam_from_scratch.modeling.image_encoder import Attention
 
     torch.manual_seed(0)
-    attention = Attention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))
-    attention.max_mask_elements = 2**12  # small enough to force several chunks
+    plain = Attention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))
     with torch.no_grad():
-        attention.rel_pos_h.normal_()
-        attention.rel_pos_w.normal_()
+        plain.rel_pos_h.normal_()
+        plain.rel_pos_w.normal_()
+    fused = fast(plain)
+    fused.max_mask_elements = 2**12  # small enough to force several chunks
     x = torch.randn(1, 16, 16, 64)
     grads = []
-    for fused in (True, False):
-        attention.use_sdpa = fused
+    for attention in (fused, plain):
         attention.zero_grad()
         inp = x.clone().requires_grad_(True)
         attention(inp).square().sum().backward()

@@ -1,4 +1,5 @@
-"""Our model against the official implementation, on the same random weights loaded from an official-format file.
+"""Our plain model against the official implementation, on the same random weights loaded from an official-format
+file. (The fast paths are compared with the plain model in test_fast_paths.py.)
 
 Measured on CPU fp32 (2 cores), vit_b: image embeddings max |diff| ~6e-6; prompt embeddings 0 (bit-identical);
 mask logits and IoU predictions on the same embedding 0 (bit-identical), end-to-end logits ~1e-5.
@@ -7,11 +8,9 @@ The tolerance asked for is 1e-4.
 
 from __future__ import annotations
 
-from functools import partial
 
 import pytest
 import torch
-from torch import nn
 
 TOL = 1e-4
 
@@ -29,10 +28,10 @@ def image():
 
 
 @pytest.fixture(scope="module")
-def embeddings(official_vit_b, ours_vit_b, image):
+def embeddings(official_vit_b, plain_vit_b, image):
     with torch.no_grad():
         theirs = official_vit_b.image_encoder(official_vit_b.preprocess(image)[None])
-        mine = ours_vit_b.image_encoder(ours_vit_b.preprocess(image)[None])
+        mine = plain_vit_b.image_encoder(plain_vit_b.preprocess(image)[None])
     return theirs, mine
 
 
@@ -57,9 +56,9 @@ def make_prompt(spec):
     return dict(points=points, boxes=boxes, masks=masks)
 
 
-def test_state_dict_keys_and_shapes_equal_official_vit_b(official_vit_b, ours_vit_b):
+def test_state_dict_keys_and_shapes_equal_official_vit_b(official_vit_b, plain_vit_b):
     theirs = {k: tuple(v.shape) for k, v in official_vit_b.state_dict().items()}
-    mine = {k: tuple(v.shape) for k, v in ours_vit_b.state_dict().items()}
+    mine = {k: tuple(v.shape) for k, v in plain_vit_b.state_dict().items()}
     assert mine == theirs
 
 
@@ -90,30 +89,30 @@ def test_image_embeddings_match_official(embeddings):
     assert max_diff(theirs, mine) <= TOL
 
 
-def test_preprocess_matches_official(official_vit_b, ours_vit_b, image):
-    assert max_diff(official_vit_b.preprocess(image), ours_vit_b.preprocess(image)) == 0.0
+def test_preprocess_matches_official(official_vit_b, plain_vit_b, image):
+    assert max_diff(official_vit_b.preprocess(image), plain_vit_b.preprocess(image)) == 0.0
 
 
-def test_dense_positional_encoding_matches_official(official_vit_b, ours_vit_b):
+def test_dense_positional_encoding_matches_official(official_vit_b, plain_vit_b):
     theirs = official_vit_b.prompt_encoder.get_dense_pe()
-    mine = ours_vit_b.prompt_encoder.get_dense_pe()
+    mine = plain_vit_b.prompt_encoder.get_dense_pe()
     assert mine.shape == (1, 256, 64, 64)
     assert max_diff(theirs, mine) <= TOL
 
 
 @pytest.mark.parametrize("case", list(PROMPTS))
-def test_prompt_embeddings_match_official(official_vit_b, ours_vit_b, case):
+def test_prompt_embeddings_match_official(official_vit_b, plain_vit_b, case):
     prompt = make_prompt(PROMPTS[case])
     with torch.no_grad():
         sparse_ref, dense_ref = official_vit_b.prompt_encoder(**prompt)
-        sparse, dense = ours_vit_b.prompt_encoder(**prompt)
+        sparse, dense = plain_vit_b.prompt_encoder(**prompt)
     assert max_diff(sparse_ref, sparse) <= TOL
     assert max_diff(dense_ref, dense) <= TOL
 
 
 @pytest.mark.parametrize("multimask_output", [True, False])
 @pytest.mark.parametrize("case", list(PROMPTS))
-def test_mask_logits_and_iou_match_official(official_vit_b, ours_vit_b, embeddings, case, multimask_output):
+def test_mask_logits_and_iou_match_official(official_vit_b, plain_vit_b, embeddings, case, multimask_output):
     """Each model decodes from its *own* image embedding: the whole chain is compared."""
     theirs_embedding, my_embedding = embeddings
     prompt = make_prompt(PROMPTS[case])
@@ -122,8 +121,8 @@ def test_mask_logits_and_iou_match_official(official_vit_b, ours_vit_b, embeddin
         logits_ref, iou_ref = official_vit_b.mask_decoder(
             theirs_embedding, official_vit_b.prompt_encoder.get_dense_pe(), sparse_ref, dense_ref, multimask_output
         )
-        sparse, dense = ours_vit_b.prompt_encoder(**prompt)
-        logits, iou = ours_vit_b.mask_decoder(my_embedding, ours_vit_b.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output)
+        sparse, dense = plain_vit_b.prompt_encoder(**prompt)
+        logits, iou = plain_vit_b.mask_decoder(my_embedding, plain_vit_b.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output)
     n_masks = 3 if multimask_output else 1
     batch = sparse.shape[0]
     assert logits.shape == (batch, n_masks, 256, 256)
@@ -132,38 +131,19 @@ def test_mask_logits_and_iou_match_official(official_vit_b, ours_vit_b, embeddin
     assert max_diff(iou_ref, iou) <= TOL
 
 
-def _small_official_sam(img_size=128):
-    """A small SAM built from the *official* module constructors (fast enough for end-to-end runs)."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    grid = img_size // 16
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=img_size, embed_dim=64, depth=4, num_heads=2, out_chans=32, qkv_bias=True,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=3, global_attn_indexes=(1, 3),
-        ),
-        prompt_encoder=PromptEncoder(embed_dim=32, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size), mask_in_chans=8),
-        mask_decoder=MaskDecoder(
-            transformer_dim=32,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
-            num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=32,
-        ),
-    ).eval()
-
-
 def test_small_config_end_to_end_forward_matches_official():
     """Batched `forward` on two images with different prompts, in a small config (window padding: 8 % 3 != 0)."""
-    from conftest import perturb_
+    from conftest import official_sam_for_config, perturb_
 
     from sam_from_scratch import SamConfig, build_sam
 
-    reference = perturb_(_small_official_sam(), seed=5, std=0.05)
     config = SamConfig(
         encoder_embed_dim=64, encoder_depth=4, encoder_num_heads=2, encoder_global_attn_indexes=(1, 3),
         image_size=128, window_size=3, prompt_embed_dim=32, mask_in_chans=8, decoder_num_heads=2,
         decoder_mlp_dim=64, iou_head_hidden_dim=32,
     )
-    model = build_sam(config)
+    reference = perturb_(official_sam_for_config(config), seed=5, std=0.05)
+    model = build_sam(config, fast=False)
     model.load_state_dict(reference.state_dict())
 
     generator = torch.Generator().manual_seed(11)
@@ -193,9 +173,9 @@ def test_small_config_end_to_end_forward_matches_official():
             assert (act["masks"] == exp["masks"]).float().mean().item() >= 0.999
 
 
-def test_postprocess_masks_matches_official(official_vit_b, ours_vit_b):
+def test_postprocess_masks_matches_official(official_vit_b, plain_vit_b):
     logits = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(4))
     theirs = official_vit_b.postprocess_masks(logits, (683, 1024), (400, 600))
-    mine = ours_vit_b.postprocess_masks(logits, (683, 1024), (400, 600))
+    mine = plain_vit_b.postprocess_masks(logits, (683, 1024), (400, 600))
     assert mine.shape == (2, 3, 400, 600)
     assert max_diff(theirs, mine) <= TOL

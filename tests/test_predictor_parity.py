@@ -1,7 +1,7 @@
 """Our predictor with our vit_b equals the official predictor with the official vit_b (same random weights).
 
-Every prompt case of the issue, on a landscape (333x517) and a portrait (517x333) picture. Thresholded masks
-must agree on at least 99.9 % of pixels; IoU predictions and logits are compared with a tolerance that
+Every kind of prompt (points, boxes, both, mask inputs), on a landscape (333x517) and a portrait (517x333)
+picture. Thresholded masks must agree on at least 99.9 % of pixels; IoU predictions and logits are compared with a tolerance that
 covers float rounding only (the models differ in the order of a few float operations).
 """
 

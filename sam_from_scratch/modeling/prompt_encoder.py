@@ -75,9 +75,9 @@ class PromptEncoder(nn.Module):
         embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)  # (B, N, embed_dim)
         labels = labels[..., None]  # (B, N, 1) broadcasts over channels
         # The padding point has no position: its code is replaced by `not_a_point_embed`.
-        embedding = torch.where(labels == -1, self.not_a_point_embed.weight.to(embedding.dtype), embedding)
-        embedding = embedding + (labels == 0) * self.point_embeddings[0].weight.to(embedding.dtype)
-        embedding = embedding + (labels == 1) * self.point_embeddings[1].weight.to(embedding.dtype)
+        embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
+        embedding = embedding + (labels == 0) * self.point_embeddings[0].weight
+        embedding = embedding + (labels == 1) * self.point_embeddings[1].weight
         return embedding
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
@@ -85,13 +85,13 @@ class PromptEncoder(nn.Module):
         boxes = boxes + 0.5
         corners = boxes.reshape(-1, 2, 2)  # (B, 2 corners, xy)
         embedding = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        top_left = embedding[:, 0, :] + self.point_embeddings[2].weight.to(embedding.dtype)
-        bottom_right = embedding[:, 1, :] + self.point_embeddings[3].weight.to(embedding.dtype)
+        top_left = embedding[:, 0, :] + self.point_embeddings[2].weight
+        bottom_right = embedding[:, 1, :] + self.point_embeddings[3].weight
         return torch.stack([top_left, bottom_right], dim=1)
 
     def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
         """masks (B, 1, 4h, 4w) logits -> (B, embed_dim, h, w)."""
-        return self.mask_downscaling(masks.to(self.no_mask_embed.weight.dtype))
+        return self.mask_downscaling(masks)
 
     def _get_batch_size(self, points, boxes, masks) -> int:
         if points is not None:
@@ -101,9 +101,6 @@ class PromptEncoder(nn.Module):
         if masks is not None:
             return masks.shape[0]
         return 1
-
-    def _get_device(self) -> torch.device:
-        return self.point_embeddings[0].weight.device
 
     def forward(
         self,
@@ -122,8 +119,7 @@ class PromptEncoder(nn.Module):
             sparse embeddings (B, N_tokens, embed_dim) and dense embeddings (B, embed_dim, h, w).
         """
         bs = self._get_batch_size(points, boxes, masks)
-        weight = self.no_mask_embed.weight
-        sparse = torch.empty((bs, 0, self.embed_dim), device=weight.device, dtype=weight.dtype)
+        sparse = torch.empty((bs, 0, self.embed_dim), device=self.no_mask_embed.weight.device)
         if points is not None:
             coords, labels = points
             sparse = torch.cat([sparse, self._embed_points(coords, labels, pad=boxes is None)], dim=1)
@@ -134,5 +130,5 @@ class PromptEncoder(nn.Module):
             dense = self._embed_masks(masks)
         else:
             h, w = self.image_embedding_size
-            dense = weight.reshape(1, -1, 1, 1).expand(bs, -1, h, w)  # (B, embed_dim, h, w)
+            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(bs, -1, h, w)  # (B, embed_dim, h, w)
         return sparse, dense

@@ -69,15 +69,9 @@ class Sam(nn.Module):
         outputs = []
         for record, embedding in zip(batched_input, image_embeddings):
             points = (record["point_coords"], record["point_labels"]) if "point_coords" in record else None
-            sparse, dense = self.prompt_encoder(
-                points=points, boxes=record.get("boxes", None), masks=record.get("mask_inputs", None)
-            )
-            low_res_masks, iou_predictions = self.mask_decoder(
-                image_embeddings=embedding.unsqueeze(0),
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
+            low_res_masks, iou_predictions = decode_prompts(
+                self, embedding.unsqueeze(0), points, record.get("boxes", None), record.get("mask_inputs", None),
+                multimask_output,
             )
             masks = self.postprocess_masks(
                 low_res_masks, input_size=record["image"].shape[-2:], original_size=record["original_size"]
@@ -102,7 +96,31 @@ class Sam(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a (3, H, W) image with values in 0..255 and pad it bottom-right to a square."""
-        x = (x - self.pixel_mean.float()) / self.pixel_std.float()  # float32; the encoder casts to its dtype
+        x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
         size = self.image_encoder.img_size
         return F.pad(x, (0, size - w, 0, size - h))
+
+
+def decode_prompts(
+    model: nn.Module,
+    image_embeddings: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    masks: torch.Tensor | None,
+    multimask_output: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> low-resolution mask logits (B, C, 4h, 4w) and predicted IoUs (B, C), for any SAM `model`.
+
+    The prompt encoder turns points (coords (B, N, 2), labels (B, N)), boxes (B, 4) and mask logits
+    (B, 1, 4h, 4w) into sparse and dense embeddings; the mask decoder reads them with the image embedding
+    (1 or B, C, h, w): one embedding may serve all B prompts.
+    """
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    return model.mask_decoder(
+        image_embeddings=image_embeddings,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask_output,
+    )

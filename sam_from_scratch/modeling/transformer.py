@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..modeling.layers import MLPBlock
@@ -149,7 +148,6 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
-        self.use_sdpa = True  # the fast path (notebook 12); False gives the plain softmax(q k^T / sqrt(d)) v
 
     def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -160,15 +158,11 @@ class Attention(nn.Module):
         return x.transpose(1, 2).reshape(b, n, h * c)  # (B, N, C)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C). Either side may have batch 1 and is then shared
-        by the whole batch: the image tokens of MaskDecoder.predict_masks, before they depend on the prompt."""
-        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)  # projected once, even when shared
-        batch = max(q.shape[0], k.shape[0])
-        q, k, v = (self._separate_heads(x.expand(batch, -1, -1)) for x in (q, k, v))  # (B, heads, N, C')
+        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C)."""
+        q = self._separate_heads(self.q_proj(q))  # (B, heads, Nq, C')
+        k = self._separate_heads(self.k_proj(k))  # (B, heads, Nk, C')
+        v = self._separate_heads(self.v_proj(v))  # (B, heads, Nk, C')
 
-        if self.use_sdpa:
-            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, C')
-        else:
-            attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, heads, Nq, Nk)
-            out = attn.softmax(dim=-1) @ v  # (B, heads, Nq, C')
+        attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, heads, Nq, Nk)
+        out = attn.softmax(dim=-1) @ v  # (B, heads, Nq, C')
         return self.out_proj(self._recombine_heads(out))

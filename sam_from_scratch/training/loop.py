@@ -4,35 +4,43 @@ One training step:
   1. draw a batch of generated scenes and run the image encoder once per image;
   2. pick a few objects per image and give each a first prompt: a random point inside it, or its box;
   3. simulate a user for `clicks` rounds: decode, score the masks against the truth (losses.py), then add a
-     click where the prediction is wrong (a missed pixel gives a positive click, a spurious pixel a negative
-     one) and feed the previous mask logits back in as the mask prompt;
+     click where the prediction is wrong (prompts.py) and feed the previous mask logits back in as the mask
+     prompt;
   4. one optimizer step on the mean loss of all rounds.
 
-`python -m sam_from_scratch train-tiny` reproduces sam_from_scratch/data/tiny/sam_tiny.pt. Everything random is derived from
-(seed, step), and the state is saved every `save_every` steps, so an interrupted run resumes where it stopped
-and ends with the same weights. `evaluate` measures the figures of the model card on held-out scenes.
+Everything random is derived from (seed, step), and the state is saved every `save_every` steps, so an
+interrupted run resumes where it stopped and ends with the same weights. With several workers, each process
+takes its share of every batch and DistributedDataParallel averages their gradients before each step.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..build import build_sam
-from ..config import CONFIGS, DATA_DIR, config_dict
-from ..training.scenes import HELDOUT_SEED, TRAIN_SEED, SceneConfig, make_scene
-from ..training.losses import mask_iou, sam_loss
+from ..config import CONFIGS, SamConfig
 from ..modeling.sam import Sam
+from ..utils.amg import batched_mask_to_box
+from .forward import decode, encode_images
+from .losses import sam_loss
+from .prompts import jitter_boxes, random_points_in, sample_error_clicks, to_low_res
+from .scenes import TRAIN_SEED, SceneConfig, make_scene
 
 
 @dataclass(frozen=True)
@@ -55,152 +63,12 @@ class TrainConfig:
     log_every: int = 5
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Prompts
-# ---------------------------------------------------------------------------------------------------------
-def random_points_in(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One uniformly random pixel inside each mask: (N, H, W) bool -> (N, 2) float (x, y) pixel indices."""
-    weights = masks.flatten(1).float()
-    weights[weights.sum(1) == 0] = 1.0  # an empty mask: any pixel
-    flat = torch.multinomial(weights, 1, generator=generator)[:, 0]
-    W = masks.shape[-1]
-    return torch.stack([flat % W, flat // W], dim=1).float()
-
-
-def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes (x0, y0, x1, y1) of (N, H, W) bool masks, inclusive pixel indices -> (N, 4) float."""
-    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
-    arange_h = torch.arange(masks.shape[1], dtype=torch.float32, device=masks.device)
-    arange_w = torch.arange(masks.shape[2], dtype=torch.float32, device=masks.device)
-    x0 = torch.where(cols, arange_w, math.inf).amin(1)
-    x1 = torch.where(cols, arange_w, -math.inf).amax(1)
-    y0 = torch.where(rows, arange_h, math.inf).amin(1)
-    y1 = torch.where(rows, arange_h, -math.inf).amax(1)
-    return torch.stack([x0, y0, x1, y1], dim=1)
-
-
-def jitter_boxes(boxes: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """SAM trains on imprecise boxes: move each side by noise ~ 10% of the box side (at most 4% of the image)."""
-    side = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1) + 1
-    noise = torch.randn(boxes.shape, generator=generator, device=boxes.device) * 0.1 * side
-    noise = noise.clamp(-0.04 * image_size, 0.04 * image_size)
-    return (boxes + noise).clamp(0, image_size - 1)
-
-
-def erode(masks: torch.Tensor) -> torch.Tensor:
-    """One 3x3 erosion of (N, H, W) bool masks; outside the image counts as background."""
-    padded = F.pad(masks[:, None].float(), (1, 1, 1, 1), value=0.0)
-    return (-F.max_pool2d(-padded, 3, stride=1))[:, 0] > 0.5
-
-
-def distance_to_border(masks: torch.Tensor) -> torch.Tensor:
-    """How many erosions each pixel survives (its chessboard distance to the region's border): (N, H, W) int."""
-    distance = torch.zeros(masks.shape, dtype=torch.int32)
-    current = masks.clone()
-    while current.any():
-        distance += current.int()
-        current = erode(current)
-    return distance
-
-
-def error_regions(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """False negatives (missed object pixels) and false positives (spurious pixels) of (N, H, W) bool masks."""
-    return truth & ~pred, pred & ~truth
-
-
-def sample_error_clicks(
-    pred: torch.Tensor, truth: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training clicks: a random pixel of the error region, away from its border where possible.
-
-    Args:
-        pred, truth: (N, H, W) bool.
-
-    Returns:
-        (N, 2) pixel indices (x, y) and (N,) labels: 1 where the pixel was missed, 0 where it is spurious.
-        A perfect prediction gets a positive click inside the object.
-    """
-    fn, fp = error_regions(pred, truth)
-    error = fn | fp
-    inner = erode(error)
-    has_inner = inner.flatten(1).any(1)[:, None, None]
-    region = torch.where(has_inner, inner, error)
-    perfect = ~region.flatten(1).any(1)[:, None, None]
-    region = torch.where(perfect, truth, region)
-    xy = random_points_in(region, generator)
-    W = truth.shape[-1]
-    flat = (xy[:, 1] * W + xy[:, 0]).long()
-    labels = truth.flatten(1).gather(1, flat[:, None])[:, 0].float()
-    return xy, labels
-
-
-def center_error_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Evaluation clicks (deterministic): the error pixel farthest from the border of its error region.
-
-    Same shapes as `sample_error_clicks`; a perfect prediction gets label -1 (SAM's "not a point").
-    """
-    fn, fp = error_regions(pred, truth)
-    d_fn = distance_to_border(fn).flatten(1)
-    d_fp = distance_to_border(fp).flatten(1)
-    best_fn, at_fn = d_fn.max(1)
-    best_fp, at_fp = d_fp.max(1)
-    positive = best_fn >= best_fp
-    flat = torch.where(positive, at_fn, at_fp)
-    W = truth.shape[-1]
-    xy = torch.stack([flat % W, flat // W], dim=1).float()
-    labels = positive.float()
-    labels[(best_fn == 0) & (best_fp == 0)] = -1.0
-    return xy, labels
-
-
-def to_low_res(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
-    """Pixel indices at low resolution -> pixel coordinates in the model input (centre of the covered block)."""
-    scale = image_size / low_res
-    return xy * scale + (scale - 1) / 2
+LOG_FIELDS = ["step", "loss", "focal", "dice", "iou_mse", "first_iou", "lr", "seconds"]
+FIGURES = ("loss", "focal", "dice", "iou_mse", "first_iou")  # what batch_loss reports
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The model, one prompt batch at a time
-# ---------------------------------------------------------------------------------------------------------
-def encode_images(model: Sam, images: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 scenes at the model's input size -> image embeddings (B, C, h, w)."""
-    x = images.to(model.pixel_mean.device).permute(0, 3, 1, 2).float()  # (B, H, W, 3) -> (B, 3, H, W)
-    return model.image_encoder((x - model.pixel_mean) / model.pixel_std)
-
-
-def decode(
-    model: Sam,
-    image_embeddings: torch.Tensor,
-    image_index: torch.Tensor,
-    point_coords: torch.Tensor | None,
-    point_labels: torch.Tensor | None,
-    boxes: torch.Tensor | None,
-    mask_input: torch.Tensor | None,
-    multimask_output: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts of many images at once: prompt i belongs to image image_index[i].
-
-    Shapes: image_embeddings (B, C, h, w); point_coords (N, K, 2), point_labels (N, K), boxes (N, 4),
-    mask_input (N, 1, 4h, 4w). Returns low-res logits (N, M, 4h, 4w) and IoU predictions (N, M).
-    The prompts may live on the CPU (where the random clicks are drawn): they move to the embeddings' device.
-    """
-    device = image_embeddings.device
-    point_coords, point_labels, boxes, mask_input = (
-        None if t is None else t.to(device) for t in (point_coords, point_labels, boxes, mask_input)
-    )
-    points = None if point_coords is None or point_coords.shape[1] == 0 else (point_coords, point_labels)
-    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-    return model.mask_decoder(
-        image_embeddings=image_embeddings[image_index.to(device)],  # (N, C, h, w): one embedding per prompt
-        image_pe=model.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask_output,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training
+# One step
 # ---------------------------------------------------------------------------------------------------------
 def training_batch(step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1):
     """The scenes and targets of one step (deterministic in (cfg.seed, step)).
@@ -212,8 +80,9 @@ def training_batch(step: int, cfg: TrainConfig, scene_config: SceneConfig, rank:
     with B = images_per_step / world and P = B * prompts_per_image.
     """
     B, K = cfg.images_per_step // world, cfg.prompts_per_image
+    first = step * cfg.images_per_step + rank * B
     scenes, targets, image_index, is_box = [], [], [], []
-    for i, scene_index in enumerate(range(step * cfg.images_per_step + rank * B, step * cfg.images_per_step + (rank + 1) * B)):
+    for i, scene_index in enumerate(range(first, first + B)):
         scene = make_scene(TRAIN_SEED + cfg.seed, scene_index, scene_config)
         rng = np.random.default_rng([cfg.seed, step, scene_index])  # one stream per scene: any split agrees
         n = len(scene.masks)
@@ -226,20 +95,27 @@ def training_batch(step: int, cfg: TrainConfig, scene_config: SceneConfig, rank:
     return images, targets, torch.tensor(image_index), torch.from_numpy(np.concatenate(is_box))
 
 
-def training_loss(
-    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1, batch=None,
-    generator: torch.Generator | None = None,
-) -> dict[str, torch.Tensor]:
-    """The loss of one step with simulated interaction (see the module docstring).
+def prompt_generator(cfg: TrainConfig, step: int, rank: int = 0, world: int = 1) -> torch.Generator:
+    """The random stream of worker `rank`'s clicks in step `step`.
 
-    With several workers, each returns its share: the shares add up to the loss of the whole batch.
-    `batch` is training_batch(step, cfg, scene_config, rank, world) when it was made ahead (by a data loader).
-    The model may sit on a GPU; by default the random prompts are drawn on the CPU, so that a seed draws the
-    same clicks everywhere. A `generator` on the GPU draws them there instead (faster, other clicks).
+    It lives on the CPU, so that a seed draws the same clicks whether the model sits on a CPU or a GPU.
     """
-    if generator is None:
-        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
-    images, targets, image_index, is_box = batch if batch is not None else training_batch(step, cfg, scene_config, rank, world)
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
+
+
+def batch_loss(model: Sam, batch, cfg: TrainConfig, generator: torch.Generator) -> dict:
+    """The loss of one batch with simulated interaction (see the module docstring).
+
+    Args:
+        batch: what `training_batch` returns.
+        generator: draws the first points, the box jitter and the corrective clicks, on its own device
+            (a GPU generator keeps the whole step on the GPU: faster, other clicks than the CPU's).
+
+    Returns:
+        "loss": the mean over the batch's prompts and rounds, a tensor to backpropagate; "focal", "dice",
+        "iou_mse": its parts, and "first_iou": the mean IoU of the first round's masks, as floats.
+    """
+    images, targets, image_index, is_box = batch
     targets = targets.to(generator.device)
     S = model.image_encoder.img_size
     low = model.prompt_encoder.mask_input_size[0]
@@ -247,11 +123,11 @@ def training_loss(
     low_targets = F.adaptive_avg_pool2d(targets[:, None].float(), low)  # (P, 1, low, low), soft at borders
     device_targets = low_targets.to(embeddings.device)
     first_points = random_points_in(targets, generator)  # (P, 2)
-    boxes = jitter_boxes(mask_boxes(targets), S, generator)  # (P, 4)
+    boxes = jitter_boxes(batched_mask_to_box(targets).float(), S, generator)  # (P, 4); no target is empty
 
     sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou_mse": 0.0}
     first_iou = []
-    P = cfg.images_per_step * cfg.prompts_per_image  # of the whole batch, over all workers
+    P = len(targets)
     for group in (~is_box, is_box):
         idx = group.nonzero()[:, 0]
         n = len(idx)
@@ -270,7 +146,7 @@ def training_loss(
                 multimask_output=round_ == 0 and not box_group,  # one point is ambiguous; more is not
             )
             parts = sam_loss(logits, iou_pred, device_targets[idx.to(device_targets.device)], focal_alpha=cfg.focal_alpha)
-            weight = n / (P * cfg.clicks)
+            weight = n / (P * cfg.clicks)  # sam_loss is a mean over this group's n prompts
             sums["loss"] = sums["loss"] + weight * parts.total
             for key in ("focal", "dice", "iou_mse"):
                 sums[key] += weight * float(getattr(parts, key).detach())
@@ -284,6 +160,18 @@ def training_loss(
                 mask_input = best[:, None]
     sums["first_iou"] = float(torch.cat(first_iou).sum()) / P
     return sums
+
+
+def training_loss(
+    model: Sam, step: int, cfg: TrainConfig, scene_config: SceneConfig, rank: int = 0, world: int = 1
+) -> dict:
+    """`batch_loss` of worker `rank`'s share of step `step`, with that share's own clicks.
+
+    Every share has as many prompts as the others, so the mean of the workers' losses is the loss of the
+    whole batch, and the mean of their gradients (what DistributedDataParallel computes) is its gradient.
+    """
+    batch = training_batch(step, cfg, scene_config, rank, world)
+    return batch_loss(model, batch, cfg, prompt_generator(cfg, step, rank, world))
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -304,6 +192,15 @@ def make_optimizer(model: Sam, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The run: workers, saved state, loss log
+# ---------------------------------------------------------------------------------------------------------
+def check_workers(cfg: TrainConfig, workers: int) -> None:
+    """Every worker takes an equal share of the batch, so `workers` must divide images_per_step."""
+    if workers < 1 or cfg.images_per_step % workers:
+        raise ValueError(f"workers: expected a divisor of images_per_step={cfg.images_per_step}, got {workers}")
+
+
 def train(
     cfg: TrainConfig = TrainConfig(),
     model_name: str = "tiny",
@@ -316,20 +213,136 @@ def train(
     """Train (or resume training) a SAM of config `model_name` from scratch.
 
     Saves `work_dir`/state.pt every cfg.save_every steps and appends to `work_dir`/loss_log.csv.
-    With `workers` > 1, that many processes (one CPU thread each) split every batch and add up their
-    gradients before each optimizer step: the same recipe, in less wall time on a multi-core CPU.
+    With `workers` > 1, that many processes (one CPU thread each) split every batch and average their
+    gradients over gloo before each optimizer step: the same recipe, in less wall time on a multi-core CPU.
     Returns the trained model (eval mode) and the loss log (one dict per logged step).
     """
+    check_workers(cfg, workers)
     model_config = CONFIGS[model_name]
     scene_config = scene_config or SceneConfig(image_size=model_config.image_size)
-    if cfg.images_per_step % workers:
-        raise ValueError(f"workers: expected a divisor of images_per_step={cfg.images_per_step}, got {workers}")
     job = (cfg, model_name, model_config, scene_config, Path(work_dir), resume, progress)
     if workers == 1:
-        return _train_worker(0, 1, None, *job)
-    import torch.multiprocessing as mp
+        return _run(0, 1, *job)
+    # The workers meet through a file store: no port to pick, and nothing left behind.
+    with tempfile.TemporaryDirectory(prefix="train-rendezvous-") as rendezvous:
+        mp.spawn(_train_worker, args=(workers, Path(rendezvous) / "store", *job), nprocs=workers, join=True)
+    return _load_trained(cfg, model_config, work_dir)
 
-    mp.spawn(_train_worker, args=(workers, (_free_port(), os.getpid()), *job), nprocs=workers, join=True)
+
+def _train_worker(rank: int, world: int, store: Path, *job) -> None:
+    """One spawned worker. torch.multiprocessing makes it receive SIGINT when the parent dies, so it never
+    goes on writing the run's files alone."""
+    torch.set_num_threads(1)  # one core per worker
+    dist.init_process_group("gloo", init_method=store.as_uri(), rank=rank, world_size=world)
+    try:
+        _run(rank, world, *job)
+    finally:
+        dist.destroy_process_group()
+
+
+class _StepLoss(nn.Module):
+    """`training_loss` as a module: DistributedDataParallel hooks the gradient averaging into its forward."""
+
+    def __init__(self, model: Sam, cfg: TrainConfig, scene_config: SceneConfig) -> None:
+        super().__init__()
+        self.model, self.cfg, self.scene_config = model, cfg, scene_config
+
+    def forward(self, step: int, rank: int, world: int) -> dict:
+        return training_loss(self.model, step, self.cfg, self.scene_config, rank, world)
+
+
+def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, resume, progress):
+    """The training loop of one worker; worker 0 keeps the log, the saved state and the progress bar."""
+    from tqdm.auto import tqdm
+
+    lead = rank == 0
+    state_path = work_dir / "state.pt"
+    torch.manual_seed(cfg.seed)
+    model = build_sam(model_config).train()
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    start, elapsed = 0, 0.0
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["train_config"] == _jsonable(asdict(cfg)) and state["model_name"] == model_name:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start, elapsed = int(state["step"]), float(state["elapsed"])
+        elif lead:
+            print(f"{state_path} belongs to another recipe; starting from scratch.")
+    log = _LossLog(work_dir / "loss_log.csv", start) if lead else None
+
+    def save_state(step: int) -> None:
+        log.write_kept_rows()  # the log never runs behind the state it belongs to
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "step": step, "elapsed": elapsed, "train_config": _jsonable(asdict(cfg)), "model_name": model_name}
+        write_atomically(state_path, lambda tmp: torch.save(state, tmp))
+
+    step_loss = _StepLoss(model, cfg, scene_config)
+    if world > 1:
+        # A share may hold no box prompt, so the box embeddings can be unused on one worker and not the other.
+        step_loss = DistributedDataParallel(step_loss, forward_sync_buffers=False, find_unused_parameters=True)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tiny", disable=not (progress and lead))
+    t0 = time.perf_counter() - elapsed
+    for step in bar:
+        parts = step_loss(step, rank, world)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()  # with several workers, every one ends with the mean of their gradients
+        figures = torch.tensor([float(parts["loss"].detach()), *(parts[k] for k in FIGURES[1:])])
+        if world > 1:  # the log shows the whole batch: the mean of the shares
+            dist.all_reduce(figures)
+            figures /= world
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        elapsed = time.perf_counter() - t0
+        if not lead:
+            continue
+        row = {"step": step, **dict(zip(FIGURES, figures.tolist())), "lr": optimizer.param_groups[0]["lr"],
+               "seconds": round(elapsed, 2)}
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", iou=f"{row['first_iou']:.2f}")
+        if (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1:
+            save_state(step + 1)
+    model.eval()
+    model.training_seconds = elapsed
+    return model, log.rows if lead else []
+
+
+class _LossLog:
+    """loss_log.csv, kept by the lead worker.
+
+    A resumed run keeps the rows before its saved state and drops the rest (they are logged again). The file
+    is rewritten with the kept rows only when there is something new to add, so that a run stopped before its
+    first step leaves no file behind.
+    """
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path = path
+        self.rows = _read_log(path, before=start) if start > 0 and path.exists() else []
+        self.written = False
+
+    def write_kept_rows(self) -> None:
+        if self.written:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        self.written = True
+
+    def append(self, row: dict) -> None:
+        self.write_kept_rows()
+        self.rows.append(row)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=LOG_FIELDS).writerow(row)
+
+
+def _load_trained(cfg: TrainConfig, model_config: SamConfig, work_dir: str | os.PathLike) -> tuple[Sam, list[dict]]:
+    """The model and log the workers left in work_dir."""
     state = torch.load(Path(work_dir) / "state.pt", map_location="cpu", weights_only=True)
     model = build_sam(model_config)
     model.load_state_dict(state["model"])
@@ -344,246 +357,21 @@ def _read_log(path: Path, before: int) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(row["step"]) < before]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _all_reduce_sum(tensors: list[torch.Tensor]) -> None:
-    """Sum each tensor over all workers, in place, with one collective call."""
-    import torch.distributed as dist
-
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    offset = 0
-    for t in tensors:
-        t.copy_(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
-
-
-def _train_worker(rank, world, parent, cfg, model_name, model_config, scene_config, work_dir, resume, progress):
-    """The training loop of one worker; worker 0 keeps the log, the saved state and the progress bar."""
-    from tqdm.auto import tqdm
-
-    if world > 1:
-        import torch.distributed as dist
-
-        torch.set_num_threads(1)
-        port, parent_pid = parent
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    lead = rank == 0
-    work_dir.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = work_dir / "state.pt", work_dir / "loss_log.csv"
-
-    torch.manual_seed(cfg.seed)
-    model = build_sam(model_config).train()
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    start, elapsed, log = 0, 0.0, []
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["train_config"] == _jsonable(asdict(cfg)) and state["model_name"] == model_name:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start, elapsed = int(state["step"]), float(state["elapsed"])
-        elif lead:
-            print(f"{state_path} belongs to another recipe; starting from scratch.")
-    fields = ["step", "loss", "focal", "dice", "iou_mse", "first_iou", "lr", "seconds"]
-    if lead:
-        if log_path.exists() and start > 0:
-            log = _read_log(log_path, before=start)
-        with open(log_path, "w", newline="") as f:  # rewrite: drop rows after the last saved state
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(log)
-
-    def save_state(step: int) -> None:
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "step": step, "elapsed": elapsed, "train_config": _jsonable(asdict(cfg)), "model_name": model_name},
-            tmp,
-        )
-        os.replace(tmp, state_path)  # never leave a half-written state behind
-
-    keys = ("loss", "focal", "dice", "iou_mse", "first_iou")
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tiny", disable=not (progress and lead))
-    t0 = time.perf_counter() - elapsed
-    for step in bar:
-        if world > 1 and os.getppid() != parent_pid:  # the parent was killed: do not go on writing its files
-            raise SystemExit(f"train-tiny worker {rank}: the parent process is gone; stopping")
-        parts = training_loss(model, step, cfg, scene_config, rank, world)
-        optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        figures = torch.tensor([float(parts[k].detach()) if torch.is_tensor(parts[k]) else parts[k] for k in keys])
-        if world > 1:  # every worker ends with the gradient of the whole batch
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
-            _all_reduce_sum(grads + [figures])
-            for p, g in zip(model.parameters(), grads):
-                p.grad = g
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        elapsed = time.perf_counter() - t0
-        if not lead:
-            continue
-        row = {"step": step, **dict(zip(keys, figures.tolist())), "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2)}
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log.append(row)
-            with open(log_path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", iou=f"{row['first_iou']:.2f}")
-        if (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1:
-            save_state(step + 1)
-    if world > 1:
-        dist.destroy_process_group()
-        return None
-    model.eval()
-    model.training_seconds = elapsed
-    return model, log
-
-
 def _jsonable(data):
     return json.loads(json.dumps(data))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(
-    model: Sam,
-    num_scenes: int = 200,
-    seed: int = HELDOUT_SEED,
-    scene_config: SceneConfig | None = None,
-    first_scene: int = 0,
-    clicks: int = 3,
-    progress: bool = False,
-) -> dict:
-    """The model card's figures on held-out scenes, for every instance of every scene.
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` into a temporary file beside `path`, then rename it over `path`.
 
-    single_click_miou: mIoU of the mask the model rates best (predicted IoU) after one random interior click;
-    single_click_best_of_3_miou: of the best of its three masks; two/three_clicks_miou: after corrective clicks
-    at the centre of the largest error (single-mask output, previous logits fed back); box_miou: from the tight
-    box; iou_prediction_correlation: Pearson correlation of predicted and true IoU over the three masks.
+    The rename is atomic: a reader (or a run interrupted half-way) sees the old file or the new one, never a
+    half-written one; the temporary file does not outlive a failed write.
     """
-    from tqdm.auto import tqdm
-
-    model.eval()
-    S = model.image_encoder.img_size
-    scene_config = scene_config or SceneConfig(image_size=S)
-    results = {"single": [], "best": [], "clicks": [[] for _ in range(clicks)], "box": [], "pred": [], "true": []}
-    for index in tqdm(range(first_scene, first_scene + num_scenes), disable=not progress, desc="evaluate"):
-        scene = make_scene(seed, index, scene_config)
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-        truth = torch.from_numpy(scene.masks)  # (N, S, S)
-        n = len(truth)
-        embeddings = encode_images(model, torch.from_numpy(scene.image)[None])
-        image_index = torch.zeros(n, dtype=torch.long)
-
-        def full_res(logits):  # on the CPU, beside the truth
-            return model.postprocess_masks(logits, (S, S), (S, S)).cpu() > model.mask_threshold
-
-        coords = random_points_in(truth, generator)[:, None]  # (N, 1, 2)
-        labels = torch.ones(n, 1)
-        logits, iou_pred = decode(model, embeddings, image_index, coords, labels, None, None, True)
-        logits, iou_pred = logits.cpu(), iou_pred.cpu()
-        ious = mask_iou(model.postprocess_masks(logits, (S, S), (S, S)), truth[:, None].float())  # (N, 3)
-        chosen = iou_pred.argmax(1)
-        results["single"].append(ious.gather(1, chosen[:, None])[:, 0])
-        results["best"].append(ious.max(1).values)
-        results["pred"].append(iou_pred.flatten())
-        results["true"].append(ious.flatten())
-        results["clicks"][0].append(results["single"][-1])
-        previous = logits[torch.arange(n), chosen][:, None]  # (N, 1, low, low)
-        for round_ in range(1, clicks):
-            xy, new_labels = center_error_clicks(full_res(previous)[:, 0], truth)
-            coords = torch.cat([coords, xy[:, None]], dim=1)
-            labels = torch.cat([labels, new_labels[:, None]], dim=1)
-            previous = decode(model, embeddings, image_index, coords, labels, None, previous, False)[0].cpu()
-            results["clicks"][round_].append(mask_iou(model.postprocess_masks(previous, (S, S), (S, S)), truth[:, None].float())[:, 0])
-        logits = decode(model, embeddings, image_index, None, None, mask_boxes(truth), None, False)[0].cpu()
-        results["box"].append(mask_iou(model.postprocess_masks(logits, (S, S), (S, S)), truth[:, None].float())[:, 0])
-
-    def mean(key):
-        return round(float(torch.cat(results[key]).mean()), 4)
-
-    pred, true = torch.cat(results["pred"]), torch.cat(results["true"])
-    figures = {
-        "single_click_miou": mean("single"),
-        "single_click_best_of_3_miou": mean("best"),
-        "two_clicks_miou": round(float(torch.cat(results["clicks"][1]).mean()), 4) if clicks > 1 else None,
-        "three_clicks_miou": round(float(torch.cat(results["clicks"][-1]).mean()), 4),
-        "box_miou": mean("box"),
-        "iou_prediction_correlation": round(float(torch.corrcoef(torch.stack([pred, true]))[0, 1]), 4),
-        "num_scenes": num_scenes,
-        "num_instances": int(sum(len(x) for x in results["single"])),
-        "heldout_seed": seed,
-    }
-    return figures
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The bundled model: checkpoint + card, and the `train-tiny` command
-# ---------------------------------------------------------------------------------------------------------
-TINY_DIR = DATA_DIR / "tiny"
-CARD_NAME = "card.json"
-CHECKPOINT_NAME = "sam_tiny.pt"
-
-
-def write_card(path: str | os.PathLike, model_name: str, cfg: TrainConfig, figures: dict, seconds: dict) -> dict:
-    """The model card: architecture, recipe, seeds, training time and the held-out figures, as JSON."""
-    card = {
-        "model": model_name,
-        "config": config_dict(CONFIGS[model_name]),
-        "train_config": asdict(cfg),
-        "scene_config": _jsonable(asdict(SceneConfig(image_size=CONFIGS[model_name].image_size))),
-        "training_seed": cfg.seed,
-        "train_split_seed": TRAIN_SEED + cfg.seed,
-        "steps": cfg.steps,
-        "training_images": cfg.steps * cfg.images_per_step,
-        "training_time": seconds,
-        "evaluation": figures,
-        "torch_version": torch.__version__,
-        "command": f"python -m sam_from_scratch train-tiny --steps {cfg.steps}",
-    }
-    Path(path).write_text(json.dumps(card, indent=2) + "\n")
-    return card
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimizer steps (default {defaults.steps})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default 0)")
-    parser.add_argument("--workers", type=int, default=2, help="training processes, one CPU core each (default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch outside the workers (default 2)")
-    parser.add_argument("--out", default=str(TINY_DIR), help="folder for sam_tiny.pt and card.json (default sam_from_scratch/data/tiny)")
-    parser.add_argument("--work-dir", default="runs/train-tiny", help="resumable state and loss log (default runs/train-tiny)")
-    parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start from scratch")
-    parser.add_argument("--eval-scenes", type=int, default=300, help="held-out scenes for the card's figures (default 300)")
-    parser.add_argument("--eval-only", action="store_true", help="only re-measure the figures of OUT/sam_tiny.pt")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`python -m sam_from_scratch train-tiny`: train, save the checkpoint, evaluate, write the card."""
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = replace(TrainConfig(), steps=args.steps, seed=args.seed)
-    if args.eval_only:
-        model = build_sam(CONFIGS["tiny"], checkpoint=out / CHECKPOINT_NAME)
-        print(json.dumps(evaluate(model, num_scenes=args.eval_scenes, progress=True), indent=2))
-        return 0
-    model, log = train(cfg, "tiny", work_dir=args.work_dir, resume=not args.fresh, workers=args.workers)
-    seconds = {"wall_seconds": round(model.training_seconds, 1), "workers": args.workers,
-               "threads_per_worker": 1 if args.workers > 1 else args.threads}
-    torch.save(model.state_dict(), out / CHECKPOINT_NAME)
-    print(f"saved {out / CHECKPOINT_NAME}; evaluating on {args.eval_scenes} held-out scenes")
-    figures = evaluate(model, num_scenes=args.eval_scenes, progress=True)
-    write_card(out / CARD_NAME, "tiny", cfg, figures, seconds)
-    print(json.dumps(figures, indent=2))
-    return 0
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace cannot cross disks
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

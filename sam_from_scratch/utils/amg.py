@@ -1,4 +1,4 @@
-"""Helpers for the automatic mask generator: point grids, crops, boxes, scores, NMS, RLE, clean-up.
+"""Helpers for the automatic mask generator: point grids, crops, boxes, scores, RLE, clean-up.
 
 Every function here works on plain tensors or arrays, so each can be tried on its own in a notebook.
 
@@ -6,6 +6,8 @@ Conventions: boxes are XYXY (x1, y1, x2, y2) unless a name says XYWH; box corner
 first and last row/column it covers (inclusive), as in the official code; masks are boolean HxW (or
 BxHxW); RLE is COCO's uncompressed run-length encoding, counted down the columns (Fortran order) and
 starting with a run of zeros: ``{"size": [H, W], "counts": [zeros, ones, zeros, ...]}``.
+
+Box non-maximum suppression is torchvision's ``batched_nms``; notebook 10 writes it out by hand.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
+from torchvision.ops import batched_nms, box_area, nms  # noqa: F401  (the generator's NMS, and notebook 10's)
 
 # ---- point grids and crops -----------------------------------------------------------------------------
 
@@ -136,58 +139,6 @@ def calculate_stability_score(
     return area_high / area_low
 
 
-def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """(N, 4) XYXY -> (N,) areas (x2 - x1) * (y2 - y1)."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """(N, 4) and (M, 4) XYXY boxes -> (N, M) intersection over union."""
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter)
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy non-maximum suppression, written out: indices of the kept boxes, best score first.
-
-    Walk the boxes from the highest score down; keep a box unless it overlaps an already kept box with
-    IoU > ``iou_threshold``. Equal scores keep their input order (a stable sort), like torchvision.
-    """
-    order = torch.sort(scores, descending=True, stable=True).indices
-    iou = box_iou(boxes[order], boxes[order])  # (N, N), in score order
-    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
-    keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > iou_threshold
-    return order[torch.as_tensor(keep, dtype=torch.long, device=boxes.device)]
-
-
-def batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
-) -> torch.Tensor:
-    """NMS within each category ``idxs``: torchvision's when it is installed, otherwise ``nms`` above.
-
-    Boxes of different categories never suppress each other: each category is moved to its own region
-    of the plane (offset by more than the largest coordinate) and one NMS is run over all of them.
-    """
-    try:
-        from torchvision.ops import batched_nms as torchvision_batched_nms
-    except ImportError:
-        torchvision_batched_nms = None
-    if torchvision_batched_nms is not None:
-        return torchvision_batched_nms(boxes, scores, idxs.to(boxes.device), iou_threshold)
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long, device=boxes.device)
-    offsets = idxs.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
-
-
 # ---- run-length encoding --------------------------------------------------------------------------------
 
 
@@ -247,53 +198,12 @@ def label_connected_components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray
 
     Returns ``labels`` (HxW int32: 0 outside the mask, 1..K inside, numbered in the order a row-by-row
     scan first meets each region, as OpenCV numbers them) and ``areas`` ((K,) int64 pixel counts).
-
-    Pure numpy (no OpenCV or SciPy needed), in three steps:
-      1. split every row into runs of set pixels;
-      2. link each run to the runs of the next row that it touches (overlap, or meet at a corner);
-      3. merge linked runs with a vectorised union-find whose roots are the lowest run index.
     """
-    h, w = mask.shape
-    padded = np.zeros((h, w + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    steps = np.diff(padded, axis=1)  # (H, W+1): +1 where a run starts, -1 just after it ends
-    run_row, run_start = np.nonzero(steps == 1)  # runs sorted row by row, left to right
-    _, run_end = np.nonzero(steps == -1)  # exclusive ends, same order
-    n_runs = len(run_row)
+    from scipy import ndimage  # only the optional clean-up (min_mask_region_area > 0) needs SciPy
 
-    # Step 2. A run [s, e) in row r touches a run [s', e') in row r + 1 when s' <= e and s <= e'.
-    # Keys row * stride + column sort all runs in one array, so one searchsorted finds, for every run,
-    # the slice [first, last) of touching runs in the next row.
-    stride = w + 2
-    start_keys, end_keys = run_row * stride + run_start, run_row * stride + run_end
-    next_row = (run_row + 1) * stride
-    first = np.searchsorted(end_keys, next_row + run_start, side="left")  # first run with e' >= s
-    last = np.searchsorted(start_keys, next_row + run_end, side="right")  # after the last with s' <= e
-    n_links = np.clip(last - first, 0, None)
-    run_a = np.repeat(np.arange(n_runs), n_links)
-    offsets_in_slice = np.arange(n_links.sum()) - np.repeat(np.cumsum(n_links) - n_links, n_links)
-    run_b = np.repeat(first, n_links) + offsets_in_slice
-
-    # Step 3. parent[i] <= i always; hook the larger root under the smaller, then compress paths.
-    parent = np.arange(n_runs)
-    while True:
-        root_a, root_b = parent[run_a], parent[run_b]
-        differ = root_a != root_b
-        if not differ.any():
-            break
-        np.minimum.at(parent, np.maximum(root_a, root_b)[differ], np.minimum(root_a, root_b)[differ])
-        while not np.array_equal(parent[parent], parent):
-            parent = parent[parent]
-    roots, run_label = np.unique(parent, return_inverse=True)  # labels 0..K-1 in scan order
-    run_length = run_end - run_start
-    areas = np.bincount(run_label, weights=run_length, minlength=len(roots)).astype(np.int64)
-
-    # Paint each run's label into the image.
-    pixel_run = np.repeat(np.arange(n_runs), run_length)
-    column = run_start[pixel_run] + np.arange(len(pixel_run)) - np.repeat(np.cumsum(run_length) - run_length, run_length)
-    labels = np.zeros((h, w), dtype=np.int32)
-    labels[run_row[pixel_run], column] = run_label[pixel_run] + 1
-    return labels, areas
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))  # 3x3: diagonals connect
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    return labels.astype(np.int32, copy=False), areas
 
 
 def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tuple[np.ndarray, bool]:

@@ -1,7 +1,7 @@
-"""Click to segment: interactive SAM widgets for JupyterLab (ipywidgets + ipympl).
+"""Click to segment: the interactive SAM widget for JupyterLab (ipywidgets + ipympl).
 
-    from sam_from_scratch.widgets import ClickSegmenter, AutomaticMaskExplorer
-    segmenter = ClickSegmenter(image)          # image: (H, W, 3) uint8; the small model unless you pass one
+    from sam_from_scratch.interactive import ClickSegmenter
+    segmenter = ClickSegmenter(image)          # image: (H, W, 3) uint8; the best model here unless you pass one
     segmenter                                  # last line of a cell: shows the widget
 
 In the picture: left click adds a positive point ("this is the object"), right click (or the
@@ -11,11 +11,7 @@ candidate masks and their predicted IoU; the highest is shown, the buttons under
 The image embedding is computed once, in ``set_image``; a click only runs the prompt encoder and the
 mask decoder (``predictor.predict``). Each new prompt feeds the previous mask's low-resolution logits back as
 ``mask_input``, which is how SAM was trained to refine. The prompts and the undo/redo history live in a plain
-:class:`~sam_from_scratch.prompt_state.PromptState`; the callbacks here only translate events and draw.
-
-The figure is a ``matplotlib.figure.Figure`` on ipympl's canvas widget, made without pyplot, so it is never
-shown twice and works whatever ``%matplotlib`` backend the notebook uses. JupyterLab needs no extension build:
-ipympl and ipywidgets ship prebuilt ones.
+:class:`~sam_from_scratch.interactive.prompt_state.PromptState`; the callbacks here only translate events and draw.
 """
 
 from __future__ import annotations
@@ -23,45 +19,22 @@ from __future__ import annotations
 import functools
 import io
 import time
-import traceback
-import warnings
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from ..interactive.prompt_state import PromptState
+from .canvas import Picture, WidgetBase, as_rgb_uint8
+from .drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors, outline_width
+from .models import describe_model, load_predictor
+from .prompt_state import PromptState
 
-__all__ = [
-    "AcceptedObject", "AutomaticMaskExplorer", "ClickSegmenter", "blend", "interactive_figure", "load_model",
-    "load_predictor", "object_colors",
-]
+__all__ = ["AcceptedObject", "ClickSegmenter"]
 
 DRAG_THRESHOLD_PX = 6  # a press and release further apart than this (screen pixels) is a box, not a click
 MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
-
-
-def object_colors(n: int) -> np.ndarray:
-    """n distinct RGB colours, (n, 3) uint8, the same every time (matplotlib's tab10, then tab20's light half).
-
-    Beyond 20 objects the colours repeat."""
-    palette = _palette()
-    return palette[np.arange(n) % len(palette)]
-
-
-@functools.lru_cache(maxsize=1)
-def _palette() -> np.ndarray:
-    from matplotlib import colormaps
-
-    # tab10 with its blue moved back: the first masks should stand out on skies, water and blue scenes
-    colors = [colormaps["tab10"](i)[:3] for i in (1, 2, 3, 4, 6, 8, 9, 0, 5, 7)]
-    colors += [colormaps["tab20"](i)[:3] for i in range(1, 20, 2)]
-    palette = (np.array(colors) * 255).round().astype(np.uint8)  # (20, 3)
-    palette.setflags(write=False)
-    return palette
 
 
 @dataclass
@@ -76,153 +49,6 @@ class AcceptedObject:
     box: Optional[tuple]
 
 
-def load_model(model=None, device="auto"):
-    """A ``Sam``: `model` itself if it is one, a name for ``from_pretrained`` ("tiny", "vit_b", ...), or None
-    for the best model available here (Meta's vit_b when its checkpoint is in the cache, otherwise the small
-    model trained for this course)."""
-    from ..build import from_pretrained, sam_model_registry
-    from ..device import auto_device
-
-    if model is None:
-        checkpoint = _cached_checkpoint("vit_b")
-        if checkpoint is not None:
-            return sam_model_registry["vit_b"](checkpoint=checkpoint).to(auto_device(device))
-        return from_pretrained("tiny", device=device)
-    if isinstance(model, str):
-        return from_pretrained(model, device=device)
-    return model
-
-
-def load_predictor(model=None, device="auto"):
-    """A ``SamPredictor`` for :func:`load_model`'s model."""
-    from ..predictor import SamPredictor
-
-    return SamPredictor(load_model(model, device))
-
-
-def _cached_checkpoint(variant: str):
-    try:
-        from ..download import find_checkpoint
-    except ImportError:  # the download module is optional for the widgets
-        return None
-    return find_checkpoint(variant)
-
-
-def _model_name(predictor) -> str:
-    """'SAM vit_b', 'the small course model (tiny)' etc., from the shapes of the predictor's model."""
-    from ..config import guess_variant
-
-    model = getattr(predictor, "model", None)
-    if model is None:
-        return type(predictor).__name__
-    name = guess_variant(model.state_dict())
-    if name is None:
-        return f"a custom SAM ({model.image_encoder.img_size} px input)"
-    return "the small course model (tiny)" if name == "tiny" else f"SAM {name}"
-
-
-def _as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8 from a numpy array (checked like ``SamPredictor.set_image`` does) or a PIL image."""
-    from ..predictor import as_rgb_uint8
-
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(as_rgb_uint8(image, argument))
-
-
-def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
-    """A matplotlib ``Figure`` on ipympl's canvas widget, made without pyplot; returns (figure, canvas).
-
-    The canvas is an ipywidget: put it in a layout, or make it the last line of a cell to show it.
-    ``canvas.mpl_connect("button_press_event", f)`` then calls ``f`` for clicks in the browser. Not going
-    through pyplot means the figure is never shown twice and the notebook's ``%matplotlib`` backend stays
-    what it was (importing ipympl switches it to ipympl, so we switch it back).
-    """
-    import matplotlib
-
-    backend = matplotlib.get_backend(auto_select=False)  # None when not chosen yet
-    from ipympl.backend_nbagg import Canvas, FigureManager
-    from matplotlib.figure import Figure
-
-    if backend is not None and matplotlib.get_backend(auto_select=False) != backend:
-        matplotlib.use(backend)
-    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    canvas = Canvas(figure)
-    with warnings.catch_warnings():  # ipympl's toolbar passes its canvas on to traitlets, which warns; harmless
-        warnings.filterwarnings("ignore", "Passing unrecognized arguments to super", DeprecationWarning)
-        FigureManager(canvas, 0)  # routes the browser's messages (clicks, resizes) to matplotlib events
-    return figure, canvas
-
-
-class _Picture:
-    """The picture of a widget: an image on an ipympl canvas with coloured masks blended in.
-
-    Masks are blended into a copy of the image already shrunk to its size on screen, and matplotlib shows
-    that one array pixel for pixel: half the drawing time of stacking a transparent overlay on the photo.
-    Data coordinates stay those of the full image (x right, y down, pixel centres at integers).
-    """
-
-    def __init__(self, image: np.ndarray, display_width: int) -> None:
-        height, width = image.shape[:2]
-        self.figure, self.canvas = interactive_figure(display_width, round(height * display_width / width))
-        self.canvas.toolbar_visible = False  # pan/zoom modes would swallow the clicks
-        self.canvas.header_visible = False
-        self.canvas.footer_visible = False
-        self.canvas.resizable = False
-        self.axes = self.figure.add_axes((0, 0, 1, 1))
-        self.axes.set_axis_off()
-        self.display_width = display_width
-        self.artist = None
-        self.set_image(image)
-
-    def set_image(self, image: np.ndarray) -> None:
-        height, width = image.shape[:2]
-        shown_width = min(width, self.display_width)  # never upsample: matplotlib enlarges with "nearest"
-        shown_height = max(1, round(height * shown_width / width))
-        self.rows = ((np.arange(shown_height) + 0.5) * height / shown_height).astype(int)  # full-image row of each shown row
-        self.cols = ((np.arange(shown_width) + 0.5) * width / shown_width).astype(int)
-        small = image if shown_width == width else np.asarray(Image.fromarray(image).resize((shown_width, shown_height), Image.LANCZOS))
-        self.photo = small.astype(np.float32)
-        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
-        if self.artist is None:
-            self.artist = self.axes.imshow(small, interpolation="nearest", extent=extent)
-        else:
-            self.artist.set_data(small)
-            self.artist.set_extent(extent)
-        self.axes.set_xlim(-0.5, width - 0.5)
-        self.axes.set_ylim(height - 0.5, -0.5)
-
-    def show(self, masks: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Blend each (mask (H, W) bool, colour (3,) uint8) into the image and redraw."""
-        small = [(mask[self.rows][:, self.cols], color) for mask, color in masks]  # (h, w) on screen
-        self.artist.set_data(blend(self.photo, small, outline=2))
-        self.canvas.draw_idle()
-
-
-def blend(image: np.ndarray, masks: Sequence[tuple[np.ndarray, np.ndarray]], outline: int = 2, alpha: float = 0.45) -> np.ndarray:
-    """(H, W, 3) uint8: `image` with each (mask, colour) tinted in, and an opaque outline `outline` pixels wide
-    so a mask shows even on an object of its own colour. Later masks are drawn on top."""
-    out = np.array(image, dtype=np.float32)
-    for mask, color in masks:
-        color = np.asarray(color, np.float32)
-        out[mask] = out[mask] * (1 - alpha) + color * alpha
-        out[_outline(mask, outline)] = color
-    return out.round().astype(np.uint8)
-
-
-def _outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """The pixels of `mask` (H, W) bool within `width` pixels of its border."""
-    inner = mask.copy()
-    for _ in range(width):  # erode by one pixel (4-neighbourhood), `width` times
-        shrunk = inner.copy()
-        shrunk[1:] &= inner[:-1]
-        shrunk[:-1] &= inner[1:]
-        shrunk[:, 1:] &= inner[:, :-1]
-        shrunk[:, :-1] &= inner[:, 1:]
-        inner = shrunk
-    return mask & ~inner
-
-
 def _jpeg(array: np.ndarray) -> bytes:
     """Thumbnails change with every click: JPEG is quick to encode and small to send (and to save)."""
     with io.BytesIO() as buffer:
@@ -230,71 +56,7 @@ def _jpeg(array: np.ndarray) -> bytes:
         return buffer.getvalue()
 
 
-class _WidgetBase:
-    """Error reporting and display shared by both widgets: ``self.widget`` is what the notebook shows."""
-
-    widget = None
-    status = None
-    _status_text = ""
-    last_error: Optional[BaseException] = None  # the last error shown in the status line, and its traceback
-    last_traceback: Optional[str] = None
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)  # short and stable, instead of every child widget's state
-        return bundle
-
-    def __repr__(self) -> str:
-        height, width = self.image.shape[:2]
-        return f"{type(self).__name__}(image {width}×{height})"
-
-    def close(self) -> None:
-        """Close every widget this one is made of (with their layouts and styles), freeing them in the kernel
-        and in the notebook's saved widget state. A closed widget cannot be shown again."""
-        import ipywidgets as w
-
-        seen = set()
-
-        def close_tree(widget):
-            if id(widget) in seen:
-                return
-            seen.add(id(widget))
-            for name in widget.keys:
-                value = getattr(widget, name, None)
-                for item in value if isinstance(value, (tuple, list)) else (value,):
-                    if isinstance(item, w.Widget):
-                        close_tree(item)
-            widget.close()
-
-        for widget in [self.widget, *getattr(self, "_thumbnail_widgets", [])]:
-            close_tree(widget)
-
-    @property
-    def status_text(self) -> str:
-        """The status line as plain text."""
-        return self._status_text
-
-    def _set_status(self, text: str, error: bool = False) -> None:
-        self._status_text = text
-        color = "#b00020" if error else "inherit"
-        self.status.value = f'<span style="color:{color}">{escape(text)}</span>'
-
-    def _reported(self, callback: Callable) -> Callable:
-        """Wrap a UI callback so an exception is shown in the status line instead of lost in a log."""
-
-        @functools.wraps(callback)
-        def run(*args, **kwargs):
-            try:
-                return callback(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - every error must reach the learner
-                self.last_error = error
-                self.last_traceback = traceback.format_exc()
-                self._set_status(f"Error: {type(error).__name__}: {error}", error=True)
-
-        return run
-
-
-class ClickSegmenter(_WidgetBase):
+class ClickSegmenter(WidgetBase):
     """Interactive click-to-segment widget for one image.
 
     image: (H, W, 3) uint8 (or a PIL image); predictor: anything with the official ``SamPredictor`` API
@@ -321,7 +83,7 @@ class ClickSegmenter(_WidgetBase):
     ) -> None:
         if mask_mode not in MASK_MODES.values():
             raise ValueError(f"mask_mode: expected one of 'auto', 'multi', 'single', got {mask_mode!r}")
-        self.image = _as_rgb_uint8(image)
+        self.image = as_rgb_uint8(image)
         self.predictor = predictor if predictor is not None else load_predictor(model)
         self.state = PromptState(refine=refine)
         self.objects: list[AcceptedObject] = []
@@ -339,12 +101,12 @@ class ClickSegmenter(_WidgetBase):
     def _build_picture(self, display_width: int) -> None:
         from matplotlib.patches import Rectangle
 
-        self.picture = _Picture(self.image, display_width)
+        self.picture = Picture(self.image, display_width)
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
         marker = dict(edgecolors="white", linewidths=1.2, zorder=3)
-        self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c="#2ecc40", **marker)
-        self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c="#ff4136", **marker)
-        self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor="#ffdc00", linewidth=2, visible=False, zorder=2)
+        self._positive_artist = self.axes.scatter([], [], s=160, marker="*", c=POSITIVE_COLOR, **marker)
+        self._negative_artist = self.axes.scatter([], [], s=110, marker="X", c=NEGATIVE_COLOR, **marker)
+        self._box_artist = Rectangle((0, 0), 0, 0, fill=False, edgecolor=BOX_COLOR, linewidth=2, visible=False, zorder=2)
         self.axes.add_patch(self._box_artist)
         self.canvas.mpl_connect("button_press_event", self._reported(self._on_press))
         self.canvas.mpl_connect("motion_notify_event", self._reported(self._on_motion))
@@ -391,7 +153,7 @@ class ClickSegmenter(_WidgetBase):
     # ----- image -----------------------------------------------------------------------------------------
     def set_image(self, image) -> None:
         """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects."""
-        image = _as_rgb_uint8(image)
+        image = as_rgb_uint8(image)
         if image.shape != self.image.shape:
             raise ValueError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
                              "for an image of another size, make a new ClickSegmenter")
@@ -491,7 +253,7 @@ class ClickSegmenter(_WidgetBase):
 
     def overlay(self, include_current: bool = True) -> np.ndarray:
         """(H, W, 3) uint8: the image with every accepted object (and the current mask) blended in colour."""
-        outline = max(1, round(2 * self.image.shape[1] / self.picture.photo.shape[1]))  # as thick as on screen
+        outline = outline_width(self.image.shape[1], self.picture.photo.shape[1])  # as thick as on screen
         return blend(self.image, self._colored_masks(include_current), outline=outline)
 
     def save_png(self, path) -> Path:
@@ -638,64 +400,7 @@ class ClickSegmenter(_WidgetBase):
         self.thumbnails.children = tuple(self._thumbnail_widgets[: len(masks)])
 
 
-class AutomaticMaskExplorer(_WidgetBase):
-    """The automatic mask generator's masks, filtered live by predicted IoU and stability score.
-
-    The generator runs once with both thresholds at 0, keeping every mask it finds; moving a slider only
-    re-filters those records, so it is instant. (Box NMS ran on the unfiltered set, so a mask the generator
-    would keep at a high threshold can be missing here if a lower-scoring twin suppressed it: close enough to
-    learn what the thresholds do.)
-
-    image: (H, W, 3) uint8; records: precomputed generator output (dicts with "segmentation",
-    "predicted_iou", "stability_score", "area"), or None to run `generator` (default: the package's
-    ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`).
-    """
-
-    def __init__(self, image, records: Optional[Sequence[dict]] = None, *, generator=None, model=None,
-                 pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95, display_width: int = 512,
-                 **generator_kwargs) -> None:
-        import ipywidgets as w
-
-        self.image = _as_rgb_uint8(image)
-        self.generate_seconds = 0.0
-        if records is None:
-            if generator is None:
-                from ..automatic_mask_generator import SamAutomaticMaskGenerator
-
-                generator = SamAutomaticMaskGenerator(load_model(model), pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
-            start = time.perf_counter()
-            records = generator.generate(self.image)
-            self.generate_seconds = time.perf_counter() - start
-        self.records = sorted(records, key=lambda r: r["area"], reverse=True)  # big first, small drawn on top
-        for record in self.records:
-            if not isinstance(record.get("segmentation"), np.ndarray):
-                raise ValueError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
-
-        self.picture = _Picture(self.image, display_width)
-        self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
-        slider = functools.partial(w.FloatSlider, min=0.0, max=1.0, step=0.01, continuous_update=True,
-                                   style={"description_width": "150px"}, layout=w.Layout(width="420px"))
-        self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU >")
-        self.stability_slider = slider(value=stability_score_thresh, description="stability score >")
-        for s in (self.iou_slider, self.stability_slider):
-            s.observe(self._reported(lambda _: self.refresh()), names="value")
-        self.status = w.HTML()
-        self.status.add_class("sam-status")
-        self.widget = w.VBox([self.canvas, self.iou_slider, self.stability_slider, self.status])
-        self.widget.add_class("sam-mask-explorer")
-        self.refresh()
-
-    @property
-    def kept(self) -> list[dict]:
-        """The records that pass both thresholds, largest first (as in the generator: a threshold of 0 keeps all,
-        otherwise a score must be above it)."""
-        iou, stability = self.iou_slider.value, self.stability_slider.value
-        return [r for r in self.records
-                if (iou <= 0 or r["predicted_iou"] > iou) and (stability <= 0 or r["stability_score"] > stability)]
-
-    def refresh(self) -> None:
-        """Re-filter the records with the sliders' thresholds and redraw (no model call)."""
-        kept = self.kept
-        self.picture.show([(record["segmentation"], color) for record, color in zip(kept, object_colors(len(kept)))])
-        ran = f" (generator ran once, {self.generate_seconds:.1f} s)" if self.generate_seconds else ""
-        self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.")
+def _model_name(predictor) -> str:
+    """How the status line names the predictor's model ('SAM vit_b', 'the small course model (tiny)', ...)."""
+    model = getattr(predictor, "model", None)
+    return type(predictor).__name__ if model is None else describe_model(model)

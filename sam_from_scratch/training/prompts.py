@@ -1,0 +1,101 @@
+"""Simulated users: the prompts SAM trains and is measured on.
+
+A first prompt is a random point inside the object or its (jittered) box. After that, a user clicks where the
+prediction is wrong: a missed pixel gives a positive click, a spurious pixel a negative one. Training draws
+these clicks at random inside the error region (`sample_error_clicks`); evaluation puts them deterministically
+at the centre of the largest error (`center_error_clicks`), so that figures do not depend on luck.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_points_in(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One uniformly random pixel inside each mask: (N, H, W) bool -> (N, 2) float (x, y) pixel indices."""
+    weights = masks.flatten(1).float()
+    weights[weights.sum(1) == 0] = 1.0  # an empty mask: any pixel
+    flat = torch.multinomial(weights, 1, generator=generator)[:, 0]
+    W = masks.shape[-1]
+    return torch.stack([flat % W, flat // W], dim=1).float()
+
+
+def jitter_boxes(boxes: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """SAM trains on imprecise boxes: move each side by noise ~ 10% of the box side (at most 4% of the image)."""
+    side = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1) + 1
+    noise = torch.randn(boxes.shape, generator=generator, device=boxes.device) * 0.1 * side
+    noise = noise.clamp(-0.04 * image_size, 0.04 * image_size)
+    return (boxes + noise).clamp(0, image_size - 1)
+
+
+def erode(masks: torch.Tensor) -> torch.Tensor:
+    """One 3x3 erosion of (N, H, W) bool masks; outside the image counts as background."""
+    padded = F.pad(masks[:, None].float(), (1, 1, 1, 1), value=0.0)
+    return (-F.max_pool2d(-padded, 3, stride=1))[:, 0] > 0.5
+
+
+def distance_to_border(masks: torch.Tensor) -> torch.Tensor:
+    """How many erosions each pixel survives (its chessboard distance to the region's border): (N, H, W) int."""
+    distance = torch.zeros(masks.shape, dtype=torch.int32)
+    current = masks.clone()
+    while current.any():
+        distance += current.int()
+        current = erode(current)
+    return distance
+
+
+def error_regions(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """False negatives (missed object pixels) and false positives (spurious pixels) of (N, H, W) bool masks."""
+    return truth & ~pred, pred & ~truth
+
+
+def sample_error_clicks(
+    pred: torch.Tensor, truth: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training clicks: a random pixel of the error region, away from its border where possible.
+
+    Args:
+        pred, truth: (N, H, W) bool.
+
+    Returns:
+        (N, 2) pixel indices (x, y) and (N,) labels: 1 where the pixel was missed, 0 where it is spurious.
+        A perfect prediction gets a positive click inside the object.
+    """
+    fn, fp = error_regions(pred, truth)
+    error = fn | fp
+    inner = erode(error)
+    has_inner = inner.flatten(1).any(1)[:, None, None]
+    region = torch.where(has_inner, inner, error)
+    perfect = ~region.flatten(1).any(1)[:, None, None]
+    region = torch.where(perfect, truth, region)
+    xy = random_points_in(region, generator)
+    W = truth.shape[-1]
+    flat = (xy[:, 1] * W + xy[:, 0]).long()
+    labels = truth.flatten(1).gather(1, flat[:, None])[:, 0].float()
+    return xy, labels
+
+
+def center_error_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation clicks (deterministic): the error pixel farthest from the border of its error region.
+
+    Same shapes as `sample_error_clicks`; a perfect prediction gets label -1 (SAM's "not a point").
+    """
+    fn, fp = error_regions(pred, truth)
+    d_fn = distance_to_border(fn).flatten(1)
+    d_fp = distance_to_border(fp).flatten(1)
+    best_fn, at_fn = d_fn.max(1)
+    best_fp, at_fp = d_fp.max(1)
+    positive = best_fn >= best_fp
+    flat = torch.where(positive, at_fn, at_fp)
+    W = truth.shape[-1]
+    xy = torch.stack([flat % W, flat // W], dim=1).float()
+    labels = positive.float()
+    labels[(best_fn == 0) & (best_fp == 0)] = -1.0
+    return xy, labels
+
+
+def to_low_res(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
+    """Pixel indices at low resolution -> pixel coordinates in the model input (centre of the covered block)."""
+    scale = image_size / low_res
+    return xy * scale + (scale - 1) / 2

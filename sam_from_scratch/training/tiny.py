@@ -1,0 +1,150 @@
+"""The bundled small model: `train_tiny` retrains it from scratch and writes its checkpoint and model card.
+
+`python -m sam_from_scratch train-tiny` calls `train_tiny(TINY_DIR)` and reproduces
+sam_from_scratch/data/tiny/sam_tiny.pt; the card (card.json) records the architecture, the recipe, the seeds,
+the training time and the figures measured on held-out scenes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from ..build import build_sam
+from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
+from .evaluation import evaluate
+from .loop import TrainConfig, check_workers, train, write_atomically
+from .scenes import TRAIN_SEED, SceneConfig
+
+TINY_DIR = TINY_CHECKPOINT.parent
+CHECKPOINT_NAME = TINY_CHECKPOINT.name
+CARD_NAME = "card.json"
+STATE_DIR_NAME = "state"  # inside `out` unless another work_dir is given
+
+
+def write_card(path: str | os.PathLike, model_name: str, cfg: TrainConfig, figures: dict, seconds: dict) -> dict:
+    """The model card: architecture, recipe, seeds, training time and the held-out figures, as JSON.
+
+    Written atomically; returns the card as read back from its JSON.
+    """
+    command = f"python -m sam_from_scratch train-tiny --steps {cfg.steps}" + (f" --seed {cfg.seed}" if cfg.seed else "")
+    card = {
+        "model": model_name,
+        "config": config_dict(CONFIGS[model_name]),
+        "train_config": asdict(cfg),
+        "scene_config": asdict(SceneConfig(image_size=CONFIGS[model_name].image_size)),
+        "training_seed": cfg.seed,
+        "train_split_seed": TRAIN_SEED + cfg.seed,
+        "steps": cfg.steps,
+        "training_images": cfg.steps * cfg.images_per_step,
+        "training_time": seconds,
+        "evaluation": figures,
+        "torch_version": torch.__version__,
+        "command": command,
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))
+    return json.loads(text)
+
+
+def train_tiny(
+    out: str | os.PathLike,
+    *,
+    steps: int = TrainConfig.steps,
+    seed: int = 0,
+    workers: int = 2,
+    threads: int = 2,
+    work_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+    eval_scenes: int = 300,
+    eval_only: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train the tiny model with the shipped recipe, measure it, and write `out`/sam_tiny.pt and `out`/card.json.
+
+    Args:
+        out: folder for the checkpoint and the card (created if missing).
+        steps, seed: of the recipe (TrainConfig); the shipped model used the defaults.
+        workers: training processes, one CPU core each; they must divide TrainConfig.images_per_step.
+        threads: torch's CPU threads in this process (training with one worker, and the evaluation).
+        work_dir: the resumable state and the loss log; default `out`/state.
+        fresh: ignore a saved state and start from scratch.
+        eval_scenes: held-out scenes for the card's figures.
+        eval_only: train nothing; measure `out`/sam_tiny.pt and return its figures.
+        progress: progress bars and a summary on stdout.
+
+    Returns:
+        The card (the figures alone with eval_only). The checkpoint and the card are replaced atomically;
+        a run that fails before it saves anything removes the folders it created.
+    """
+    for name, value in (("steps", steps), ("workers", workers), ("threads", threads), ("eval_scenes", eval_scenes)):
+        if value < 1:
+            raise ValueError(f"{name}: expected at least 1, got {value}")
+    cfg = replace(TrainConfig(), steps=steps, seed=seed)
+    check_workers(cfg, workers)
+    out = Path(out)
+    work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if eval_only:
+            return _measure(out / CHECKPOINT_NAME, eval_scenes, progress)
+        created = _missing_folders([out, work_dir])
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            return _train_and_write(out, cfg, work_dir, workers, threads, fresh, eval_scenes, progress)
+        except BaseException:
+            _remove_empty(created)
+            raise
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(checkpoint: Path, eval_scenes: int, progress: bool) -> dict:
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"out: expected a trained model at {checkpoint}, found none")
+    model = build_sam(CONFIGS["tiny"], checkpoint=checkpoint)
+    figures = evaluate(model, num_scenes=eval_scenes, progress=progress)
+    if progress:
+        print(json.dumps(figures, indent=2))
+    return figures
+
+
+def _train_and_write(out, cfg, work_dir, workers, threads, fresh, eval_scenes, progress) -> dict:
+    model, _ = train(cfg, "tiny", work_dir=work_dir, resume=not fresh, progress=progress, workers=workers)
+    seconds = {"wall_seconds": round(model.training_seconds, 1), "workers": workers,
+               "threads_per_worker": 1 if workers > 1 else threads}
+    if progress:
+        print(f"trained; evaluating on {eval_scenes} held-out scenes")
+    # Measured before anything is written, so that `out` never pairs a new checkpoint with an old card.
+    figures = evaluate(model, num_scenes=eval_scenes, progress=progress)
+    write_atomically(out / CHECKPOINT_NAME, lambda tmp: torch.save(model.state_dict(), tmp))
+    card = write_card(out / CARD_NAME, "tiny", cfg, figures, seconds)
+    if progress:
+        print(f"saved {out / CHECKPOINT_NAME} and {out / CARD_NAME}")
+        print(json.dumps(figures, indent=2))
+    return card
+
+
+def _missing_folders(paths: list[Path]) -> list[Path]:
+    """The folders that creating `paths` would create, deepest first."""
+    missing = set()
+    for path in paths:
+        path = path.absolute()
+        while not path.exists():
+            missing.add(path)
+            path = path.parent
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (deepest first) that exist and are empty; keep everything else."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # refuses a folder that is not empty
+        except OSError:
+            pass
