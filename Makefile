@@ -65,7 +65,7 @@ notebooks: install-dev  ## Re-execute every notebook in place, under the same se
 	done
 
 test-notebooks: install-dev  ## Execute every notebook with strict nbval
-	$(NOTEBOOK_ENV) $(PYTHON) -m pytest $(NBVAL_ARGS) notebooks/ tests/test_notebooks.py -p no:cacheprovider
+	$(NOTEBOOK_ENV) $(PYTHON) -m pytest $(NBVAL_ARGS) notebooks/ tests/course/test_notebooks.py -p no:cacheprovider
 
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b

@@ -12,7 +12,7 @@ start=$SECONDS
   "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee "$OUT/gpu.txt"
 echo "== tests marked cuda"
 timeout "${TESTS_S:-90}" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
-    tests/test_fast_paths.py tests/test_predictor.py tests/test_training.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
+    tests/fast/test_fast_paths.py tests/predictor/test_predictor.py tests/training/test_training.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
 echo "== tiny model: more compute ($((SECONDS - start)) s)"
 # 4,000 steps of 64 scenes (1.7x the shipped steps, 6.7x its scenes), prompts drawn on the GPU: see
 # sam_from_scratch/data/tiny/EXPERIMENTS.md for why steps, not scenes, are the question.

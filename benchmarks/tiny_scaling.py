@@ -1,7 +1,7 @@
 """How far does the tiny model's recipe go with more compute? (An experiment for a GPU, not a test.)
 
 The bundled tiny model must train in 30 minutes on 2 CPU cores, and there it falls short of the quality
-targets of tests/test_tiny_model.py (see sam_from_scratch/data/tiny/EXPERIMENTS.md). This script asks whether
+targets of tests/training/test_tiny_model.py (see sam_from_scratch/data/tiny/EXPERIMENTS.md). This script asks whether
 the recipe or the budget is the limit: it trains a few variants of the same recipe (training.batch_loss, the
 same seeds and held-out scenes) with the model on a GPU, the scenes made ahead by data-loader processes, and
 reports the card's figures of each.

@@ -42,7 +42,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 # Hugging Face names -> official names
 # ---------------------------------------------------------------------------------------------------------
 # Derived by building transformers' `SamModel(SamConfig())` and the official `sam_model_registry["vit_b"]()`
-# and lining up their state dicts (tests/test_hf_parity.py checks the map covers every key of vit_b/l/h).
+# and lining up their state dicts (tests/weights/test_hf_parity.py checks the map covers every key of vit_b/l/h).
 # Each rule rewrites the start of a key; the first rule that matches wins, and the rest of the key is kept.
 # Keys no rule matches are already equal in both layouts (e.g. `mask_decoder.iou_token.weight`,
 # `mask_decoder.transformer.layers.0.self_attn.q_proj.weight`).

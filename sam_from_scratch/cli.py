@@ -143,7 +143,7 @@ def _add_train_tiny(subparsers, prog: str) -> None:
         "    the full recipe, written over the model that ships with the package",
         run_train_tiny,
     )
-    parser.add_argument("--steps", type=_positive_int, default=2400, help="optimizer steps (default 2400)")
+    parser.add_argument("--steps", type=_positive_int, default=5400, help="optimizer steps (default 5400)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--workers", type=_positive_int, default=2,
                         help="training processes, one CPU core each (default 2)")

@@ -90,6 +90,31 @@ def scene_images():
     return {"landscape": make_scene(333, 517, seed=0), "portrait": make_scene(517, 333, seed=1)}
 
 
+@pytest.fixture(scope="session")
+def vit_b_predictors(scene_images, ours_vit_b, official_vit_b):
+    """vit_b_predictors(name) -> (image, our predictor, official predictor) for a scene image, both embedded.
+
+    A vit_b pass at 1024 pixels takes seconds on a CPU: each picture is embedded once per test run, and every
+    test that compares with the official embedding of these pictures shares it.
+    """
+    from segment_anything import SamPredictor as OfficialPredictor
+
+    from sam_from_scratch import SamPredictor
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            image = scene_images[name]
+            ours, official = SamPredictor(ours_vit_b), OfficialPredictor(official_vit_b)
+            ours.set_image(image)
+            official.set_image(image)
+            cache[name] = image, ours, official
+        return cache[name]
+
+    return get
+
+
 def official_sam_for_config(config):
     """The official Sam built with one of our SamConfigs (e.g. CONFIGS["tiny"]), random weights, eval mode."""
     from functools import partial

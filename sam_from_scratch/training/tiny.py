@@ -1,7 +1,7 @@
 """The bundled small model: `train_tiny` retrains it from scratch and writes its checkpoint and model card.
 
-`python -m sam_from_scratch train-tiny` calls `train_tiny(TINY_DIR)` and reproduces
-sam_from_scratch/data/tiny/sam_tiny.pt; the card (card.json) records the architecture, the recipe, the seeds,
+`python -m sam_from_scratch train-tiny --replace-bundled` calls `train_tiny(TINY_DIR)` and reproduces
+sam_from_scratch/data/tiny/sam_tiny.pt (without the flag it writes to a run folder); the card (card.json) records the architecture, the recipe, the seeds,
 the training time and the figures measured on held-out scenes.
 """
 
@@ -31,7 +31,8 @@ def write_card(path: str | os.PathLike, model_name: str, cfg: TrainConfig, figur
 
     Written atomically; returns the card as read back from its JSON.
     """
-    command = f"python -m sam_from_scratch train-tiny --steps {cfg.steps}" + (f" --seed {cfg.seed}" if cfg.seed else "")
+    command = (f"python -m sam_from_scratch train-tiny --steps {cfg.steps}" + (f" --seed {cfg.seed}" if cfg.seed else "")
+               + f" --workers {seconds['workers']} --threads {seconds['threads_per_worker']}")
     card = {
         "model": model_name,
         "config": config_dict(CONFIGS[model_name]),

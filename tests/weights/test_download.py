@@ -19,7 +19,7 @@ import pytest
 from sam_from_scratch import download
 from sam_from_scratch.download import CHECKPOINTS, DownloadError, RemoteCheckpoint, download_checkpoint, find_checkpoint
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GOOD = b"not really SAM weights, but 64 KiB of them " * 1500
 FAKE = RemoteCheckpoint("sam_fake_0000.pth", hashlib.sha256(GOOD).hexdigest())
 

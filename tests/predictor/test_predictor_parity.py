@@ -1,15 +1,13 @@
 """Our predictor with our vit_b equals the official predictor with the official vit_b (same random weights).
 
 Every kind of prompt (points, boxes, both, mask inputs), on a landscape (333x517) and a portrait (517x333)
-picture. Thresholded masks must agree on at least 99.9 % of pixels; IoU predictions and logits are compared with a tolerance that
-covers float rounding only (the models differ in the order of a few float operations).
+picture. Thresholded masks must agree on at least 99.9 % of pixels; IoU predictions and logits are compared with a
+tolerance that covers float rounding only (the models differ in the order of a few float operations).
 """
 
 import numpy as np
 import pytest
 import torch
-from segment_anything import SamPredictor as OfficialPredictor
-
 from sam_from_scratch import SamPredictor
 
 MIN_PIXEL_AGREEMENT = 0.999
@@ -58,20 +56,8 @@ def assert_outputs_close(ours, official, case=""):
 
 
 @pytest.fixture(scope="module")
-def prepared(scene_images, ours_vit_b, official_vit_b):
-    """prepared(name) -> (image, our predictor, official predictor), each image embedded once per module."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            image = scene_images[name]
-            ours, official = SamPredictor(ours_vit_b), OfficialPredictor(official_vit_b)
-            ours.set_image(image)
-            official.set_image(image)
-            cache[name] = image, ours, official
-        return cache[name]
-
-    return get
+def prepared(vit_b_predictors):
+    return vit_b_predictors
 
 
 @pytest.fixture(scope="module", params=["landscape", "portrait"])

@@ -295,7 +295,7 @@ def test_train_tiny_writes_the_checkpoint_and_the_card_into_out_and_nothing_else
     assert json.loads((out / CARD_NAME).read_text()) == card
     assert card["steps"] == 2 and card["train_config"]["steps"] == 2 and card["evaluation"]["num_scenes"] == 2
     assert card["training_time"]["workers"] == 1 and card["training_time"]["threads_per_worker"] == 1
-    assert card["command"] == "python -m sam_from_scratch train-tiny --steps 2"
+    assert card["command"] == "python -m sam_from_scratch train-tiny --steps 2 --workers 1 --threads 1"
 
     # eval_only measures the saved checkpoint: the figures of the model that was trained.
     assert train_tiny(out, eval_only=True, threads=1, eval_scenes=2, progress=False) == card["evaluation"]

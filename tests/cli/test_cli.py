@@ -19,7 +19,7 @@ from sam_from_scratch import SamAutomaticMaskGenerator, SamPredictor, from_pretr
 from sam_from_scratch.cli import main
 from sam_from_scratch.utils.amg import rle_to_mask
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -283,12 +283,21 @@ def test_train_tiny_passes_its_options_on(train_tiny_calls, capsys, tmp_path):
                           eval_scenes=5, eval_only=True, progress=True)
 
 
+def test_train_tiny_defaults_are_the_shipped_recipe():
+    from sam_from_scratch.cli import build_parser
+    from sam_from_scratch.training import TrainConfig
+
+    args = build_parser().parse_args(["train-tiny"])
+    assert args.steps == TrainConfig.steps
+
+
 def test_train_tiny_replaces_the_bundled_model_only_when_asked(train_tiny_calls, capsys):
     from sam_from_scratch.config import TINY_CHECKPOINT
 
     code, _ = run_in_process(capsys, "train-tiny", "--replace-bundled")
     assert code == 0 and train_tiny_calls[0][0] == TINY_CHECKPOINT.parent
-    assert train_tiny_calls[0][1]["work_dir"] == TINY_CHECKPOINT.parent / "state"
+    # the resumable state stays in the run folder: nothing but the model and its card goes into the package
+    assert train_tiny_calls[0][1]["work_dir"] == Path("runs/train-tiny/state")
 
     code, err = run_in_process(capsys, "train-tiny", "--replace-bundled", "--out", "elsewhere")
     assert code == 2 and "not allowed with argument" in err

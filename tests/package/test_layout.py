@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "sam_from_scratch"
+PACKAGE = Path(__file__).resolve().parents[2] / "sam_from_scratch"
 MODELING_MAX_LINES = 265
 
 

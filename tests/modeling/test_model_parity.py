@@ -28,11 +28,13 @@ def image():
 
 
 @pytest.fixture(scope="module")
-def embeddings(official_vit_b, plain_vit_b, image):
+def embeddings(vit_b_predictors, plain_vit_b):
+    """The official embedding of a non-square picture (shared with the predictor tests) and ours, plain."""
+    picture, _, official = vit_b_predictors("landscape")
+    resized = torch.as_tensor(official.transform.apply_image(picture)).permute(2, 0, 1)  # (3, h, w), long side 1024
     with torch.no_grad():
-        theirs = official_vit_b.image_encoder(official_vit_b.preprocess(image)[None])
-        mine = plain_vit_b.image_encoder(plain_vit_b.preprocess(image)[None])
-    return theirs, mine
+        mine = plain_vit_b.image_encoder(plain_vit_b.preprocess(resized)[None])
+    return official.features, mine
 
 
 PROMPTS = {

@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUBPACKAGES = {"modeling", "utils", "fast", "interactive", "training"}
 # What segmenting needs, and nothing of the course (JupyterLab, widgets) or the tests.
 RUNTIME = {"torch", "torchvision", "numpy", "pillow", "tqdm", "safetensors", "pooch", "scipy"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 CURRICULUM = [f"{n:02d}" for n in range(13)]  # notebooks 00 .. 12 of CURRICULUM.md
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"

@@ -57,51 +57,54 @@ def test_the_card_describes_config_seed_steps_time_and_figures(card):
         assert 0 <= card["evaluation"][key] <= 1
 
 
-# The small model's quality targets, on held-out scenes at the scenes' own resolution. The shipped model does
-# not reach them yet (its card has the figures): they are strict expected failures, so the day a better
-# checkpoint meets one, its test turns red until the marker is removed.
+# The small model's quality targets, on the 300 held-out scenes of its card (at the scenes' own resolution).
+# The card's figures are checked against a fresh measurement below, so they cannot drift from the model.
+# Targets the shipped model does not reach yet are strict expected failures: the day a better checkpoint
+# meets one, its test turns red until the marker is removed.
 NOT_YET_MET = pytest.mark.xfail(
     strict=True, reason="the bundled small model is below this target (see sam_from_scratch/data/tiny/card.json)"
 )
 
 
-@NOT_YET_MET
-def test_one_click_gives_a_good_mask(figures):
-    assert figures["num_instances"] >= 250
-    assert figures["single_click_miou"] >= 0.72  # the mask the model rates best
+@pytest.fixture(scope="module")
+def card_figures(card):
+    assert card["evaluation"]["num_scenes"] >= 300
+    return card["evaluation"]
+
+
+def test_one_click_gives_a_good_mask(card_figures):
+    assert card_figures["single_click_miou"] >= 0.72  # the mask the model rates best
+
+
+def test_the_best_of_three_masks_for_one_click_is_better_still(card_figures):
+    assert card_figures["single_click_best_of_3_miou"] >= 0.80
 
 
 @NOT_YET_MET
-def test_the_best_of_three_masks_for_one_click_is_better_still(figures):
-    assert figures["single_click_best_of_3_miou"] >= 0.80
+def test_three_clicks_give_a_very_good_mask(card_figures):
+    assert card_figures["three_clicks_miou"] >= 0.85
 
 
 @NOT_YET_MET
-def test_three_clicks_give_a_very_good_mask(figures):
-    assert figures["three_clicks_miou"] >= 0.85
+def test_a_box_gives_a_very_good_mask(card_figures):
+    assert card_figures["box_miou"] >= 0.88
 
 
 @NOT_YET_MET
-def test_a_box_gives_a_very_good_mask(figures):
-    assert figures["box_miou"] >= 0.88
-
-
-@NOT_YET_MET
-def test_the_predicted_iou_tracks_the_true_iou_closely(figures):
-    assert figures["iou_prediction_correlation"] >= 0.80
+def test_the_predicted_iou_tracks_the_true_iou_closely(card_figures):
+    assert card_figures["iou_prediction_correlation"] >= 0.80
 
 
 def test_the_predicted_iou_tracks_the_true_iou(figures):
     assert figures["iou_prediction_correlation"] >= 0.5
 
 
-@pytest.mark.parametrize(
-    "key", ["single_click_miou", "single_click_best_of_3_miou", "three_clicks_miou", "box_miou"]
-)
+@pytest.mark.parametrize("key", CARD_FIGURES)
 def test_the_shipped_model_still_reaches_the_figures_on_its_card(figures, card, key):
-    """What the model does today, re-measured on a held-out sample: a broken checkpoint or pipeline fails here."""
+    """The card's figures, re-measured on a smaller held-out sample: a broken checkpoint or pipeline, or a card
+    that does not belong to the model, fails here."""
     assert figures["num_instances"] >= 250
-    assert figures[key] >= card["evaluation"][key] - 0.06
+    assert abs(figures[key] - card["evaluation"][key]) <= 0.03
 
 
 def test_more_clicks_and_boxes_help(figures):
