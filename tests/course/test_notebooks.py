@@ -17,7 +17,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-CURRICULUM = [f"{n:02d}" for n in range(13)]  # notebooks 00 .. 12 of CURRICULUM.md
+COURSE = [f"{n:02d}" for n in range(13)]  # the numbered notebooks 00 .. 12
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
 
 
@@ -147,9 +147,9 @@ def all_problems(nb, number: str) -> list[str]:
 # ---- the real notebooks ---------------------------------------------------------------------------------
 
 
-def test_every_notebook_of_the_curriculum_exists():
+def test_every_numbered_notebook_of_the_course_exists():
     present = {p.name[:2] for p in NOTEBOOKS}
-    missing = [n for n in CURRICULUM if n not in present]
+    missing = [n for n in COURSE if n not in present]
     assert not missing, f"notebooks missing from notebooks/: {missing}"
 
 
