@@ -18,6 +18,8 @@ import re
 import sys
 from pathlib import Path
 
+from .errors import SamInputError, check_box_corners
+
 PROG = "sam-from-scratch"  # the console script; `python -m sam_from_scratch` passes its own name
 
 EXIT_CODES = """\
@@ -244,7 +246,6 @@ def run_segment(args: argparse.Namespace) -> int:
 
         import numpy as np
 
-        from .errors import SamInputError
         from .predictor import SamPredictor
 
         model = _load_model(args.model, args.device)
@@ -287,7 +288,6 @@ def run_everything(args: argparse.Namespace) -> int:
         image = read_image(args.image)
 
         from .automatic_mask_generator import SamAutomaticMaskGenerator
-        from .errors import SamInputError
 
         model = _load_model(args.model, args.device)
         try:
@@ -377,8 +377,10 @@ def _check_prompts_inside(args, size) -> None:
                 raise CliError(f"{option} {x:g},{y:g} lies outside the {w}x{h} image", code=2)
     if args.box:
         x1, y1, x2, y2 = args.box
-        if x2 < x1 or y2 < y1:
-            raise CliError(f"--box {x1:g},{y1:g},{x2:g},{y2:g}: expected X1 <= X2 and Y1 <= Y2 (two corners)", code=2)
+        try:  # the predictor's own check, made before the model is loaded
+            check_box_corners("--box", args.box, f"{x1:g},{y1:g},{x2:g},{y2:g}")
+        except SamInputError as error:
+            raise CliError(str(error), code=2) from error
         if x2 < 0 or y2 < 0 or x1 > w or y1 > h:
             raise CliError(f"--box {x1:g},{y1:g},{x2:g},{y2:g} lies outside the {w}x{h} image", code=2)
 

@@ -37,3 +37,13 @@ def check_choice(argument: str, value, choices: Iterable) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise SamInputError(f"{argument}: expected one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
+def check_box_corners(argument: str, corners, shown) -> None:
+    """A box is two corners [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2; `shown` is the box as the user wrote it."""
+    x1, y1, x2, y2 = corners
+    if x2 < x1 or y2 < y1:
+        raise SamInputError(
+            f"{argument}: expected x1 <= x2 and y1 <= y2 (corners [x1, y1, x2, y2]), got {shown}. "
+            "Is it [x, y, width, height]? Then pass [x, y, x + width, y + height]."
+        )

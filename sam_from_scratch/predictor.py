@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import SamInputError, check_choice, input_error
+from .errors import SamInputError, check_box_corners, check_choice, input_error
 from .modeling.sam import decode_prompts
 from .utils.transforms import ResizeLongestSide
 
@@ -263,14 +263,9 @@ class SamPredictor:
             raise input_error("box", "a numpy array [x1, y1, x2, y2] of shape (4,)", box, "Wrap it: np.array(...).")
         if box.shape not in ((4,), (1, 4)) or box.dtype.kind not in "iuf":
             raise input_error("box", "4 numbers [x1, y1, x2, y2], shape (4,) or (1, 4)", box)
-        x1, y1, x2, y2 = box.reshape(4).tolist()
         if not np.isfinite(box).all():
             raise input_error("box", "finite numbers (no NaN or inf)", box.tolist())
-        if x2 < x1 or y2 < y1:
-            raise SamInputError(
-                f"box: expected x1 <= x2 and y1 <= y2 (corners [x1, y1, x2, y2]), got {box.tolist()}. "
-                "Is it [x, y, width, height]? Then pass [x, y, x + width, y + height]."
-            )
+        check_box_corners("box", box.reshape(4).tolist(), box.tolist())
         return box.reshape(1, 4)
 
     def _check_mask_input(self, mask_input) -> np.ndarray:

@@ -98,7 +98,7 @@ def test_segment_refuses_to_overwrite_without_force(sample, checkpoint, tmp_path
         ([], "give at least one prompt"),
         (["--point", "500,10"], "--point 500,10 lies outside the 200x150 image"),
         (["--negative", "10,-1"], "--negative 10,-1 lies outside"),
-        (["--box", "100,10,20,40"], "--box 100,10,20,40: expected X1 <= X2 and Y1 <= Y2"),
+        (["--box", "100,10,20,40"], "--box: expected x1 <= x2 and y1 <= y2 (corners [x1, y1, x2, y2]), got 100,10,20,40"),
     ],
 )
 def test_segment_explains_bad_prompts(sample, checkpoint, tmp_path, capsys, args, message):
