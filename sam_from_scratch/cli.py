@@ -129,8 +129,10 @@ def _add_everything(subparsers, prog: str) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for overlay.png and masks.json")
     parser.add_argument("--points-per-side", type=int, default=32, help="the point grid is N x N (default 32)")
     parser.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call (default 64)")
-    parser.add_argument("--pred-iou-thresh", type=float, default=0.88, help="keep masks rated above this (0.88)")
-    parser.add_argument("--stability-score-thresh", type=float, default=0.95, help="keep stable masks (0.95)")
+    parser.add_argument("--pred-iou-thresh", type=float, default=None,
+                        help="keep masks rated above this (0.88; the small model: its card's value)")
+    parser.add_argument("--stability-score-thresh", type=float, default=None,
+                        help="keep stable masks (0.95; the small model: its card's value)")
     parser.add_argument("--crop-n-layers", type=int, default=0, help="extra layers of overlapping crops (0)")
     parser.add_argument("--min-mask-region-area", type=int, default=0,
                         help="fill holes and drop islands smaller than this many pixels (0: off)")
@@ -295,8 +297,7 @@ def run_everything(args: argparse.Namespace) -> int:
                 model,
                 points_per_side=args.points_per_side,
                 points_per_batch=args.points_per_batch,
-                pred_iou_thresh=args.pred_iou_thresh,
-                stability_score_thresh=args.stability_score_thresh,
+                **_filter_settings(model, args.pred_iou_thresh, args.stability_score_thresh),
                 crop_n_layers=args.crop_n_layers,
                 min_mask_region_area=args.min_mask_region_area,
                 output_mode="uncompressed_rle",
@@ -417,6 +418,25 @@ def _save(path: Path, array) -> None:
 def _json_ready(record: dict) -> dict:
     """NaN is not JSON: an empty mask's stability score (0 / 0, kept only without filters) becomes null."""
     return {key: None if isinstance(value, float) and value != value else value for key, value in record.items()}
+
+
+def _filter_settings(model, pred_iou_thresh: float | None, stability_score_thresh: float | None) -> dict:
+    """The generator's quality filters: the official defaults (chosen for Meta's confident models), or for the
+    small model, which rates its masks far lower, the settings recommended on its card. What the user set wins."""
+    from .config import TINY_CHECKPOINT, guess_variant
+
+    settings = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95, "stability_score_offset": 1.0}
+    if pred_iou_thresh is None and stability_score_thresh is None and guess_variant(model.state_dict()) == "tiny":
+        card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
+        settings.update(card["generator_settings"])
+        _status("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
+                f"{settings['pred_iou_thresh']}, stability > {settings['stability_score_thresh']} at offset "
+                f"{settings['stability_score_offset']}); set --pred-iou-thresh or --stability-score-thresh to change")
+    if pred_iou_thresh is not None:
+        settings["pred_iou_thresh"] = pred_iou_thresh
+    if stability_score_thresh is not None:
+        settings["stability_score_thresh"] = stability_score_thresh
+    return settings
 
 
 def _status(message: str) -> None:

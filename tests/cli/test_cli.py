@@ -168,6 +168,27 @@ def test_everything_writes_the_generators_records_and_an_overlay(sample, checkpo
     assert np.asarray(Image.open(out / "overlay.png")).shape == pixels.shape
 
 
+def test_everything_with_the_small_model_uses_the_filters_of_its_card(tmp_path, capsys):
+    # Meta's 0.88 / 0.95 keep none of the small model's masks; its card recommends its own filters.
+    from sam_from_scratch.config import TINY_CHECKPOINT
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
+
+    settings = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())["generator_settings"]
+    scene = make_scene(HELDOUT_SEED, 11)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    code, err = run_in_process(capsys, "everything", str(tmp_path / "scene.png"), "--model", "tiny", "--device", "cpu",
+                               "--points-per-side", "8", "--out", str(tmp_path / "out"))
+    assert code == 0 and "using its card's filters" in err
+    records = json.loads((tmp_path / "out" / "masks.json").read_text())
+    expected = SamAutomaticMaskGenerator(from_pretrained("tiny", device="cpu"), points_per_side=8, **settings).generate(scene.image)
+    assert len(records) == len(expected) >= len(scene.masks) // 2
+    assert SamAutomaticMaskGenerator(from_pretrained("tiny", device="cpu"), points_per_side=8).generate(scene.image) == []
+
+    code, err = run_in_process(capsys, "everything", str(tmp_path / "scene.png"), "--model", "tiny", "--device", "cpu",
+                               "--points-per-side", "8", "--pred-iou-thresh", "0.5", "--out", str(tmp_path / "own"))
+    assert code == 0 and "card" not in err  # what the user sets wins
+
+
 def test_everything_refuses_to_overwrite_without_force(sample, checkpoint, tmp_path, capsys):
     (tmp_path / "masks.json").write_text("[]")
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--out", str(tmp_path))
