@@ -18,12 +18,13 @@ from .checkpoint import load_into, read_state_dict
 from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, guess_variant
 from .device import auto_device
 from .errors import SamInputError
-from .fast import DTYPES, speed_up
+from .fast import check_dtype, speed_up
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
 from .modeling.prompt_encoder import PromptEncoder
 from .modeling.sam import Sam
 from .modeling.transformer import TwoWayTransformer
+
 
 def build_sam(
     config: SamConfig, checkpoint: str | os.PathLike | None = None, variant: str | None = None, fast: bool = True
@@ -109,8 +110,7 @@ def from_pretrained(
     variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16, or torch.float16 on a GPU) converts
     the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
-    if dtype is not None and dtype not in DTYPES:
-        raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
+    check_dtype(dtype)  # before anything is loaded or downloaded
     target = auto_device(device)
     if name == "tiny":
         if not TINY_CHECKPOINT.exists():

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..modeling import image_encoder, layers, mask_decoder, positional_encoding, prompt_encoder, transformer
+from ..errors import SamInputError
 from ..modeling.sam import Sam
 from .attention import FastDecoderAttention, FastEncoderAttention
 from .compile import compile_image_encoder
@@ -38,14 +39,19 @@ FAST_CLASSES: dict[type, type] = {
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+def check_dtype(dtype: torch.dtype | None) -> None:
+    """None (keep the weights' dtype) or one of DTYPES, else a SamInputError naming the argument."""
+    if dtype is not None and dtype not in DTYPES:
+        raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
+
+
 def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
     """Swap in the fast subclasses (in place; calling it again changes nothing); returns `model`.
 
     dtype: convert the weights (torch.float32, torch.bfloat16, or torch.float16 on a GPU).
     compile: also compile the image encoder (see compile_image_encoder).
     """
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
+    check_dtype(dtype)
     for module in model.modules():
         fast = FAST_CLASSES.get(type(module))
         if fast is not None:
@@ -64,4 +70,4 @@ def is_fast(model: nn.Module) -> bool:
     return not any(type(module) in FAST_CLASSES for module in model.modules())
 
 
-__all__ = ["DTYPES", "FAST_CLASSES", "compile_image_encoder", "is_fast", "speed_up"]
+__all__ = ["DTYPES", "FAST_CLASSES", "check_dtype", "compile_image_encoder", "is_fast", "speed_up"]
