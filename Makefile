@@ -1,5 +1,5 @@
 # sam-from-scratch: every command installs what it needs into a local virtual environment (.venv).
-#   make demo   segment a sample image with the bundled small model (the main job)
+#   make demo   segment a sample photo with Meta's SAM (vit_b, downloaded once), offline with the small model
 #   make test   run every test: unit, parity with the official SAM and transformers, notebooks, browser
 # `make help` lists everything.
 
@@ -43,8 +43,8 @@ browser:  ## Install Debian's chromium for the browser test (never a browser dow
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-demo: $(VENV)/.runtime  ## Segment a sample image from one click with the bundled small model
-	$(PYTHON) -m sam_from_scratch segment sam_from_scratch/data/images/coffee.png --point 280,190 --out $(DEMO_OUT)/demo_mask.png --force
+demo: $(VENV)/.runtime  ## Segment a sample photo from one click: Meta's vit_b, or offline the bundled small model
+	$(PYTHON) -m sam_from_scratch demo --out $(DEMO_OUT) --force
 
 lab: $(VENV)/.course  ## Open the course in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/

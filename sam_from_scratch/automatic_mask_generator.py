@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import SamInputError, check_choice
+from .errors import SamInputError, check_choice, check_int, check_number, input_error
 from .utils.amg import (
     MaskData,
     area_from_rle,
@@ -42,9 +42,12 @@ from .utils.amg import (
     uncrop_masks,
     uncrop_points,
 )
-from .predictor import SamPredictor, as_rgb_uint8
+from .predictor import SamPredictor, as_rgb_uint8, check_sam_model
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+# last_filter_counts' keys: the candidates, what each step removed (in the order they run), what is kept
+FILTER_COUNT_KEYS = ("candidates", "pred_iou_thresh", "stability_score_thresh", "crop_edge", "box_nms_thresh",
+                     "crop_nms_thresh", "min_mask_region_area", "kept")
 
 
 class SamAutomaticMaskGenerator:
@@ -67,7 +70,25 @@ class SamAutomaticMaskGenerator:
             (our own connected-components labelling, no OpenCV needed).
         output_mode: "binary_mask" (HxW bool arrays), "uncompressed_rle" (our RLE dicts) or
             "coco_rle" (compressed, needs pycocotools).
+
+    Every argument is checked here, before any work: a bad one raises ``SamInputError`` naming it. So is the
+    size of the plan: every crop is one image-encoder pass and every batch one decoder pass, and a plan of more
+    than ``MAX_PLANNED_CROPS`` crops or ``MAX_PLANNED_BATCHES`` batches is refused with its size (raise these
+    class attributes to run one anyway).
+
+    Attributes:
+        last_filter_counts: after ``generate``, where the candidate masks went, as a dict of ints (None
+            before the first run). ``candidates`` is every mask the decoder made (3 per point, per crop);
+            each following key is how many of them one step removed, in the order the steps run:
+            ``pred_iou_thresh``, ``stability_score_thresh``, ``crop_edge`` (cut by a crop's edge),
+            ``box_nms_thresh`` (duplicates within a crop), ``crop_nms_thresh`` (duplicates between crops),
+            ``min_mask_region_area`` (duplicates after the clean-up); ``kept`` is the number of records
+            returned, ``candidates`` less all the removals. When no mask survives, the first non-zero
+            removal says which threshold to lower.
     """
+
+    MAX_PLANNED_CROPS = 1_365  # crop_n_layers=5: 1 + 4 + 16 + 64 + 256 + 1024 image-encoder passes
+    MAX_PLANNED_BATCHES = 100_000  # decoder passes; the default grid on one crop is 16
 
     def __init__(
         self,
@@ -86,30 +107,47 @@ class SamAutomaticMaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
     ) -> None:
+        check_sam_model("model", model)
+        for name, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh),
+                            ("box_nms_thresh", box_nms_thresh), ("crop_nms_thresh", crop_nms_thresh)):
+            check_number(name, value, 0.0, 1.0)
+        check_number("stability_score_offset", stability_score_offset, 0.0)
+        check_number("min_mask_region_area", min_mask_region_area, 0.0)
+        # a ratio of 1 would make every tile as wide as the image and step by 0 pixels
+        check_number("crop_overlap_ratio", crop_overlap_ratio, 0.0, 1.0, high_open=True)
+        check_int("crop_n_layers", crop_n_layers, 0)
+        check_int("crop_n_points_downscale_factor", crop_n_points_downscale_factor, 1)
+        check_int("points_per_batch", points_per_batch, 1)
+        check_choice("output_mode", output_mode, OUTPUT_MODES)
         if (points_per_side is None) == (point_grids is None):
             raise SamInputError(
                 "points_per_side, point_grids: expected exactly one of them, got "
                 f"points_per_side={points_per_side!r} and point_grids={'None' if point_grids is None else 'a list'}."
             )
+        self._check_crop_layers(crop_n_layers)
         if points_per_side is not None:
+            check_int("points_per_side", points_per_side, 1)
             deepest = int(points_per_side / crop_n_points_downscale_factor**crop_n_layers)
             if deepest < 1:
                 raise SamInputError(
                     f"points_per_side: expected at least {crop_n_points_downscale_factor**crop_n_layers} so that crop "
                     f"layer {crop_n_layers} still has one point per side, got {points_per_side!r}."
                 )
+            points_per_layer = [
+                int(points_per_side / crop_n_points_downscale_factor**i) ** 2 for i in range(crop_n_layers + 1)
+            ]
+            grid_arguments = "points_per_side, points_per_batch"
+        else:
+            point_grids = check_point_grids(point_grids, crop_n_layers)
+            points_per_layer = [len(grid) for grid in point_grids]
+            grid_arguments = "point_grids, points_per_batch"
+        self._check_planned_work(points_per_layer, points_per_batch, grid_arguments)
+        if points_per_side is not None:
             self.point_grids = build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )
         else:
-            if len(point_grids) != crop_n_layers + 1:
-                raise SamInputError(
-                    f"point_grids: expected one grid per crop layer ({crop_n_layers + 1}), got {len(point_grids)}."
-                )
             self.point_grids = point_grids
-        if points_per_batch < 1:
-            raise SamInputError(f"points_per_batch: expected a positive integer, got {points_per_batch!r}.")
-        check_choice("output_mode", output_mode, OUTPUT_MODES)
         if output_mode == "coco_rle":
             coco_encode_rle({"size": [1, 1], "counts": [1]})  # fails early, with a hint, without pycocotools
 
@@ -125,6 +163,39 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
+        self.last_filter_counts: Optional[Dict[str, int]] = None
+        self._counts: Dict[str, int] = {}
+
+    def _check_crop_layers(self, crop_n_layers: int) -> None:
+        """Refuse absurd depths before any per-layer arithmetic (crop_n_layers=10**9 would take forever)."""
+        if crop_n_layers > 30:  # 4**30 crops: far beyond any limit
+            raise SamInputError(
+                f"crop_n_layers: expected at most {self.MAX_PLANNED_CROPS:,} crops in all (each one image-encoder "
+                f"pass; layer i has 4**i of them), got crop_n_layers={crop_n_layers}, which plans more than "
+                f"4**30 crops. Use crop_n_layers <= {_deepest_layer_within(self.MAX_PLANNED_CROPS)}."
+            )
+
+    def _check_planned_work(self, points_per_layer: List[int], points_per_batch: int, arguments: str) -> None:
+        """Count the crops and decoder batches the arguments plan, and refuse a plan beyond the limits."""
+        crop_n_layers = len(points_per_layer) - 1
+        crops = sum(4**layer for layer in range(crop_n_layers + 1))
+        batches = sum(4**layer * -(-points // points_per_batch) for layer, points in enumerate(points_per_layer))
+        plan = (
+            f"{sum(points_per_layer):,} points in the grids of its {crop_n_layers + 1} crop layer(s), {crops:,} "
+            f"crop{'s' if crops > 1 else ''} and {batches:,} decoder batches of points_per_batch={points_per_batch}"
+        )
+        if crops > self.MAX_PLANNED_CROPS:
+            raise SamInputError(
+                f"crop_n_layers: expected at most {self.MAX_PLANNED_CROPS:,} crops in all (each one image-encoder "
+                f"pass; layer i has 4**i of them), got crop_n_layers={crop_n_layers}, which plans {plan}. Use "
+                f"crop_n_layers <= {_deepest_layer_within(self.MAX_PLANNED_CROPS)}, or raise "
+                "SamAutomaticMaskGenerator.MAX_PLANNED_CROPS."
+            )
+        if batches > self.MAX_PLANNED_BATCHES:
+            raise SamInputError(
+                f"{arguments}: expected at most {self.MAX_PLANNED_BATCHES:,} decoder batches in all, got {plan}. "
+                "Use fewer points or larger batches, or raise SamAutomaticMaskGenerator.MAX_PLANNED_BATCHES."
+            )
 
     @torch.no_grad()
     def generate(
@@ -141,13 +212,29 @@ class SamAutomaticMaskGenerator:
             segmentation (HxW bool array, or an RLE dict), area (int, pixels), bbox ([x, y, w, h]),
             predicted_iou (float), point_coords ([[x, y]], the prompt), stability_score (float) and
             crop_box ([x, y, w, h] of the crop the mask came from).
+            The types are the official generator's: bbox and crop_box hold ints, or the same values as floats
+            as soon as one batch of points (bbox) or one crop (crop_box) kept no mask.
+
+        Raises:
+            SamInputError: ``image`` is not an image (see ``SamPredictor.set_image``), or is so thin that
+                resizing its long side to the model's input size leaves its short side 0 pixels.
+
+        Afterwards ``last_filter_counts`` says how many candidate masks each filter removed.
         """
         image = as_rgb_uint8(image)
+        if progress is not None and not callable(progress):
+            raise input_error("progress", "a function progress(done, total) or None", progress)
+        self.last_filter_counts = None
+        self._counts = dict.fromkeys(FILTER_COUNT_KEYS, 0)
         mask_data = self._generate_masks(image, progress)
         if self.min_mask_region_area > 0:
+            before = len(mask_data["rles"])
             mask_data = self.postprocess_small_regions(
                 mask_data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
             )
+            self._counts["min_mask_region_area"] = before - len(mask_data["rles"])
+        self._counts["kept"] = len(mask_data["rles"])
+        self.last_filter_counts = self._counts
 
         if self.output_mode == "coco_rle":
             segmentations = [coco_encode_rle(rle) for rle in mask_data["rles"]]
@@ -172,6 +259,9 @@ class SamAutomaticMaskGenerator:
     def _generate_masks(self, image: np.ndarray, progress=None) -> MaskData:
         orig_size = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+        # Tiles of an image smaller than the tiling (1 x 1 pixels, two crops per side) can hold no pixel.
+        with_pixels = [i for i, (x0, y0, x1, y1) in enumerate(crop_boxes) if x1 > x0 and y1 > y0]
+        crop_boxes, layer_idxs = [crop_boxes[i] for i in with_pixels], [layer_idxs[i] for i in with_pixels]
         batches_per_crop = [-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layer_idxs]
         counter = _Progress(progress, total=sum(batches_per_crop))
 
@@ -186,6 +276,7 @@ class SamAutomaticMaskGenerator:
                 data["boxes"].float(), scores.to(data["boxes"].device),
                 torch.zeros(len(data["boxes"])), iou_threshold=self.crop_nms_thresh,
             )
+            self._counts["crop_nms_thresh"] += len(data["boxes"]) - len(keep)
             data.filter(keep)
         data.to_numpy()
         return data
@@ -213,12 +304,16 @@ class SamAutomaticMaskGenerator:
             data["boxes"].float(), data["iou_preds"], torch.zeros(len(data["boxes"])),
             iou_threshold=self.box_nms_thresh,
         )
+        self._counts["box_nms_thresh"] += len(data["boxes"]) - len(keep)
         data.filter(keep)
 
         # Back to the full image's frame.
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
-        data["crop_boxes"] = torch.tensor(crop_box).repeat(len(data["rles"]), 1)  # (n, 4)
+        # An empty crop's column is float, as in the official generator: joined with the others, it turns
+        # every crop box into floats, and the records' types stay the official ones.
+        dtype = torch.float32 if len(data["rles"]) == 0 else torch.int64
+        data["crop_boxes"] = torch.tensor(crop_box, dtype=dtype).repeat(len(data["rles"]), 1)  # (n, 4)
         return data
 
     def _process_batch(
@@ -243,14 +338,15 @@ class SamAutomaticMaskGenerator:
             points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)),  # (B*3, 2): each point 3 times
         )
         del masks
+        self._counts["candidates"] += len(data["iou_preds"])
 
         if self.pred_iou_thresh > 0.0:
-            data.filter(data["iou_preds"] > self.pred_iou_thresh)
+            self._filter_counted(data, data["iou_preds"] > self.pred_iou_thresh, "pred_iou_thresh")
 
         mask_threshold = self.predictor.model.mask_threshold
         data["stability_score"] = calculate_stability_score(data["masks"], mask_threshold, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:
-            data.filter(data["stability_score"] >= self.stability_score_thresh)
+            self._filter_counted(data, data["stability_score"] >= self.stability_score_thresh, "stability_score_thresh")
 
         data["masks"] = data["masks"] > mask_threshold
         data["boxes"] = batched_mask_to_box(data["masks"])  # (n, 4) in the crop's frame
@@ -258,11 +354,15 @@ class SamAutomaticMaskGenerator:
         # A mask touching a crop edge (that is not an image edge) was probably cut: let another crop have it.
         keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
         if not torch.all(keep):
-            data.filter(keep)
+            self._filter_counted(data, keep, "crop_edge")
 
         data["rles"] = mask_to_rle_pytorch(uncrop_masks(data["masks"], crop_box, orig_h, orig_w))
         del data["masks"]
         return data
+
+    def _filter_counted(self, data: MaskData, keep: torch.Tensor, step: str) -> None:
+        self._counts[step] += int((~keep).sum())
+        data.filter(keep)
 
     @staticmethod
     def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
@@ -292,6 +392,42 @@ class SamAutomaticMaskGenerator:
                 mask_data["boxes"][i] = boxes[i].numpy()
         mask_data.filter(keep)
         return mask_data
+
+
+def _deepest_layer_within(max_crops: int) -> int:
+    """The largest crop_n_layers whose 1 + 4 + ... + 4**n crops stay within max_crops."""
+    layer = 0
+    while sum(4**i for i in range(layer + 2)) <= max_crops:
+        layer += 1
+    return layer
+
+
+def check_point_grids(point_grids, crop_n_layers: int) -> List[np.ndarray]:
+    """point_grids must be a list of crop_n_layers + 1 arrays (N, 2) of numbers in [0, 1]."""
+    layers = crop_n_layers + 1
+    if not isinstance(point_grids, (list, tuple)) or len(point_grids) != layers:
+        got = point_grids if not isinstance(point_grids, (list, tuple)) else f"{len(point_grids)}"
+        expected = f"a list of {layers} grids (one per crop layer, crop_n_layers + 1)"
+        if isinstance(point_grids, (list, tuple)):
+            raise SamInputError(f"point_grids: expected {expected}, got {type(point_grids).__name__} of {got}.")
+        raise input_error("point_grids", expected, point_grids, "Wrap a single grid in a list: [grid].")
+    for layer, grid in enumerate(point_grids):
+        argument = f"point_grids[{layer}]"
+        if not isinstance(grid, np.ndarray):
+            raise input_error(argument, "a numpy array of shape (N, 2), points (x, y) in [0, 1]", grid,
+                              "Wrap it: np.array(...).")
+        if grid.ndim != 2 or grid.shape[1] != 2 or grid.shape[0] == 0:
+            raise input_error(argument, "shape (N, 2) with at least one point, (x, y) per row", grid)
+        if grid.dtype.kind not in "iuf":
+            raise input_error(argument, "numbers (x, y) in [0, 1]", grid)
+        if not (np.isfinite(grid).all() and grid.min() >= 0 and grid.max() <= 1):
+            outside = grid[~(np.isfinite(grid) & (grid >= 0) & (grid <= 1)).all(axis=1)]
+            raise SamInputError(
+                f"{argument}: expected coordinates in [0, 1] (fractions of the crop's width and height), got "
+                f"{len(outside)} point(s) outside, e.g. {outside[0].tolist()}. Divide pixel coordinates by "
+                "(width, height)."
+            )
+    return list(point_grids)
 
 
 class _Progress:

@@ -8,6 +8,7 @@ on generated scenes (see notebook 11), bundled in sam_from_scratch/data/tiny/ so
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -31,9 +32,18 @@ def build_sam(
 ) -> Sam:
     """Build a Sam for `config`, in eval mode, optionally loading `checkpoint` into it.
 
+    checkpoint: a path to an official .pth or a Hugging Face folder, or a state dict already in memory.
     fast: swap in the fast paths (sam_from_scratch.fast.speed_up: same parameters, same results, faster);
     False gives the plain model of notebooks 02-08.
+
+    The official call `build_sam(checkpoint=...)` (SAM vit_h) is `sam_from_scratch.build_sam`, the twin of
+    the official module; this is the course's builder, for any configuration.
     """
+    if not isinstance(config, SamConfig):
+        raise SamInputError(
+            f"config: expected a SamConfig (e.g. sam_from_scratch.CONFIGS['vit_b']), got {type(config).__name__}."
+        )
+    _check_checkpoint_argument(checkpoint)
     grid = config.image_embedding_size
     sam = Sam(
         image_encoder=ImageEncoderViT(
@@ -77,11 +87,20 @@ def build_sam(
     return speed_up(sam) if fast else sam
 
 
+def _check_checkpoint_argument(checkpoint) -> None:
+    """None, a path or a state dict, else a SamInputError naming the argument (before any model is built)."""
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike, Mapping)):
+        raise SamInputError(
+            "checkpoint: expected a path to a checkpoint file or Hugging Face folder, a state dict, or None, "
+            f"got {type(checkpoint).__name__} {checkpoint!r:.60}."
+        )
+
+
 def _builder(name: str):
     def build(checkpoint: str | os.PathLike | None = None) -> Sam:
         return build_sam(CONFIGS[name], checkpoint=checkpoint, variant=name)
 
-    build.__name__ = f"build_sam_{name}"
+    build.__name__ = build.__qualname__ = f"build_sam_{name}"
     build.__doc__ = f"Build SAM {name} (optionally loading `checkpoint`: an official .pth or a Hugging Face folder)."
     return build
 
@@ -111,6 +130,11 @@ def from_pretrained(
     the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
     check_dtype(dtype)  # before anything is loaded or downloaded
+    if not isinstance(name, (str, os.PathLike)):
+        raise SamInputError(
+            f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {type(name).__name__} "
+            f"{name!r:.60}."
+        )
     target = auto_device(device)
     if name == "tiny":
         if not TINY_CHECKPOINT.exists():

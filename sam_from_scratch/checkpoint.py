@@ -150,13 +150,15 @@ def _rename_hf_mlps(state_dict: Mapping[str, Tensor]) -> StateDict:
 # ---------------------------------------------------------------------------------------------------------
 # Reading files
 # ---------------------------------------------------------------------------------------------------------
-def read_state_dict(path: str | os.PathLike) -> StateDict:
+def read_state_dict(path: str | os.PathLike, variant: str | None = None) -> StateDict:
     """Read a checkpoint into a state dict with the official key names.
 
     Args:
         path: an official `.pth` file (a plain state dict), a Hugging Face `save_pretrained` folder
             (`model.safetensors`, sharded `model.safetensors.index.json`, or `pytorch_model.bin`), or a
             `.safetensors` file.
+        variant: the model it is meant for ("vit_b", ...), if known: an error about a damaged file then says
+            which official checkpoint to download.
 
     Returns:
         {official key: tensor}, tensors on the CPU.
@@ -174,7 +176,7 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     if path.is_dir():
         state_dict = _read_hf_folder(path)
     else:
-        state_dict = _read_file(path)
+        state_dict = _read_file(path, variant)
     if is_hf_layout(state_dict):
         state_dict = hf_to_official(state_dict)
     return state_dict
@@ -218,20 +220,15 @@ def _looks_like_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and header_length < path.stat().st_size
 
 
-def _read_file(path: Path) -> StateDict:
-    size = path.stat().st_size
-    broken = (
-        f"checkpoint: {path} ({size} bytes) could not be read as a checkpoint: it is truncated (an interrupted "
-        "download?), corrupt, or not a checkpoint at all. Download it again (`python -m sam_from_scratch "
-        "download ...` checks the SHA-256)"
-    )
+def _read_file(path: Path, variant: str | None = None) -> StateDict:
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         from safetensors.torch import load_file
 
         try:
             loaded = load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError and OSErrors
-            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
+            raise _unreadable(path, variant, "is truncated or damaged (a safetensors file whose tensors do not "
+                              "fit its header: an interrupted download or copy?)") from error
     else:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -244,16 +241,75 @@ def _read_file(path: Path) -> StateDict:
                     "and unpickling that could run code. Only plain state dicts are accepted (loaded with "
                     "torch.load(weights_only=True)); re-save the weights with torch.save(model.state_dict(), ...)."
                 ) from error
-            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
+            raise _unreadable(path, variant, _what_the_file_is(path)) from error
         except Exception as error:  # truncated zip, EOFError, bad magic number, ...
-            raise CheckpointError(f"{broken}. Reader said: {_first_line(error)}") from error
+            raise _unreadable(path, variant, _what_the_file_is(path)) from error
     return _as_state_dict(loaded, path)
 
 
-def _first_line(error: Exception) -> str:
-    # torch's unpickling errors are paragraphs of advice about weights_only=False: keep the specific cause.
-    cause = error.__context__ if isinstance(error, pickle.UnpicklingError) and error.__context__ else error
-    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+# First bytes of files people save under a checkpoint's name by mistake.
+KNOWN_HEADERS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+}
+
+
+def _what_the_file_is(path: Path) -> str:
+    """What an unreadable file looks like, from its first bytes: the middle of the error message."""
+    with open(path, "rb") as file:
+        head = file.read(4096)
+    if not head:
+        return "is empty (0 bytes), not a checkpoint"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip archive, cut short or damaged
+        return "is truncated or damaged (PyTorch's zip archive is incomplete: an interrupted download or copy?)"
+    if head.startswith(b"\x80"):  # a pickle: torch.save's format before PyTorch 1.6
+        return (
+            "is truncated or damaged (an old-format PyTorch file that ends early: an interrupted download or copy?)"
+        )
+    for magic, kind in KNOWN_HEADERS.items():
+        if head.startswith(magic):
+            return f"is {kind}, not a checkpoint"
+    text = _as_text(head)
+    if text is not None:
+        start = text.lstrip()[:200].lower()
+        if start.startswith("<") and ("<html" in start or "<!doctype html" in start):
+            return "is an HTML page (a server's error or login page?), not a checkpoint"
+        if start.startswith(("{", "[")):
+            return "is a JSON text file, not a checkpoint"
+        return "is a text file, not a checkpoint: PyTorch checkpoints are binary"
+    return "is binary data in no format PyTorch reads (no zip or pickle header), not a checkpoint"
+
+
+def _as_text(head: bytes) -> str | None:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:  # not just a character cut at the end of the sample
+            return None
+        text = head[: error.start].decode("utf-8")
+    return text if all(c.isprintable() or c in "\t\r\n\f" for c in text) else None
+
+
+def _unreadable(path: Path, variant: str | None, what: str) -> CheckpointError:
+    """The error for a file that could not be read: where it is, what it is, and how to get a good one."""
+    from .download import CHECKPOINTS
+
+    official = {entry.filename: name for name, entry in CHECKPOINTS.items()}.get(path.name)
+    if official is not None:
+        fix = (
+            f"Download it again with `python -m sam_from_scratch download {official}` (it replaces a file whose "
+            f"SHA-256 is wrong), or delete {path}."
+        )
+    else:
+        official_hint = variant if variant in CHECKPOINTS else "vit_b"
+        fix = (
+            "Pass the path of a checkpoint saved with torch.save(model.state_dict(), path), or an official one "
+            f"(`python -m sam_from_scratch download {official_hint}`)."
+        )
+    return CheckpointError(f"checkpoint: {path} ({path.stat().st_size:,} bytes) {what}. {fix}")
 
 
 def _as_state_dict(loaded, path: Path) -> StateDict:
@@ -314,7 +370,7 @@ def load_into(
             state_dict = hf_to_official(state_dict)
     else:
         source = str(checkpoint)
-        state_dict = read_state_dict(checkpoint)
+        state_dict = read_state_dict(checkpoint, variant)
 
     expected = model.state_dict()
     found = signature(state_dict)

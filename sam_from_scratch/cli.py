@@ -1,5 +1,6 @@
 """The command line: `sam-from-scratch COMMAND ...`, or `python -m sam_from_scratch COMMAND ...`.
 
+    demo         segment the sample photo from one click: Meta's vit_b, or offline the bundled small model
     download     fetch an official checkpoint into the cache, checked against its published SHA-256
     segment      segment an image from points and/or a box (the predictor)
     everything   segment everything in an image (the automatic mask generator)
@@ -32,6 +33,10 @@ exit codes:
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 TRAIN_TINY_OUT = "runs/train-tiny"
+COORDINATE_OPTIONS = ("--point", "--negative", "--box")
+MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own limit for an error (twice its warning limit, 89,478,485)
+LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+DEMO_IMAGE, DEMO_POINT = "coffee", (280.0, 190.0)  # a click on the cup
 
 
 class CliError(Exception):
@@ -57,6 +62,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(subparsers, prog)
     _add_download(subparsers, prog)
     _add_segment(subparsers, prog)
     _add_everything(subparsers, prog)
@@ -69,6 +75,31 @@ def _subcommand(subparsers, name: str, help_text: str, example: str, run) -> arg
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(run=run)
     return parser
+
+
+def _add_demo(subparsers, prog: str) -> None:
+    from .download import CACHE_ENV, DEFAULT_CACHE_DIR, MIRROR_ENV, OFFICIAL_BASE_URL
+
+    parser = _subcommand(
+        subparsers, "demo", "segment the sample photo from one click, with Meta's vit_b when it can be had",
+        f"  {prog} demo\n"
+        "    downloads Meta's vit_b once (375 MB, checked against its SHA-256) and writes outputs/demo_mask.png and\n"
+        "    outputs/demo_overlay.png; with no network it says so and uses the bundled small model instead",
+        run_demo,
+    )
+    parser.add_argument("--out", default="outputs", metavar="DIR",
+                        help="folder for demo_mask.png and demo_overlay.png (default: outputs)")
+    parser.add_argument("--offline", action="store_true",
+                        help="download nothing: Meta's vit_b if it is in the cache, else the small model")
+    parser.add_argument("--timeout", type=_positive_float, default=5.0,
+                        help="seconds to wait for the download host before using the small model (default 5)")
+    parser.add_argument("--cache-dir", default=None,
+                        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--mirror", default=None,
+                        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})")
+    parser.add_argument("--device", type=_device_argument, default="auto",
+                        help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
 def _add_download(subparsers, prog: str) -> None:
@@ -97,6 +128,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--allow-large-images", action="store_true",
+                        help="read images above Pillow's safety limit against decompression bombs "
+                        f"({MAX_IMAGE_PIXELS:,} pixels); only for files you trust")
 
 
 def _add_segment(subparsers, prog: str) -> None:
@@ -114,7 +148,8 @@ def _add_segment(subparsers, prog: str) -> None:
     parser.add_argument("--box", type=_numbers(4, "X1,Y1,X2,Y2"), metavar="X1,Y1,X2,Y2",
                         help="a box around the object: top-left and bottom-right corners")
     parser.add_argument("--out", required=True, metavar="OUT.png",
-                        help="where to write the mask; the overlay goes beside it as OUT_overlay.png")
+                        help="where to write the mask, as a PNG (a lossless format: JPEG would blur its edges); the "
+                        "overlay goes beside it as OUT_overlay.png")
 
 
 def _add_everything(subparsers, prog: str) -> None:
@@ -127,14 +162,15 @@ def _add_everything(subparsers, prog: str) -> None:
     )
     _add_common(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for overlay.png and masks.json")
-    parser.add_argument("--points-per-side", type=int, default=32, help="the point grid is N x N (default 32)")
-    parser.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call (default 64)")
+    parser.add_argument("--points-per-side", type=_positive_int, default=32, help="the point grid is N x N (default 32)")
+    parser.add_argument("--points-per-batch", type=_positive_int, default=64,
+                        help="points per decoder call (default 64)")
     parser.add_argument("--pred-iou-thresh", type=float, default=None,
                         help="keep masks rated above this (0.88; the small model: its card's value)")
     parser.add_argument("--stability-score-thresh", type=float, default=None,
                         help="keep stable masks (0.95; the small model: its card's value)")
-    parser.add_argument("--crop-n-layers", type=int, default=0, help="extra layers of overlapping crops (0)")
-    parser.add_argument("--min-mask-region-area", type=int, default=0,
+    parser.add_argument("--crop-n-layers", type=_count, default=0, help="extra layers of overlapping crops (0)")
+    parser.add_argument("--min-mask-region-area", type=_count, default=0,
                         help="fill holes and drop islands smaller than this many pixels (0: off)")
 
 
@@ -182,13 +218,29 @@ def _numbers(count: int, names: str):
     return parse
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int, _count = _whole_number(1), _whole_number(0)
+
+
+def _positive_float(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
@@ -214,12 +266,25 @@ def _device_argument(text: str) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser(prog).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """["--point", "-5,10"] -> ["--point=-5,10"]: argparse takes "-5,10" for an option, so a point left of the
+    image would get "expected one argument" instead of being reported as outside the image."""
+    joined = []
+    for arg in argv:
+        if joined and joined[-1] in COORDINATE_OPTIONS and re.fullmatch(r"-[\d.][\d.,eE+-]*", arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -239,41 +304,85 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         out = Path(args.out)
         overlay_path = out.with_name(f"{out.stem}_overlay{out.suffix}")
-        _check_image_suffix(out, "--out")
+        if out.suffix.lower() not in LOSSLESS_SUFFIXES:
+            raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png name",
+                           code=2)
+        _check_out_folder(out.parent, "--out")
         _refuse_to_overwrite([out, overlay_path], args.force)
         if not (args.point or args.negative or args.box):
             raise CliError("give at least one prompt: --point X,Y, --negative X,Y or --box X1,Y1,X2,Y2", code=2)
-        image = read_image(args.image)
+        image = read_image(args.image, args.allow_large_images)
         _check_prompts_inside(args, image.shape[:2])
-
-        import numpy as np
-
-        from .predictor import SamPredictor
-
         model = _load_model(args.model, args.device)
-        _status(f"embedding the image ({image.shape[1]}x{image.shape[0]}) ...")
-        predictor = SamPredictor(model)
-        predictor.set_image(image)
+        mask, iou = _segment_and_save(model, image, args.point, args.negative, args.box, out, overlay_path)
+        print(f"wrote {out} ({int(mask.sum())} pixels, predicted IoU {iou:.3f}) and {overlay_path}")
+        return 0
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.code
 
-        points = list(args.point) + list(args.negative)
-        labels = [1] * len(args.point) + [0] * len(args.negative)
-        ambiguous = len(points) == 1 and args.box is None  # one click: let the model offer three masks
-        try:
-            masks, iou, _ = predictor.predict(
-                point_coords=np.array(points) if points else None,
-                point_labels=np.array(labels) if points else None,
-                box=np.array(args.box) if args.box else None,
-                multimask_output=ambiguous,
-            )
-        except SamInputError as error:
-            raise CliError(f"bad prompt: {error}", code=2) from error
-        best = int(np.argmax(iou))
-        mask = masks[best]
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _save(out, mask.astype(np.uint8) * 255)
-        _save(overlay_path, draw_prompt_overlay(image, mask, args.point, args.negative, args.box))
-        print(f"wrote {out} ({int(mask.sum())} pixels, predicted IoU {iou[best]:.3f}) and {overlay_path}")
+def _segment_and_save(model, image, positives, negatives, box, out: Path, overlay_path: Path):
+    """The predictor's mask for the prompts (from one click, the best rated of its three), saved with its overlay.
+    Returns the mask and its predicted IoU."""
+    import numpy as np
+
+    from .predictor import SamPredictor
+
+    _status(f"embedding the image ({image.shape[1]}x{image.shape[0]}) ...")
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    points = list(positives) + list(negatives)
+    labels = [1] * len(positives) + [0] * len(negatives)
+    ambiguous = len(points) == 1 and box is None  # one click: let the model offer three masks
+    try:
+        masks, iou, _ = predictor.predict(
+            point_coords=np.array(points) if points else None,
+            point_labels=np.array(labels) if points else None,
+            box=np.array(box) if box else None,
+            multimask_output=ambiguous,
+        )
+    except SamInputError as error:
+        raise CliError(f"bad prompt: {error}", code=2) from error
+    best = int(np.argmax(iou))
+    mask = masks[best]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(out, mask.astype(np.uint8) * 255)
+    _save(overlay_path, draw_prompt_overlay(image, mask, positives, negatives, box))
+    return mask, float(iou[best])
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .download import DownloadError, download_checkpoint, find_checkpoint
+    from .interactive.models import describe_model
+    from .samples import load_sample_image
+
+    try:
+        out_dir = Path(args.out)
+        mask_path, overlay_path = out_dir / "demo_mask.png", out_dir / "demo_overlay.png"
+        _check_out_folder(out_dir, "--out")
+        _refuse_to_overwrite([mask_path, overlay_path], args.force)
+        checkpoint = find_checkpoint("vit_b", args.cache_dir)
+        if checkpoint is None and not args.offline:
+            _status("downloading Meta's vit_b checkpoint (once; it stays in the cache) ...")
+            try:
+                checkpoint = download_checkpoint("vit_b", cache_dir=args.cache_dir, mirror=args.mirror,
+                                                 timeout=args.timeout)
+            except DownloadError as error:
+                cause = type(error.__cause__).__name__ if error.__cause__ else ""
+                if "SHA-256" in str(error):
+                    reason = "the file that arrived is not the published one"
+                elif "Connection" in cause or "Timeout" in cause:
+                    reason = f"no network, or the host did not answer within {args.timeout:g} s"
+                else:
+                    reason = cause or "the transfer failed"
+                print(f"could not download Meta's vit_b ({reason}); using the bundled small model instead",
+                      file=sys.stderr, flush=True)
+        model = _load_model(str(checkpoint) if checkpoint else "tiny", args.device)
+        image = load_sample_image(DEMO_IMAGE)
+        _segment_and_save(model, image, [DEMO_POINT], [], None, mask_path, overlay_path)
+        print(f"segmented the sample photo '{DEMO_IMAGE}' from one click with {describe_model(model)}; "
+              f"wrote {mask_path} and {overlay_path}")
         return 0
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -283,11 +392,10 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_everything(args: argparse.Namespace) -> int:
     try:
         out_dir = Path(args.out)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise CliError(f"--out: {out_dir} is a file; give a folder for overlay.png and masks.json", code=2)
+        _check_out_folder(out_dir, "--out")
         overlay_path, json_path = out_dir / "overlay.png", out_dir / "masks.json"
         _refuse_to_overwrite([overlay_path, json_path], args.force)
-        image = read_image(args.image)
+        image = read_image(args.image, args.allow_large_images)
 
         from .automatic_mask_generator import SamAutomaticMaskGenerator
 
@@ -305,7 +413,10 @@ def run_everything(args: argparse.Namespace) -> int:
         except SamInputError as error:
             raise CliError(str(error), code=2) from error
         _status(f"segmenting everything in the image ({image.shape[1]}x{image.shape[0]}) ...")
-        records = generator.generate(image, progress=_progress_bar())
+        try:
+            records = generator.generate(image, progress=_progress_bar())
+        except SamInputError as error:  # settings this image cannot take, e.g. more crop layers than its pixels allow
+            raise CliError(str(error), code=2) from error
 
         out_dir.mkdir(parents=True, exist_ok=True)
         _save(overlay_path, draw_everything_overlay(image, records))
@@ -341,27 +452,65 @@ def run_train_tiny(args: argparse.Namespace) -> int:
 # ---- files, model, progress -----------------------------------------------------------------------------------
 
 
-def read_image(path: str):
-    """An image file as HxWx3 uint8 RGB, turned upright as its EXIF data says (as viewers show it)."""
-    import numpy as np
+def read_image(path: str, allow_large: bool = False):
+    """An image file as HxWx3 uint8 RGB, turned upright as its EXIF data says (as viewers show it).
+
+    Every Pillow mode is read by its meaning: 16-bit, 32-bit integer and float greyscale are scaled to 0..255
+    (Pillow's own conversion clips them, so a 16-bit PNG would read as white), palettes and CMYK become RGB,
+    and transparency is dropped. Images above Pillow's decompression-bomb limit are refused unless
+    `allow_large`.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = Path(path)
     if not file.is_file():
         raise CliError(f"IMAGE: {path} does not exist" if not file.exists() else f"IMAGE: {path} is not a file")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if allow_large else MAX_IMAGE_PIXELS
     try:
         with Image.open(file) as picture:
             picture = ImageOps.exif_transpose(picture)
-            return np.asarray(picture.convert("RGB"))
+            return _as_rgb(picture)
+    except Image.DecompressionBombError as error:
+        raise CliError(f"IMAGE: {path} is larger than {MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
+                       "decompression bombs; if you trust the file, add --allow-large-images", code=2) from error
     except (UnidentifiedImageError, OSError) as error:
         raise CliError(f"IMAGE: cannot read {path} as an image ({error})") from error
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
-def _check_image_suffix(path: Path, option: str) -> None:
-    from PIL import Image
+def _as_rgb(picture):
+    """(H, W, 3) uint8 from a Pillow image of any mode."""
+    import numpy as np
 
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise CliError(f"{option}: {path} needs an image extension such as .png", code=2)
+    mode = picture.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(picture, dtype=np.float64)
+        if mode == "F" and values.size and np.nanmin(values) >= 0 and np.nanmax(values) <= 1:
+            full_scale = 1.0  # a float image in [0, 1]
+        elif mode == "F":
+            values = values - np.nanmin(values) if values.size else values
+            full_scale = max(float(np.nanmax(values)) if values.size else 1.0, 1e-12)  # stretched to its range
+        else:
+            full_scale = 65535.0 if mode != "I" or values.max(initial=0) > 255 else 255.0  # 16-bit, or 8-bit in I
+        grey = np.clip(np.nan_to_num(values) / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(picture.convert("RGB"))
+
+
+def _check_out_folder(folder: Path, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be created."""
+    import os
+
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == folder.absolute() else f"cannot be created: {existing} is a file"
+        raise CliError(f"{option}: {folder} {what}; give a folder", code=2)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CliError(f"{option}: {folder} cannot be written: {existing} is not writable", code=2)
 
 
 def _refuse_to_overwrite(paths, force: bool) -> None:
@@ -421,21 +570,12 @@ def _json_ready(record: dict) -> dict:
 
 
 def _filter_settings(model, pred_iou_thresh: float | None, stability_score_thresh: float | None) -> dict:
-    """The generator's quality filters: the official defaults (chosen for Meta's confident models), or for the
-    small model, which rates its masks far lower, the settings recommended on its card. What the user set wins."""
-    from .config import TINY_CHECKPOINT, guess_variant
+    """The generator's quality filters (the widgets' choice: the small model gets its card's), said aloud."""
+    from .interactive.models import generator_filters
 
-    settings = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95, "stability_score_offset": 1.0}
-    if pred_iou_thresh is None and stability_score_thresh is None and guess_variant(model.state_dict()) == "tiny":
-        card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
-        settings.update(card["generator_settings"])
-        _status("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
-                f"{settings['pred_iou_thresh']}, stability > {settings['stability_score_thresh']} at offset "
-                f"{settings['stability_score_offset']}); set --pred-iou-thresh or --stability-score-thresh to change")
-    if pred_iou_thresh is not None:
-        settings["pred_iou_thresh"] = pred_iou_thresh
-    if stability_score_thresh is not None:
-        settings["stability_score_thresh"] = stability_score_thresh
+    settings, note = generator_filters(model, pred_iou_thresh, stability_score_thresh)
+    if note:
+        _status(f"{note}; set --pred-iou-thresh or --stability-score-thresh to change")
     return settings
 
 

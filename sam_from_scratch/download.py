@@ -9,14 +9,18 @@ https://dl.fbaipublicfiles.com/segment_anything/ unless SAM_FROM_SCRATCH_MIRROR 
 names a base URL that serves the same file names.
 
 The transfer itself is pooch's: it streams into a temporary file next to the target, checks the hash, and
-only then moves the file into place. So an interrupted transfer or a wrong checksum leaves nothing behind,
-and a good cached file is never replaced by a partial one. A cached file whose hash matches is used as is,
-without touching the network.
+only then moves the file into place. So an interrupted transfer, Ctrl-C or a wrong checksum leaves nothing
+behind, and a good cached file is never replaced by a partial one. A cached file whose hash matches is used as
+is, without touching the network. A process killed outright (kill -9, a closed terminal) cleans nothing up:
+its temporary file, up to the checkpoint's size, is removed by the next download into the same folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +50,67 @@ ALIASES = {"default": "vit_h"}  # as in sam_model_registry
 MODEL_URLS = {name: OFFICIAL_BASE_URL + entry.filename for name, entry in CHECKPOINTS.items()}
 
 
+# pooch streams into tempfile.NamedTemporaryFile(dir=<cache folder>): "tmp" and 8 of tempfile's random characters.
+TEMPORARY_NAME = re.compile(r"tmp[a-z0-9_]{8}")
+# A download in progress writes its temporary file all the time (and gives up after `timeout` without data), so
+# one untouched this long belongs to a process that died; a younger one may be another download's, running now.
+STALE_AFTER_S = 120.0
+
+
 class DownloadError(RuntimeError):
     """A checkpoint could not be fetched, or what arrived is not the published file."""
+
+
+def is_download_temporary_file(path: Path) -> bool:
+    """True for a file named the way the downloader names its temporary files (never a folder or a link)."""
+    return TEMPORARY_NAME.fullmatch(path.name) is not None and path.is_file() and not path.is_symlink()
+
+
+def _holds_a_partial_checkpoint(path: Path) -> bool:
+    # The published checkpoints are torch.save zip archives: a partial one is empty or starts like a zip. A
+    # user's own file that happens to have such a name almost surely does not.
+    with open(path, "rb") as file:
+        head = file.read(4)
+    return head in (b"", b"PK\x03\x04")
+
+
+def remove_stale_downloads(folder: Path, progress: bool = False) -> list[Path]:
+    """Remove the temporary files killed downloads left in `folder`: named like the downloader's, untouched for
+    STALE_AFTER_S seconds, and empty or the start of a checkpoint (a zip archive). Returns their paths."""
+    if not folder.is_dir():
+        return []
+    now, removed, size = time.time(), [], 0
+    for path in folder.iterdir():
+        try:
+            if (
+                is_download_temporary_file(path)
+                and now - path.stat().st_mtime > STALE_AFTER_S
+                and _holds_a_partial_checkpoint(path)
+            ):
+                size += path.stat().st_size
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
+    if removed and progress:
+        count = f"{len(removed)} unfinished download{'s' if len(removed) > 1 else ''}"
+        print(f"removed {count} ({size / 1e6:.1f} MB) from {folder}", file=sys.stderr)
+    return removed
+
+
+def _temporary_files(folder: Path) -> set[Path]:
+    return {path for path in folder.iterdir() if is_download_temporary_file(path)} if folder.is_dir() else set()
+
+
+def _what_is_left(target: Path) -> str:
+    """The end of an error message: what the cache holds now."""
+    if target.exists():
+        # pooch only downloads over an existing file whose SHA-256 is wrong
+        return (
+            f"The file already at {target} was left as it was, but it is not the published file either (its "
+            f"SHA-256 differs: damaged or incomplete): delete it, or download again."
+        )
+    return f"Nothing was saved to {target}."
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -102,7 +165,12 @@ def download_checkpoint(
     Raises:
         ValueError: unknown `name`.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
-            nothing is left in the cache (an earlier good file stays untouched).
+            nothing new is left in the cache (a file already there stays as it was, and the message says so).
+        KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
+
+    Before downloading, temporary files that killed downloads left in the cache folder are removed (see
+    `remove_stale_downloads`: only files named like the downloader's own, untouched for STALE_AFTER_S seconds,
+    holding the start of a checkpoint).
     """
     import pooch  # imported here: the package works offline without it for everything else
 
@@ -110,6 +178,8 @@ def download_checkpoint(
     folder = cache_folder(cache_dir)
     url = checkpoint_url(name, mirror)
     target = folder / entry.filename
+    remove_stale_downloads(folder, progress)
+    before = _temporary_files(folder)
     try:
         fetched = pooch.retrieve(
             url,
@@ -120,15 +190,19 @@ def download_checkpoint(
         )
     except ValueError as error:
         if "hash" not in str(error).lower():
-            raise DownloadError(f"could not download {name} from {url}: {error}") from error
+            raise DownloadError(f"could not download {name} from {url}: {error}. {_what_is_left(target)}") from error
         raise DownloadError(
             f"refused {url}: its SHA-256 differs from the published {entry.sha256} for {entry.filename}, so it "
             f"is not the official {name} checkpoint (a broken mirror, a changed file or a corrupted transfer). "
-            f"Nothing was saved to {target}."
+            f"{_what_is_left(target)}"
         ) from error
     except Exception as error:  # requests' ConnectionError, HTTPError, ChunkedEncodingError, timeouts, OSError
         raise DownloadError(
-            f"could not download {name} from {url} ({type(error).__name__}: {error}). Nothing was saved to "
-            f"{target}. Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
+            f"could not download {name} from {url} ({type(error).__name__}: {error}). {_what_is_left(target)} "
+            f"Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
         ) from error
+    except BaseException:  # Ctrl-C, SystemExit: pooch removes its file; make sure of it, then let the stop through
+        for path in _temporary_files(folder) - before:
+            path.unlink(missing_ok=True)
+        raise
     return Path(fetched)

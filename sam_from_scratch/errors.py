@@ -6,6 +6,8 @@ Every public entry point checks its arguments with these, so a learner sees
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable
 
 
@@ -47,3 +49,27 @@ def check_box_corners(argument: str, corners, shown) -> None:
             f"{argument}: expected x1 <= x2 and y1 <= y2 (corners [x1, y1, x2, y2]), got {shown}. "
             "Is it [x, y, width, height]? Then pass [x, y, x + width, y + height]."
         )
+
+
+def _is_real(value) -> bool:
+    """A plain number (int, float, or their numpy kinds, which register as numbers.Real), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(argument: str, value, minimum: int) -> None:
+    """`value` must be an integer (Python or numpy, not a bool) at least `minimum`."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise input_error(argument, wanted, value)
+
+
+def check_number(argument: str, value, low: float, high: float = math.inf, high_open: bool = False) -> None:
+    """`value` must be a finite number in [low, high] (or [low, high) with `high_open`)."""
+    below_high = _is_real(value) and (value < high if high_open else value <= high)
+    in_range = below_high and math.isfinite(value) and low <= value
+    if not in_range:
+        if high == math.inf:
+            wanted = f"a finite number >= {low:g}"
+        else:
+            wanted = f"a number in [{low:g}, {high:g}{')' if high_open else ']'}"
+        raise input_error(argument, wanted, value)

@@ -15,6 +15,7 @@ argument, what was expected and what arrived. Conversions done for you, where th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional, Tuple
 
 import numpy as np
@@ -58,6 +59,33 @@ def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     return image[:, :, :3]
 
 
+def check_sam_model(argument: str, model) -> None:
+    """`model` must be a SAM model (ours, the official one, or anything with their parts), not a name or weights."""
+    parts = ("image_encoder", "prompt_encoder", "mask_decoder")
+    if all(hasattr(model, part) for part in parts) and hasattr(model.image_encoder, "img_size"):
+        return
+    hint = ""
+    if isinstance(model, str):
+        if model in ("vit_b", "vit_l", "vit_h", "default", "tiny"):
+            hint = f"Build it first: sam_model_registry[{model!r}](checkpoint=path), or from_pretrained({model!r})."
+        else:
+            hint = f"Build it first: from_pretrained({model!r}) reads a checkpoint file."
+    elif isinstance(model, Mapping):
+        hint = "That looks like a state dict: pass it as sam_model_registry['vit_b'](checkpoint=path) instead."
+    elif hasattr(model, "model") and hasattr(model, "set_image"):
+        hint = "That is a predictor: pass its model, predictor.model."
+    raise input_error(
+        argument, "a SAM model (e.g. sam_model_registry['vit_b'](checkpoint=path) or from_pretrained('tiny'))",
+        model, hint,
+    )
+
+
+def check_switch(argument: str, value) -> None:
+    """A yes/no argument: a bool (numpy's too) or 0/1, never a string such as "False", which would count as True."""
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1))):
+        raise input_error(argument, "True or False", value)
+
+
 class SamPredictor:
     """Predict masks for one image from points, boxes and low-resolution mask prompts.
 
@@ -66,6 +94,7 @@ class SamPredictor:
     """
 
     def __init__(self, sam_model) -> None:
+        check_sam_model("sam_model", sam_model)
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.reset_image()
@@ -82,6 +111,7 @@ class SamPredictor:
         """
         check_choice("image_format", image_format, ("RGB", "BGR"))
         image = as_rgb_uint8(image)
+        self._check_resizable(image)
         if image_format != self.model.image_format:
             image = image[..., ::-1]  # reverse the channel order
         input_image = self.transform.apply_image(image)  # (h, w, 3), longest side = img_size
@@ -101,12 +131,17 @@ class SamPredictor:
         if not isinstance(transformed_image, torch.Tensor):
             raise input_error("transformed_image", "a torch.Tensor of shape (1, 3, h, w)", transformed_image)
         shape = tuple(transformed_image.shape)
-        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size:
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size or min(shape[2:]) < 1:
             raise input_error(
                 "transformed_image",
                 f"shape (1, 3, h, w) with max(h, w) == {img_size} (resize with ResizeLongestSide({img_size}))",
                 transformed_image,
             )
+        if transformed_image.dtype == torch.bool or transformed_image.is_complex():
+            raise input_error("transformed_image", "numbers 0..255", transformed_image)
+        self._check_device("transformed_image", transformed_image)
+        if transformed_image.is_floating_point() and not bool(torch.isfinite(transformed_image).all()):
+            raise input_error("transformed_image", "finite values 0..255 (no NaN or inf)", transformed_image)
         if (
             not isinstance(original_image_size, (tuple, list, torch.Size))
             or len(original_image_size) != 2
@@ -119,6 +154,19 @@ class SamPredictor:
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
         self.features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
         self.is_image_set = True
+
+    def _check_resizable(self, image: np.ndarray) -> None:
+        """The long side is resized to img_size: a very thin image would keep a short side of 0 pixels."""
+        h, w = image.shape[:2]
+        target = self.transform.target_length
+        if min(self.transform.get_preprocess_shape(h, w, target)) == 0:
+            raise input_error(
+                "image",
+                f"a long side at most {2 * target} times the short side (resized to a long side of {target} "
+                f"pixels, this one would be 0 pixels {'high' if h < w else 'wide'})",
+                image,
+                "Pad it, or cut it into shorter pieces.",
+            )
 
     def get_image_embedding(self) -> torch.Tensor:
         """The embedding of the current image, (1, C, h, w): C=256 and h=w=64 for the official models."""
@@ -165,6 +213,8 @@ class SamPredictor:
             low_res_logits (C, 256, 256) float32, to pass back as ``mask_input``.
         """
         self._require_image("predict")
+        check_switch("multimask_output", multimask_output)
+        check_switch("return_logits", return_logits)
         coords_torch = labels_torch = box_torch = mask_torch = None
         if point_coords is not None:
             coords, labels = self._check_points(point_coords, point_labels)
@@ -204,16 +254,25 @@ class SamPredictor:
 
         Args:
             point_coords: (B, N, 2) tensor of points (x, y), or None.
-            point_labels: (B, N) tensor of 1 (foreground) / 0 (background), or None.
+            point_labels: (B, N) tensor of 1 (foreground) / 0 (background), or -1 for a padding point that the
+                model ignores (so prompts with fewer points can share the batch); or None.
             boxes: (B, 4) tensor (x1, y1, x2, y2), or None.
-            mask_input: (B, 1, 256, 256) low-resolution logits, or None.
+            mask_input: (B, 1, 256, 256) floating-point low-resolution logits (converted to the model's dtype),
+                or None.
             multimask_output, return_logits: as in ``predict``.
+
+        Every prompt given must have the same B >= 1, finite values and be on the model's device; otherwise
+        ``SamInputError`` names the argument.
 
         Returns:
             masks (B, C, H, W), iou_predictions (B, C) and low_res_logits (B, C, 256, 256) tensors.
         """
         self._require_image("predict_torch")
+        check_switch("multimask_output", multimask_output)
+        check_switch("return_logits", return_logits)
         self._check_torch_prompts(point_coords, point_labels, boxes, mask_input)
+        if mask_input is not None:
+            mask_input = mask_input.to(self._mask_input_dtype)  # a float64 mask would stop the official Sam's conv
         points = (point_coords, point_labels) if point_coords is not None else None
         low_res_masks, iou_predictions = decode_prompts(
             self.model, self.features, points, boxes, mask_input, multimask_output
@@ -228,6 +287,13 @@ class SamPredictor:
     def _require_image(self, method: str) -> None:
         if not self.is_image_set:
             raise RuntimeError(f"{method}: no image is set. Call predictor.set_image(image) first.")
+
+    @property
+    def _mask_input_dtype(self) -> torch.dtype:
+        """The dtype the prompt encoder's mask convolutions hold (float32 unless the model was converted)."""
+        downscaling = getattr(self.model.prompt_encoder, "mask_downscaling", None)
+        parameter = next(downscaling.parameters(), None) if downscaling is not None else None
+        return parameter.dtype if parameter is not None else torch.float32
 
     @property
     def _low_res_size(self) -> Tuple[int, int]:
@@ -279,24 +345,92 @@ class SamPredictor:
             if mask_input.ndim == 3 and mask_input.shape[1:] == (h, w):
                 hint = "Pass one mask: the best of a previous call's low_res_logits[i:i + 1]."
             raise input_error("mask_input", f"shape (1, {h}, {w}) (low-resolution logits)", mask_input, hint)
+        if mask_input.dtype.kind not in "biuf":
+            raise input_error("mask_input", "numbers (low-resolution logits)", mask_input)
+        if not np.isfinite(mask_input).all():
+            raise input_error(
+                "mask_input", "finite logits (no NaN or inf)", mask_input,
+                f"{np.count_nonzero(~np.isfinite(mask_input))} value(s) are not finite.",
+            )
         return mask_input
 
     def _check_torch_prompts(self, point_coords, point_labels, boxes, mask_input) -> None:
-        """Shape checks for predict_torch, cheap enough for the automatic generator's hot loop."""
+        """predict's checks, for tensors: shapes, one batch size B >= 1 for every prompt given, finite values,
+        known labels, box corners in order, the model's device. Cheap enough for the automatic generator's loop."""
+        batch_sizes = {}
         if point_coords is not None:
-            if not isinstance(point_coords, torch.Tensor) or point_coords.ndim != 3 or point_coords.shape[-1] != 2:
-                raise input_error("point_coords", "a tensor of shape (B, N, 2)", point_coords)
-            if not isinstance(point_labels, torch.Tensor) or tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+            self._check_tensor("point_coords", point_coords, "(B, N, 2)",
+                               lambda s: len(s) == 3 and s[1] >= 1 and s[2] == 2)
+            self._check_finite("point_coords", point_coords)
+            expected_labels = tuple(point_coords.shape[:2])
+            if not isinstance(point_labels, torch.Tensor) or tuple(point_labels.shape) != expected_labels:
                 raise input_error(
-                    "point_labels", f"a tensor of shape {tuple(point_coords.shape[:2])}, one label per point",
-                    point_labels,
+                    "point_labels", f"a tensor of shape {expected_labels}, one label per point", point_labels
                 )
-        if boxes is not None and (not isinstance(boxes, torch.Tensor) or boxes.shape[-1] != 4 or boxes.ndim not in (2, 3)):
-            raise input_error("boxes", "a tensor of shape (B, 4)", boxes)
+            self._check_device("point_labels", point_labels)
+            if not bool(torch.isin(point_labels, torch.tensor(TORCH_LABELS, device=point_labels.device)).all()):
+                raise input_error(
+                    "point_labels",
+                    "values in {-1, 0, 1} (1 = foreground, 0 = background, -1 = padding in a prompt with fewer points)",
+                    point_labels.tolist() if point_labels.numel() <= 20 else point_labels,
+                )
+            batch_sizes["point_coords"] = point_coords.shape[0]
+        elif point_labels is not None:
+            raise input_error(
+                "point_coords", "a tensor of shape (B, N, 2) because point_labels was given", point_coords
+            )
+        if boxes is not None:
+            self._check_tensor("boxes", boxes, "(B, 4)",
+                               lambda s: len(s) in (2, 3) and s[-1] == 4 and (len(s) == 2 or s[1] == 1))
+            self._check_finite("boxes", boxes)
+            corners = boxes.reshape(-1, 4)
+            wrong = ((corners[:, 2] < corners[:, 0]) | (corners[:, 3] < corners[:, 1])).nonzero().flatten()
+            if len(wrong):
+                row = int(wrong[0])
+                check_box_corners(f"boxes[{row}]", corners[row].tolist(), corners[row].tolist())
+            batch_sizes["boxes"] = boxes.shape[0]
         if mask_input is not None:
             h, w = self._low_res_size
-            if not isinstance(mask_input, torch.Tensor) or mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, h, w):
-                raise input_error("mask_input", f"a tensor of shape (B, 1, {h}, {w})", mask_input)
+            self._check_tensor("mask_input", mask_input, f"(B, 1, {h}, {w})", lambda s: s[1:] == (1, h, w),
+                               floating=True)
+            self._check_finite("mask_input", mask_input)
+            batch_sizes["mask_input"] = mask_input.shape[0]
+
+        for name, size in batch_sizes.items():
+            if size == 0:
+                raise SamInputError(f"{name}: expected at least one prompt (B >= 1), got a batch of 0.")
+        if len(set(batch_sizes.values())) > 1:
+            given = ", ".join(f"{name} B={size}" for name, size in batch_sizes.items())
+            raise SamInputError(
+                f"{', '.join(batch_sizes)}: expected the same batch size B (one entry per prompt), got {given}."
+            )
+
+    def _check_tensor(self, argument: str, value, shape: str, shape_ok, floating: bool = False) -> None:
+        kind = "a floating-point tensor" if floating else "a tensor"
+        if not isinstance(value, torch.Tensor) or not shape_ok(tuple(value.shape)):
+            hint = "Convert with torch.as_tensor(...)." if isinstance(value, np.ndarray) else ""
+            raise input_error(argument, f"{kind} of shape {shape}", value, hint)
+        real_numbers = value.dtype != torch.bool and not value.is_complex()
+        if not (value.is_floating_point() if floating else real_numbers):
+            raise input_error(argument, f"{kind} of shape {shape}", value)
+        self._check_device(argument, value)
+
+    def _check_device(self, argument: str, value: torch.Tensor) -> None:
+        if value.device != self.device:
+            raise SamInputError(
+                f"{argument}: expected a tensor on the model's device {self.device}, got one on {value.device}. "
+                f"Move it with .to(predictor.device)."
+            )
+
+    @staticmethod
+    def _check_finite(argument: str, value: torch.Tensor) -> None:
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise input_error(argument, "finite numbers (no NaN or inf)", value, f"{bad} value(s) are not finite.")
 
 
-__all__ = ["SamPredictor", "as_rgb_uint8"]
+# predict_torch also takes -1: the label of a padding point, so prompts with fewer points can share a batch.
+TORCH_LABELS = (-1, 0, 1)
+
+
+__all__ = ["SamPredictor", "as_rgb_uint8", "check_sam_model"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import object_colors
-from .models import load_model
+from .models import OFFICIAL_FILTERS, generator_filters, load_model
 
 __all__ = ["AutomaticMaskExplorer"]
 
@@ -30,20 +30,29 @@ class AutomaticMaskExplorer(WidgetBase):
     image: (H, W, 3) uint8; records: precomputed generator output (dicts with "segmentation",
     "predicted_iou", "stability_score", "area"), or None to run `generator` (default: the package's
     ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`).
+
+    The sliders start at the official thresholds, or, for the small course model when none are given, at those
+    its card recommends (``generator_filters``); the status line says which.
     """
 
     def __init__(self, image, records: Optional[Sequence[dict]] = None, *, generator=None, model=None,
-                 pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95, display_width: int = 512,
+                 pred_iou_thresh: Optional[float] = None, stability_score_thresh: Optional[float] = None,
+                 display_width: int = 512,
                  **generator_kwargs) -> None:
         import ipywidgets as w
 
         self.image = as_rgb_uint8(image)
         self.generate_seconds = 0.0
+        filters, self.filter_note = dict(OFFICIAL_FILTERS), None
         if records is None:
             if generator is None:
                 from ..automatic_mask_generator import SamAutomaticMaskGenerator
 
-                generator = SamAutomaticMaskGenerator(load_model(model), pred_iou_thresh=0.0, stability_score_thresh=0.0, **generator_kwargs)
+                model = load_model(model)
+                filters, self.filter_note = generator_filters(model, pred_iou_thresh, stability_score_thresh)
+                generator_kwargs.setdefault("stability_score_offset", filters["stability_score_offset"])
+                generator = SamAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                                      **generator_kwargs)
             start = time.perf_counter()
             records = generator.generate(self.image)
             self.generate_seconds = time.perf_counter() - start
@@ -56,8 +65,10 @@ class AutomaticMaskExplorer(WidgetBase):
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
         slider = functools.partial(w.FloatSlider, min=0.0, max=1.0, step=0.01, continuous_update=True,
                                    style={"description_width": "150px"}, layout=w.Layout(width="420px"))
-        self.iou_slider = slider(value=pred_iou_thresh, description="predicted IoU >")
-        self.stability_slider = slider(value=stability_score_thresh, description="stability score >")
+        pick = lambda given, name: filters[name] if given is None else given  # noqa: E731
+        self.iou_slider = slider(value=pick(pred_iou_thresh, "pred_iou_thresh"), description="predicted IoU >")
+        self.stability_slider = slider(value=pick(stability_score_thresh, "stability_score_thresh"),
+                                       description="stability score >")
         for s in (self.iou_slider, self.stability_slider):
             s.observe(self._reported(lambda _: self.refresh()), names="value")
         self.status = w.HTML()
@@ -79,4 +90,5 @@ class AutomaticMaskExplorer(WidgetBase):
         kept = self.kept
         self.picture.show([(record["segmentation"], color) for record, color in zip(kept, object_colors(len(kept)))])
         ran = f" (generator ran once, {self.generate_seconds:.1f} s)" if self.generate_seconds else ""
-        self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.")
+        note = f" Starting filters: {self.filter_note}." if self.filter_note else ""
+        self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.{note}")

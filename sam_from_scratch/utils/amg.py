@@ -101,10 +101,11 @@ def is_box_near_crop_edge(
 def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     """(..., H, W) boolean masks -> (..., 4) int64 XYXY boxes, inclusive of the last row/column.
 
-    An empty mask gets the box [0, 0, 0, 0].
+    An empty mask gets the box [0, 0, 0, 0]. No pixels at all (no masks, or masks of size 0) give float32
+    zeros, as the official helper does: the generator's records inherit this type (see its ``generate``).
     """
     if masks.numel() == 0:
-        return torch.zeros(*masks.shape[:-2], 4, dtype=torch.long, device=masks.device)
+        return torch.zeros(*masks.shape[:-2], 4, device=masks.device)
     h, w = masks.shape[-2:]
     rows = masks.any(dim=-1)  # (..., H): does the mask touch this row?
     cols = masks.any(dim=-2)  # (..., W)

@@ -218,3 +218,10 @@ def test_mask_data_filters_and_joins_every_column_alike():
     assert data["a"].tolist() == [9, 0] and data["b"].tolist() == [90, 0] and data["c"] == ["q", "w"]
     with pytest.raises(TypeError, match="'d'"):
         data["d"] = 5
+
+
+@pytest.mark.parametrize("shape", [(0, 40, 70), (3, 0, 70), (2, 3, 40, 0)])
+def test_boxes_of_no_pixels_equal_official_including_their_dtype(shape):
+    # The generator's records inherit this dtype: float boxes for a batch that kept no mask, as in the official.
+    masks = torch.zeros(shape, dtype=torch.bool)
+    torch.testing.assert_close(batched_mask_to_box(masks), official.batched_mask_to_box(masks), rtol=0, atol=0)

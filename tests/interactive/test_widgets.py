@@ -513,10 +513,27 @@ def test_the_trained_small_model_segments_the_clicked_object(one_thread):
         ious.append(overlaps[target_index])
         segmenter.close()
     # Loose bars: this is about the widget finding the clicked object; the model's own figures are tested in
-    # test_tiny_model.py. The small model still gets some objects wrong (single-click mIoU about 0.6, thin bars
-    # worst), so one scene in eight may miss; a widget that put the click in the wrong place would miss most.
+    # test_tiny_model.py. The small model still gets some objects wrong (its card gives its single-click mIoU),, so one scene in eight may miss; a widget that put the click in the wrong place would miss most.
     assert len(ious) >= 12 and len(misses) <= len(ious) // 8, f"scenes whose mask matches another object: {misses}"
     assert np.mean(ious) > 0.5, ious
+
+
+def test_the_explorer_starts_the_small_model_at_its_cards_filters_and_says_so(one_thread):
+    import json
+
+    from sam_from_scratch.build import from_pretrained
+    from sam_from_scratch.config import TINY_CHECKPOINT
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
+
+    card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())["generator_settings"]
+    model = from_pretrained("tiny", device="cpu")
+    image = make_scene(HELDOUT_SEED, 0).image
+    explorer = AutomaticMaskExplorer(image, model=model, points_per_side=4)
+    assert explorer.iou_slider.value == card["pred_iou_thresh"]
+    assert explorer.stability_slider.value == card["stability_score_thresh"]
+    assert "card" in explorer.status.value and len(explorer.kept) > 0
+    mine = AutomaticMaskExplorer(image, model=model, points_per_side=4, pred_iou_thresh=0.88, stability_score_thresh=0.95)
+    assert (mine.iou_slider.value, mine.stability_slider.value) == (0.88, 0.95) and "card" not in mine.status.value
 
 
 # ----- living in a notebook -----------------------------------------------------------------------------------------------

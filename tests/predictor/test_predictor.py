@@ -271,3 +271,163 @@ def test_cuda_gives_the_cpu_results(official_tiny_random, image, predictor, low_
     everything = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
     records = SamAutomaticMaskGenerator(gpu_model, **everything).generate(image)
     assert len(records) == len(SamAutomaticMaskGenerator(official_tiny_random, **everything).generate(image)) == 48
+
+
+# ---- predict_torch checks what predict checks ------------------------------------------------------------------
+
+
+def torch_prompt_errors(low_res):
+    point, label = torch.tensor([[[10.0, 20.0]]]), torch.ones(1, 1, dtype=torch.int)
+    two_points, two_labels = torch.zeros(2, 1, 2), torch.ones(2, 1, dtype=torch.int)
+    mask = torch.zeros(1, 1, low_res, low_res)
+    return {
+        "points B=2, boxes B=3": (dict(point_coords=two_points, point_labels=two_labels, boxes=torch.zeros(3, 4)),
+                                  r"^point_coords, boxes: expected the same batch size B .*got point_coords B=2, boxes B=3"),
+        "points B=1, mask_input B=2": (dict(point_coords=point, point_labels=label, mask_input=mask.repeat(2, 1, 1, 1)),
+                                       r"^point_coords, mask_input: expected the same batch size B .*point_coords B=1, mask_input B=2"),
+        "boxes B=2, mask_input B=1": (dict(point_coords=None, point_labels=None, boxes=torch.zeros(2, 4), mask_input=mask),
+                                      r"^boxes, mask_input: expected the same batch size"),
+        "no prompts in the batch": (dict(point_coords=torch.zeros(0, 1, 2), point_labels=torch.ones(0, 1)),
+                                    r"^point_coords: expected at least one prompt \(B >= 1\), got a batch of 0"),
+        "no boxes in the batch": (dict(point_coords=None, point_labels=None, boxes=torch.zeros(0, 4)),
+                                  r"^boxes: expected at least one prompt \(B >= 1\)"),
+        "no points in a prompt": (dict(point_coords=torch.zeros(1, 0, 2), point_labels=torch.ones(1, 0)),
+                                  r"^point_coords: expected a tensor of shape \(B, N, 2\), got Tensor of shape \(1, 0, 2\)"),
+        "label 2": (dict(point_coords=point, point_labels=torch.full((1, 1), 2)),
+                    r"^point_labels: expected values in \{-1, 0, 1\} .*got list \[\[2\]\]"),
+        "label 3": (dict(point_coords=point, point_labels=torch.full((1, 1), 3)), r"^point_labels: expected values in \{-1, 0, 1\}"),
+        "label 0.5": (dict(point_coords=point, point_labels=torch.full((1, 1), 0.5)), r"^point_labels: expected values in \{-1, 0, 1\}"),
+        "labels without points": (dict(point_coords=None, point_labels=label),
+                                  r"^point_coords: expected a tensor of shape \(B, N, 2\) because point_labels was given, got NoneType"),
+        "NaN coordinate": (dict(point_coords=torch.tensor([[[float("nan"), 3.0]]]), point_labels=label),
+                           r"^point_coords: expected finite numbers \(no NaN or inf\), got Tensor of shape \(1, 1, 2\).*1 value\(s\) are not finite"),
+        "infinite coordinate": (dict(point_coords=torch.tensor([[[float("inf"), 3.0]]]), point_labels=label),
+                                r"^point_coords: expected finite numbers"),
+        "boolean coordinates": (dict(point_coords=torch.zeros(1, 1, 2, dtype=torch.bool), point_labels=label),
+                                r"^point_coords: expected a tensor of shape \(B, N, 2\), got Tensor .*torch\.bool"),
+        "numpy coordinates": (dict(point_coords=np.zeros((1, 1, 2)), point_labels=label),
+                              r"^point_coords: expected a tensor .*got ndarray.*torch\.as_tensor"),
+        "NaN box": (dict(point_coords=None, point_labels=None, boxes=torch.tensor([[float("nan"), 0.0, 5.0, 5.0]])),
+                    r"^boxes: expected finite numbers"),
+        "box with x2 < x1": (dict(point_coords=None, point_labels=None, boxes=torch.tensor([[0.0, 0, 5, 5], [50.0, 10, 20, 40]])),
+                             r"^boxes\[1\]: expected x1 <= x2 and y1 <= y2 .*got \[50\.0, 10\.0, 20\.0, 40\.0\]"),
+        "boxes of shape (B, 2, 4)": (dict(point_coords=None, point_labels=None, boxes=torch.zeros(1, 2, 4)),
+                                     r"^boxes: expected a tensor of shape \(B, 4\), got Tensor of shape \(1, 2, 4\)"),
+        "NaN mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.full((1, 1, low_res, low_res), float("nan"))),
+                           rf"^mask_input: expected finite numbers .*{low_res * low_res} value\(s\) are not finite"),
+        "integer mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.zeros(1, 1, low_res, low_res, dtype=torch.long)),
+                               rf"^mask_input: expected a floating-point tensor of shape \(B, 1, {low_res}, {low_res}\)"),
+        "points on another device": (dict(point_coords=point.to("meta"), point_labels=label),
+                                     r"^point_coords: expected a tensor on the model's device cpu, got one on meta\. Move it"),
+    }
+
+
+@pytest.mark.parametrize("case", list(torch_prompt_errors(8)))
+def test_bad_torch_prompts_get_the_checks_of_predict(predictor, low_res, case):
+    kwargs, pattern = torch_prompt_errors(low_res)[case]
+    message = error_message(lambda: predictor.predict_torch(**kwargs))
+    assert re.search(pattern, message), message
+
+
+def test_padding_label_minus_one_is_accepted_like_official(predictors, image):
+    # Two prompts with one and two points share a batch: the first is padded with a point of label -1.
+    ours, official = predictors
+    coords = torch.tensor([[[200.0, 150.0], [0.0, 0.0]], [[200.0, 150.0], [400.0, 60.0]]])
+    labels = torch.tensor([[1, -1], [1, 0]])
+    results = []
+    for predictor in (ours, official):
+        transformed = predictor.transform.apply_coords_torch(coords, image.shape[:2])
+        results.append([t.numpy() for t in predictor.predict_torch(transformed, labels, multimask_output=False)])
+    assert_identical(*results)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["NaN", "inf"])
+def test_predict_refuses_a_mask_input_that_is_not_finite(predictor, low_res, bad):
+    mask = np.zeros((1, low_res, low_res), np.float32)
+    mask[0, 2, 3] = bad
+    message = error_message(lambda: predictor.predict(**POINT, mask_input=mask))
+    assert message.startswith(f"mask_input: expected finite logits (no NaN or inf), got ndarray of shape (1, {low_res}, {low_res})")
+    assert "1 value(s) are not finite" in message
+
+
+def test_predict_refuses_a_mask_input_of_text(predictor, low_res):
+    message = error_message(lambda: predictor.predict(**POINT, mask_input=np.full((1, low_res, low_res), "x")))
+    assert message.startswith("mask_input: expected numbers (low-resolution logits)")
+
+
+@pytest.mark.parametrize(
+    "model, pattern",
+    [
+        (None, r"^sam_model: expected a SAM model \(.*\), got NoneType None\.$"),
+        ("vit_h", r"^sam_model: expected a SAM model .*got str 'vit_h'\. Build it first: sam_model_registry\['vit_h'\]"),
+        ("weights/sam.pth", r"^sam_model: expected .*Build it first: from_pretrained\('weights/sam\.pth'\)"),
+        (torch.nn.Linear(2, 2), r"^sam_model: expected a SAM model .*got Linear"),
+    ],
+    ids=["None", "a name", "a path", "another network"],
+)
+def test_predictor_of_something_that_is_not_a_model_is_refused(model, pattern):
+    message = error_message(lambda: SamPredictor(model))
+    assert re.search(pattern, message), message
+
+
+def test_an_image_too_thin_to_resize_is_explained(official_tiny_random):
+    size = official_tiny_random.image_encoder.img_size
+    predictor = SamPredictor(official_tiny_random)
+    message = error_message(lambda: predictor.set_image(np.zeros((1, 2 * size + 1, 3), np.uint8)))
+    assert message.startswith(f"image: expected a long side at most {2 * size} times the short side")
+    assert "this one would be 0 pixels high" in message
+    message = error_message(lambda: predictor.set_image(np.zeros((4 * size, 1), np.uint8)))
+    assert "this one would be 0 pixels wide" in message
+    predictor.set_image(np.zeros((1, 2 * size, 3), np.uint8))  # the thinnest that still has a row
+    assert predictor.input_size == (1, size)
+
+
+@pytest.mark.parametrize("layout", ["flipped", "every other column", "Fortran order", "read-only"])
+def test_non_contiguous_and_read_only_images_embed_like_their_copy(official_tiny_random, image, layout):
+    small = image[:60, :90]
+    if layout == "read-only":
+        view = small.copy()
+        view.flags.writeable = False
+    else:
+        view = {"flipped": small[::-1], "every other column": image[:60, :180:2],
+                "Fortran order": np.asfortranarray(small)}[layout]
+    torch.testing.assert_close(embedding_of(official_tiny_random, view),
+                               embedding_of(official_tiny_random, np.ascontiguousarray(view)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16], ids=["float64", "float16"])
+def test_mask_input_of_another_float_dtype_is_converted(predictor, low_res, dtype):
+    mask = torch.from_numpy(np.random.default_rng(2).normal(size=(1, 1, low_res, low_res)).astype(np.float16))
+    point, label = torch.tensor([[[20.0, 30.0]]]), torch.ones(1, 1, dtype=torch.int)
+    expected = predictor.predict_torch(point, label, mask_input=mask.float())
+    for mine, theirs in zip(predictor.predict_torch(point, label, mask_input=mask.to(dtype)), expected):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_bad_torch_image_values_are_explained(official_tiny_random):
+    predictor = SamPredictor(official_tiny_random)
+    size = official_tiny_random.image_encoder.img_size
+    nan_image = torch.zeros(1, 3, size, size)
+    nan_image[0, 1, 2, 3] = float("nan")
+    message = error_message(lambda: predictor.set_torch_image(nan_image, (size, size)))
+    assert message.startswith("transformed_image: expected finite values 0..255 (no NaN or inf)")
+    message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, size, dtype=torch.bool), (size, size)))
+    assert message.startswith("transformed_image: expected numbers 0..255, got Tensor of shape")
+    message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, 0), (size, 1)))
+    assert message.startswith(f"transformed_image: expected shape (1, 3, h, w) with max(h, w) == {size}")
+    message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, size, device="meta"), (size, size)))
+    assert message.startswith("transformed_image: expected a tensor on the model's device cpu, got one on meta")
+    assert not predictor.is_image_set
+
+
+@pytest.mark.parametrize("flag", ["multimask_output", "return_logits"])
+@pytest.mark.parametrize("value", ["False", None, 0.5], ids=["text", "None", "a float"])
+def test_switches_must_be_true_or_false(predictor, flag, value):
+    message = error_message(lambda: predictor.predict(**POINT, **{flag: value}))
+    assert message.startswith(f"{flag}: expected True or False, got")
+    message = error_message(lambda: predictor.predict_torch(None, None, **{flag: value}))
+    assert message.startswith(f"{flag}: expected True or False, got")
+
+
+def test_numpy_booleans_and_0_1_are_switches_too(predictor):
+    assert_identical(predictor.predict(**POINT, multimask_output=np.bool_(False)), predictor.predict(**POINT, multimask_output=0))

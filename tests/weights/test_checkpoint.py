@@ -234,3 +234,57 @@ def test_failed_load_leaves_the_model_untouched(tiny_state):
     with pytest.raises(CheckpointError):
         load_into(model, three_mask_tokens(tiny_state), "tiny")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# --- what the file is, and how to fix it ----------------------------------------------------------------
+def damaged_official_copy(tiny_file, folder, cut=0.5):
+    """A checkpoint in the cache under the official vit_b name, cut short like an interrupted copy."""
+    path = folder / "sam_vit_b_01ec64.pth"
+    data = tiny_file.read_bytes()
+    path.write_bytes(data[: int(len(data) * cut)])
+    return path
+
+
+def test_damaged_cached_checkpoint_says_how_to_get_a_good_one(tiny_file, tmp_path):
+    (tmp_path / "cache").mkdir()
+    path = damaged_official_copy(tiny_file, tmp_path / "cache")
+    with pytest.raises(CheckpointError) as error:
+        sam_model_registry["vit_b"](checkpoint=path)  # what an offline run with a damaged cache does
+    message = str(error.value)
+    assert message.startswith(f"checkpoint: {path} (")
+    assert "is truncated or damaged" in message
+    assert "python -m sam_from_scratch download vit_b" in message and f"or delete {path}" in message
+    assert "Reader said" not in message and "central directory" not in message
+
+
+@pytest.mark.parametrize(
+    "content, kind",
+    [
+        (b"hello world\nthese are not weights\n", "is a text file, not a checkpoint"),
+        (b'{"model": "sam", "weights": [1, 2, 3]}', "is a JSON text file, not a checkpoint"),
+        (b"  <!DOCTYPE html><html><body>Access denied</body></html>", "is an HTML page (a server's error or login page?), not a checkpoint"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(200), "is a PNG image, not a checkpoint"),
+        (b"\xff\xd8\xff\xe0" + bytes(200), "is a JPEG image, not a checkpoint"),
+        (b"", "is empty (0 bytes), not a checkpoint"),
+        (b"PK\x03\x04" + bytes(300), "is truncated or damaged"),
+        (b"\x94\x01\x07\xe3" * 500, "is binary data in no format PyTorch reads"),
+    ],
+    ids=["text", "JSON", "HTML", "PNG", "JPEG", "empty", "broken zip", "random bytes"],
+)
+def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(tmp_path, content, kind):
+    path = tmp_path / "my_model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        read_state_dict(path)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint: {path} ({len(content):,} bytes) {kind}"), message
+    assert "Reader said" not in message and "Unsupported operand" not in message
+    assert "torch.save(model.state_dict(), path)" in message  # not an official file: how to make a good one
+
+
+def test_legacy_checkpoint_cut_short_is_truncated(tiny_state, tmp_path):
+    path = tmp_path / "old.pth"
+    torch.save(tiny_state, path, _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=r"is truncated or damaged \(an old-format PyTorch file"):
+        read_state_dict(path)

@@ -221,3 +221,110 @@ def test_cli_help_lists_the_checkpoints_and_the_cache_variable():
     )
     assert result.returncode == 0, result.stderr
     assert "vit_b" in result.stdout and "vit_h" in result.stdout and "SAM_FROM_SCRATCH_CACHE" in result.stdout
+
+
+# --- what interrupted downloads leave behind -----------------------------------------------------------------
+def age(path: Path, seconds: float) -> Path:
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_our_pattern_matches_the_temporary_files_pooch_writes(tmp_path):
+    import pooch.utils
+
+    with pooch.utils.temporary_file(path=str(tmp_path)) as name:
+        assert download.is_download_temporary_file(Path(name))
+    for other in ("tmp_notes.txt", "tmpABCDEFGH", "my_tmpab12cd34", "tmpab12cd345", "tmpab12cd3", "sam_vit_b_01ec64.pth"):
+        (tmp_path / other).write_bytes(b"x")
+        assert not download.is_download_temporary_file(tmp_path / other), other
+
+
+def test_next_download_removes_what_a_killed_download_left(host, fake, tmp_path, capsys):
+    # A killed process (kill -9, a closed terminal) runs no clean-up: pooch's temporary file stays in the cache.
+    left_over = tmp_path / "tmpab12cd_3"
+    left_over.write_bytes(b"PK\x03\x04" + bytes(100_000))  # the start of a torch.save zip archive
+    age(left_over, 3600)
+    empty = tmp_path / "tmp0000zzzz"  # killed before the first byte arrived
+    empty.touch()
+    age(empty, 3600)
+    # the user's files: other names, or the downloader's kind of name with other contents
+    users = ["tmp_notes.txt", "tmpABCDEFGH", "my_tmpab12cd34", "tmpab12cd345", "tmp_notes12"]
+    for name in users:
+        (tmp_path / name).write_bytes(b"mine")
+        age(tmp_path / name, 3600)
+    (tmp_path / "tmpqwertyui").mkdir()  # a folder, whatever its name, is not ours
+    live = tmp_path / "tmpzz99yy88"  # fresh: another download may be writing it right now
+    live.write_bytes(b"partial")
+
+    host.files["/" + fake.filename] = GOOD
+    download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert files_in(tmp_path) == sorted([fake.filename, *users, "tmpqwertyui", "tmpzz99yy88"])
+    assert all((tmp_path / name).read_bytes() == b"mine" for name in users)
+
+
+def test_the_clean_up_is_reported_with_the_progress_bar(host, fake, tmp_path, capsys):
+    left_over = tmp_path / "tmp0a1b2c3d"
+    left_over.write_bytes(b"PK\x03\x04" + bytes(2_999_996))
+    age(left_over, 3600)
+    host.files["/" + fake.filename] = GOOD
+    download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=True)
+    assert f"removed 1 unfinished download (3.0 MB) from {tmp_path}" in capsys.readouterr().err
+
+
+class InterruptingProgressBar:
+    """Stands in for tqdm in pooch's downloader: Ctrl-C arrives once part of the file is written."""
+
+    def __init__(self, *args, **kwargs):
+        self.n = 0
+
+    def update(self, count):
+        self.n += count
+        if self.n > len(GOOD) // 4:
+            raise KeyboardInterrupt
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["empty cache", "damaged copy in the cache"])
+def test_ctrl_c_during_a_download_leaves_nothing_partial(host, fake, tmp_path, monkeypatch, cached):
+    import pooch.downloaders
+
+    monkeypatch.setattr(pooch.downloaders, "tqdm", InterruptingProgressBar)
+    if cached:
+        (tmp_path / fake.filename).write_bytes(b"an older, damaged copy")
+    host.files["/" + fake.filename] = GOOD
+    with pytest.raises(KeyboardInterrupt):  # not turned into an error message: the user asked to stop
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=True)
+    assert files_in(tmp_path) == ([fake.filename] if cached else [])
+    if cached:
+        assert (tmp_path / fake.filename).read_bytes() == b"an older, damaged copy"
+
+
+def test_a_failed_download_says_what_is_in_the_cache(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD
+    host.cut_after["/" + fake.filename] = 1000
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert f"Nothing was saved to {tmp_path / fake.filename}." in str(error.value)
+
+    # With a damaged copy in the cache "nothing was saved" is true but misleading: the file there is not usable.
+    (tmp_path / fake.filename).write_bytes(b"an older, damaged copy")
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    message = str(error.value)
+    assert "Nothing was saved" not in message
+    assert f"The file already at {tmp_path / fake.filename} was left as it was, but it is not the published" in message
+    assert "delete it" in message
+
+
+def test_a_refused_mirror_says_what_is_in_the_cache(host, fake, tmp_path):
+    (tmp_path / fake.filename).write_bytes(b"an older, damaged copy")
+    host.files["/" + fake.filename] = GOOD[:-1] + b"!"
+    with pytest.raises(DownloadError, match="SHA-256 differs") as error:
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert "Nothing was saved" not in str(error.value) and "was left as it was" in str(error.value)

@@ -1,0 +1,134 @@
+"""Export SAM's prompt side (prompt encoder + mask decoder) to ONNX, for onnxruntime or onnxruntime-web.
+
+    from sam_from_scratch import from_pretrained
+    from sam_from_scratch.onnx_export import export_onnx
+    export_onnx(from_pretrained("tiny"), "sam_tiny_decoder.onnx")
+
+The graph is `utils.onnx.SamOnnxModel`, with the official input and output names, so a client written for the
+official export (e.g. Meta's browser demo) can load it. Needs the `onnx` extra: pip install "sam-from-scratch[onnx]".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import SamInputError
+from .modeling.sam import Sam
+from .utils.onnx import SamOnnxModel
+
+INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
+OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
+DEFAULT_OPSET = 18  # the oldest opset torch's exporter writes natively; onnxruntime-web runs it
+MAX_POINTS = 1024  # the exporter wants a bound on the point dimension; any realistic prompt is far below
+
+
+def example_inputs(model: Sam, num_points: int = 3) -> tuple[torch.Tensor, ...]:
+    """Inputs of the right shapes for `model` (random embedding, points spread over the image)."""
+    encoder = model.prompt_encoder
+    h, w = encoder.image_embedding_size
+    size = model.image_encoder.img_size
+    generator = torch.Generator().manual_seed(0)
+    inputs = (
+        torch.randn(1, encoder.embed_dim, h, w, generator=generator),
+        torch.rand(1, num_points, 2, generator=generator) * size,
+        torch.tensor([[1.0] * (num_points - 1) + [-1.0]]),  # clicks, then the padding point
+        torch.zeros(1, 1, *encoder.mask_input_size),
+        torch.zeros(1),
+        torch.tensor([float(size), float(size)]),
+    )
+    return tuple(x.to(encoder.no_mask_embed.weight.device) for x in inputs)
+
+
+def export_onnx(
+    model: Sam,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    quantize: bool = False,
+    return_single_mask: bool = True,
+    use_stability_score: bool = False,
+) -> Path:
+    """Write `model`'s prompt encoder and mask decoder to the ONNX file `path`; returns the path.
+
+    The image embedding is an input (compute it once per image with `SamPredictor.set_image`, then
+    `get_image_embedding()`); the number of points is dynamic. Inputs and outputs: see utils/onnx.py.
+
+    Args:
+        model: a Sam in float32 (plain or sped up, e.g. from_pretrained("tiny") or the registry's vit_b).
+        opset: ONNX opset version, 18 or newer.
+        quantize: write int8 weights (onnxruntime's dynamic quantization, see quantize_onnx): a smaller file,
+            with masks close to, not equal to, the float32 file's.
+        return_single_mask: one mask per prompt, chosen as the predictor does (else all four outputs).
+        use_stability_score: scores are stability scores instead of predicted IoUs.
+    """
+    if not isinstance(model, Sam):
+        raise SamInputError(f"model: expected a Sam (e.g. from_pretrained('tiny')), got {type(model).__name__}.")
+    dtype = model.mask_decoder.iou_token.weight.dtype
+    if dtype != torch.float32:
+        raise SamInputError(f"model: expected float32 weights for the export, got {dtype}; call model.float() first.")
+    if not isinstance(opset, int) or opset < DEFAULT_OPSET:
+        raise SamInputError(f"opset: expected an int >= {DEFAULT_OPSET}, got {opset!r}.")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise SamInputError(f"path: the folder {path.parent} does not exist.")
+    for package in ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript"):
+        if importlib.util.find_spec(package) is None:  # torch's exporter would fail deep inside, later
+            raise ImportError(f"export_onnx needs {package}: pip install 'sam-from-scratch[onnx]'", name=package)
+    wrapper = SamOnnxModel(model, return_single_mask=return_single_mask, use_stability_score=use_stability_score)
+    wrapper.eval()
+    if not quantize:
+        _export(wrapper, model, path, opset)
+        return path
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float32.onnx"
+        _export(wrapper, model, float_path, opset)
+        return quantize_onnx(float_path, path)
+
+
+def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write an int8 copy of the float32 ONNX file `source` to `path` (onnxruntime's dynamic quantization).
+
+    The weights of the matrix products are stored as 8-bit integers with one scale each, and activations are
+    quantized on the fly: vit_b's file is about 3.5x smaller (the small model's 2x: more of it is biases and
+    norms); masks are close to, not equal to, the float32 ones.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # Shapes inferred, as onnxruntime advises; no graph optimization, which would fold the positional codes
+        # of the embedding grid into a float32 constant (4 MB for vit_b) that the graph otherwise computes.
+        quant_pre_process(Path(source), prepared, skip_optimization=True)
+        quantize_dynamic(prepared, Path(path), weight_type=QuantType.QUInt8)
+    return Path(path)
+
+
+def _export(wrapper: nn.Module, model: Sam, path: Path, opset: int) -> None:
+    # torch's default exporter (dynamo=True) traces with torch.export, which refuses to guess a size computed
+    # from an input's values: the official SamOnnxModel fails there (GuardOnDataDependentSymNode) because it
+    # turns orig_im_size into Python ints. Ours reads those sizes with .item() and bounds them (utils/onnx.py).
+    points = torch.export.Dim("num_points", min=1, max=MAX_POINTS)
+    with warnings.catch_warnings():  # the one Dim shared by coordinates and labels is reported as a rename
+        warnings.filterwarnings("ignore", message=".*num_points will not be used")
+        program = torch.onnx.export(
+            wrapper,
+            example_inputs(model),
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_shapes=(None, {1: points}, {1: points}, None, None, None),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,  # one self-contained file, as a browser fetches it
+            verbose=False,
+        )
+    masks = program.model.graph.outputs[0]  # its last two sizes are read from orig_im_size: name them for users
+    masks.shape = type(masks.shape)([*masks.shape[:2], "height", "width"])
+    program.save(path)

@@ -1,0 +1,259 @@
+"""SamAutomaticMaskGenerator on bad input: every argument is checked when the generator is built, images
+are checked by `generate`, and after a run `last_filter_counts` says where the candidates went.
+
+Uses the stand-in model of test_amg.py (colour regions, no learning: milliseconds per image), and the
+official Sam with the small config when the real decoder matters.
+"""
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+from test_amg import ColourRegionSam
+
+from sam_from_scratch import SamAutomaticMaskGenerator, SamPredictor
+from sam_from_scratch.errors import SamInputError
+
+
+@pytest.fixture(scope="module")
+def stand_in():
+    return ColourRegionSam().eval()
+
+
+def error_message(call):
+    with pytest.raises(SamInputError) as info:
+        call()
+    return str(info.value)
+
+
+def test_defaults_are_the_official_ones():
+    ours = inspect.signature(SamAutomaticMaskGenerator.__init__).parameters
+    official = inspect.signature(OfficialGenerator.__init__).parameters
+    assert {k: p.default for k, p in ours.items()} == {k: p.default for k, p in official.items()}
+
+
+GRID = np.full((4, 2), 0.5)
+
+BAD_ARGUMENTS = {
+    "pred_iou_thresh above 1": (dict(pred_iou_thresh=1.5), r"^pred_iou_thresh: expected a number in \[0, 1\], got float 1\.5"),
+    "pred_iou_thresh negative": (dict(pred_iou_thresh=-0.1), r"^pred_iou_thresh: expected a number in \[0, 1\]"),
+    "pred_iou_thresh NaN": (dict(pred_iou_thresh=float("nan")), r"^pred_iou_thresh: expected a number in \[0, 1\], got float nan"),
+    "pred_iou_thresh as text": (dict(pred_iou_thresh="0.8"), r"^pred_iou_thresh: expected a number in \[0, 1\], got str '0\.8'"),
+    "stability_score_thresh above 1": (dict(stability_score_thresh=2), r"^stability_score_thresh: expected a number in \[0, 1\], got int 2"),
+    "box_nms_thresh negative": (dict(box_nms_thresh=-0.5), r"^box_nms_thresh: expected a number in \[0, 1\]"),
+    "crop_nms_thresh above 1": (dict(crop_nms_thresh=1.2), r"^crop_nms_thresh: expected a number in \[0, 1\]"),
+    "negative stability_score_offset": (dict(stability_score_offset=-1.0), r"^stability_score_offset: expected a finite number >= 0, got float -1\.0"),
+    "infinite stability_score_offset": (dict(stability_score_offset=float("inf")), r"^stability_score_offset: expected a finite number >= 0"),
+    "negative min_mask_region_area": (dict(min_mask_region_area=-5), r"^min_mask_region_area: expected a finite number >= 0, got int -5"),
+    "downscale factor 0": (dict(crop_n_points_downscale_factor=0), r"^crop_n_points_downscale_factor: expected a positive integer, got int 0"),
+    "negative downscale factor": (dict(crop_n_points_downscale_factor=-2), r"^crop_n_points_downscale_factor: expected a positive integer"),
+    "fractional downscale factor": (dict(crop_n_points_downscale_factor=1.5), r"^crop_n_points_downscale_factor: expected a positive integer, got float 1\.5"),
+    "crop_overlap_ratio 2": (dict(crop_overlap_ratio=2.0, crop_n_layers=1), r"^crop_overlap_ratio: expected a number in \[0, 1\), got float 2\.0"),
+    "crop_overlap_ratio 1": (dict(crop_overlap_ratio=1.0), r"^crop_overlap_ratio: expected a number in \[0, 1\)"),
+    "negative crop_overlap_ratio": (dict(crop_overlap_ratio=-0.1), r"^crop_overlap_ratio: expected a number in \[0, 1\)"),
+    "points_per_side 0": (dict(points_per_side=0), r"^points_per_side: expected a positive integer, got int 0"),
+    "negative points_per_side": (dict(points_per_side=-4), r"^points_per_side: expected a positive integer"),
+    "fractional points_per_side": (dict(points_per_side=8.5), r"^points_per_side: expected a positive integer, got float 8\.5"),
+    "points_per_side as text": (dict(points_per_side="32"), r"^points_per_side: expected a positive integer, got str '32'"),
+    "fractional points_per_batch": (dict(points_per_batch=1.5), r"^points_per_batch: expected a positive integer, got float 1\.5"),
+    "negative points_per_batch": (dict(points_per_batch=-1), r"^points_per_batch: expected a positive integer"),
+    "negative crop_n_layers": (dict(crop_n_layers=-1), r"^crop_n_layers: expected an integer >= 0, got int -1"),
+    "fractional crop_n_layers": (dict(crop_n_layers=0.5), r"^crop_n_layers: expected an integer >= 0"),
+    "point grid as a list of lists": (dict(points_per_side=None, point_grids=[[[0.5, 0.5]]]),
+                                      r"^point_grids\[0\]: expected a numpy array of shape \(N, 2\).*got list"),
+    "point grid of 3 columns": (dict(points_per_side=None, point_grids=[np.zeros((4, 3))]),
+                                r"^point_grids\[0\]: expected .*shape \(N, 2\).*got ndarray of shape \(4, 3\)"),
+    "point grid of one point without its row axis": (dict(points_per_side=None, point_grids=[np.array([0.5, 0.5])]),
+                                                     r"^point_grids\[0\]: expected .*shape \(N, 2\).*got ndarray of shape \(2,\)"),
+    "empty point grid": (dict(points_per_side=None, point_grids=[np.zeros((0, 2))]),
+                         r"^point_grids\[0\]: expected .*at least one point.*shape \(0, 2\)"),
+    "point grid in pixels": (dict(points_per_side=None, point_grids=[np.array([[0.5, 0.5], [120.0, 30.0]])]),
+                             r"^point_grids\[0\]: expected coordinates in \[0, 1\] \(fractions of the crop's width and height\), got .*120"),
+    "point grid with NaN": (dict(points_per_side=None, point_grids=[np.array([[np.nan, 0.5]])]),
+                            r"^point_grids\[0\]: expected coordinates in \[0, 1\].*nan"),
+    "point grids for too few layers": (dict(points_per_side=None, point_grids=[GRID], crop_n_layers=1),
+                                       r"^point_grids: expected a list of 2 grids \(one per crop layer, crop_n_layers \+ 1\), got list of 1"),
+    "point grids not a list": (dict(points_per_side=None, point_grids=GRID),
+                               r"^point_grids: expected a list of 1 grids .*got ndarray of shape \(4, 2\)"),
+    "point grid of text": (dict(points_per_side=None, point_grids=[np.array([["a", "b"]])]),
+                           r"^point_grids\[0\]: expected .*numbers"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_bad_arguments_are_refused_when_the_generator_is_built(stand_in, case):
+    kwargs, pattern = BAD_ARGUMENTS[case]
+    message = error_message(lambda: SamAutomaticMaskGenerator(stand_in, **kwargs))
+    assert re.search(pattern, message), message
+
+
+@pytest.mark.parametrize(
+    "model, pattern",
+    [
+        (None, r"^model: expected a SAM model \(.*sam_model_registry.*\), got NoneType None"),
+        ("vit_b", r"^model: expected a SAM model .*got str 'vit_b'\. Build it first: sam_model_registry\['vit_b'\]"),
+        ({"image_encoder.pos_embed": 0}, r"^model: expected a SAM model .*got dict.*a state dict"),
+    ],
+    ids=["None", "a name", "a state dict"],
+)
+def test_something_that_is_not_a_model_is_refused(model, pattern):
+    message = error_message(lambda: SamAutomaticMaskGenerator(model))
+    assert re.search(pattern, message), message
+
+
+def test_a_predictor_instead_of_its_model_says_which_to_pass(stand_in):
+    message = error_message(lambda: SamAutomaticMaskGenerator(SamPredictor(stand_in)))
+    assert message.startswith("model: expected a SAM model") and "predictor.model" in message
+
+
+def test_an_enormous_plan_is_refused_with_its_size(stand_in):
+    # crop_n_layers=10 with the default grid: sum of 4**i crops for i = 0..10, 16 batches of 64 points each
+    crops = sum(4**i for i in range(11))
+    assert crops == 1_398_101
+    message = error_message(lambda: SamAutomaticMaskGenerator(stand_in, crop_n_layers=10))
+    assert message.startswith("crop_n_layers: expected at most")
+    assert "1,398,101 crops" in message and f"{crops * 16:,} decoder batches" in message
+    assert f"{SamAutomaticMaskGenerator.MAX_PLANNED_CROPS:,} crops" in message
+    message = error_message(lambda: SamAutomaticMaskGenerator(stand_in, crop_n_layers=10**9))
+    assert message.startswith("crop_n_layers: expected at most")  # refused without building anything
+
+
+def test_a_grid_too_dense_for_its_batches_is_refused_with_its_size(stand_in):
+    message = error_message(lambda: SamAutomaticMaskGenerator(stand_in, points_per_side=4000, points_per_batch=1))
+    assert message.startswith("points_per_side, points_per_batch: expected at most")
+    assert "16,000,000 decoder batches" in message
+
+
+def test_the_deepest_sensible_plans_are_accepted(stand_in):
+    SamAutomaticMaskGenerator(stand_in, crop_n_layers=3)  # 85 crops, 1,360 batches
+    SamAutomaticMaskGenerator(stand_in, points_per_side=None, point_grids=[GRID, GRID], crop_n_layers=1)
+
+
+# ---- images ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 40)])
+def test_crops_of_a_tiny_image_are_handled(stand_in, size):
+    # Layer-1 crops of a 1 x 1 image have no pixels: they are skipped, not sent to the encoder.
+    image = np.full((*size, 3), 200, np.uint8)
+    calls = []
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=2, crop_n_layers=1, pred_iou_thresh=0.0,
+                                          stability_score_thresh=0.0)
+    records = generator.generate(image, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert all(r["segmentation"].shape == size for r in records)
+    counts = generator.last_filter_counts
+    assert counts["kept"] == len(records) and counts["candidates"] > 0
+
+
+def test_an_image_too_thin_to_resize_is_explained(stand_in):
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=2)
+    message = error_message(lambda: generator.generate(np.zeros((1, 5000, 3), np.uint8)))
+    assert re.search(r"^image: expected .*would be 0 pixels high.*got ndarray of shape \(1, 5000, 3\)", message), message
+
+
+@pytest.mark.parametrize("layout", ["flipped", "every other column", "Fortran order"])
+def test_non_contiguous_images_give_the_records_of_their_copy(stand_in, scene_images, layout):
+    image = scene_images["landscape"][:90, :120]
+    view = {"flipped": image[::-1], "every other column": scene_images["landscape"][:90, :240:2],
+            "Fortran order": np.asfortranarray(image)}[layout]
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    ours = generator.generate(view)
+    copied = generator.generate(np.ascontiguousarray(view))
+    assert len(ours) == len(copied) > 0
+    for a, b in zip(ours, copied):
+        np.testing.assert_array_equal(a["segmentation"], b["segmentation"])
+
+
+# ---- why nothing survived -----------------------------------------------------------------------------------
+
+FILTERS = ("pred_iou_thresh", "stability_score_thresh", "crop_edge", "box_nms_thresh", "crop_nms_thresh",
+           "min_mask_region_area")
+
+
+def check_counts(counts, records):
+    assert list(counts) == ["candidates", *FILTERS, "kept"]
+    assert all(isinstance(v, int) and v >= 0 for v in counts.values())
+    assert counts["kept"] == len(records)
+    assert counts["candidates"] - sum(counts[f] for f in FILTERS) == counts["kept"]
+
+
+def test_filter_counts_are_none_before_the_first_run(stand_in):
+    assert SamAutomaticMaskGenerator(stand_in, points_per_side=4).last_filter_counts is None
+
+
+def test_filter_counts_say_which_filter_removed_everything(stand_in, scene_images):
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4, pred_iou_thresh=0.999)
+    records = generator.generate(scene_images["landscape"][:100, :150])
+    assert records == []
+    check_counts(generator.last_filter_counts, records)
+    assert generator.last_filter_counts["candidates"] == 4 * 4 * 3
+    assert generator.last_filter_counts["pred_iou_thresh"] == 4 * 4 * 3
+
+
+def test_filter_counts_add_up_with_crops_and_clean_up(stand_in, scene_images):
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=8, crop_n_layers=1, min_mask_region_area=50,
+                                          stability_score_thresh=0.8)
+    records = generator.generate(np.ascontiguousarray(scene_images["portrait"][:160, :120]))
+    counts = generator.last_filter_counts
+    check_counts(counts, records)
+    assert counts["candidates"] == (8 * 8 + 4 * 8 * 8) * 3
+    for step in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_edge", "crop_nms_thresh"):
+        assert counts[step] > 0, (step, counts)
+
+
+def test_filter_counts_without_filters_count_every_mask(stand_in, scene_images):
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4, pred_iou_thresh=0.0,
+                                          stability_score_thresh=0.0, box_nms_thresh=1.0)
+    records = generator.generate(scene_images["landscape"][:100, :150])
+    assert generator.last_filter_counts == {"candidates": 48, **{f: 0 for f in FILTERS}, "kept": 48} and len(records) == 48
+
+
+# ---- record types equal the official ones --------------------------------------------------------------------
+
+
+def type_tree(value):
+    if isinstance(value, (list, tuple)):
+        return [type_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: type_tree(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape)
+    return type(value).__name__
+
+
+TYPE_SETTINGS = {
+    "one batch": dict(points_per_side=8),
+    "batches, some empty": dict(points_per_side=8, points_per_batch=5),
+    "crops": dict(points_per_side=12, crop_n_layers=1, crop_n_points_downscale_factor=2),
+    "crops, RLE, no filters": dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                   output_mode="uncompressed_rle"),
+}
+
+
+@pytest.mark.parametrize("setting", TYPE_SETTINGS)
+def test_record_types_equal_official(stand_in, scene_images, setting):
+    kwargs = TYPE_SETTINGS[setting]
+    image = scene_images["landscape"][:200, :300]
+    ours = SamAutomaticMaskGenerator(stand_in, **kwargs).generate(image)
+    official = OfficialGenerator(stand_in, **kwargs).generate(image)
+    assert len(ours) == len(official) > 0
+    assert [type_tree(r) for r in ours] == [type_tree(r) for r in official]
+
+
+def test_record_types_equal_official_with_a_real_decoder_and_crops(official_tiny_random, scene_images):
+    kwargs = dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    image = scene_images["portrait"][:120, :90]
+    ours = SamAutomaticMaskGenerator(official_tiny_random, **kwargs).generate(image)
+    official = OfficialGenerator(official_tiny_random, **kwargs).generate(image)
+    assert len(ours) == len(official) > 0
+    assert [type_tree(r) for r in ours] == [type_tree(r) for r in official]
+
+
+def test_a_progress_that_cannot_be_called_is_refused_before_any_work(stand_in, scene_images):
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4)
+    message = error_message(lambda: generator.generate(scene_images["landscape"][:50, :60], progress=5))
+    assert message.startswith("progress: expected a function progress(done, total) or None, got int 5")
+    assert generator.last_filter_counts is None

@@ -1,0 +1,136 @@
+"""`demo` (what `make demo` runs): Meta's vit_b when it can be downloaded, the bundled small model when not.
+
+Nothing here touches the internet: the download is served by a local HTTP server on 127.0.0.1 with a stand-in
+vit_b checkpoint (random weights in the official format) registered under the official file name with the
+checksum the test computes; "offline" is a port where nothing listens, or a server that never answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_from_scratch import download
+from sam_from_scratch.cli import main
+from sam_from_scratch.download import CHECKPOINTS, RemoteCheckpoint
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))  # never the user's cache
+    return tmp_path
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free once the probe closes: nothing listens there
+
+
+def test_offline_the_demo_says_so_in_one_line_and_uses_the_small_model(clean_env, capsys):
+    out = clean_env / "outputs"
+    code, stdout, stderr = run(capsys, "demo", "--out", str(out), "--mirror", f"http://127.0.0.1:{closed_port()}/")
+    assert code == 0, stderr
+    fallback = [line for line in stderr.splitlines() if "could not download" in line]
+    assert len(fallback) == 1 and "small model" in fallback[0]
+    assert "small course model (tiny)" in stdout and str(out / "demo_overlay.png") in stdout
+    mask = np.asarray(Image.open(out / "demo_mask.png"))
+    assert mask.shape == (400, 600) and 0 < (mask > 0).mean() < 0.5  # a mask around the click, not the photo
+    assert not any((clean_env / "cache").glob("*.pth"))
+
+
+def test_a_host_that_never_answers_is_given_up_within_the_timeout(clean_env, capsys):
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        start = time.perf_counter()
+        code, _, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--timeout", "1",
+                              "--mirror", f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        waited = time.perf_counter() - start
+    assert code == 0 and "using the bundled small model" in stderr
+    assert waited < 60  # one second of waiting for the host; the rest is the small model on a busy machine
+
+
+def test_offline_flag_and_existing_outputs(clean_env, capsys):
+    out = clean_env / "outputs"
+    assert run(capsys, "demo", "--offline", "--out", str(out))[0] == 0
+    code, _, stderr = run(capsys, "demo", "--offline", "--out", str(out))
+    assert code == 1 and "--force" in stderr  # the pictures of the last run are not overwritten silently
+
+
+class FileHost:
+    """Serves one file's bytes at one path, counting requests."""
+
+    def __init__(self, path: str, body: bytes) -> None:
+        self.requests = 0
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host.requests += 1
+                if self.path != path:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_online_the_demo_downloads_checks_and_caches_vit_b_then_uses_it(clean_env, capsys, monkeypatch,
+                                                                       random_vit_b_checkpoint):
+    body = random_vit_b_checkpoint.read_bytes()
+    official = CHECKPOINTS["vit_b"]
+    monkeypatch.setitem(CHECKPOINTS, "vit_b", RemoteCheckpoint(official.filename, hashlib.sha256(body).hexdigest()))
+    host = FileHost("/" + official.filename, body)
+    try:
+        out = clean_env / "outputs"
+        code, stdout, stderr = run(capsys, "demo", "--out", str(out), "--mirror", host.url)
+        assert code == 0, stderr
+        assert "SAM vit_b" in stdout and "could not download" not in stderr
+        cached = clean_env / "cache" / official.filename
+        assert cached.read_bytes() == body
+        assert Image.open(out / "demo_mask.png").size == (600, 400)
+        # The second run finds it in the cache and asks the host for nothing.
+        assert run(capsys, "demo", "--out", str(out), "--mirror", host.url, "--force")[0] == 0
+        assert host.requests == 1
+    finally:
+        host.stop()
+
+
+def test_a_file_that_is_not_the_published_one_is_refused_and_the_small_model_used(clean_env, capsys, monkeypatch):
+    official = CHECKPOINTS["vit_b"]
+    host = FileHost("/" + official.filename, b"not the published file")
+    try:
+        code, stdout, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--mirror", host.url)
+    finally:
+        host.stop()
+    assert code == 0 and "not the published one" in stderr and "small course model" in stdout
+    assert not any((clean_env / "cache").glob("*"))
