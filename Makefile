@@ -6,7 +6,7 @@
 PYTHON_SYSTEM ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)) $(sort $(wildcard notebooks/A[0-9]_*.ipynb))
 NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 # Notebooks run on the CPU with the small model and short heavy steps, in CI and when re-saved alike.
 NOTEBOOK_ENV = SAM_FAST_CI=1 CUDA_VISIBLE_DEVICES=

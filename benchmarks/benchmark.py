@@ -398,34 +398,117 @@ def bench_compile(table, ours, x, args, device):
               f"{ratio:.2f}x faster")
 
 
+def peer_fast_encoder(variant: str, checkpoint: Path, compile_mode: str):
+    """segment-anything-fast's image encoder (bf16, compiled) on the same weights, or None if not installed."""
+    import importlib
+
+    try:
+        fast_build = importlib.import_module("segment_anything_fast.build_sam")
+    except Exception as error:  # not installed, or it does not import with this torch
+        print(f"  segment-anything-fast is not usable here: {type(error).__name__}: {error}", flush=True)
+        return None
+    builder = getattr(fast_build, f"build_sam_fast_{variant}")
+    return builder(checkpoint=str(checkpoint), compile_mode=compile_mode, dtype=torch.bfloat16).cuda().image_encoder
+
+
+def first_call_or_none(peer, xb, variant, checkpoint_bytes):
+    """Call the peer once (it compiles then); on failure retry without its custom Triton kernel, else None."""
+    for attempt in ("as published", "without its custom attention kernel"):
+        try:
+            with torch.no_grad():
+                peer(xb)
+            print(f"  segment-anything-fast {variant}: runs {attempt}", flush=True)
+            return peer
+        except Exception as error:  # a peer that cannot run on this torch is reported, not fatal
+            print(f"  segment-anything-fast {variant} failed {attempt}: {type(error).__name__}: "
+                  f"{str(error)[:300]}", flush=True)
+            from segment_anything_fast import flash_4
+
+            flash_4.USE_CUSTOM_KERNEL = False
+            torch._dynamo.reset()
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "peer.pth"
+                path.write_bytes(checkpoint_bytes)
+                peer = peer_fast_encoder(variant, path, "default")
+    return None
+
+
+def set_fold_bias(model, fold: bool | None):
+    """Choose how our encoder attention applies its relative-position bias (None: the device's default)."""
+    from sam_from_scratch.fast.attention import FastEncoderAttention
+
+    for module in model.modules():
+        if isinstance(module, FastEncoderAttention):
+            module.fold_bias = fold
+    return model
+
+
 def bench_gpu(table, args):
+    """Encoder images/s at batch 1 and 8: official fp32, ours (fp32, bf16, compiled), segment-anything-fast."""
     import copy
 
     if not torch.cuda.is_available():
         table.add("GPU rows", "", "no CUDA device in this run: not measured")
         return
-    from sam_from_scratch.fast import speed_up
+    import torch._dynamo as dynamo
 
+    from sam_from_scratch.fast import compile_image_encoder, speed_up
+
+    dynamo.config.automatic_dynamic_shapes = False  # each batch size gets its own static graph
+    dynamo.config.cache_size_limit = 16
     device = torch.device("cuda")
-    print(f"  GPU: {device_name(device)}", flush=True)
+    print(f"  GPU: {device_name(device)}; compile mode {args.gpu_compile_mode!r} for ours and the peer",
+          flush=True)
+    batches = [int(b) for b in args.gpu_batches.split(",")]
     for variant in args.gpu_variants.split(","):
         official, ours = both_models(variant, device)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"sam_{variant}_random.pth"
+            torch.save(official.state_dict(), path)
+            checkpoint_bytes = path.read_bytes()
+            peer = peer_fast_encoder(variant, path, args.gpu_compile_mode)
+        ours_mask = set_fold_bias(copy.deepcopy(ours), False)
         ours_bf16 = speed_up(copy.deepcopy(ours), torch.bfloat16)
-        ours_compiled = speed_up(copy.deepcopy(ours), torch.bfloat16, compile=True)
-        x = torch.randn(1, 3, 1024, 1024, device=device)
-        runs = {
-            "official fp32": lambda: official.image_encoder(x),
-            "ours fp32": lambda: ours.image_encoder(x),
-            "ours bf16": lambda: ours_bf16.image_encoder(x),
-            "ours bf16 + compile": lambda: ours_compiled.image_encoder(x),
-        }
-        with torch.no_grad():
-            times = alternate(runs, args.repeats * 3, device, warmup=2)
-        base = median(times["official fp32"])
-        for name, values in times.items():
-            table.add(f"GPU {variant} image encoder, {name}", f"{1 / base:.2f} img/s",
-                      f"{1 / median(values):.2f} img/s", f"{base / median(values):.2f}x")
-        del official, ours, ours_bf16, ours_compiled
+        ours_bf16_mask = set_fold_bias(copy.deepcopy(ours_bf16), False)
+        ours_compiled = compile_image_encoder(copy.deepcopy(ours_bf16), mode=args.gpu_compile_mode)
+        for batch in batches:
+            x = torch.randn(batch, 3, 1024, 1024, device=device)
+            xb = x.to(torch.bfloat16)
+            runs = {
+                "official fp32": lambda: official.image_encoder(x),
+                "ours fp32": lambda: ours.image_encoder(x),
+                "ours fp32, bias as mask": lambda: ours_mask.image_encoder(x),
+                "ours bf16": lambda: ours_bf16.image_encoder(x),
+                "ours bf16, bias as mask": lambda: ours_bf16_mask.image_encoder(x),
+                "ours bf16 + compile": lambda: ours_compiled.image_encoder(x),
+            }
+            if peer is not None:
+                peer = first_call_or_none(peer, xb, variant, checkpoint_bytes)
+            if peer is not None:
+                runs["segment-anything-fast bf16 + compile"] = lambda: peer(xb)
+            with torch.no_grad():
+                reference = official.image_encoder(x).float()
+                for name in ("ours fp32", "ours bf16", "ours bf16 + compile"):
+                    cosine = F.cosine_similarity(runs[name]().float().flatten(), reference.flatten(), dim=0)
+                    print(f"  {variant} batch {batch} {name}: cosine with official fp32 {cosine.item():.5f}",
+                          flush=True)
+                start = time.perf_counter()
+                times = alternate(runs, args.repeats * 3, device, warmup=2)
+            print(f"  {variant} batch {batch}: {time.perf_counter() - start:.0f} s", flush=True)
+            base = batch / median(times["official fp32"])
+            for name, values in times.items():
+                rate = batch / median(values)
+                table.add(f"GPU {variant} encoder, batch {batch}, {name}", f"{base:.2f} img/s", f"{rate:.2f} img/s",
+                          f"{rate / base:.2f}x")
+            if peer is None:
+                table.add(f"GPU {variant} encoder, batch {batch}, segment-anything-fast", "", "not installed")
+            else:
+                peer_rate = batch / median(times["segment-anything-fast bf16 + compile"])
+                ours_rate = batch / median(times["ours bf16 + compile"])
+                table.add(f"GPU {variant} batch {batch}: ours compiled vs segment-anything-fast",
+                          f"{peer_rate:.2f} img/s", f"{ours_rate:.2f} img/s", f"{ours_rate / peer_rate:.2f}x",
+                          "ahead (> 1.0x)", ours_rate > peer_rate)
+        del official, ours, ours_mask, ours_bf16, ours_bf16_mask, ours_compiled, peer
         torch.cuda.empty_cache()
 
 
@@ -443,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amg-repeats", type=int, default=1)
     parser.add_argument("--with-plain", action="store_true", help="also time our plain model (no fast paths)")
     parser.add_argument("--gpu-variants", default="vit_b,vit_h", help="the variants of the gpu section")
+    parser.add_argument("--gpu-batches", default="1,8", help="the batch sizes of the gpu section")
+    parser.add_argument("--gpu-compile-mode", default="default", help="torch.compile mode, ours and the peer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)

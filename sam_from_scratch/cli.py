@@ -5,6 +5,7 @@
     segment      segment an image from points and/or a box (the predictor)
     everything   segment everything in an image (the automatic mask generator)
     train-tiny   train the bundled small model from scratch
+    export-onnx  write the prompt encoder and mask decoder as an ONNX file (the `onnx` extra)
 
 Building the parsers imports nothing heavy: torch, numpy and Pillow are imported by the command that runs,
 so --help and --version answer at once. Existing outputs are never overwritten unless --force is given.
@@ -28,11 +29,19 @@ exit codes:
   0    done
   1    failed while running: a file could not be read or written, the model could not be loaded,
        a download failed or was refused
-  2    bad arguments: an unknown option or value, a bad --model or --device, prompts outside the image
+  2    bad arguments: an unknown option or value, a bad --model or --device, prompts outside the image;
+       or a missing optional package (export-onnx without the onnx extra)
   130  interrupted (Ctrl-C)"""
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 TRAIN_TINY_OUT = "runs/train-tiny"
+# train-tiny --quick: fewer steps for a worse model in about a third of the time (its figures: the card's "quick")
+QUICK_STEPS, QUICK_OUT = 2000, "runs/train-tiny-quick"
+# Training speed when the bundled card has no figure for the number of workers asked for: about 1.8 steps a
+# second, measured with 2 workers on 2 idle AMD EPYC cores.
+ESTIMATED_STEPS_PER_SECOND = 1.8
+ONNX_MIN_OPSET = 18  # onnx_export.DEFAULT_OPSET, kept here so that --help imports no torch (a test compares them)
+ONNX_EXTRA = 'pip install "sam-from-scratch[onnx]"'
 COORDINATE_OPTIONS = ("--point", "--negative", "--box")
 MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own limit for an error (twice its warning limit, 89,478,485)
 LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
@@ -56,7 +65,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Segment Anything, built from scratch: segment images, download the official checkpoints, "
-        "train the small course model.",
+        "train the small course model, export the prompt side to ONNX.",
         epilog=f"{EXIT_CODES}\n\n'{prog} COMMAND --help' describes a command, with an example.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,6 +76,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     _add_segment(subparsers, prog)
     _add_everything(subparsers, prog)
     _add_train_tiny(subparsers, prog)
+    _add_export_onnx(subparsers, prog)
     return parser
 
 
@@ -77,9 +87,17 @@ def _subcommand(subparsers, name: str, help_text: str, example: str, run) -> arg
     return parser
 
 
-def _add_demo(subparsers, prog: str) -> None:
+def _add_download_options(parser: argparse.ArgumentParser) -> None:
+    """--cache-dir and --mirror: where official checkpoints are kept, and where they are downloaded from."""
     from .download import CACHE_ENV, DEFAULT_CACHE_DIR, MIRROR_ENV, OFFICIAL_BASE_URL
 
+    parser.add_argument("--cache-dir", default=None,
+                        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--mirror", default=None,
+                        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})")
+
+
+def _add_demo(subparsers, prog: str) -> None:
     parser = _subcommand(
         subparsers, "demo", "segment the sample photo from one click, with Meta's vit_b when it can be had",
         f"  {prog} demo\n"
@@ -93,17 +111,14 @@ def _add_demo(subparsers, prog: str) -> None:
                         help="download nothing: Meta's vit_b if it is in the cache, else the small model")
     parser.add_argument("--timeout", type=_positive_float, default=5.0,
                         help="seconds to wait for the download host before using the small model (default 5)")
-    parser.add_argument("--cache-dir", default=None,
-                        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
-    parser.add_argument("--mirror", default=None,
-                        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})")
+    _add_download_options(parser)
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
 def _add_download(subparsers, prog: str) -> None:
-    from .download import ALIASES, CACHE_ENV, CHECKPOINTS, DEFAULT_CACHE_DIR, MIRROR_ENV, OFFICIAL_BASE_URL
+    from .download import ALIASES, CHECKPOINTS
 
     parser = _subcommand(
         subparsers, "download", "download an official checkpoint (checked against its SHA-256) into the cache",
@@ -113,10 +128,7 @@ def _add_download(subparsers, prog: str) -> None:
         run_download,
     )
     parser.add_argument("name", choices=sorted([*CHECKPOINTS, *ALIASES]), help="which official checkpoint")
-    parser.add_argument("--cache-dir", default=None,
-                        help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
-    parser.add_argument("--mirror", default=None,
-                        help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})")
+    _add_download_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -127,6 +139,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "Face folder (default: vit_b if its checkpoint is in the cache, else tiny)")
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
+    _add_download_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--allow-large-images", action="store_true",
                         help="read images above Pillow's safety limit against decompression bombs "
@@ -148,8 +161,8 @@ def _add_segment(subparsers, prog: str) -> None:
     parser.add_argument("--box", type=_numbers(4, "X1,Y1,X2,Y2"), metavar="X1,Y1,X2,Y2",
                         help="a box around the object: top-left and bottom-right corners")
     parser.add_argument("--out", required=True, metavar="OUT.png",
-                        help="where to write the mask, as a PNG (a lossless format: JPEG would blur its edges); the "
-                        "overlay goes beside it as OUT_overlay.png")
+                        help="where to write the mask, as a lossless image: .png, .bmp or .tif (JPEG would blur its "
+                        "edges); the overlay goes beside it as OUT_overlay.png")
 
 
 def _add_everything(subparsers, prog: str) -> None:
@@ -177,13 +190,18 @@ def _add_everything(subparsers, prog: str) -> None:
 def _add_train_tiny(subparsers, prog: str) -> None:
     parser = _subcommand(
         subparsers, "train-tiny", "train the bundled small model from scratch, and measure it",
-        f"  {prog} train-tiny --steps 200 --out runs/quick\n"
-        f"    a short run: writes runs/quick/sam_tiny.pt and runs/quick/card.json; run it again to resume\n"
+        f"  {prog} train-tiny --quick\n"
+        f"    {QUICK_STEPS:,} steps (about 19 minutes on 2 idle cores): a worse model, in {QUICK_OUT}/; run it again\n"
+        "    to resume\n"
         f"  {prog} train-tiny --replace-bundled\n"
         "    the full recipe, written over the model that ships with the package",
         run_train_tiny,
     )
-    parser.add_argument("--steps", type=_positive_int, default=5400, help="optimizer steps (default 5400)")
+    how_long = parser.add_mutually_exclusive_group()
+    how_long.add_argument("--steps", type=_positive_int, default=5400, help="optimizer steps (default 5400)")
+    how_long.add_argument("--quick", action=_QuickRecipe,
+                          help=f"the quick recipe: {QUICK_STEPS:,} steps (with the default 2 workers), written to "
+                          f"{QUICK_OUT} unless --out is given; a worse model, in about a third of the time")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--workers", type=_positive_int, default=2,
                         help="training processes, one CPU core each (default 2)")
@@ -191,7 +209,8 @@ def _add_train_tiny(subparsers, prog: str) -> None:
                         help="CPU threads for torch outside the workers (default 2)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, metavar="DIR",
-                       help=f"folder for sam_tiny.pt and card.json (default: {TRAIN_TINY_OUT})")
+                       help=f"folder for sam_tiny.pt and card.json (default: {TRAIN_TINY_OUT}; with --quick "
+                       f"{QUICK_OUT})")
     where.add_argument("--replace-bundled", action="store_true",
                        help="write them to the bundled model's folder, sam_from_scratch/data/tiny, instead")
     parser.add_argument("--work-dir", default=None, metavar="DIR",
@@ -200,6 +219,40 @@ def _add_train_tiny(subparsers, prog: str) -> None:
     parser.add_argument("--eval-scenes", type=_positive_int, default=300,
                         help="held-out scenes for the card's figures (default 300)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the figures of OUT/sam_tiny.pt again")
+
+
+class _QuickRecipe(argparse.Action):
+    """train-tiny --quick: sets the quick recipe's steps (and marks the run, for its default folder)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.quick = True
+        namespace.steps = QUICK_STEPS
+
+
+def _add_export_onnx(subparsers, prog: str) -> None:
+    parser = _subcommand(
+        subparsers, "export-onnx", "write the prompt encoder and mask decoder as an ONNX file (needs the onnx extra)",
+        f"  {prog} export-onnx --model tiny --out decoder.onnx\n"
+        "    writes decoder.onnx, which takes an image embedding (SamPredictor.get_image_embedding) and prompts;\n"
+        "    with --quantize also decoder_int8.onnx, smaller, with masks close to the float32 file's",
+        run_export_onnx,
+    )
+    parser.add_argument("--model", type=_model_argument, default="tiny",
+                        help="tiny (bundled, the default), vit_b, vit_l, vit_h (downloaded once), or a checkpoint file "
+                        "/ Hugging Face folder")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="weights for the --model variant (e.g. --model vit_b --checkpoint my_vit_b.pth) instead "
+                        "of the bundled or official ones")
+    parser.add_argument("--out", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also write an int8 copy beside it, OUT_int8.onnx (onnxruntime's dynamic quantization)")
+    parser.add_argument("--opset", type=_whole_number(ONNX_MIN_OPSET), default=ONNX_MIN_OPSET,
+                        help=f"ONNX opset version, {ONNX_MIN_OPSET} or newer (default {ONNX_MIN_OPSET})")
+    _add_download_options(parser)
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
 # ---- argument types: a bad value is an argparse error (exit code 2) ----------------------------------------------
@@ -305,15 +358,15 @@ def run_segment(args: argparse.Namespace) -> int:
         out = Path(args.out)
         overlay_path = out.with_name(f"{out.stem}_overlay{out.suffix}")
         if out.suffix.lower() not in LOSSLESS_SUFFIXES:
-            raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png name",
-                           code=2)
+            raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png, "
+                           ".bmp or .tif name", code=2)
         _check_out_folder(out.parent, "--out")
         _refuse_to_overwrite([out, overlay_path], args.force)
         if not (args.point or args.negative or args.box):
             raise CliError("give at least one prompt: --point X,Y, --negative X,Y or --box X1,Y1,X2,Y2", code=2)
         image = read_image(args.image, args.allow_large_images)
         _check_prompts_inside(args, image.shape[:2])
-        model = _load_model(args.model, args.device)
+        model = _load_model(args.model, args.device, args.cache_dir, args.mirror)
         mask, iou = _segment_and_save(model, image, args.point, args.negative, args.box, out, overlay_path)
         print(f"wrote {out} ({int(mask.sum())} pixels, predicted IoU {iou:.3f}) and {overlay_path}")
         return 0
@@ -399,7 +452,7 @@ def run_everything(args: argparse.Namespace) -> int:
 
         from .automatic_mask_generator import SamAutomaticMaskGenerator
 
-        model = _load_model(args.model, args.device)
+        model = _load_model(args.model, args.device, args.cache_dir, args.mirror)
         try:
             generator = SamAutomaticMaskGenerator(
                 model,
@@ -418,6 +471,8 @@ def run_everything(args: argparse.Namespace) -> int:
         except SamInputError as error:  # settings this image cannot take, e.g. more crop layers than its pixels allow
             raise CliError(str(error), code=2) from error
 
+        if not records:
+            _status(explain_no_masks(generator))
         out_dir.mkdir(parents=True, exist_ok=True)
         _save(overlay_path, draw_everything_overlay(image, records))
         json_path.write_text(json.dumps([_json_ready(record) for record in records], allow_nan=False))
@@ -428,14 +483,41 @@ def run_everything(args: argparse.Namespace) -> int:
         return error.code
 
 
-def run_train_tiny(args: argparse.Namespace) -> int:
-    from .config import TINY_CHECKPOINT
-    from .training import train_tiny
+def explain_no_masks(generator) -> str:
+    """One line from the generator's last_filter_counts: how many candidates there were and which filters
+    removed them, each with its threshold, e.g. 'no masks: 48 candidates; pred_iou_thresh 0.88 removed 48'."""
+    counts = dict(generator.last_filter_counts or {})
+    candidates = counts.pop("candidates", 0)
+    counts.pop("kept", None)
+    removals = []
+    for step, removed in counts.items():
+        if removed:
+            threshold = getattr(generator, step, None)  # crop_edge has none
+            removals.append(f"{step} {threshold:g} removed {removed}" if threshold is not None
+                            else f"{step} removed {removed}")
+    return f"no masks: {candidates} candidates" + (f"; {', '.join(removals)}" if removals else "")
 
-    out = TINY_CHECKPOINT.parent if args.replace_bundled else Path(args.out or TRAIN_TINY_OUT)
+
+def run_train_tiny(args: argparse.Namespace) -> int:
+    import time
+
+    from .config import TINY_CHECKPOINT
+    from .training import TrainConfig, train_tiny
+    from .training.loop import check_workers
+
+    if args.quick and args.replace_bundled:
+        print("error: --quick trains a worse model than the bundled one: give --out (or no folder: "
+              f"{QUICK_OUT}) instead of --replace-bundled", file=sys.stderr)
+        return 2
+    default_out = QUICK_OUT if args.quick else TRAIN_TINY_OUT
+    out = TINY_CHECKPOINT.parent if args.replace_bundled else Path(args.out or default_out)
     # The resumable state never goes into the package: with --replace-bundled it stays in the run folder.
     work_dir = Path(args.work_dir) if args.work_dir else (Path(TRAIN_TINY_OUT) if args.replace_bundled else out) / "state"
+    start = time.perf_counter()
     try:  # with progress=True it reports as it goes and prints the figures at the end
+        if not args.eval_only:
+            check_workers(TrainConfig(), args.workers)  # before saying how long a run it cannot do would take
+            print(expected_training_time(args.steps, args.workers, args.eval_scenes), flush=True)
         train_tiny(
             out, steps=args.steps, seed=args.seed, workers=args.workers, threads=args.threads, work_dir=work_dir,
             fresh=args.fresh, eval_scenes=args.eval_scenes, eval_only=args.eval_only, progress=True,
@@ -446,7 +528,112 @@ def run_train_tiny(args: argparse.Namespace) -> int:
     except OSError as error:  # no checkpoint to measure, a folder that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 1
+    print(f"train-tiny took {_duration(time.perf_counter() - start)}")
     return 0
+
+
+def expected_training_time(steps: int, workers: int, eval_scenes: int) -> str:
+    """One line: how long `steps` steps should take with `workers` workers on an idle machine.
+
+    The rate is the one measured for the bundled card with as many workers (the shipped recipe, or its "quick"
+    entry); with another number of workers, ESTIMATED_STEPS_PER_SECOND, and the line says it is an estimate.
+    A resumed run takes less: only its remaining steps are trained.
+    """
+    rate, recipe = _card_seconds_per_step(workers)
+    workers_text = f"{workers} worker{'s' * (workers > 1)}"
+    if rate is not None:
+        source = f"{rate:.2f} s a step with {workers_text}, as measured for the bundled card's {recipe} recipe"
+    else:
+        rate = 1 / ESTIMATED_STEPS_PER_SECOND
+        source = (f"an estimate for {workers_text} from about {ESTIMATED_STEPS_PER_SECOND:g} steps a second, "
+                  "measured with 2 workers on 2 idle cores")
+    return (f"expected time: about {_duration(steps * rate, about=True)} for {steps:,} steps on an idle machine "
+            f"({source}), then the evaluation on {eval_scenes} held-out scenes")
+
+
+def _card_seconds_per_step(workers: int) -> tuple[float | None, str | None]:
+    """Seconds per training step with `workers` workers from the bundled card (wall time / steps of the shipped
+    recipe or of its "quick" entry) and which recipe it is, or (None, None) when neither used that many workers."""
+    from .config import TINY_CHECKPOINT
+
+    try:
+        card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    for recipe, run in (("shipped", card), ("quick", card.get("quick") or {})):
+        timing = run.get("training_time") or {}
+        if timing.get("workers") == workers and timing.get("wall_seconds") and run.get("steps"):
+            return timing["wall_seconds"] / run["steps"], recipe
+    return None, None
+
+
+def _duration(seconds: float, about: bool = False) -> str:
+    """'42 s', '12 min 5 s', '1 h 28 min'; `about`: whole minutes from a minute on ('12 min')."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min" if about else f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        out = Path(args.out)
+        int8_path = out.with_name(f"{out.stem}_int8{out.suffix or '.onnx'}")
+        _check_out_folder(out.parent, "--out")
+        _refuse_to_overwrite([out, int8_path] if args.quantize else [out], args.force)
+        _require_onnx_extra(args.quantize)
+        model = _export_model(args)
+
+        from .onnx_export import export_onnx, quantize_onnx
+
+        _status(f"exporting the prompt encoder and mask decoder to ONNX (opset {args.opset}) ...")
+        try:
+            export_onnx(model.float().cpu(), out, opset=args.opset)
+            written = [out]
+            if args.quantize:
+                _status("writing the int8 copy ...")
+                written.append(quantize_onnx(out, int8_path))
+        except ImportError as error:
+            raise CliError(f"export-onnx needs the onnx extra ({error.name or error}): {ONNX_EXTRA}", code=2) from error
+        except SamInputError as error:
+            raise CliError(str(error), code=2) from error
+        except OSError as error:
+            raise CliError(f"cannot write {out}: {error}") from error
+        sizes = " and ".join(f"{path} ({path.stat().st_size / 2**20:.1f} MB)" for path in written)
+        print(f"wrote {sizes}: the image embedding goes in as image_embeddings "
+              "(SamPredictor.get_image_embedding), the prompts as point_coords and point_labels")
+        return 0
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.code
+
+
+def _require_onnx_extra(quantize: bool) -> None:
+    """Say which package is missing before the model is loaded (the export would fail minutes later)."""
+    import importlib.util
+
+    needed = ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CliError(f"export-onnx needs the onnx extra (missing: {', '.join(missing)}): {ONNX_EXTRA}", code=2)
+
+
+def _export_model(args: argparse.Namespace):
+    """The model to export: --model as segment loads it, or the --model variant built with --checkpoint."""
+    if args.checkpoint is None:
+        return _load_model(args.model, "cpu", args.cache_dir, args.mirror)
+    from .build import sam_model_registry
+
+    if args.model not in sam_model_registry:
+        raise CliError(f"--checkpoint: expected --model to name a variant ({', '.join(sam_model_registry)}) for "
+                       f"its weights, got --model {args.model}", code=2)
+    _status(f"building {args.model!r} with the weights of {args.checkpoint} ...")
+    try:
+        return sam_model_registry[args.model](checkpoint=args.checkpoint)
+    except (ValueError, OSError) as error:  # a missing file, a damaged one, another variant's (SamInputError too)
+        raise CliError(f"--checkpoint: {error}") from error
 
 
 # ---- files, model, progress -----------------------------------------------------------------------------------
@@ -460,17 +647,22 @@ def read_image(path: str, allow_large: bool = False):
     and transparency is dropped. Images above Pillow's decompression-bomb limit are refused unless
     `allow_large`.
     """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = Path(path)
     if not file.is_file():
         raise CliError(f"IMAGE: {path} does not exist" if not file.exists() else f"IMAGE: {path} is not a file")
     limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None if allow_large else MAX_IMAGE_PIXELS
+    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: refuse above our limit, without warnings
+    Image.MAX_IMAGE_PIXELS = None if allow_large else MAX_IMAGE_PIXELS // 2
     try:
-        with Image.open(file) as picture:
-            picture = ImageOps.exif_transpose(picture)
-            return _as_rgb(picture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as picture:
+                picture = ImageOps.exif_transpose(picture)
+                return _as_rgb(picture)
     except Image.DecompressionBombError as error:
         raise CliError(f"IMAGE: {path} is larger than {MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
                        "decompression bombs; if you trust the file, add --allow-large-images", code=2) from error
@@ -535,13 +727,14 @@ def _check_prompts_inside(args, size) -> None:
             raise CliError(f"--box {x1:g},{y1:g},{x2:g},{y2:g} lies outside the {w}x{h} image", code=2)
 
 
-def _load_model(name: str | None, device: str):
-    """The model the widgets would use: `name`, or without one the best model here without a download."""
-    from .download import DownloadError
-    from .interactive.models import default_model_name, load_model
+def _load_model(name: str | None, device: str, cache_dir: str | None = None, mirror: str | None = None):
+    """The model the widgets would use: `name`, or without one the best model here without a download.
+    Official checkpoints not in the cache are downloaded (from `mirror` if given) into `cache_dir`."""
+    from .build import from_pretrained
+    from .download import DownloadError, find_checkpoint
 
     if name is None:
-        name = default_model_name()
+        name = "vit_b" if find_checkpoint("vit_b", cache_dir) is not None else "tiny"
         if name == "vit_b":
             why = "Meta's checkpoint is in the cache"
         else:
@@ -550,8 +743,10 @@ def _load_model(name: str | None, device: str):
     else:
         _status(f"loading the model {name!r} ...")
     try:
-        return load_model(name, device)
-    except (ValueError, FileNotFoundError, TypeError, OSError, DownloadError) as error:  # SamInputError is a ValueError
+        return from_pretrained(name, device=device, cache_dir=cache_dir, mirror=mirror)
+    except DownloadError as error:
+        raise CliError(f"--model {name}: {error}") from error
+    except (ValueError, FileNotFoundError, TypeError, OSError) as error:  # SamInputError is a ValueError
         raise CliError(f"--model/--device: {error}") from error
 
 

@@ -1,10 +1,14 @@
 """Fixtures shared by the test files.
 
 The expensive objects (vit_b models with random weights, their checkpoint on disk) are built once per
-session: a vit_b image-encoder pass takes many seconds on a 2-core CPU.
+session: a vit_b image-encoder pass takes many seconds on a 2-core CPU. `file_host` is a local HTTP server
+that the download tests fetch from instead of the internet.
 """
 
 from __future__ import annotations
+
+import http.server
+import threading
 
 import pytest
 import torch
@@ -154,6 +158,77 @@ def official_tiny_random():
 
     torch.manual_seed(0)
     return perturb_(official_sam_for_config(CONFIGS["tiny"]), seed=4, std=0.05)
+
+
+class LocalFileHost:
+    """A threaded HTTP server on 127.0.0.1, on a free port the system picks, serving bytes at URL paths.
+
+    What each path does is set on the host, before or between requests:
+    - ``files[path] = body``: GET path answers 200 with the body (a path not in ``files`` answers 404);
+    - ``cut_after[path] = n``: the full Content-Length is announced but only n bytes are sent, then the
+      connection closes (a dropped transfer);
+    - ``stall.add(path)``: the request is read and nothing is answered until the host stops (a hung server);
+    - ``hang_up.add(path)``: the connection closes without any answer.
+    ``requests`` lists the paths asked for, in order; ``url`` is the base address, without a trailing slash.
+    """
+
+    STALL_LIMIT_S = 60.0  # a stalled answer never outlives this, even if the host is never stopped
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut_after: dict[str, int] = {}
+        self.stall: set[str] = set()
+        self.hang_up: set[str] = set()
+        self.requests: list[str] = []
+        self._stopping = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host.requests.append(self.path)
+                self.close_connection = True  # one request per connection: a cut body ends the connection
+                if self.path in host.stall:
+                    host._stopping.wait(host.STALL_LIMIT_S)
+                    return
+                if self.path in host.hang_up:
+                    return  # nothing written: the client sees the connection close before a status line
+                body = host.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: host.cut_after.get(self.path, len(body))])
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler
+
+    def stop(self) -> None:
+        """Stop serving (stalled requests are let go); calling it again does nothing."""
+        self._stopping.set()
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+
+
+@pytest.fixture
+def file_host(monkeypatch):
+    """A LocalFileHost, stopped after the test; NO_PROXY keeps requests to it away from any proxy."""
+    for variable in ("NO_PROXY", "no_proxy"):  # requests reads the lower-case one first
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
+    host = LocalFileHost()
+    yield host
+    host.stop()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -20,6 +20,8 @@ class FastEncoderAttention(image_encoder.Attention):
     # Largest attention mask built at once, in elements (128 MiB in float32); bigger ones go in chunks of
     # query rows. Smaller chunks save memory, but below ~8 rows of 64 the many small calls cost time.
     max_mask_elements: int = 2**25
+    # Fold the bias into the dot product instead (see _attention_folded): None decides by device, CUDA only.
+    fold_bias: bool | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
@@ -27,7 +29,9 @@ class FastEncoderAttention(image_encoder.Attention):
         # (B, H*W, 3, nHeads, C') -> (3, B, nHeads, H*W, C')
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, nHeads, H*W, C') each
-        if self.use_rel_pos:
+        if self.use_rel_pos and (self.fold_bias if self.fold_bias is not None else x.is_cuda):
+            x = self._attention_folded(q, k, v, (H, W))
+        elif self.use_rel_pos:
             x = self._attention_with_bias(q, k, v, (H, W))
         else:
             x = F.scaled_dot_product_attention(q, k, v)
@@ -69,6 +73,30 @@ class FastEncoderAttention(image_encoder.Attention):
             mask = mask.view(B, nH, n * W, L)  # (B, nHeads, chunk, H*W keys)
             out[:, :, queries] = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=mask)
         return out
+
+
+    def _attention_folded(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
+        """The same attention with the bias folded into the dot product, so that no mask is needed at all.
+
+        bias[i, j] = rel_h[i, row(j)] + rel_w[i, col(j)] is the dot product of the query's two bias rows with
+        the key's one-hot row and column: appending them to q and k (and scaling q ourselves) gives
+        q'.k' = q.k / sqrt(C') + bias. Kernels that take no mask (flash attention on a GPU) then apply.
+        q, k, v (B, nHeads, H*W, C') -> (B, nHeads, H*W, C').
+        """
+        B, nH, L, C = q.shape
+        H, W = size
+        rel_h, rel_w = image_encoder.decomposed_rel_pos(
+            q.reshape(B * nH, L, C).float(), self.rel_pos_h.float(), self.rel_pos_w.float(), size, size
+        )
+        keys = torch.arange(L, device=q.device)
+        key_row = F.one_hot(keys // W, H).to(q.dtype).expand(B, nH, L, H)  # (B, nHeads, H*W keys, H)
+        key_col = F.one_hot(keys % W, W).to(q.dtype).expand(B, nH, L, W)  # (B, nHeads, H*W keys, W)
+        pad = -(C + H + W) % 8  # kernels want head sizes in multiples of 8
+        q = torch.cat([q * C**-0.5, rel_h.to(q.dtype).reshape(B, nH, L, H), rel_w.to(q.dtype).reshape(B, nH, L, W),
+                       q.new_zeros(B, nH, L, pad)], dim=-1)  # (B, nHeads, H*W, C' + H + W + pad)
+        k = torch.cat([k, key_row, key_col, k.new_zeros(B, nH, L, pad)], dim=-1)
+        v = F.pad(v, (0, q.shape[-1] - C))  # the same head size as q and k, as fused kernels want
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :C]
 
 
 class FastDecoderAttention(transformer.Attention):

@@ -27,6 +27,8 @@ class ImageEncoderViT(nn.Module):
         norm_layer, act_layer: normalization and activation classes.
         use_abs_pos: add a learned absolute position embedding after the patch embedding.
         use_rel_pos: add the decomposed relative-position bias in attention.
+        rel_pos_zero_init: start the relative-position tables at zero, else truncated normal (std 0.02). It only
+            matters when training from scratch: loaded weights replace the tables.
         window_size: side of the attention windows; 0 means global attention everywhere.
         global_attn_indexes: blocks that attend globally instead of in windows.
     """
@@ -46,6 +48,7 @@ class ImageEncoderViT(nn.Module):
         act_layer: type[nn.Module] = nn.GELU,
         use_abs_pos: bool = True,
         use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
         window_size: int = 0,
         global_attn_indexes: tuple[int, ...] = (),
     ) -> None:
@@ -58,22 +61,15 @@ class ImageEncoderViT(nn.Module):
         if use_abs_pos:
             self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
 
-        self.blocks = nn.ModuleList()
-        for i in range(depth):
-            is_global = i in global_attn_indexes
-            self.blocks.append(
-                Block(
-                    dim=embed_dim,
-                    num_heads=num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    norm_layer=norm_layer,
-                    act_layer=act_layer,
-                    use_rel_pos=use_rel_pos,
-                    window_size=0 if is_global else window_size,
-                    input_size=(grid, grid),
-                )
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, norm_layer=norm_layer,
+                act_layer=act_layer, use_rel_pos=use_rel_pos, rel_pos_zero_init=rel_pos_zero_init,
+                window_size=0 if i in global_attn_indexes else window_size,  # a global block sees the whole grid
+                input_size=(grid, grid),
             )
+            for i in range(depth)
+        )
 
         # The neck: 1x1 conv to out_chans, then a 3x3 conv, each followed by a channel LayerNorm.
         self.neck = nn.Sequential(
@@ -116,6 +112,7 @@ class Block(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
         use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
         window_size: int = 0,
         input_size: tuple[int, int] | None = None,
     ) -> None:
@@ -123,7 +120,8 @@ class Block(nn.Module):
         self.norm1 = norm_layer(dim)
         # A windowed block attends over window_size x window_size tokens, a global one over the whole grid.
         attn_size = (window_size, window_size) if window_size > 0 else input_size
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, use_rel_pos=use_rel_pos, input_size=attn_size)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, use_rel_pos=use_rel_pos,
+                              rel_pos_zero_init=rel_pos_zero_init, input_size=attn_size)
         self.norm2 = norm_layer(dim)
         self.mlp = MLPBlock(embedding_dim=dim, mlp_dim=int(dim * mlp_ratio), act=act_layer)
         self.window_size = window_size
@@ -134,9 +132,9 @@ class Block(nn.Module):
         x = self.norm1(x)
         if self.window_size > 0:
             H, W = x.shape[1], x.shape[2]
-            x, padded_hw = window_partition(x, self.window_size)  # (B * nWindows, ws, ws, C)
+            x, pad_hw = window_partition(x, self.window_size)  # (B * nWindows, ws, ws, C)
             x = self.attn(x)
-            x = window_unpartition(x, self.window_size, padded_hw, (H, W))  # (B, H, W, C)
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))  # (B, H, W, C)
         else:
             x = self.attn(x)
         x = shortcut + x
@@ -152,6 +150,7 @@ class Attention(nn.Module):
         num_heads: int = 8,
         qkv_bias: bool = True,
         use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
         input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
@@ -167,6 +166,9 @@ class Attention(nn.Module):
             # One learned vector per relative offset -(n-1) .. (n-1) along each axis.
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+            if not rel_pos_zero_init:  # the ViTDet start for training from scratch
+                for table in (self.rel_pos_h, self.rel_pos_w):
+                    nn.init.trunc_normal_(table, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
@@ -201,9 +203,9 @@ def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, t
     return windows, (Hp, Wp)
 
 
-def window_unpartition(windows: torch.Tensor, window_size: int, padded_hw: tuple[int, int], hw: tuple[int, int]):
-    """Inverse of window_partition: (B * nWindows, ws, ws, C) -> (B, H, W, C), padding removed."""
-    Hp, Wp = padded_hw
+def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]):
+    """Inverse of window_partition: (B * nWindows, ws, ws, C) -> (B, H, W, C), cutting pad_hw back to hw."""
+    Hp, Wp = pad_hw
     H, W = hw
     B = windows.shape[0] // (Hp * Wp // window_size // window_size)
     x = windows.view(B, Hp // window_size, Wp // window_size, window_size, window_size, -1)

@@ -13,8 +13,9 @@ Box non-maximum suppression is torchvision's ``batched_nms``; notebook 10 writes
 from __future__ import annotations
 
 import math
+import numbers
 from itertools import product
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -143,12 +144,12 @@ def calculate_stability_score(
 # ---- run-length encoding --------------------------------------------------------------------------------
 
 
-def mask_to_rle_pytorch(masks: torch.Tensor) -> List[Dict[str, Any]]:
-    """BxHxW boolean masks -> B uncompressed RLEs (COCO layout, see the module docstring)."""
-    b, h, w = masks.shape
+def mask_to_rle_pytorch(tensor: torch.Tensor) -> List[Dict[str, Any]]:
+    """``tensor``: BxHxW boolean masks -> B uncompressed RLEs (COCO layout, see the module docstring)."""
+    b, h, w = tensor.shape
     if b == 0:
         return []
-    flat = masks.transpose(1, 2).reshape(b, h * w)  # (B, H*W), column by column
+    flat = tensor.transpose(1, 2).reshape(b, h * w)  # (B, H*W), column by column
     mask_idx, change_at = (flat[:, 1:] != flat[:, :-1]).nonzero(as_tuple=True)
     changes_per_mask = torch.bincount(mask_idx, minlength=b).tolist()
     starts_of_runs = (change_at + 1).split(changes_per_mask)  # where each new run begins, per mask
@@ -229,6 +230,30 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
     return np.isin(labels, large), True
 
 
+# ---- batches ---------------------------------------------------------------------------------------------
+
+
+def batch_iterator(batch_size: int, *args) -> Iterator[List[Any]]:
+    """Walk equal-length sequences side by side, ``batch_size`` items at a time.
+
+    Each step yields ``[arg[i : i + batch_size] for arg in args]``; the last batch is shorter when the length
+    is not a multiple of ``batch_size``. The arguments are checked here, before the first batch is asked for.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not args:
+        raise ValueError("args: expected at least one sequence to cut into batches, got none")
+    lengths = [len(arg) for arg in args]
+    if len(set(lengths)) > 1:
+        odd = next(i for i, n in enumerate(lengths) if n != lengths[0])
+        raise ValueError(
+            f"args: expected sequences of one length, got lengths {lengths} "
+            f"(args[{odd}] has {lengths[odd]} items, args[0] has {lengths[0]})"
+        )
+    step = int(batch_size)
+    return ([arg[start : start + step] for arg in args] for start in range(0, lengths[0], step))
+
+
 # ---- a table of per-mask data ----------------------------------------------------------------------------
 
 
@@ -236,7 +261,7 @@ class MaskData:
     """Columns of per-mask data (tensors, arrays or lists of equal length) filtered and joined together.
 
     ``data.filter(keep)`` keeps the same rows of every column (``keep`` is a boolean mask or indices);
-    ``data.cat(other)`` appends another table's rows.
+    ``data.cat(new_stats)`` appends another table's rows.
     """
 
     def __init__(self, **columns: Any) -> None:
@@ -273,8 +298,8 @@ class MaskData:
             else:
                 self._columns[key] = [value[i] for i in index_list]
 
-    def cat(self, other: "MaskData") -> None:
-        for key, value in other.items():
+    def cat(self, new_stats: "MaskData") -> None:
+        for key, value in new_stats.items():
             if key not in self._columns:
                 self._columns[key] = value
             elif isinstance(value, torch.Tensor):

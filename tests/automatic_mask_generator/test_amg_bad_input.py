@@ -224,30 +224,27 @@ def type_tree(value):
     return type(value).__name__
 
 
+# setting: (model fixture, (scene picture, height, width of its top-left corner), generator arguments)
 TYPE_SETTINGS = {
-    "one batch": dict(points_per_side=8),
-    "batches, some empty": dict(points_per_side=8, points_per_batch=5),
-    "crops": dict(points_per_side=12, crop_n_layers=1, crop_n_points_downscale_factor=2),
-    "crops, RLE, no filters": dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                   output_mode="uncompressed_rle"),
+    "one batch": ("stand_in", ("landscape", 200, 300), dict(points_per_side=8)),
+    "batches, some empty": ("stand_in", ("landscape", 200, 300), dict(points_per_side=8, points_per_batch=5)),
+    "crops": ("stand_in", ("landscape", 200, 300),
+              dict(points_per_side=12, crop_n_layers=1, crop_n_points_downscale_factor=2)),
+    "crops, RLE, no filters": ("stand_in", ("landscape", 200, 300),
+                               dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                    output_mode="uncompressed_rle")),
+    "a real decoder, crops": ("official_tiny_random", ("portrait", 120, 90),
+                              dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)),
 }
 
 
 @pytest.mark.parametrize("setting", TYPE_SETTINGS)
-def test_record_types_equal_official(stand_in, scene_images, setting):
-    kwargs = TYPE_SETTINGS[setting]
-    image = scene_images["landscape"][:200, :300]
-    ours = SamAutomaticMaskGenerator(stand_in, **kwargs).generate(image)
-    official = OfficialGenerator(stand_in, **kwargs).generate(image)
-    assert len(ours) == len(official) > 0
-    assert [type_tree(r) for r in ours] == [type_tree(r) for r in official]
-
-
-def test_record_types_equal_official_with_a_real_decoder_and_crops(official_tiny_random, scene_images):
-    kwargs = dict(points_per_side=4, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    image = scene_images["portrait"][:120, :90]
-    ours = SamAutomaticMaskGenerator(official_tiny_random, **kwargs).generate(image)
-    official = OfficialGenerator(official_tiny_random, **kwargs).generate(image)
+def test_record_types_equal_official(request, scene_images, setting):
+    model_fixture, (picture, height, width), kwargs = TYPE_SETTINGS[setting]
+    model = request.getfixturevalue(model_fixture)
+    image = scene_images[picture][:height, :width]
+    ours = SamAutomaticMaskGenerator(model, **kwargs).generate(image)
+    official = OfficialGenerator(model, **kwargs).generate(image)
     assert len(ours) == len(official) > 0
     assert [type_tree(r) for r in ours] == [type_tree(r) for r in official]
 

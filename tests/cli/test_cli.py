@@ -1,11 +1,12 @@
 """The command line: `segment` and `everything` (outputs, refusals, messages), what every command shares
-(help, version, program name, exit codes) and `train-tiny`'s options.
+(help, version, program name, exit codes), `train-tiny`'s options and timing, and `export-onnx`.
 
 The successful runs go through a real subprocess, as a user runs them; the argument errors call the same
 entry point in-process (quicker). The model is a random tiny-config checkpoint, loaded by path.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,9 +138,11 @@ def test_segment_without_a_model_uses_the_bundled_one_and_says_so(sample, tmp_pa
     assert (tmp_path / "m.png").exists()
 
 
-def test_segment_wants_an_image_file_name(sample, tmp_path, capsys):
+def test_segment_wants_a_lossless_image_file_name(sample, tmp_path, capsys):
     code, err = run_in_process(capsys, "segment", sample[0], "--point", "1,1", "--out", str(tmp_path / "mask.txt"))
-    assert code == 2 and "needs an image extension such as .png" in err
+    assert code == 2 and f"--out: {tmp_path / 'mask.txt'} is not a lossless image file" in err
+    assert ".png, .bmp or .tif" in err and err.count("\n") == 1
+    assert not (tmp_path / "mask.txt").exists()
 
 
 # ---- everything ---------------------------------------------------------------------------------------------------
@@ -197,9 +200,41 @@ def test_everything_refuses_to_overwrite_without_force(sample, checkpoint, tmp_p
 
 
 def test_everything_explains_bad_settings(sample, checkpoint, tmp_path, capsys):
+    # a count below one is an argparse error, before anything is read or loaded
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
                                "--out", str(tmp_path / "r"), "--points-per-side", "0")
-    assert code == 2 and "points_per_side" in err
+    assert code == 2 and "argument --points-per-side: expected a whole number >= 1, got '0'" in err
+    # a threshold outside [0, 1] is the generator's refusal, naming its argument
+    code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
+                               "--out", str(tmp_path / "r"), "--pred-iou-thresh", "1.5")
+    assert code == 2 and "error: pred_iou_thresh: expected a number in [0, 1], got float 1.5" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_everything_says_which_filters_removed_every_mask(sample, tmp_path, capsys):
+    # No predicted IoU is above 1: every candidate goes at the first filter, and the line says so.
+    code, err = run_in_process(capsys, "everything", sample[0], "--model", "tiny", "--device", "cpu",
+                               "--points-per-side", "4", "--pred-iou-thresh", "1", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if line.startswith("no masks")]
+    assert line == "no masks: 48 candidates; pred_iou_thresh 1 removed 48"  # 4 x 4 points, 3 masks each
+    assert json.loads((tmp_path / "r" / "masks.json").read_text()) == []
+
+
+def test_the_no_masks_line_gives_each_filter_its_threshold():
+    from types import SimpleNamespace
+
+    from sam_from_scratch.automatic_mask_generator import FILTER_COUNT_KEYS
+    from sam_from_scratch.cli import explain_no_masks
+
+    counts = dict.fromkeys(FILTER_COUNT_KEYS, 0) | {"candidates": 1024, "pred_iou_thresh": 1000,
+                                                     "crop_edge": 4, "box_nms_thresh": 20}
+    generator = SimpleNamespace(last_filter_counts=counts, pred_iou_thresh=0.88, stability_score_thresh=0.95,
+                                box_nms_thresh=0.7, crop_nms_thresh=0.7, min_mask_region_area=0)
+    assert explain_no_masks(generator) == ("no masks: 1024 candidates; pred_iou_thresh 0.88 removed 1000, "
+                                           "crop_edge removed 4, box_nms_thresh 0.7 removed 20")
+    generator.last_filter_counts = dict.fromkeys(FILTER_COUNT_KEYS, 0)
+    assert explain_no_masks(generator) == "no masks: 0 candidates"
 
 
 # ---- the command line as a whole ------------------------------------------------------------------------------------
@@ -213,7 +248,8 @@ def modules_imported(*args):
     return names, result
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["segment", "--help"], ["train-tiny", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], *([command, "--help"] for command in (
+    "demo", "download", "segment", "everything", "train-tiny", "export-onnx"))])
 def test_help_and_version_import_no_torch_and_no_numpy(args):
     names, result = modules_imported(*args)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -241,11 +277,12 @@ def test_every_command_is_defined_here_and_its_help_ends_with_an_example(capsys)
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert list(commands) == ["download", "segment", "everything", "train-tiny"]
+    assert list(commands) == ["demo", "download", "segment", "everything", "train-tiny", "export-onnx"]
     for name, sub in commands.items():
         lines = sub.format_help().rstrip().splitlines()
         example = lines.index("example:")
         assert f"sam-from-scratch {name}" in lines[example + 1], name
+        assert f"\n    {name}" in parser.format_help(), name  # listed, with its help, by the top-level --help
     top = parser.format_help()
     assert "exit codes:" in top and "130" in top
 
@@ -273,8 +310,8 @@ def train_tiny_calls(monkeypatch):
 
     def record(out, **kwargs):
         calls.append((out, kwargs))
-        if kwargs["workers"] == 5:
-            raise ValueError("workers: expected a divisor of 8, got 5")
+        if kwargs["seed"] == -1:
+            raise ValueError("seed: expected a seed >= 0, got -1")
         if kwargs["eval_only"] and not Path(out, "sam_tiny.pt").exists():
             raise FileNotFoundError(f"out: expected a trained model at {out}/sam_tiny.pt, found none")
         return {"miou": 0.5}
@@ -326,8 +363,15 @@ def test_train_tiny_replaces_the_bundled_model_only_when_asked(train_tiny_calls,
 
 
 def test_train_tiny_reports_the_trainings_refusals_in_one_line(train_tiny_calls, capsys, tmp_path):
-    code, err = run_in_process(capsys, "train-tiny", "--workers", "5")
-    assert code == 2 and err == "error: workers: expected a divisor of 8, got 5\n"
+    from sam_from_scratch.training import TrainConfig
+
+    code, err = run_in_process(capsys, "train-tiny", "--seed", "-1")
+    assert code == 2 and err == "error: seed: expected a seed >= 0, got -1\n"
+    # workers that do not divide a step's images are refused before the expected time is printed
+    code = main(["train-tiny", "--workers", "5"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err == f"error: workers: expected a divisor of images_per_step={TrainConfig().images_per_step}, got 5\n"
+    assert out == "" and len(train_tiny_calls) == 1
     code, err = run_in_process(capsys, "train-tiny", "--out", str(tmp_path / "none"), "--eval-only")
     assert code == 1 and err.startswith("error: out: expected a trained model at") and err.count("\n") == 1
 
@@ -347,6 +391,185 @@ def test_train_tiny_calls_the_training_with_arguments_it_accepts():
 
     inspect.signature(train_tiny).bind(Path("out"), steps=1, seed=0, workers=1, threads=1, work_dir=Path("w"),
                                        fresh=False, eval_scenes=1, eval_only=False, progress=True)
+
+
+def test_quick_is_the_short_recipe_in_its_own_folder(train_tiny_calls, capsys, tmp_path):
+    from sam_from_scratch.cli import QUICK_STEPS, build_parser
+
+    args = build_parser().parse_args(["train-tiny", "--quick"])
+    assert (args.steps, args.workers, args.quick) == (QUICK_STEPS, 2, True) and QUICK_STEPS == 2000
+    for order in (["--quick", "--workers", "1"], ["--workers", "1", "--quick"]):  # what the user sets wins
+        assert build_parser().parse_args(["train-tiny", *order]).workers == 1
+
+    code, _ = run_in_process(capsys, "train-tiny", "--quick")
+    assert code == 0
+    ((out, kwargs),) = train_tiny_calls
+    assert out == Path("runs/train-tiny-quick") and kwargs["work_dir"] == Path("runs/train-tiny-quick/state")
+    assert (kwargs["steps"], kwargs["workers"]) == (2000, 2)
+    assert run_in_process(capsys, "train-tiny", "--quick", "--out", str(tmp_path))[0] == 0
+    assert train_tiny_calls[1][0] == tmp_path
+
+
+def test_quick_refuses_steps_and_the_bundled_folder(train_tiny_calls, capsys):
+    code, err = run_in_process(capsys, "train-tiny", "--quick", "--steps", "50")
+    assert code == 2 and "argument --steps: not allowed with argument --quick" in err
+    code, err = run_in_process(capsys, "train-tiny", "--quick", "--replace-bundled")
+    assert code == 2 and err.startswith("error: --quick trains a worse model than the bundled one") and err.count("\n") == 1
+    assert train_tiny_calls == []
+
+
+def test_the_card_records_the_quick_recipe():
+    from sam_from_scratch.config import TINY_CHECKPOINT
+
+    card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
+    quick = card["quick"]
+    assert quick["steps"] == 2000 and quick["training_time"]["workers"] == 2 and "--quick" in quick["command"]
+    assert 0 < quick["training_time"]["wall_seconds"] < card["training_time"]["wall_seconds"]
+    for key, value in quick["evaluation"].items():  # a worse model than the shipped one, on every figure
+        assert 0 < value < card["evaluation"][key], key
+
+
+def test_the_expected_time_uses_the_cards_rate_for_as_many_workers(monkeypatch, tmp_path):
+    from sam_from_scratch import config
+    from sam_from_scratch.cli import expected_training_time
+
+    card = json.loads((config.TINY_CHECKPOINT.parent / "card.json").read_text())
+    shipped = card["training_time"]["wall_seconds"] / card["steps"]
+    quick = card["quick"]["training_time"]["wall_seconds"] / card["quick"]["steps"]
+    line = expected_training_time(5400, card["training_time"]["workers"], 300)
+    assert line.startswith("expected time: about ") and f"{shipped:.2f} s a step" in line and "shipped recipe" in line
+    line = expected_training_time(2000, card["quick"]["training_time"]["workers"], 300)
+    assert f"about {round(2000 * quick / 60)} min for 2,000 steps" in line and "quick recipe" in line
+    assert "an estimate" in expected_training_time(2000, 8, 300)  # no figure on the card for 8 workers
+
+    del card["quick"]  # a card without the quick entry: 2 workers get the estimate of 1.8 steps a second
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(config, "TINY_CHECKPOINT", tmp_path / "sam_tiny.pt")
+    line = expected_training_time(1800, 2, 300)
+    assert "about 17 min for 1,800 steps" in line and "an estimate" in line and "1.8 steps a second" in line
+
+
+def test_train_tiny_says_how_long_it_should_take_and_how_long_it_took(tmp_path, capsys):
+    # a real run of two steps, measured on two scenes
+    code = main(["train-tiny", "--steps", "2", "--workers", "1", "--threads", "1", "--eval-scenes", "2",
+                 "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("expected time: about ") and "for 2 steps" in lines[0]
+    assert re.fullmatch(r"train-tiny took \d+ s", lines[-1]), lines[-1]
+    assert (tmp_path / "sam_tiny.pt").exists() and json.loads((tmp_path / "card.json").read_text())["steps"] == 2
+
+
+# ---- export-onnx ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def export_calls(monkeypatch):
+    """Replace the ONNX export and quantization with recorders that write a stand-in file."""
+    import sam_from_scratch.onnx_export as onnx_export
+
+    calls = []
+
+    def export(model, path, **kwargs):
+        calls.append(("export", model, Path(path), kwargs))
+        Path(path).write_bytes(b"float32 graph")
+        return Path(path)
+
+    def quantize(source, path):
+        calls.append(("quantize", Path(source), Path(path)))
+        Path(path).write_bytes(b"int8 graph")
+        return Path(path)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", export)
+    monkeypatch.setattr(onnx_export, "quantize_onnx", quantize)
+    return calls
+
+
+def test_export_onnx_writes_a_file_onnxruntime_runs(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="running the export needs the onnx extra")
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
+
+    out = tmp_path / "decoder.onnx"
+    code, err = run_in_process(capsys, "export-onnx", "--model", "tiny", "--out", str(out))
+    assert code == 0, err
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()][:3] == ["image_embeddings", "point_coords", "point_labels"]
+
+    predictor = SamPredictor(from_pretrained("tiny", device="cpu"))
+    predictor.set_image(make_scene(HELDOUT_SEED, 3).image)
+    h, w = predictor.original_size
+    masks, scores, _ = session.run(None, {
+        "image_embeddings": predictor.get_image_embedding().numpy(),
+        "point_coords": np.array([[[40.0, 50.0], [0.0, 0.0]]], np.float32),
+        "point_labels": np.array([[1.0, -1.0]], np.float32),
+        "mask_input": np.zeros((1, 1, *predictor.model.prompt_encoder.mask_input_size), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        "orig_im_size": np.array([h, w], np.float32),
+    })
+    assert masks.shape == (1, 1, h, w) and scores.shape == (1, 1) and np.isfinite(masks).all()
+
+
+def test_export_onnx_refuses_to_overwrite_without_force(tmp_path, capsys, export_calls):
+    out = tmp_path / "decoder.onnx"
+    out.write_bytes(b"keep me")
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(out))
+    assert code == 1 and f"{out} already exist(s); add --force to overwrite" in err and out.read_bytes() == b"keep me"
+    out.unlink()
+    (tmp_path / "decoder_int8.onnx").write_bytes(b"keep me too")  # --quantize also writes this one
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(out), "--quantize")
+    assert code == 1 and "decoder_int8.onnx already exist(s)" in err and not out.exists()
+    assert export_calls == [] and "loading the model" not in err  # refused before any work
+
+
+def test_export_onnx_with_force_quantize_and_opset(tmp_path, capsys, export_calls):
+    from sam_from_scratch.modeling.sam import Sam
+
+    out = tmp_path / "decoder.onnx"
+    out.write_bytes(b"old")
+    code = main(["export-onnx", "--out", str(out), "--force", "--quantize", "--opset", "19"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert stdout.startswith(f"wrote {out} (0.0 MB) and {tmp_path / 'decoder_int8.onnx'} (0.0 MB)")
+    (_, model, path, kwargs), quantized = export_calls
+    assert isinstance(model, Sam) and model.device.type == "cpu" and model.mask_decoder.iou_token.weight.dtype == torch.float32
+    assert (path, kwargs) == (out, {"opset": 19})
+    assert quantized == ("quantize", out, tmp_path / "decoder_int8.onnx")
+    assert out.read_bytes() == b"float32 graph" and (tmp_path / "decoder_int8.onnx").read_bytes() == b"int8 graph"
+
+
+def test_export_onnx_takes_the_weights_of_a_checkpoint(checkpoint, model, tmp_path, capsys, export_calls):
+    code, err = run_in_process(capsys, "export-onnx", "--model", "tiny", "--checkpoint", checkpoint,
+                               "--out", str(tmp_path / "d.onnx"))
+    assert code == 0, err
+    exported = export_calls[0][1].state_dict()
+    assert all(torch.equal(exported[key], value) for key, value in model.state_dict().items())
+    code, err = run_in_process(capsys, "export-onnx", "--model", checkpoint, "--checkpoint", checkpoint,
+                               "--out", str(tmp_path / "e.onnx"))
+    assert code == 2 and "--checkpoint: expected --model to name a variant" in err
+
+
+def test_export_onnx_without_the_onnx_extra_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "d.onnx"))
+    assert code == 2 and err.count("\n") == 1
+    assert "missing: onnxscript" in err and 'pip install "sam-from-scratch[onnx]"' in err
+    assert not (tmp_path / "d.onnx").exists()
+
+
+def test_export_onnx_explains_bad_arguments(tmp_path, capsys, export_calls):
+    from sam_from_scratch.cli import ONNX_MIN_OPSET
+    from sam_from_scratch.onnx_export import DEFAULT_OPSET
+
+    assert ONNX_MIN_OPSET == DEFAULT_OPSET
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "d.onnx"), "--opset", "17")
+    assert code == 2 and "argument --opset: expected a whole number >= 18, got '17'" in err
+    code, err = run_in_process(capsys, "export-onnx")
+    assert code == 2 and "the following arguments are required: --out" in err
+    (tmp_path / "file").write_text("not a folder")
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "file" / "d.onnx"))
+    assert code == 2 and "--out:" in err and "is a file" in err
+    assert export_calls == []
 
 
 # ---- the pictures: drawn as the widgets draw them --------------------------------------------------------------------

@@ -8,9 +8,7 @@ checksum the test computes; "offline" is a port where nothing listens, or a serv
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 import time
 
 import numpy as np
@@ -73,64 +71,27 @@ def test_offline_flag_and_existing_outputs(clean_env, capsys):
     assert code == 1 and "--force" in stderr  # the pictures of the last run are not overwritten silently
 
 
-class FileHost:
-    """Serves one file's bytes at one path, counting requests."""
-
-    def __init__(self, path: str, body: bytes) -> None:
-        self.requests = 0
-        host = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                host.requests += 1
-                if self.path != path:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_online_the_demo_downloads_checks_and_caches_vit_b_then_uses_it(clean_env, capsys, monkeypatch,
+def test_online_the_demo_downloads_checks_and_caches_vit_b_then_uses_it(clean_env, capsys, monkeypatch, file_host,
                                                                        random_vit_b_checkpoint):
     body = random_vit_b_checkpoint.read_bytes()
     official = CHECKPOINTS["vit_b"]
     monkeypatch.setitem(CHECKPOINTS, "vit_b", RemoteCheckpoint(official.filename, hashlib.sha256(body).hexdigest()))
-    host = FileHost("/" + official.filename, body)
-    try:
-        out = clean_env / "outputs"
-        code, stdout, stderr = run(capsys, "demo", "--out", str(out), "--mirror", host.url)
-        assert code == 0, stderr
-        assert "SAM vit_b" in stdout and "could not download" not in stderr
-        cached = clean_env / "cache" / official.filename
-        assert cached.read_bytes() == body
-        assert Image.open(out / "demo_mask.png").size == (600, 400)
-        # The second run finds it in the cache and asks the host for nothing.
-        assert run(capsys, "demo", "--out", str(out), "--mirror", host.url, "--force")[0] == 0
-        assert host.requests == 1
-    finally:
-        host.stop()
+    file_host.files["/" + official.filename] = body
+    out = clean_env / "outputs"
+    code, stdout, stderr = run(capsys, "demo", "--out", str(out), "--mirror", file_host.url)
+    assert code == 0, stderr
+    assert "SAM vit_b" in stdout and "could not download" not in stderr
+    cached = clean_env / "cache" / official.filename
+    assert cached.read_bytes() == body
+    assert Image.open(out / "demo_mask.png").size == (600, 400)
+    # The second run finds it in the cache and asks the host for nothing.
+    assert run(capsys, "demo", "--out", str(out), "--mirror", file_host.url, "--force")[0] == 0
+    assert file_host.requests == ["/" + official.filename]
 
 
-def test_a_file_that_is_not_the_published_one_is_refused_and_the_small_model_used(clean_env, capsys, monkeypatch):
+def test_a_file_that_is_not_the_published_one_is_refused_and_the_small_model_used(clean_env, capsys, file_host):
     official = CHECKPOINTS["vit_b"]
-    host = FileHost("/" + official.filename, b"not the published file")
-    try:
-        code, stdout, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--mirror", host.url)
-    finally:
-        host.stop()
+    file_host.files["/" + official.filename] = b"not the published file"
+    code, stdout, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--mirror", file_host.url)
     assert code == 0 and "not the published one" in stderr and "small course model" in stdout
     assert not any((clean_env / "cache").glob("*"))

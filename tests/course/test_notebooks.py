@@ -2,22 +2,31 @@
 
 nbval (run by the test command with `--nbval`) re-executes every notebook and compares outputs; these tests
 check what nbval does not: that the *saved* file was executed top to bottom without errors, and that every
-notebook has the parts a learner relies on (title, set-up cell, check cell, a picture, short cells).
+notebook has the parts a learner relies on (title, set-up cell, check cell, a picture, short cells, a recap).
 Each rule is a small function returning a list of problems, tested on the real notebooks and on a broken
 example so that every rule can fail.
+
+The numbered chapters (00_ .. 12_) and the appendices (A1_, ...) follow the same rules; an appendix's title
+starts with its label ("# A1") the way a chapter's starts with its number. Only the list of chapters is fixed.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO / "notebooks"
+CHAPTERS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+APPENDICES = sorted(NOTEBOOK_DIR.glob("A[0-9]_*.ipynb"))
+NOTEBOOKS = CHAPTERS + APPENDICES  # the course's order: the chapters, then the appendices
 COURSE = [f"{n:02d}" for n in range(13)]  # the numbered notebooks 00 .. 12
+RECAP_BULLETS = 3
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
 
 
@@ -61,7 +70,7 @@ def title_problems(nb, number: str) -> list[str]:
         return ["the first cell must be a markdown title"]
     problems = []
     if not re.match(rf"#\s+{number}\b", first.source.strip()):
-        problems.append(f"the title must start with '# {number}' (the notebook's number)")
+        problems.append(f"the title must start with '# {number}' (the start of the notebook's file name)")
     if "you will build" not in first.source.lower():
         problems.append("the title cell must say what the learner will build ('You will build: ...')")
     return problems
@@ -124,6 +133,14 @@ def ignore_output_problems(nb, share=0.5) -> list[str]:
     return []
 
 
+def recap_problems(nb, bullets=RECAP_BULLETS) -> list[str]:
+    last = nb.cells[-1] if nb.cells else None
+    if last is None or last.cell_type != "markdown" or not last.source.startswith("## Recap"):
+        return ["the last cell must be a markdown cell starting with '## Recap'"]
+    found = sum(line.startswith("- ") for line in last.source.splitlines())
+    return [] if found == bullets else [f"the recap has {found} '- ' bullets, expected {bullets}"]
+
+
 def kernel_problems(nb) -> list[str]:
     name = nb.metadata.get("kernelspec", {}).get("name")
     return [] if name == "python3" else [f"kernelspec name is {name!r}, expected 'python3'"]
@@ -140,6 +157,7 @@ def all_problems(nb, number: str) -> list[str]:
         + cell_length_problems(nb)
         + hidden_solution_problems(nb)
         + ignore_output_problems(nb)
+        + recap_problems(nb)
         + kernel_problems(nb)
     )
 
@@ -147,10 +165,28 @@ def all_problems(nb, number: str) -> list[str]:
 # ---- the real notebooks ---------------------------------------------------------------------------------
 
 
+def label(path: Path) -> str:
+    """What the notebook's title starts with: '07' for 07_mask_decoder.ipynb, 'A1' for A1_sam_in_onnx.ipynb."""
+    return path.name.split("_")[0]
+
+
 def test_every_numbered_notebook_of_the_course_exists():
-    present = {p.name[:2] for p in NOTEBOOKS}
+    present = {label(p) for p in CHAPTERS}
     missing = [n for n in COURSE if n not in present]
     assert not missing, f"notebooks missing from notebooks/: {missing}"
+
+
+def test_the_appendices_are_found():
+    assert "A1_sam_in_onnx.ipynb" in [p.name for p in APPENDICES]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make to read the Makefile")
+def test_make_notebooks_runs_every_notebook_in_the_course_order():
+    shown = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", "show-notebooks: ; @echo $(NOTEBOOKS)", "show-notebooks"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert shown.stdout.split() == [str(p.relative_to(REPO)) for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -160,7 +196,7 @@ def test_notebook_is_valid_nbformat(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_follows_the_course_conventions(path):
-    problems = all_problems(nbformat.read(path, as_version=4), path.name[:2])
+    problems = all_problems(nbformat.read(path, as_version=4), label(path))
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
 
@@ -184,6 +220,7 @@ def good_notebook():
         plot,
         nbformat.v4.new_markdown_cell("## Check"),
         check,
+        nbformat.v4.new_markdown_cell("## Recap\n\n- One thing.\n- Another thing.\n- A third thing."),
     ]
     return nb
 
@@ -211,6 +248,28 @@ def test_an_empty_code_cell_is_reported():
     nb = good_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("", execution_count=None))
     assert execution_order_problems(nb)
+
+
+def test_a_missing_or_misshapen_recap_is_reported():
+    nb = good_notebook()
+    del nb.cells[-1]
+    assert recap_problems(nb) == ["the last cell must be a markdown cell starting with '## Recap'"]
+    assert recap_problems(nbformat.v4.new_notebook())  # no cells at all
+    nb = good_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Further reading"))  # the recap is not the last cell
+    assert recap_problems(nb)
+    nb = good_notebook()
+    nb.cells[-1].source += "\n- A fourth thing."
+    assert recap_problems(nb) == ["the recap has 4 '- ' bullets, expected 3"]
+    nb.cells[-1].source = "## Recap\n\n* One.\n* Two.\n* Three."
+    assert recap_problems(nb) == ["the recap has 0 '- ' bullets, expected 3"]
+
+
+def test_an_appendix_title_starts_with_its_label():
+    nb = good_notebook()
+    nb.cells[0].source = "# A1 · An appendix\n\n**You will build:** a thing."
+    assert title_problems(nb, "A1") == []
+    assert title_problems(nb, "A2")
 
 
 def test_a_missing_title_or_build_sentence_is_reported():

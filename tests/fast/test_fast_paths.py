@@ -124,14 +124,16 @@ def test_the_plain_model_has_no_fast_path_code():
             assert fast_only not in source, f"modeling/{name}.py uses {fast_only}"
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one mask", "mask in chunks of query rows"])
-def test_fused_global_attention_equals_plain_on_the_vit_b_grid(chunked):
+@pytest.mark.parametrize("how", ["one mask", "chunks", "folded"],
+                         ids=["one mask", "mask in chunks of query rows", "bias folded into q and k"])
+def test_fused_global_attention_equals_plain_on_the_vit_b_grid(how):
     """A global block of vit_b attends over 64 x 64 tokens; its bias is too big to build at once."""
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
     # 64 * 64 * 4096 elements per query row and head: 5 rows per chunk -> chunks of 5, ..., 5, 4 rows
     fused_attention = fast(attention)
-    fused_attention.max_mask_elements = 5 * 2 * 64 * 4096 if chunked else 2**40
+    fused_attention.max_mask_elements = 5 * 2 * 64 * 4096 if how == "chunks" else 2**40
+    fused_attention.fold_bias = how == "folded"
     x = torch.randn(1, 64, 64, 64)
     with torch.no_grad():
         fused = fused_attention(x)
@@ -139,12 +141,15 @@ def test_fused_global_attention_equals_plain_on_the_vit_b_grid(chunked):
     assert max_diff(fused, plain) <= FP32_TOL
 
 
-def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows():
+@pytest.mark.parametrize("fold", [False, True], ids=["mask", "bias folded into q and k"])
+def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows(fold):
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(96, num_heads=3, use_rel_pos=True, input_size=(14, 14)), seed=3).eval()
     x = torch.randn(25, 14, 14, 96)  # 25 windows of 14 x 14 tokens
     with torch.no_grad():
-        fused = fast(attention)(x)
+        fused_attention = fast(attention)
+        fused_attention.fold_bias = fold
+        fused = fused_attention(x)
         plain = attention(x)
     assert max_diff(fused, plain) <= FP32_TOL
 
@@ -377,6 +382,22 @@ def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
         embedding = small_sam.image_encoder(images)
     cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
     assert cosine >= BF16_MIN_COSINE
+
+
+@pytest.mark.cuda
+def test_folded_attention_on_cuda_equals_plain_attention():
+    """On CUDA the fast path folds the bias into q and k (flash kernels take no mask): same result."""
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
+    x = torch.randn(2, 64, 64, 64)
+    with torch.no_grad():
+        plain = attention(x)
+        fused_attention = fast(attention).cuda()
+        assert fused_attention.fold_bias is None  # the device decides: folded on CUDA
+        fused = fused_attention(x.cuda()).cpu()
+        half = fused_attention.to(torch.bfloat16)(x.cuda().to(torch.bfloat16)).float().cpu()
+    assert max_diff(fused, plain) <= 1e-4
+    assert F.cosine_similarity(half.flatten(), plain.flatten(), dim=0).item() >= BF16_MIN_COSINE
 
 
 @pytest.mark.cuda

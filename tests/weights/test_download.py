@@ -1,4 +1,4 @@
-"""Downloading checkpoints: against a local HTTP server on 127.0.0.1 serving small fake files.
+"""Downloading checkpoints: against a local HTTP server on 127.0.0.1 serving small fake files (`file_host`).
 
 The fake files are registered in `download.CHECKPOINTS` (the same table that holds the official ones) with
 their own SHA-256, so every test runs the real download path offline in well under a second.
@@ -7,11 +7,10 @@ their own SHA-256, so every test runs the real download path offline in well und
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,52 +23,12 @@ GOOD = b"not really SAM weights, but 64 KiB of them " * 1500
 FAKE = RemoteCheckpoint("sam_fake_0000.pth", hashlib.sha256(GOOD).hexdigest())
 
 
-class FakeHost:
-    """A threaded HTTP server: `files` maps URL paths to bodies; paths in `cut_after` stop after that many bytes
-    while announcing the full Content-Length (a dropped connection)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut_after: dict[str, int] = {}
-        self.requests: list[str] = []
-        host = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                host.requests.append(self.path)
-                body = host.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: host.cut_after.get(self.path, len(body))])
-                self.close_connection = True  # a cut body ends here: the client sees fewer bytes than announced
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join()
-
-
 @pytest.fixture
-def host(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # never route the local server through a proxy
+def host(file_host, monkeypatch):
+    """The shared local file host (tests/conftest.py), with no mirror or cache folder set in the environment."""
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)
     monkeypatch.delenv(download.CACHE_ENV, raising=False)
-    server = FakeHost()
-    yield server
-    server.stop()
+    return file_host
 
 
 @pytest.fixture
@@ -151,6 +110,25 @@ def test_interrupted_transfer_raises_and_leaves_no_partial_file(host, fake, tmp_
     host.cut_after["/" + fake.filename] = len(GOOD) // 3
     with pytest.raises(DownloadError, match="could not download fake"):
         download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert files_in(tmp_path) == []
+
+
+def test_a_host_that_hangs_up_without_answering_is_reported(host, fake, tmp_path):
+    host.hang_up.add("/" + fake.filename)
+    with pytest.raises(DownloadError, match="could not download fake"):
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert host.requests == ["/" + fake.filename]
+    assert files_in(tmp_path) == []
+
+
+def test_a_host_that_stalls_is_given_up_after_the_timeout(host, fake, tmp_path):
+    host.files["/" + fake.filename] = GOOD
+    host.stall.add("/" + fake.filename)  # the request is read, no answer comes
+    start = time.perf_counter()
+    with pytest.raises(DownloadError, match="could not download fake"):
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False, timeout=0.5)
+    assert time.perf_counter() - start < 20  # the 0.5 s timeout, not the host's own limit (60 s)
+    assert host.requests == ["/" + fake.filename]
     assert files_in(tmp_path) == []
 
 
