@@ -27,6 +27,6 @@ left=$(( ${TOTAL_S:-570} - (SECONDS - start) ))
 echo "== benchmark, gpu section ($((SECONDS - start)) s; $left s left)"
 if (( left > 30 )); then
     timeout "$left" "$PY" benchmarks/benchmark.py --sections gpu --gpu-variants "${GPU_VARIANTS:-vit_b,vit_h}" \
-        --output "$OUT/benchmark_gpu.md" 2>&1 | tee "$OUT/benchmark_gpu.log" | tail -n 40
+        --repeats "${GPU_REPEATS:-3}" --output "$OUT/benchmark_gpu.md" 2>&1 | tee "$OUT/benchmark_gpu.log" | tail -n 40
 fi
 echo "== done in $((SECONDS - start)) s"
