@@ -5,6 +5,7 @@
     segment      segment an image from points and/or a box (the predictor)
     everything   segment everything in an image (the automatic mask generator)
     train-tiny   train the bundled small model from scratch
+    finetune     fine-tune SAM on your own images and masks (COCO JSON, or images/ + masks/ folders)
     export-onnx  write the prompt encoder and mask decoder as an ONNX file (the `onnx` extra)
 
 Building the parsers imports nothing heavy: torch, numpy and Pillow are imported by the command that runs,
@@ -76,6 +77,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     _add_segment(subparsers, prog)
     _add_everything(subparsers, prog)
     _add_train_tiny(subparsers, prog)
+    _add_finetune(subparsers, prog)
     _add_export_onnx(subparsers, prog)
     return parser
 
@@ -230,6 +232,45 @@ class _QuickRecipe(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         namespace.quick = True
         namespace.steps = QUICK_STEPS
+
+
+def _add_finetune(subparsers, prog: str) -> None:
+    parser = _subcommand(
+        subparsers, "finetune", "fine-tune SAM's mask decoder on your own images and masks",
+        f"  {prog} finetune --model vit_b --data coco.json --images dir/ --out run/\n"
+        "    embeds every image once (cached in run/embeddings), trains the mask decoder, and writes\n"
+        "    run/sam_vit_b_finetuned.pth (official format) and run/card.json (held-out mIoU before and after);\n"
+        "    run it again to resume. Several GPUs: torchrun --nproc_per_node=N -m sam_from_scratch finetune ...",
+        run_finetune,
+    )
+    parser.add_argument("--model", type=_model_argument, default="vit_b",
+                        help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once), or a checkpoint file (default: vit_b)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="weights for the --model variant instead of the bundled or official ones")
+    parser.add_argument("--data", required=True, metavar="PATH",
+                        help="a COCO instance JSON (polygons or RLE), or a folder holding images/ and masks/ (one PNG "
+                        "per instance named <image>_<k>.png, or one label map <image>.png)")
+    parser.add_argument("--images", default=None, metavar="DIR", help="the COCO file's images (default: beside it)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the run folder: new or empty, or an earlier run with the same settings (it resumes)")
+    how_long = parser.add_mutually_exclusive_group()
+    how_long.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
+    how_long.add_argument("--epochs", type=_positive_float, default=None,
+                          help="passes over the training images (default 10)")
+    parser.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate (default 1e-4)")
+    parser.add_argument("--batch", type=_positive_int, default=4, help="images per step (default 4)")
+    parser.add_argument("--device", type=_device_argument, default="auto",
+                        help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the order and the prompts (default 0)")
+    held_out = parser.add_mutually_exclusive_group()
+    held_out.add_argument("--val-fraction", type=_positive_float, default=0.1,
+                          help="share of the images held out to measure mIoU before and after (default 0.1)")
+    held_out.add_argument("--val-ids", default=None, metavar="ID,ID,...",
+                          help="the held-out images instead: their ids or file names, separated by commas")
+    parser.add_argument("--lora-rank", type=_count, default=0,
+                        help="also train rank-R adapters on the image encoder's attention (for GPUs; no embedding "
+                        "cache then; default 0: off)")
+    parser.add_argument("--train-prompt-encoder", action="store_true", help="train the prompt encoder as well")
 
 
 def _add_export_onnx(subparsers, prog: str) -> None:
@@ -530,6 +571,29 @@ def run_train_tiny(args: argparse.Namespace) -> int:
         return 1
     print(f"train-tiny took {_duration(time.perf_counter() - start)}")
     return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from .training.finetune import finetune
+
+    try:
+        _check_out_folder(Path(args.out), "--out")
+        card = finetune(
+            args.model, args.data, args.images, args.out, checkpoint=args.checkpoint, steps=args.steps,
+            epochs=args.epochs, lr=args.lr, batch=args.batch, device=args.device, seed=args.seed,
+            val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
+            lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder,
+        )
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.code
+    except SamInputError as error:  # bad data or arguments, a run folder that is not ours
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0  # finetune said what it wrote (the lead process only, under torchrun)
 
 
 def expected_training_time(steps: int, workers: int, eval_scenes: int) -> str:

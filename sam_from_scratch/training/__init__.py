@@ -7,9 +7,14 @@
     loop.py        the recipe (TrainConfig), one step's loss, the training run over one or more workers
     evaluation.py  the model card's figures on held-out scenes
     tiny.py        the bundled small model: `train_tiny` retrains it and writes its checkpoint and card
+    datasets.py    your own images and masks: COCO instance JSON, or images/ + masks/ folders
+    finetune.py    `finetune`: a trained SAM's decoder (optionally adapters) on your data, resumable, under torchrun
+    stars.py       a kind of object the small model never saw, for the fine-tuning demonstration
 """
 
+from .datasets import InstanceDataset, load_dataset
 from .evaluation import evaluate
+from .finetune import finetune
 from .losses import SamLoss, dice_loss, mask_iou, sam_loss, sigmoid_focal_loss
 from .loop import TrainConfig, batch_loss, lr_factor, make_optimizer, prompt_generator, train, training_batch, training_loss
 from .scenes import HELDOUT_SEED, TRAIN_SEED, Scene, SceneConfig, SceneDataset, make_scene
@@ -26,6 +31,9 @@ __all__ = [
     "batch_loss",
     "dice_loss",
     "evaluate",
+    "finetune",
+    "InstanceDataset",
+    "load_dataset",
     "lr_factor",
     "make_optimizer",
     "make_scene",

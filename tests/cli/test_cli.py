@@ -249,7 +249,7 @@ def modules_imported(*args):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], *([command, "--help"] for command in (
-    "demo", "download", "segment", "everything", "train-tiny", "export-onnx"))])
+    "demo", "download", "segment", "everything", "train-tiny", "finetune", "export-onnx"))])
 def test_help_and_version_import_no_torch_and_no_numpy(args):
     names, result = modules_imported(*args)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -277,7 +277,7 @@ def test_every_command_is_defined_here_and_its_help_ends_with_an_example(capsys)
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert list(commands) == ["demo", "download", "segment", "everything", "train-tiny", "export-onnx"]
+    assert list(commands) == ["demo", "download", "segment", "everything", "train-tiny", "finetune", "export-onnx"]
     for name, sub in commands.items():
         lines = sub.format_help().rstrip().splitlines()
         example = lines.index("example:")

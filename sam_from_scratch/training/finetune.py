@@ -1,0 +1,505 @@
+"""Fine-tuning a trained SAM (vit_b, vit_l, vit_h or the small model) on your own images and masks.
+
+The recipe is notebook 11's (`batch_loss`): prompts sampled from the masks (a point or a jittered box), a
+corrective click where the prediction is wrong, the previous logits fed back, focal + dice + IoU loss. What
+differs is what trains:
+
+- the mask decoder, and optionally the prompt encoder; the image encoder stays frozen, so every image's
+  embedding is computed once, cached on disk in the run folder, and every step costs only the decoder;
+- or, with `lora_rank` > 0, also low-rank adapters on the encoder's attention (qkv): W x + B A x with A
+  (r, C) and B (3C, r), B starting at zero. The embeddings then change at every step, so nothing is cached.
+
+A run folder holds run.json (the settings: it marks the folder as ours), state.pt (resumable state), the
+loss log, the embedding cache, and at the end the checkpoint in the official format and card.json (the data,
+the settings, held-out mIoU before and after). Calling `finetune` again with the same settings continues the
+run. Under `torchrun` every process takes an equal share of each step's images and DistributedDataParallel
+averages their gradients; the prompts of an image depend on the image and the step only, so any number of
+processes trains the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..device import auto_device
+from ..errors import SamInputError, check_int, check_number
+from ..modeling.sam import Sam
+from ..utils.transforms import ResizeLongestSide
+from .datasets import ImageRecord, InstanceDataset, load_dataset, read_masks, read_rgb
+from .forward import decode, encode_images
+from .loop import FIGURES, TrainConfig, _LossLog, batch_loss, lr_factor, make_optimizer, write_atomically
+from .losses import mask_iou
+from .prompts import random_points_in
+
+RUN_FILE, STATE_FILE, CARD_FILE, LOG_FILE, CACHE_DIR = "run.json", "state.pt", "card.json", "loss_log.csv", "embeddings"
+OUR_FILES = {RUN_FILE, STATE_FILE, CARD_FILE, LOG_FILE, CACHE_DIR}
+MODEL_NAMES = ("tiny", "vit_b", "vit_l", "vit_h")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Low-rank adapters
+# ---------------------------------------------------------------------------------------------------------
+class LoRALinear(nn.Linear):
+    """A frozen linear layer plus a trainable low-rank update: y = W x + b + B (A x). Same `weight` and `bias`
+    names as nn.Linear, so the official keys stay; `merged_weight` folds the update in for saving."""
+
+    def add_adapter(self, rank: int) -> None:
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, device=self.weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=self.weight.device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # nn.Linear's own start; B = 0: no change yet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + F.linear(F.linear(x, self.lora_A), self.lora_B)
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.weight + self.lora_B @ self.lora_A  # (out, in)
+
+
+def add_lora(model: Sam, rank: int) -> list[nn.Parameter]:
+    """Give every attention block of the image encoder a rank-`rank` adapter on qkv; returns its parameters."""
+    params = []
+    for block in model.image_encoder.blocks:
+        qkv = block.attn.qkv
+        qkv.__class__ = LoRALinear  # a subclass: the module keeps its frozen weight and bias
+        qkv.add_adapter(rank)
+        params += [qkv.lora_A, qkv.lora_B]
+    return params
+
+
+def official_state_dict(model: Sam) -> dict[str, torch.Tensor]:
+    """The model's weights under the official keys, on the CPU, with any adapter folded into its qkv weight."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if ".lora_" not in k}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            state[f"{name}.weight"] = module.merged_weight().detach().cpu()
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images in the model's frame, and their embeddings
+# ---------------------------------------------------------------------------------------------------------
+def frame_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (h, w, 3) uint8 with its longest side `size`, resized as the predictor does."""
+    return torch.from_numpy(np.ascontiguousarray(ResizeLongestSide(size).apply_image(image)))
+
+
+def frame_masks(masks: np.ndarray, size: int) -> torch.Tensor:
+    """(N, H, W) bool -> (N, size, size) bool: resized like the image, then padded bottom-right like the model
+    pads it. A mask too thin to keep a pixel above half coverage keeps every pixel it touches."""
+    h, w = ResizeLongestSide.get_preprocess_shape(*masks.shape[1:], size)
+    cover = F.interpolate(torch.from_numpy(masks)[:, None].float(), (h, w), mode="bilinear", antialias=True)[:, 0]
+    lost = ~(cover > 0.5).flatten(1).any(1)
+    targets = torch.where(lost[:, None, None], cover > 0, cover > 0.5)
+    return F.pad(targets, (0, size - w, 0, size - h))
+
+
+class _Embedded(nn.Identity):
+    """In the image encoder's place: the 'images' it gets are already their embeddings."""
+
+    def __init__(self, img_size: int) -> None:
+        super().__init__()
+        self.img_size = img_size
+
+
+class _EmbeddedSam(nn.Module):
+    """What `batch_loss` sees while fine-tuning: the model's prompt encoder and mask decoder, and embeddings
+    passed in as the images (B, h, w, C), channels last like images; `encode_images` hands them through."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.prompt_encoder, self.mask_decoder = sam.prompt_encoder, sam.mask_decoder
+        self.image_encoder = _Embedded(sam.image_encoder.img_size)
+        self.pixel_mean = sam.pixel_mean  # where encode_images puts its input
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class EmbeddingCache:
+    """Each image's embedding (1, C, h, w): from the encoder every time (`folder` None: the adapters train), or
+    computed once and kept in `folder`, one file per image (the encoder is frozen)."""
+
+    def __init__(self, sam: Sam, folder: Path | None) -> None:
+        self.sam, self.folder = sam, folder
+
+    def path(self, record: ImageRecord) -> Path:
+        key = hashlib.sha1(f"{record.image_id}|{record.path.resolve()}".encode()).hexdigest()[:20]
+        return self.folder / f"{key}.pt"
+
+    def compute(self, record: ImageRecord) -> torch.Tensor:
+        image = frame_image(read_rgb(record.path), self.sam.image_encoder.img_size)
+        return encode_images(self.sam, image[None])  # with gradients where adapters train
+
+    def fill(self, records: list[ImageRecord], progress: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        missing = [r for r in records if not self.path(r).exists()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            for record in tqdm(missing, desc="embedding images", disable=not progress):
+                embedding = self.compute(record).cpu()
+                write_atomically(self.path(record), lambda tmp: torch.save(embedding, tmp))
+
+    def __call__(self, record: ImageRecord) -> torch.Tensor:
+        if self.folder is None:
+            return self.compute(record)
+        return torch.load(self.path(record), map_location=self.sam.pixel_mean.device, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One step, and the held-out figure
+# ---------------------------------------------------------------------------------------------------------
+def image_at(position: int, num_images: int, seed: int) -> int:
+    """The training image at `position` of the stream: epoch after epoch, each a fresh permutation."""
+    epoch, offset = divmod(position, num_images)
+    return int(np.random.default_rng([seed, epoch]).permutation(num_images)[offset])
+
+
+def image_loss(sam: Sam, embedding: torch.Tensor, masks: np.ndarray, cfg: TrainConfig, step: int, position: int) -> dict:
+    """`batch_loss` of one image: cfg.prompts_per_image of its instances, with prompts drawn from a stream of
+    its own (seed, step, position), so that no image's prompts depend on how the batch is split."""
+    rng = np.random.default_rng([cfg.seed, step, position])
+    n, K = len(masks), cfg.prompts_per_image
+    targets = masks[torch.from_numpy(rng.choice(n, size=K, replace=n < K))]
+    is_box = torch.from_numpy(rng.random(K) < cfg.box_fraction)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    batch = (embedding.permute(0, 2, 3, 1), targets, torch.zeros(K, dtype=torch.long), is_box)  # (1, h, w, C)
+    return batch_loss(_EmbeddedSam(sam), batch, cfg, generator)
+
+
+class _FinetuneStep(nn.Module):
+    """The loss of one worker's share of a step, as a module: DistributedDataParallel hooks into its forward."""
+
+    def __init__(self, sam: Sam, data: InstanceDataset, embed: EmbeddingCache, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.sam, self.data, self.embed, self.cfg = sam, data, embed, cfg
+
+    def forward(self, step: int, rank: int, world: int) -> dict:
+        share = self.cfg.images_per_step // world
+        first = step * self.cfg.images_per_step + rank * share
+        total = {}
+        for position in range(first, first + share):
+            record = self.data.records[image_at(position, len(self.data), self.cfg.seed)]
+            masks = frame_masks(read_masks(record), self.sam.image_encoder.img_size)
+            parts = image_loss(self.sam, self.embed(record), masks, self.cfg, step, position)
+            for key, value in parts.items():
+                total[key] = total.get(key, 0.0) + value / share
+        return total
+
+
+@torch.no_grad()
+def heldout_miou(sam: Sam, data: InstanceDataset, embed: EmbeddingCache, seed: int = 0, progress: bool = False) -> float:
+    """mIoU over every held-out instance from one random click inside it, keeping the mask the model rates
+    best (predicted IoU), measured at the image's own size."""
+    from tqdm.auto import tqdm
+
+    sam.eval()
+    S, transform, ious = sam.image_encoder.img_size, ResizeLongestSide(sam.image_encoder.img_size), []
+    for index, record in enumerate(tqdm(data.records, desc="held-out mIoU", disable=not progress)):
+        truth = torch.from_numpy(read_masks(record))  # (N, H, W)
+        size = tuple(truth.shape[1:])
+        clicks = random_points_in(truth, torch.Generator().manual_seed(seed * 1_000_003 + index))[:, None]
+        coords = transform.apply_coords_torch(clicks + 0.5, size) - 0.5  # pixel centres, as the predictor scales them
+        n = len(truth)
+        logits, predicted = decode(sam, embed(record), torch.zeros(n, dtype=torch.long), coords, torch.ones(n, 1), None, None, True)
+        masks = sam.postprocess_masks(logits, transform.get_preprocess_shape(*size, S), size).cpu()
+        ious.append(mask_iou(masks, truth[:, None].float()).gather(1, predicted.cpu().argmax(1)[:, None])[:, 0])
+    return round(float(torch.cat(ious).mean()), 4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Everything that decides the weights a run ends with (what run.json records)."""
+
+    model: str
+    checkpoint: str | None
+    data: str
+    images: str | None
+    steps: int
+    lr: float
+    batch: int
+    seed: int
+    val_fraction: float
+    val_ids: list | None
+    lora_rank: int
+    train_prompt_encoder: bool
+    prompts_per_image: int
+    clicks: int
+
+
+def finetune(
+    model: str | Sam = "vit_b",
+    data: str | os.PathLike = "",
+    images: str | os.PathLike | None = None,
+    out: str | os.PathLike = "runs/finetune",
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    lr: float = 1e-4,
+    batch: int = 4,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    val_ids: list | None = None,
+    lora_rank: int = 0,
+    train_prompt_encoder: bool = False,
+    prompts_per_image: int = 4,
+    clicks: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
+
+    Args:
+        model: "tiny", "vit_b", "vit_l", "vit_h", a checkpoint path, or a Sam already built.
+        data, images: a COCO instance JSON and its image folder, or a folder with images/ and masks/.
+        checkpoint: weights for the `model` variant (default: the bundled or official ones).
+        steps / epochs: optimizer steps, or passes over the training images (default 10 epochs).
+        batch: images per step (split between the processes under torchrun), each with `prompts_per_image`
+            prompts followed by `clicks` - 1 corrective clicks.
+        val_fraction / val_ids: the held-out images, drawn with `seed`, or given as ids or file names.
+        lora_rank: > 0 adds adapters of that rank to the image encoder's qkv (no embedding cache then).
+        train_prompt_encoder: train the prompt encoder as well as the mask decoder.
+    """
+    check_int("batch", batch, 1)
+    check_int("lora_rank", lora_rank, 0)
+    check_int("prompts_per_image", prompts_per_image, 1)
+    check_int("clicks", clicks, 1)
+    check_number("lr", lr, 0.0)
+    dataset = load_dataset(data, images)
+    train_set, val_set = dataset.split(val_fraction, seed, val_ids)
+    steps = _steps(steps, epochs, len(train_set), batch)
+    rank, world, owns_group = _join_workers(device)
+    if batch % world:
+        raise SamInputError(f"batch: expected a multiple of the {world} processes, got {batch}.")
+    target = _worker_device(device, world)
+    sam, name = _load_model(model, checkpoint)
+    settings = FinetuneSettings(name, None if checkpoint is None else str(checkpoint), str(data),
+                                None if images is None else str(images), steps, lr, batch, seed, val_fraction,
+                                None if val_ids is None else [str(v) for v in val_ids], lora_rank,
+                                train_prompt_encoder, prompts_per_image, clicks)
+    out = Path(out)
+    try:
+        _claim_run_folder(out, settings, lead=rank == 0, world=world)
+        return _run(sam.to(target), settings, dataset, train_set, val_set, out, rank, world, progress)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _steps(steps, epochs, num_train: int, batch: int) -> int:
+    if steps is not None and epochs is not None:
+        raise SamInputError(f"steps, epochs: expected one of them, got both (steps={steps}, epochs={epochs}).")
+    if steps is not None:
+        check_int("steps", steps, 1)
+        return steps
+    epochs = 10 if epochs is None else epochs
+    check_number("epochs", epochs, 0.0)
+    return max(1, math.ceil(epochs * num_train / batch))
+
+
+def _join_workers(device) -> tuple[int, int, bool]:
+    """(rank, world size, whether we started the process group): torchrun's environment, or one process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, False
+    dist.init_process_group("nccl" if auto_device(device).type == "cuda" else "gloo")
+    return dist.get_rank(), world, True
+
+
+def _worker_device(device, world: int) -> torch.device:
+    target = auto_device(device)
+    if target.type == "cuda" and world > 1 and target.index is None:
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return target
+
+
+def _load_model(model, checkpoint) -> tuple[Sam, str]:
+    from ..build import from_pretrained, sam_model_registry
+
+    if isinstance(model, Sam):
+        if checkpoint is not None:
+            raise SamInputError("checkpoint: expected None when model is a Sam already built, got a checkpoint too.")
+        return model, config_name_of(model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise SamInputError(f"model: expected {', '.join(MODEL_NAMES)}, a checkpoint path or a Sam, got {type(model).__name__}.")
+    if checkpoint is not None:
+        if model not in MODEL_NAMES:
+            raise SamInputError(f"model: expected a variant ({', '.join(MODEL_NAMES)}) for the weights of --checkpoint, got {model!r}.")
+        return sam_model_registry[model](checkpoint=checkpoint), str(model)
+    return from_pretrained(str(model), device="cpu"), str(model)
+
+
+def config_name_of(sam: Sam) -> str:
+    from ..config import CONFIGS
+
+    for name, config in CONFIGS.items():
+        if config.image_size == sam.image_encoder.img_size and config.encoder_depth == len(sam.image_encoder.blocks) \
+                and config.encoder_embed_dim == sam.image_encoder.patch_embed.proj.out_channels:
+            return name
+    return "custom"
+
+
+def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: int) -> None:
+    """Refuse a folder holding files of anyone else's, or another run's; mark a new one as ours."""
+    if out.exists() and not out.is_dir():
+        raise SamInputError(f"out: expected a folder for the run, got {out}, which is a file.")
+    run_file = out / RUN_FILE
+    if run_file.exists():
+        recorded = json.loads(run_file.read_text()).get("settings")
+        if recorded != _jsonable(asdict(settings)):
+            changed = sorted(k for k, v in _jsonable(asdict(settings)).items() if (recorded or {}).get(k) != v)
+            raise SamInputError(f"out: expected a new folder or a run with the same settings, got {out}, a run with "
+                                f"other {', '.join(changed)}; choose another --out to start a new run.")
+    else:
+        foreign = sorted(p.name for p in out.iterdir()) if out.exists() else []
+        if foreign:
+            raise SamInputError(f"out: expected an empty folder or a fine-tuning run folder, got {out}, which holds "
+                                f"{foreign[:5]}; fine-tuning never overwrites files it did not create.")
+        if lead:
+            out.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"settings": asdict(settings)}, indent=2) + "\n"
+            write_atomically(run_file, lambda tmp: tmp.write_text(text))
+    if world > 1:
+        dist.barrier()
+
+
+def _train_config(settings: FinetuneSettings) -> TrainConfig:
+    return replace(TrainConfig(), steps=settings.steps, images_per_step=settings.batch, lr=settings.lr,
+                   prompts_per_image=settings.prompts_per_image, clicks=settings.clicks, seed=settings.seed,
+                   warmup_steps=max(1, min(30, settings.steps // 10)), save_every=max(1, min(50, settings.steps // 4)))
+
+
+def _trainable(sam: Sam, settings: FinetuneSettings) -> dict[str, nn.Parameter]:
+    sam.requires_grad_(False)
+    sam.mask_decoder.requires_grad_(True)
+    sam.prompt_encoder.requires_grad_(settings.train_prompt_encoder)
+    if settings.lora_rank:
+        add_lora(sam, settings.lora_rank)
+    return {name: p for name, p in sam.named_parameters() if p.requires_grad}
+
+
+def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress) -> dict:
+    from tqdm.auto import tqdm
+
+    lead, cfg = rank == 0, _train_config(settings)
+    trainable = _trainable(sam, settings)
+    embed = EmbeddingCache(sam, None if settings.lora_rank else out / CACHE_DIR)
+    if embed.folder is not None:  # every process embeds its share of the images, once for the whole run
+        embed.fill(dataset.records[rank::world], progress=progress and lead)
+        if world > 1:
+            dist.barrier()
+    optimizer = make_optimizer(_Params(trainable), cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    state_path = out / STATE_FILE
+    start, elapsed, before = 0, 0.0, None
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        sam.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, elapsed, before = int(state["step"]), float(state["elapsed"]), state["before"]
+    if before is None:
+        before = heldout_miou(sam, val_set, embed, settings.seed, progress and lead)
+    log = _LossLog(out / LOG_FILE, start) if lead else None
+
+    def save_state(step: int) -> None:
+        log.write_kept_rows()
+        state = {"trainable": {k: p.detach().cpu() for k, p in trainable.items()}, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "step": step, "elapsed": elapsed, "before": before}
+        write_atomically(state_path, lambda tmp: torch.save(state, tmp))
+
+    step_loss = _FinetuneStep(sam, train_set, embed, cfg)
+    if world > 1:  # a share may hold no box prompt: the box embeddings can go unused on one process only
+        step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)
+    sam.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fine-tune", disable=not (progress and lead))
+    t0 = time.perf_counter() - elapsed
+    for step in bar:
+        parts = step_loss(step, rank, world)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        figures = torch.tensor([float(parts["loss"].detach()), *(float(parts[k]) for k in FIGURES[1:])])
+        if world > 1:
+            dist.all_reduce(figures)
+            figures /= world
+        torch.nn.utils.clip_grad_norm_(trainable.values(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        elapsed = time.perf_counter() - t0
+        if not lead:
+            continue
+        row = {"step": step, **dict(zip(FIGURES, figures.tolist())), "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2)}
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1:
+            save_state(step + 1)
+    sam.eval()
+    card = _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elapsed, progress) if lead else {}
+    if world > 1:
+        dist.barrier()
+    return card
+
+
+class _Params(nn.Module):
+    """The trainable parameters under their names, for `make_optimizer` (which sorts them by name)."""
+
+    def __init__(self, params: dict[str, nn.Parameter]) -> None:
+        super().__init__()
+        self.by_name = params
+
+    def named_parameters(self, *args, **kwargs):
+        return iter(self.by_name.items())
+
+
+def _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elapsed, progress) -> dict:
+    after = heldout_miou(sam, val_set, embed, settings.seed, progress)
+    checkpoint = out / f"sam_{config_name_of(sam)}_finetuned.pth"
+    weights = official_state_dict(sam)
+    write_atomically(checkpoint, lambda tmp: torch.save(weights, tmp))
+    card = {
+        "model": settings.model,
+        "checkpoint": checkpoint.name,
+        "data": {**dataset.source, "train_images": len(train_set), "heldout_images": len(val_set),
+                 "heldout_ids": val_set.image_ids},
+        "settings": asdict(settings),
+        "trained": "mask decoder" + (", prompt encoder" if settings.train_prompt_encoder else "")
+                   + (f", rank-{settings.lora_rank} adapters on the image encoder's qkv" if settings.lora_rank else ""),
+        "heldout_miou_before": before,
+        "heldout_miou_after": after,
+        "heldout_instances": int(sum(len(read_masks(r)) for r in val_set.records)),
+        "evaluation": "one random click inside each held-out instance; the mask the model rates best (predicted IoU)",
+        "steps": settings.steps,
+        "training_seconds": round(elapsed, 1),
+        "seconds_per_step": round(elapsed / max(1, settings.steps), 4),
+        "embedding_cache": settings.lora_rank == 0,
+        "torch_version": torch.__version__,
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    write_atomically(out / CARD_FILE, lambda tmp: tmp.write_text(text))
+    if progress:
+        print(f"held-out mIoU {before:.3f} -> {after:.3f}; wrote {checkpoint} and {out / CARD_FILE}")
+    return json.loads(text)
+
+
+def _jsonable(data):
+    return json.loads(json.dumps(data))

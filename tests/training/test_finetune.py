@@ -1,0 +1,278 @@
+"""Fine-tuning on your own data: reading COCO and folder datasets (and refusing bad ones), the held-out split,
+what trains, the embedding cache, resuming, the run folder, the official checkpoint, adapters and the command.
+
+The model is the bundled small one (96 px scenes), the data a handful of generated scenes written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sam_from_scratch.training.finetune as ft
+from sam_from_scratch import from_pretrained
+from sam_from_scratch.cli import main
+from sam_from_scratch.config import CONFIGS
+from sam_from_scratch.errors import SamInputError
+from sam_from_scratch.training.datasets import (
+    decode_rle_counts,
+    decode_segmentation,
+    encode_rle,
+    load_dataset,
+    save_folder_dataset,
+)
+from sam_from_scratch.training.finetune import add_lora, finetune, official_state_dict
+from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
+
+FAST = dict(steps=3, batch=2, lr=1e-3, device="cpu", val_ids=["star_0", "star_1"], prompts_per_image=2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The small model's steps are too small to share between threads: one is faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def star_folder(tmp_path_factory):
+    """Six star scenes as images/ + masks/ (one PNG per instance)."""
+    samples = [(f"star_{i}", make_star_scene(STAR_SEED, i).image, make_star_scene(STAR_SEED, i).masks) for i in range(6)]
+    return save_folder_dataset(tmp_path_factory.mktemp("stars"), samples)
+
+
+def small_model():
+    return from_pretrained("tiny", device="cpu")
+
+
+def count_encoder_passes(model):
+    calls = []
+    model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+# ---- data ----------------------------------------------------------------------------------------------------------
+
+
+def write_coco(tmp_path, images, annotations, size=(20, 30)):
+    for image in images:
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(tmp_path / image["file_name"])
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return path
+
+
+def test_coco_polygons_and_both_kinds_of_rle_read_as_the_masks_they_encode(tmp_path):
+    mask = np.zeros((20, 30), bool)
+    mask[3:9, 5:17] = True
+    mask[12:18, 20:22] = True
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}, {"id": 2, "file_name": "b.png"}]
+    annotations = [
+        {"id": 10, "image_id": 1, "segmentation": encode_rle(mask)},
+        {"id": 11, "image_id": 1, "segmentation": encode_rle(mask, compressed=False)},
+        {"id": 12, "image_id": 2, "segmentation": [[5, 3, 16, 3, 16, 8, 5, 8]]},  # the first rectangle, corners inclusive
+    ]
+    data = load_dataset(write_coco(tmp_path, images, annotations))
+    assert data.image_ids == ["1", "2"] and data.source["format"] == "coco"
+    (_, masks_a), (image_b, masks_b) = data[0], data[1]
+    assert masks_a.shape == (2, 20, 30) and (masks_a == mask).all()
+    assert image_b.shape == (20, 30, 3) and (masks_b[0] == (mask & (np.arange(30) < 18))).all()
+
+
+def test_compressed_rle_agrees_with_pycocotools():
+    coco_mask = pytest.importorskip("pycocotools.mask")  # the reference only: the package never needs it
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
+        reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        assert encode_rle(mask)["counts"] == reference
+        assert (decode_segmentation({"size": list(mask.shape), "counts": reference}, mask.shape, "x") == mask).all()
+    assert decode_rle_counts(encode_rle(mask)["counts"]) == encode_rle(mask, compressed=False)["counts"]
+
+
+def test_a_folder_of_label_maps_gives_one_mask_per_label(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "images" / "cat.jpg")
+    labels = np.zeros((8, 10), np.uint8)
+    labels[1:3, 1:3], labels[5:7, 4:9] = 1, 7
+    Image.fromarray(labels).save(tmp_path / "masks" / "cat.png")
+    _, masks = load_dataset(tmp_path)[0]
+    assert masks.shape == (2, 8, 10) and (masks[0] == (labels == 1)).all() and (masks[1] == (labels == 7)).all()
+
+
+def test_a_folder_of_instance_pngs_reads_back_what_was_written(star_folder):
+    data = load_dataset(star_folder)
+    assert len(data) == 6 and data.source["format"] == "folder"
+    image, masks = data[3]
+    scene = make_star_scene(STAR_SEED, 3)
+    assert (image == scene.image).all() and (masks == scene.masks).all()
+
+
+def broken(tmp_path, problem):
+    """A small dataset with one problem; returns load_dataset's arguments."""
+    if problem == "unknown format":
+        (tmp_path / "data.csv").write_text("x")
+        return (tmp_path / "data.csv",)
+    if problem in ("mask size", "empty mask", "missing file"):
+        masks = [np.ones((6, 6), bool)]
+        root = save_folder_dataset(tmp_path / "folder", [("a", np.zeros((8, 8, 3), np.uint8), masks)])
+        if problem == "empty mask":
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "a_0.png")
+        if problem == "missing file":
+            (root / "masks" / "a_0.png").unlink()
+        return (root,)
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}]
+    return (write_coco(tmp_path, images, [{"id": 1, "image_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]]}]),)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("mask size", "a_0.png: expected a mask of 8x8 pixels (the size of"),
+    ("empty mask", "a_0.png: expected a mask with at least one pixel set, got an empty mask"),
+    ("missing file", "expected a_<k>.png or a.png for"),
+    ("duplicate ids", "images[].id: expected unique ids, got duplicates ['1']"),
+    ("unknown format", "expected a COCO instance .json file or a folder holding images/ and masks/"),
+])
+def test_a_bad_dataset_is_refused_with_the_file_and_what_was_expected(tmp_path, problem, message):
+    with pytest.raises(SamInputError) as error:
+        load_dataset(*broken(tmp_path, problem))
+    assert message in str(error.value)
+
+
+def test_a_coco_image_that_is_not_there_is_named(tmp_path):
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": []}))
+    with pytest.raises(SamInputError, match="gone.jpg, got no such file"):
+        load_dataset(path)
+
+
+def test_the_held_out_split_follows_the_seed_or_the_given_ids(star_folder):
+    data = load_dataset(star_folder)
+    train, held = data.split(0.34, seed=3)
+    assert len(held) == 2 and len(train) == 4 and not set(held.image_ids) & set(train.image_ids)
+    assert data.split(0.34, seed=3)[1].image_ids == held.image_ids
+    assert data.split(val_ids=["star_4", "star_1.png"])[1].image_ids == ["star_1", "star_4"]
+    with pytest.raises(SamInputError, match=r"val_ids: .* got unknown \['nope'\]"):
+        data.split(val_ids=["nope"])
+
+
+# ---- fine-tuning -----------------------------------------------------------------------------------------------------
+
+
+def test_finetuning_trains_the_decoder_only_and_embeds_each_image_once(star_folder, tmp_path):
+    model = small_model()
+    encoder_before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
+    prompt_before = {k: v.clone() for k, v in model.prompt_encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in model.mask_decoder.state_dict().items()}
+    passes = count_encoder_passes(model)
+    card = finetune(model, star_folder, out=tmp_path / "run", **{**FAST, "steps": 5})  # 5 steps of 2: 2.5 epochs
+    assert len(passes) == 6  # every image once (4 to train, 2 held out), however many epochs
+    assert all(torch.equal(v, model.image_encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert all(torch.equal(v, model.prompt_encoder.state_dict()[k]) for k, v in prompt_before.items())
+    assert any(not torch.equal(v, model.mask_decoder.state_dict()[k]) for k, v in decoder_before.items())
+    assert card["data"]["heldout_ids"] == ["star_0", "star_1"] and card["data"]["train_images"] == 4
+    assert 0 <= card["heldout_miou_before"] <= 1 and 0 <= card["heldout_miou_after"] <= 1
+    assert card["settings"]["lr"] == 1e-3 and card["steps"] == 5 and card["embedding_cache"]
+    assert json.loads((tmp_path / "run" / "card.json").read_text()) == card
+    assert len(list((tmp_path / "run" / "embeddings").glob("*.pt"))) == 6
+
+
+def test_the_prompt_encoder_trains_when_asked(star_folder, tmp_path):
+    model = small_model()
+    before = {k: v.clone() for k, v in model.prompt_encoder.state_dict().items()}
+    finetune(model, star_folder, out=tmp_path / "run", train_prompt_encoder=True, **FAST)
+    assert any(not torch.equal(v, model.prompt_encoder.state_dict()[k]) for k, v in before.items())
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights_without_embedding_again(star_folder, tmp_path, monkeypatch):
+    straight = small_model()
+    finetune(straight, star_folder, out=tmp_path / "a", **{**FAST, "steps": 4})
+
+    real_loss = ft.image_loss
+
+    def interrupted(sam, embedding, masks, cfg, step, position):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_loss(sam, embedding, masks, cfg, step, position)
+
+    monkeypatch.setattr(ft, "image_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(small_model(), star_folder, out=tmp_path / "b", **{**FAST, "steps": 4})
+    monkeypatch.setattr(ft, "image_loss", real_loss)
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["step"] == 3
+    assert not (tmp_path / "b" / "card.json").exists()
+
+    resumed = small_model()
+    passes = count_encoder_passes(resumed)
+    finetune(resumed, star_folder, out=tmp_path / "b", **{**FAST, "steps": 4})
+    assert passes == []  # the second call found every embedding in the cache
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
+
+
+def test_the_run_folder_holds_nobody_elses_files(star_folder, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SamInputError, match=r"out: .* holds \['notes.txt'\]; fine-tuning never overwrites"):
+        finetune(small_model(), star_folder, out=tmp_path, **FAST)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    finetune(small_model(), star_folder, out=tmp_path / "run", **FAST)
+    with pytest.raises(SamInputError, match="a run with other lr, steps; choose another --out"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", **{**FAST, "steps": 4, "lr": 1e-4})
+
+
+def test_the_checkpoint_loads_strictly_into_the_official_segment_anything(star_folder, tmp_path):
+    pytest.importorskip("segment_anything")
+    from tests.conftest import official_sam_for_config
+
+    model = small_model()
+    card = finetune(model, star_folder, out=tmp_path / "run", **FAST)
+    assert card["checkpoint"] == "sam_tiny_finetuned.pth"
+    official = official_sam_for_config(CONFIGS["tiny"])
+    official.load_state_dict(torch.load(tmp_path / "run" / card["checkpoint"], weights_only=True), strict=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(official.state_dict()[key], value, msg=key)
+
+
+def test_adapters_train_on_the_encoder_and_fold_into_the_official_qkv_weights(star_folder, tmp_path):
+    model = small_model()
+    frozen_qkv = model.image_encoder.blocks[0].attn.qkv.weight.clone()
+    passes = count_encoder_passes(model)
+    card = finetune(model, star_folder, out=tmp_path / "run", lora_rank=2, **FAST)
+    assert not card["embedding_cache"] and not (tmp_path / "run" / "embeddings").exists()
+    assert len(passes) > 6  # no cache: the encoder runs at every step
+    qkv = model.image_encoder.blocks[0].attn.qkv
+    assert torch.equal(qkv.weight, frozen_qkv) and qkv.lora_B.abs().sum() > 0
+
+    image = torch.from_numpy(make_star_scene(STAR_SEED, 0).image)[None]
+    plain = small_model()
+    plain.load_state_dict(torch.load(tmp_path / "run" / card["checkpoint"], weights_only=True), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(ft.encode_images(plain, image), ft.encode_images(model, image), atol=1e-4, rtol=1e-4)
+
+
+def test_lora_starts_as_the_identity_and_keeps_the_official_keys():
+    model = small_model()
+    keys = set(model.state_dict())
+    image = torch.from_numpy(make_star_scene(STAR_SEED, 0).image)[None]
+    with torch.no_grad():
+        before = ft.encode_images(model, image)
+        params = add_lora(model, 4)
+        torch.testing.assert_close(ft.encode_images(model, image), before)
+    assert len(params) == 2 * len(model.image_encoder.blocks)
+    assert any("lora_A" in k for k in model.state_dict()) and set(official_state_dict(model)) == keys
+
+
+def test_the_command_fine_tunes_and_refuses_bad_data(star_folder, tmp_path, capsys):
+    code = main(["finetune", "--model", "tiny", "--data", str(star_folder), "--out", str(tmp_path / "run"),
+                 "--steps", "2", "--batch", "2", "--lr", "1e-3", "--device", "cpu", "--val-ids", "star_0,star_1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "sam_tiny_finetuned.pth" in out and (tmp_path / "run" / "card.json").exists()
+    code = main(["finetune", "--model", "tiny", "--data", str(tmp_path / "nothing.txt"), "--out", str(tmp_path / "x")])
+    assert code == 2 and "data: expected a COCO .json file or a folder" in capsys.readouterr().err
