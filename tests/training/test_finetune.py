@@ -6,6 +6,7 @@ The model is the bundled small one (96 px scenes), the data a handful of generat
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -13,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-import sam_from_scratch.training.finetune as ft
 from sam_from_scratch import from_pretrained
 from sam_from_scratch.cli import main
 from sam_from_scratch.config import CONFIGS
@@ -26,7 +26,11 @@ from sam_from_scratch.training.datasets import (
     save_folder_dataset,
 )
 from sam_from_scratch.training.finetune import add_lora, finetune, official_state_dict
+
 from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
+
+# the module itself: sam_from_scratch.training exports the function `finetune` under the same name
+ft = importlib.import_module("sam_from_scratch.training.finetune")
 
 FAST = dict(steps=3, batch=2, lr=1e-3, device="cpu", val_ids=["star_0", "star_1"], prompts_per_image=2, progress=False)
 
