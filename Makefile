@@ -1,6 +1,7 @@
 # sam-from-scratch: every command installs what it needs into a local virtual environment (.venv).
 #   make demo   segment a sample photo with Meta's SAM (vit_b, downloaded once), offline with the small model
 #   make test   run every test: unit, parity with the official SAM and transformers, notebooks, browser
+#   make test-real   run every notebook on vit_b (random weights in Meta's format) instead of the small model
 # `make help` lists everything.
 
 PYTHON_SYSTEM ?= python3
@@ -67,6 +68,16 @@ notebooks: install-dev  ## Re-execute every notebook in place, under the same se
 test-notebooks: install-dev  ## Execute every notebook with strict nbval
 	$(NOTEBOOK_ENV) $(PYTHON) -m pytest $(NBVAL_ARGS) notebooks/ tests/course/test_notebooks.py -p no:cacheprovider
 
+# The notebooks as a learner with Meta's vit_b in the cache runs them: SAM_FAST_CI unset, so each notebook
+# finds the checkpoint by its official name in $SAM_FROM_SCRATCH_CACHE (a temporary folder here, holding random
+# weights in the official format) and runs its full-length steps. Outputs are not compared (--nbval-lax): the
+# weights are random and the sizes differ from the saved run; any error fails. About 1.5 h on 2 CPU cores.
+test-real: install-dev  ## Run every notebook on a vit_b of random weights in Meta's format (slow; not in `make test`)
+	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+		$(PYTHON) tests/course/random_vit_b_checkpoint.py "$$cache" && \
+		env -u SAM_FAST_CI SAM_FROM_SCRATCH_CACHE="$$cache" \
+			$(PYTHON) -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env -p no:cacheprovider --durations=0
+
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b
 
@@ -79,4 +90,4 @@ benchmark: install-dev  ## Time ours against the official SAM (vit_b, random wei
 clean:  ## Remove the virtual environment and outputs
 	rm -rf $(VENV) $(DEMO_OUT)
 
-.PHONY: help install install-dev browser demo lab test test-fast notebooks test-notebooks download-vit_b train-tiny benchmark clean
+.PHONY: help install install-dev browser demo lab test test-fast test-real notebooks test-notebooks download-vit_b train-tiny benchmark clean
