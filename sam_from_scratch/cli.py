@@ -715,6 +715,8 @@ def read_image(path: str, allow_large: bool = False):
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .utils.images import as_rgb
+
     file = Path(path)
     if not file.is_file():
         raise CliError(f"IMAGE: {path} does not exist" if not file.exists() else f"IMAGE: {path} is not a file")
@@ -726,7 +728,7 @@ def read_image(path: str, allow_large: bool = False):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(file) as picture:
                 picture = ImageOps.exif_transpose(picture)
-                return _as_rgb(picture)
+                return as_rgb(picture)
     except Image.DecompressionBombError as error:
         raise CliError(f"IMAGE: {path} is larger than {MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
                        "decompression bombs; if you trust the file, add --allow-large-images", code=2) from error
@@ -734,25 +736,6 @@ def read_image(path: str, allow_large: bool = False):
         raise CliError(f"IMAGE: cannot read {path} as an image ({error})") from error
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-
-
-def _as_rgb(picture):
-    """(H, W, 3) uint8 from a Pillow image of any mode."""
-    import numpy as np
-
-    mode = picture.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        values = np.asarray(picture, dtype=np.float64)
-        if mode == "F" and values.size and np.nanmin(values) >= 0 and np.nanmax(values) <= 1:
-            full_scale = 1.0  # a float image in [0, 1]
-        elif mode == "F":
-            values = values - np.nanmin(values) if values.size else values
-            full_scale = max(float(np.nanmax(values)) if values.size else 1.0, 1e-12)  # stretched to its range
-        else:
-            full_scale = 65535.0 if mode != "I" or values.max(initial=0) > 255 else 255.0  # 16-bit, or 8-bit in I
-        grey = np.clip(np.nan_to_num(values) / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    return np.asarray(picture.convert("RGB"))
 
 
 def _check_out_folder(folder: Path, option: str) -> None:

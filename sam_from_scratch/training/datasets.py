@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import SamInputError
+from ..utils.images import as_rgb
 from ..utils.amg import rle_to_mask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -182,8 +183,10 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 in the stored orientation, as the masks are: any Pillow mode by its meaning (a 16-bit
+    image is scaled, not clipped)."""
     with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
+        return as_rgb(picture)
 
 
 def read_masks(record: ImageRecord) -> np.ndarray:

@@ -280,3 +280,15 @@ def test_the_command_fine_tunes_and_refuses_bad_data(star_folder, tmp_path, caps
     assert "sam_tiny_finetuned.pth" in out and (tmp_path / "run" / "card.json").exists()
     code = main(["finetune", "--model", "tiny", "--data", str(tmp_path / "nothing.txt"), "--out", str(tmp_path / "x")])
     assert code == 2 and "data: expected a COCO .json file or a folder" in capsys.readouterr().err
+
+
+def test_a_16_bit_training_image_is_scaled_not_clipped(tmp_path):
+    """Pillow's own RGB conversion clips 16-bit values, which would train on a white picture."""
+    from sam_from_scratch.training.datasets import read_rgb
+
+    ramp = (np.arange(64, dtype=np.uint16)[None, :] * 1000).repeat(8, axis=0)  # 0 .. 63,000
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # uint16: mode I;16
+    rgb = read_rgb(tmp_path / "deep.png")
+    assert rgb.shape == (8, 64, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == round(63000 / 65535 * 255)
+    assert len(np.unique(rgb[0, :, 0])) > 50  # a ramp, not a white picture

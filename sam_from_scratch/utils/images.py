@@ -1,0 +1,26 @@
+"""Pillow images of any mode as (H, W, 3) uint8 RGB arrays, read by their meaning."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_rgb(picture) -> np.ndarray:
+    """(H, W, 3) uint8 from a Pillow image of any mode.
+
+    16-bit, 32-bit integer and float greyscale are scaled to 0..255 (Pillow's own conversion clips them, so a
+    16-bit PNG would read as white); palettes and CMYK become RGB, and transparency is dropped.
+    """
+    mode = picture.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(picture, dtype=np.float64)
+        if mode == "F" and values.size and np.nanmin(values) >= 0 and np.nanmax(values) <= 1:
+            full_scale = 1.0  # a float image in [0, 1]
+        elif mode == "F":
+            values = values - np.nanmin(values) if values.size else values
+            full_scale = max(float(np.nanmax(values)) if values.size else 1.0, 1e-12)  # stretched to its range
+        else:
+            full_scale = 65535.0 if mode != "I" or values.max(initial=0) > 255 else 255.0  # 16-bit, or 8-bit in I
+        grey = np.clip(np.nan_to_num(values) / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(picture.convert("RGB"))
