@@ -40,7 +40,7 @@ from ..modeling.sam import Sam
 from ..utils.transforms import ResizeLongestSide
 from .datasets import ImageRecord, InstanceDataset, load_dataset, read_masks, read_rgb
 from .forward import decode, encode_images
-from .loop import FIGURES, TrainConfig, _LossLog, batch_loss, lr_factor, make_optimizer, write_atomically
+from .loop import FIGURES, TrainConfig, _LossLog, batch_loss, lr_factor, make_optimizer, optimizer_step, write_atomically
 from .losses import mask_iou
 from .prompts import random_points_in
 
@@ -434,16 +434,7 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fine-tune", disable=not (progress and lead))
     t0 = time.perf_counter() - elapsed
     for step in bar:
-        parts = step_loss(step, rank, world)
-        optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        figures = torch.tensor([float(parts["loss"].detach()), *(float(parts[k]) for k in FIGURES[1:])])
-        if world > 1:
-            dist.all_reduce(figures)
-            figures /= world
-        torch.nn.utils.clip_grad_norm_(trainable.values(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        figures = optimizer_step(step_loss(step, rank, world), trainable.values(), optimizer, scheduler, cfg, world)
         elapsed = time.perf_counter() - t0
         if not lead:
             continue

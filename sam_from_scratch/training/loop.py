@@ -201,6 +201,20 @@ def check_workers(cfg: TrainConfig, workers: int) -> None:
         raise ValueError(f"workers: expected a divisor of images_per_step={cfg.images_per_step}, got {workers}")
 
 
+def optimizer_step(parts: dict, params, optimizer, scheduler, cfg: TrainConfig, world: int) -> torch.Tensor:
+    """One update from a step's loss parts; returns the FIGURES of the whole batch (the mean over workers)."""
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()  # with several workers, every one ends with the mean of their gradients
+    figures = torch.tensor([float(parts["loss"].detach()), *(float(parts[k]) for k in FIGURES[1:])])
+    if world > 1:  # the log shows the whole batch: the mean of the shares
+        dist.all_reduce(figures)
+        figures /= world
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return figures
+
+
 def train(
     cfg: TrainConfig = TrainConfig(),
     model_name: str = "tiny",
@@ -286,16 +300,7 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tiny", disable=not (progress and lead))
     t0 = time.perf_counter() - elapsed
     for step in bar:
-        parts = step_loss(step, rank, world)
-        optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()  # with several workers, every one ends with the mean of their gradients
-        figures = torch.tensor([float(parts["loss"].detach()), *(parts[k] for k in FIGURES[1:])])
-        if world > 1:  # the log shows the whole batch: the mean of the shares
-            dist.all_reduce(figures)
-            figures /= world
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        figures = optimizer_step(step_loss(step, rank, world), model.parameters(), optimizer, scheduler, cfg, world)
         elapsed = time.perf_counter() - t0
         if not lead:
             continue
