@@ -433,18 +433,22 @@ def first_call_or_none(peer, xb, variant, checkpoint_bytes):
     return None
 
 
-def set_fold_bias(model, fold: bool | None):
+def set_bias_path(model, path: str | None):
     """Choose how our encoder attention applies its relative-position bias (None: the device's default)."""
     from sam_from_scratch.fast.attention import FastEncoderAttention
 
     for module in model.modules():
         if isinstance(module, FastEncoderAttention):
-            module.fold_bias = fold
+            module.bias_path = path
     return model
 
 
 def bench_gpu(table, args):
-    """Encoder images/s at batch 1 and 8: official fp32, ours (fp32, bf16, compiled), segment-anything-fast."""
+    """Encoder images/s at batch 1 and 8: official fp32, ours (fp32, bf16, compiled), segment-anything-fast.
+
+    Ours runs each way of applying the relative-position bias (fast/attention.py): in fp32 and bf16 eagerly,
+    the default of each, then each path by name; compiled, the default and, with --gpu-compiled-paths, others.
+    """
     import copy
 
     if not torch.cuda.is_available():
@@ -460,6 +464,8 @@ def bench_gpu(table, args):
     print(f"  GPU: {device_name(device)}; compile mode {args.gpu_compile_mode!r} for ours and the peer",
           flush=True)
     batches = [int(b) for b in args.gpu_batches.split(",")]
+    eager_paths = [p for p in args.gpu_eager_paths.split(",") if p]
+    compiled_paths = [p for p in args.gpu_compiled_paths.split(",") if p]
     for variant in args.gpu_variants.split(","):
         official, ours = both_models(variant, device)
         with tempfile.TemporaryDirectory() as folder:
@@ -467,39 +473,57 @@ def bench_gpu(table, args):
             torch.save(official.state_dict(), path)
             checkpoint_bytes = path.read_bytes()
             peer = peer_fast_encoder(variant, path, args.gpu_compile_mode)
-        ours_mask = set_fold_bias(copy.deepcopy(ours), False)
         ours_bf16 = speed_up(copy.deepcopy(ours), torch.bfloat16)
-        ours_bf16_mask = set_fold_bias(copy.deepcopy(ours_bf16), False)
-        ours_compiled = compile_image_encoder(copy.deepcopy(ours_bf16), mode=args.gpu_compile_mode)
+        compiled = {}
+        for name in ["default"] + compiled_paths:
+            model = set_bias_path(copy.deepcopy(ours_bf16), None if name == "default" else name)
+            started = time.perf_counter()
+            compiled[name] = compile_image_encoder(model, mode=args.gpu_compile_mode)
+            fell_back = " (FELL BACK to eager)" if model.image_encoder.compile_failed else ""
+            print(f"  {variant}: compiled ours ({name}) at batch 1 in {time.perf_counter() - started:.0f} s"
+                  f"{fell_back}", flush=True)
+
+        def eager(model, x, path):
+            def run():
+                set_bias_path(model, path)
+                return model.image_encoder(x)
+            return run
+
         for batch in batches:
             x = torch.randn(batch, 3, 1024, 1024, device=device)
             xb = x.to(torch.bfloat16)
-            runs = {
-                "official fp32": lambda: official.image_encoder(x),
-                "ours fp32": lambda: ours.image_encoder(x),
-                "ours fp32, bias as mask": lambda: ours_mask.image_encoder(x),
-                "ours bf16": lambda: ours_bf16.image_encoder(x),
-                "ours bf16, bias as mask": lambda: ours_bf16_mask.image_encoder(x),
-                "ours bf16 + compile": lambda: ours_compiled.image_encoder(x),
-            }
+            runs = {"official fp32": lambda: official.image_encoder(x),
+                    "ours fp32": eager(ours, x, None)}
+            runs.update({f"ours fp32, {p}": eager(ours, x, p) for p in eager_paths})
+            runs["ours bf16"] = eager(ours_bf16, xb, None)
+            runs.update({f"ours bf16, {p}": eager(ours_bf16, xb, p) for p in eager_paths})
+            for name, model in compiled.items():
+                label = "ours bf16 + compile" + ("" if name == "default" else f", {name}")
+                runs[label] = (lambda m: lambda: m.image_encoder(xb))(model)
             if peer is not None:
                 peer = first_call_or_none(peer, xb, variant, checkpoint_bytes)
             if peer is not None:
                 runs["segment-anything-fast bf16 + compile"] = lambda: peer(xb)
             with torch.no_grad():
+                started = time.perf_counter()
                 reference = official.image_encoder(x).float()
-                for name in ("ours fp32", "ours bf16", "ours bf16 + compile"):
-                    cosine = F.cosine_similarity(runs[name]().float().flatten(), reference.flatten(), dim=0)
-                    print(f"  {variant} batch {batch} {name}: cosine with official fp32 {cosine.item():.5f}",
-                          flush=True)
-                start = time.perf_counter()
+                for name, run in runs.items():
+                    if name.startswith("ours"):
+                        cosine = F.cosine_similarity(run().float().flatten(), reference.flatten(), dim=0)
+                        print(f"  {variant} batch {batch} {name}: cosine with official fp32 {cosine.item():.5f}",
+                              flush=True)
+                print(f"  {variant} batch {batch}: first calls {time.perf_counter() - started:.0f} s", flush=True)
+                started = time.perf_counter()
                 times = alternate(runs, args.repeats * 3, device, warmup=2)
-            print(f"  {variant} batch {batch}: {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"  {variant} batch {batch}: timed runs {time.perf_counter() - started:.0f} s", flush=True)
             base = batch / median(times["official fp32"])
             for name, values in times.items():
                 rate = batch / median(values)
                 table.add(f"GPU {variant} encoder, batch {batch}, {name}", f"{base:.2f} img/s", f"{rate:.2f} img/s",
                           f"{rate / base:.2f}x")
+            ours_fp32 = batch / median(times["ours fp32"])
+            table.add(f"GPU {variant} batch {batch}: ours fp32 vs official fp32", f"{base:.2f} img/s",
+                      f"{ours_fp32:.2f} img/s", f"{ours_fp32 / base:.2f}x", ">= 1.0x", ours_fp32 >= base)
             if peer is None:
                 table.add(f"GPU {variant} encoder, batch {batch}, segment-anything-fast", "", "not installed")
             else:
@@ -508,7 +532,7 @@ def bench_gpu(table, args):
                 table.add(f"GPU {variant} batch {batch}: ours compiled vs segment-anything-fast",
                           f"{peer_rate:.2f} img/s", f"{ours_rate:.2f} img/s", f"{ours_rate / peer_rate:.2f}x",
                           "ahead (> 1.0x)", ours_rate > peer_rate)
-        del official, ours, ours_mask, ours_bf16, ours_bf16_mask, ours_compiled, peer
+        del official, ours, ours_bf16, compiled, peer
         torch.cuda.empty_cache()
 
 
@@ -528,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-variants", default="vit_b,vit_h", help="the variants of the gpu section")
     parser.add_argument("--gpu-batches", default="1,8", help="the batch sizes of the gpu section")
     parser.add_argument("--gpu-compile-mode", default="default", help="torch.compile mode, ours and the peer")
+    parser.add_argument("--gpu-eager-paths", default="mask,folded",
+                        help="ways of applying the bias timed by name in the gpu section, eager (see fast/attention.py)")
+    parser.add_argument("--gpu-compiled-paths", default="",
+                        help="ways of applying the bias timed by name, compiled, beside the default")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)

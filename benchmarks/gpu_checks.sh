@@ -3,7 +3,8 @@
 # the tests marked cuda and the GPU rows of the benchmark (encoder images/s at batch 1 and 8, ours against the
 # official SAM and, where it is importable, segment-anything-fast); SCALING_S=450 adds the tiny model's
 # scaling experiment.
-# Results go to $OUT (default outputs/gpu). Each part has a time cap, so one slow part cannot eat the rest.
+# GPU_ARGS passes more options to the benchmark (see its --help). Results go to $OUT (default outputs/gpu).
+# Each part has a time cap, so one slow part cannot eat the rest.
 set -u
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
@@ -27,6 +28,8 @@ left=$(( ${TOTAL_S:-570} - (SECONDS - start) ))
 echo "== benchmark, gpu section ($((SECONDS - start)) s; $left s left)"
 if (( left > 30 )); then
     timeout "$left" "$PY" benchmarks/benchmark.py --sections gpu --gpu-variants "${GPU_VARIANTS:-vit_b,vit_h}" \
-        --repeats "${GPU_REPEATS:-3}" --output "$OUT/benchmark_gpu.md" 2>&1 | tee "$OUT/benchmark_gpu.log" | tail -n 40
+        --repeats "${GPU_REPEATS:-3}" ${GPU_ARGS:-} --output "$OUT/benchmark_gpu.md" 2>&1 | tee "$OUT/benchmark_gpu.log" | tail -n 40
 fi
+# segment-anything-fast keeps the kernel settings it tuned on a GPU other than an A100 here; keep them too
+[ -f flash_4_configs.p ] && cp flash_4_configs.p "$OUT/"
 echo "== done in $((SECONDS - start)) s"

@@ -3,7 +3,7 @@
 F.scaled_dot_product_attention computes softmax(q k^T / sqrt(d) + bias) v in one kernel that never stores the
 (N, N) scores. The decoder's attention has no bias, so the swap is one line. The encoder's attention adds the
 decomposed relative-position bias, which the kernel can only take as a full (N, N) `attn_mask`; we build that
-mask a few query rows at a time from its two small factors.
+mask a few query rows at a time from its two small factors, or fold the bias into q and k instead.
 """
 
 from __future__ import annotations
@@ -15,16 +15,21 @@ from ..modeling import image_encoder, transformer
 
 
 class FastEncoderAttention(image_encoder.Attention):
-    """The image encoder's attention through F.scaled_dot_product_attention, the bias built in chunks."""
+    """The image encoder's attention through F.scaled_dot_product_attention, the bias applied one of two ways.
 
-    # Largest attention mask built at once, in elements (128 MiB in float32); bigger ones go in chunks of
-    # query rows. Smaller chunks save memory, but below ~8 rows of 64 the many small calls cost time.
+    - "mask": the bias as attn_mask, built a few query rows at a time (_attention_mask);
+    - "folded": the bias folded into q and k, so that no mask is needed and flash kernels apply
+      (_attention_folded).
+    """
+
+    # Largest mask built at once, in elements, on a CPU (128 MiB in float32) and on a GPU (512 MiB in
+    # bfloat16); bigger ones go in chunks of query rows. Smaller chunks save memory, but below ~8 rows of 64
+    # the many small calls cost time.
     max_mask_elements: int = 2**25
-    # Fold the bias into the dot product instead (see _attention_folded). None: fold on CUDA when the mask would
-    # come in chunks of fewer than `fold_below_rows` query rows (on an H200, vit_b in bfloat16: the mask path is
-    # faster at batch 1, 10 rows a chunk; folding is 1.5x faster at batch 8, 1 row a chunk); never on a CPU.
-    fold_bias: bool | None = None
-    fold_below_rows: int = 4
+    max_mask_elements_cuda: int = 2**28
+    # None: chosen by device, dtype and size (see bias_path_for); or one of BIAS_PATHS.
+    bias_path: str | None = None
+    BIAS_PATHS = ("mask", "folded")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
@@ -32,22 +37,42 @@ class FastEncoderAttention(image_encoder.Attention):
         # (B, H*W, 3, nHeads, C') -> (3, B, nHeads, H*W, C')
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, nHeads, H*W, C') each
-        if self.use_rel_pos and self._fold(q, W):
-            x = self._attention_folded(q, k, v, (H, W))
-        elif self.use_rel_pos:
-            x = self._attention_with_bias(q, k, v, (H, W))
-        else:
+        if not self.use_rel_pos:
             x = F.scaled_dot_product_attention(q, k, v)
+        elif self.bias_path_for(q, (H, W)) == "folded":
+            x = self._attention_folded(q, k, v, (H, W))
+        else:
+            x = self._attention_mask(q, k, v, (H, W))
         x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)  # (B, H, W, C)
         return self.proj(x)
 
-    def _fold(self, q: torch.Tensor, W: int) -> bool:
-        if self.fold_bias is not None:
-            return self.fold_bias
+    def _rows_per_chunk(self, q: torch.Tensor, W: int) -> int:
+        """Query rows (of W tokens) per chunk of the mask, for q (B, nHeads, H*W, C')."""
         B, nH, L, _ = q.shape
-        return q.is_cuda and self.max_mask_elements // (B * nH * W * L) < self.fold_below_rows
+        limit = self.max_mask_elements_cuda if q.is_cuda else self.max_mask_elements
+        return max(1, limit // (B * nH * W * L))
 
-    def _attention_with_bias(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
+    def bias_path_for(self, q: torch.Tensor, size: tuple[int, int]) -> str:
+        """`bias_path` if set; else "folded" for a half-precision GPU whose mask would come in chunks, "mask"
+        otherwise. (Measured on an H200, vit_b: in bfloat16 the whole mask at once beats folding at batch 1,
+        folding beats a mask in chunks of 10 rows at batch 8; in float32 the mask wins at both.)"""
+        if self.bias_path is not None:
+            return self.bias_path
+        H, W = size
+        chunked = self._rows_per_chunk(q, W) < H
+        return "folded" if q.is_cuda and q.dtype != torch.float32 and chunked else "mask"
+
+    def _bias_factors(self, q: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bias's two small factors in float32 (cheap, and it keeps the bias accurate in bfloat16):
+        q (B, nHeads, H*W, C') -> rel_h (B, nHeads, H*W, H), rel_w (B, nHeads, H*W, W)."""
+        B, nH, L, C = q.shape
+        rel_h, rel_w = image_encoder.decomposed_rel_pos(
+            q.reshape(B * nH, L, C).float(), self.rel_pos_h.float(), self.rel_pos_w.float(), size, size
+        )
+        # contiguous: einsum may return permuted strides
+        return rel_h.contiguous().view(B, nH, L, -1), rel_w.contiguous().view(B, nH, L, -1)
+
+    def _attention_mask(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
         """q, k, v (B, nHeads, H*W, C') -> (B, nHeads, H*W, C'), with the relative-position bias as attn_mask.
 
         The bias factors are small, (.., H, W, H) and (.., H, W, W); the full mask is their broadcast sum, built
@@ -55,15 +80,11 @@ class FastEncoderAttention(image_encoder.Attention):
         """
         B, nH, L, C = q.shape
         H, W = size
-        # In float32 even for bfloat16 queries: cheap, and it keeps the bias accurate.
-        rel_h, rel_w = image_encoder.decomposed_rel_pos(
-            q.reshape(B * nH, L, C).float(), self.rel_pos_h.float(), self.rel_pos_w.float(), size, size
-        )
-        # contiguous: einsum may return permuted strides. The key's row term broadcasts over key columns, the
-        # column term over key rows.
-        rel_h = rel_h.to(q.dtype).contiguous().view(B, nH, H, W, H, 1)
-        rel_w = rel_w.to(q.dtype).contiguous().view(B, nH, H, W, 1, W)
-        rows = max(1, self.max_mask_elements // (B * nH * W * L))  # query rows per chunk
+        rel_h, rel_w = self._bias_factors(q, size)
+        # The key's row term broadcasts over key columns, the column term over key rows.
+        rel_h = rel_h.to(q.dtype).view(B, nH, H, W, H, 1)
+        rel_w = rel_w.to(q.dtype).view(B, nH, H, W, 1, W)
+        rows = self._rows_per_chunk(q, W)  # query rows per chunk
         if rows >= H:
             mask = (rel_h + rel_w).view(B, nH, L, L)  # (B, nHeads, H*W queries, H*W keys)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -83,7 +104,6 @@ class FastEncoderAttention(image_encoder.Attention):
             out[:, :, queries] = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=mask)
         return out
 
-
     def _attention_folded(self, q, k, v, size: tuple[int, int]) -> torch.Tensor:
         """The same attention with the bias folded into the dot product, so that no mask is needed at all.
 
@@ -94,15 +114,13 @@ class FastEncoderAttention(image_encoder.Attention):
         """
         B, nH, L, C = q.shape
         H, W = size
-        rel_h, rel_w = image_encoder.decomposed_rel_pos(
-            q.reshape(B * nH, L, C).float(), self.rel_pos_h.float(), self.rel_pos_w.float(), size, size
-        )
+        rel_h, rel_w = self._bias_factors(q, size)
         keys = torch.arange(L, device=q.device)
         key_row = F.one_hot(keys // W, H).to(q.dtype).expand(B, nH, L, H)  # (B, nHeads, H*W keys, H)
         key_col = F.one_hot(keys % W, W).to(q.dtype).expand(B, nH, L, W)  # (B, nHeads, H*W keys, W)
         pad = -(C + H + W) % 8  # kernels want head sizes in multiples of 8
-        q = torch.cat([q * C**-0.5, rel_h.to(q.dtype).reshape(B, nH, L, H), rel_w.to(q.dtype).reshape(B, nH, L, W),
-                       q.new_zeros(B, nH, L, pad)], dim=-1)  # (B, nHeads, H*W, C' + H + W + pad)
+        # (B, nHeads, H*W, C' + H + W + pad)
+        q = torch.cat([q * C**-0.5, rel_h.to(q.dtype), rel_w.to(q.dtype), q.new_zeros(B, nH, L, pad)], dim=-1)
         k = torch.cat([k, key_row, key_col, k.new_zeros(B, nH, L, pad)], dim=-1)
         v = F.pad(v, (0, q.shape[-1] - C))  # the same head size as q and k, as fused kernels want
         return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :C]

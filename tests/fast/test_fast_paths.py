@@ -28,6 +28,7 @@ from sam_from_scratch.build import build_sam
 
 from sam_from_scratch.config import CONFIGS
 from sam_from_scratch.fast import FAST_CLASSES, compile_image_encoder, is_fast, speed_up
+from sam_from_scratch.fast.attention import FastEncoderAttention
 from sam_from_scratch.modeling.image_encoder import Attention as EncoderAttention
 from sam_from_scratch.modeling.transformer import Attention as DecoderAttention
 
@@ -124,16 +125,21 @@ def test_the_plain_model_has_no_fast_path_code():
             assert fast_only not in source, f"modeling/{name}.py uses {fast_only}"
 
 
-@pytest.mark.parametrize("how", ["one mask", "chunks", "folded"],
-                         ids=["one mask", "mask in chunks of query rows", "bias folded into q and k"])
+BIAS_PATH_CASES = {
+    "one mask": ("mask", 2**40),
+    "mask in chunks of query rows": ("mask", 5 * 2 * 64 * 4096),
+    "bias folded into q and k": ("folded", 2**40),
+}
+
+
+@pytest.mark.parametrize("how", list(BIAS_PATH_CASES))
 def test_fused_global_attention_equals_plain_on_the_vit_b_grid(how):
     """A global block of vit_b attends over 64 x 64 tokens; its bias is too big to build at once."""
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
     # 64 * 64 * 4096 elements per query row and head: 5 rows per chunk -> chunks of 5, ..., 5, 4 rows
     fused_attention = fast(attention)
-    fused_attention.max_mask_elements = 5 * 2 * 64 * 4096 if how == "chunks" else 2**40
-    fused_attention.fold_bias = how == "folded"
+    fused_attention.bias_path, fused_attention.max_mask_elements = BIAS_PATH_CASES[how]
     x = torch.randn(1, 64, 64, 64)
     with torch.no_grad():
         fused = fused_attention(x)
@@ -141,14 +147,14 @@ def test_fused_global_attention_equals_plain_on_the_vit_b_grid(how):
     assert max_diff(fused, plain) <= FP32_TOL
 
 
-@pytest.mark.parametrize("fold", [False, True], ids=["mask", "bias folded into q and k"])
-def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows(fold):
+@pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
+def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows(path):
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(96, num_heads=3, use_rel_pos=True, input_size=(14, 14)), seed=3).eval()
     x = torch.randn(25, 14, 14, 96)  # 25 windows of 14 x 14 tokens
     with torch.no_grad():
         fused_attention = fast(attention)
-        fused_attention.fold_bias = fold
+        fused_attention.bias_path = path
         fused = fused_attention(x)
         plain = attention(x)
     assert max_diff(fused, plain) <= FP32_TOL
@@ -385,20 +391,46 @@ def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
 
 
 @pytest.mark.cuda
-def test_folded_attention_on_cuda_equals_plain_attention():
-    """On CUDA the fast path folds the bias into q and k (flash kernels take no mask): same result."""
+@pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
+def test_each_bias_path_on_cuda_equals_plain_attention(path):
+    """On CUDA each path gives the plain attention's result in fp32, and agrees with it in bf16."""
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
     x = torch.randn(2, 64, 64, 64)
     with torch.no_grad():
         plain = attention(x)
         fused_attention = fast(attention).cuda()
-        assert fused_attention.fold_bias is None  # the device and the size decide: folded here, on CUDA
-        fused_attention.fold_below_rows = 2**30
+        fused_attention.bias_path = path
+        fused_attention.max_mask_elements_cuda = 5 * 2 * 2 * 64 * 4096  # chunks of 5 query rows
         fused = fused_attention(x.cuda()).cpu()
         half = fused_attention.to(torch.bfloat16)(x.cuda().to(torch.bfloat16)).float().cpu()
     assert max_diff(fused, plain) <= 1e-4
     assert F.cosine_similarity(half.flatten(), plain.flatten(), dim=0).item() >= BF16_MIN_COSINE
+
+
+class _QueriesOnCuda:
+    """What bias_path_for reads of the queries (device, shape, dtype), without a GPU."""
+
+    is_cuda = True
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = torch.Size(shape), dtype
+
+
+def test_the_default_bias_path_by_device_dtype_and_size():
+    """Folded only for half precision on a GPU when the mask would come in chunks; the mask otherwise."""
+    attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)))
+    assert attention.bias_path is None
+    shape = (8, 2, 64 * 64, 32)  # 2**28 elements / (8 * 2 * 64 * 4096) = 64 rows a chunk: the whole mask
+    assert attention.bias_path_for(_QueriesOnCuda(shape, torch.bfloat16), (64, 64)) == "mask"
+    attention.max_mask_elements_cuda = 2**25  # now 8 rows a chunk
+    assert attention.bias_path_for(_QueriesOnCuda(shape, torch.bfloat16), (64, 64)) == "folded"
+    assert attention.bias_path_for(_QueriesOnCuda(shape, torch.float16), (64, 64)) == "folded"
+    assert attention.bias_path_for(_QueriesOnCuda(shape, torch.float32), (64, 64)) == "mask"
+    on_cpu = torch.zeros(shape, dtype=torch.bfloat16, device="meta")
+    assert not on_cpu.is_cuda and attention.bias_path_for(on_cpu, (64, 64)) == "mask"
+    attention.bias_path = "folded"
+    assert attention.bias_path_for(on_cpu, (64, 64)) == "folded"
 
 
 @pytest.mark.cuda
@@ -416,7 +448,8 @@ def test_compiled_encoder_on_cuda_equals_eager(small_sam, monkeypatch):
     assert max_diff(got, expected) <= FP32_TOL
 
 
-def test_chunked_fused_attention_trains_like_the_plain_path():
+@pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
+def test_chunked_fused_attention_trains_like_the_plain_path(path):
     """The chunked bias of the fast path must stay differentiable (fine-tuning at full size uses it)."""
     from sam_from_scratch.modeling.image_encoder import Attention
 
@@ -426,6 +459,7 @@ def test_chunked_fused_attention_trains_like_the_plain_path():
         plain.rel_pos_h.normal_()
         plain.rel_pos_w.normal_()
     fused = fast(plain)
+    fused.bias_path = path
     fused.max_mask_elements = 2**12  # small enough to force several chunks
     x = torch.randn(1, 16, 16, 64)
     grads = []
