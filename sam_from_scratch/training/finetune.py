@@ -168,16 +168,15 @@ def image_at(position: int, num_images: int, seed: int) -> int:
     return int(np.random.default_rng([seed, epoch]).permutation(num_images)[offset])
 
 
-def image_loss(sam: Sam, embedding: torch.Tensor, masks: np.ndarray, cfg: TrainConfig, step: int, position: int) -> dict:
-    """`batch_loss` of one image: cfg.prompts_per_image of its instances, with prompts drawn from a stream of
-    its own (seed, step, position), so that no image's prompts depend on how the batch is split."""
+def image_prompts(masks: torch.Tensor, cfg: TrainConfig, step: int, position: int):
+    """What one image brings to a step: cfg.prompts_per_image of its instances (P, S, S), which of them start
+    from a box (P,), and the generator of their clicks. All drawn from a stream of the image's own (seed,
+    step, position), so that no image's prompts depend on how the batch is split between processes."""
     rng = np.random.default_rng([cfg.seed, step, position])
     n, K = len(masks), cfg.prompts_per_image
     targets = masks[torch.from_numpy(rng.choice(n, size=K, replace=n < K))]
     is_box = torch.from_numpy(rng.random(K) < cfg.box_fraction)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    batch = (embedding.permute(0, 2, 3, 1), targets, torch.zeros(K, dtype=torch.long), is_box)  # (1, h, w, C)
-    return batch_loss(_EmbeddedSam(sam), batch, cfg, generator)
+    return targets, is_box, torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
 class _FinetuneStep(nn.Module):
@@ -188,16 +187,22 @@ class _FinetuneStep(nn.Module):
         self.sam, self.data, self.embed, self.cfg = sam, data, embed, cfg
 
     def forward(self, step: int, rank: int, world: int) -> dict:
+        """`batch_loss` of this worker's images, all in one batch, each with its own prompt generator."""
         share = self.cfg.images_per_step // world
         first = step * self.cfg.images_per_step + rank * share
-        total = {}
+        embeddings, targets, is_box, generators = [], [], [], []
         for position in range(first, first + share):
             record = self.data.records[image_at(position, len(self.data), self.cfg.seed)]
             masks = frame_masks(read_masks(record), self.sam.image_encoder.img_size)
-            parts = image_loss(self.sam, self.embed(record), masks, self.cfg, step, position)
-            for key, value in parts.items():
-                total[key] = total.get(key, 0.0) + value / share
-        return total
+            image_targets, image_is_box, generator = image_prompts(masks, self.cfg, step, position)
+            embeddings.append(self.embed(record))
+            targets.append(image_targets)
+            is_box.append(image_is_box)
+            generators.append(generator)
+        K = self.cfg.prompts_per_image
+        image_index = torch.arange(share).repeat_interleave(K)  # (share * K,) the image of each prompt
+        batch = (torch.cat(embeddings).permute(0, 2, 3, 1), torch.cat(targets), image_index, torch.cat(is_box))
+        return batch_loss(_EmbeddedSam(self.sam), batch, self.cfg, generators)  # embeddings (share, h, w, C)
 
 
 @torch.no_grad()

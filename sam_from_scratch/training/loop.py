@@ -103,27 +103,44 @@ def prompt_generator(cfg: TrainConfig, step: int, rank: int = 0, world: int = 1)
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
 
 
-def batch_loss(model: Sam, batch, cfg: TrainConfig, generator: torch.Generator) -> dict:
+def batch_loss(model: Sam, batch, cfg: TrainConfig, generator) -> dict:
     """The loss of one batch with simulated interaction (see the module docstring).
 
     Args:
         batch: what `training_batch` returns.
         generator: draws the first points, the box jitter and the corrective clicks, on its own device
-            (a GPU generator keeps the whole step on the GPU: faster, other clicks than the CPU's).
+            (a GPU generator keeps the whole step on the GPU: faster, other clicks than the CPU's). Or a list
+            of generators, one per image of the batch: each image's prompts are then drawn from its own, so
+            that they do not depend on which images share the batch (fine-tuning's split between processes).
 
     Returns:
         "loss": the mean over the batch's prompts and rounds, a tensor to backpropagate; "focal", "dice",
         "iou_mse": its parts, and "first_iou": the mean IoU of the first round's masks, as floats.
     """
     images, targets, image_index, is_box = batch
-    targets = targets.to(generator.device)
+    device = (generator[0] if isinstance(generator, (list, tuple)) else generator).device
+    targets = targets.to(device)
     S = model.image_encoder.img_size
     low = model.prompt_encoder.mask_input_size[0]
     embeddings = encode_images(model, images)
     low_targets = F.adaptive_avg_pool2d(targets[:, None].float(), low)  # (P, 1, low, low), soft at borders
     device_targets = low_targets.to(embeddings.device)
-    first_points = random_points_in(targets, generator)  # (P, 2)
-    boxes = jitter_boxes(batched_mask_to_box(targets).float(), S, generator)  # (P, 4); no target is empty
+    every = torch.arange(len(targets))
+
+    def draw(rows: torch.Tensor, function, *tensors):
+        """function(*tensors, generator) for the prompts `rows`: at once, or image by image."""
+        if not isinstance(generator, (list, tuple)):
+            return function(*tensors, generator)
+        owners = image_index[rows.cpu()]
+        parts = [(owners == i).nonzero()[:, 0] for i in owners.unique().tolist()]  # positions within rows
+        results = [function(*(t[at.to(t.device)] for t in tensors), generator[int(owners[at[0]])]) for at in parts]
+        order = torch.cat(parts).argsort()  # back to the order of `rows`
+        if isinstance(results[0], tuple):
+            return tuple(torch.cat(r)[order.to(r[0].device)] for r in zip(*results))
+        return torch.cat(results)[order.to(results[0].device)]
+
+    first_points = draw(every, random_points_in, targets)  # (P, 2)
+    boxes = draw(every, lambda b, g: jitter_boxes(b, S, g), batched_mask_to_box(targets).float())  # (P, 4)
 
     sums = {"loss": 0.0, "focal": 0.0, "dice": 0.0, "iou_mse": 0.0}
     first_iou = []
@@ -154,7 +171,7 @@ def batch_loss(model: Sam, batch, cfg: TrainConfig, generator: torch.Generator) 
                 first_iou.append(parts.true_iou.gather(1, parts.best[:, None]))
             if round_ + 1 < cfg.clicks:
                 best = logits.detach()[torch.arange(n, device=logits.device), parts.best]  # (n, low, low)
-                xy, new_labels = sample_error_clicks((best > 0).to(generator.device), low_targets[idx, 0] > 0.5, generator)
+                xy, new_labels = draw(idx, sample_error_clicks, (best > 0).to(device), low_targets[idx, 0] > 0.5)
                 coords = torch.cat([coords, to_low_res(xy, S, low)[:, None]], dim=1)
                 labels = torch.cat([labels, new_labels[:, None]], dim=1)
                 mask_input = best[:, None]

@@ -198,17 +198,17 @@ def test_an_interrupted_run_resumes_to_the_same_weights_without_embedding_again(
     straight = small_model()
     finetune(straight, star_folder, out=tmp_path / "a", **{**FAST, "steps": 4})
 
-    real_loss = ft.image_loss
+    real_prompts = ft.image_prompts
 
-    def interrupted(sam, embedding, masks, cfg, step, position):
+    def interrupted(masks, cfg, step, position):
         if step == 3:
             raise KeyboardInterrupt
-        return real_loss(sam, embedding, masks, cfg, step, position)
+        return real_prompts(masks, cfg, step, position)
 
-    monkeypatch.setattr(ft, "image_loss", interrupted)
+    monkeypatch.setattr(ft, "image_prompts", interrupted)
     with pytest.raises(KeyboardInterrupt):
         finetune(small_model(), star_folder, out=tmp_path / "b", **{**FAST, "steps": 4})
-    monkeypatch.setattr(ft, "image_loss", real_loss)
+    monkeypatch.setattr(ft, "image_prompts", real_prompts)
     assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["step"] == 3
     assert not (tmp_path / "b" / "card.json").exists()
 
@@ -292,3 +292,28 @@ def test_a_16_bit_training_image_is_scaled_not_clipped(tmp_path):
     assert rgb.shape == (8, 64, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == round(63000 / 65535 * 255)
     assert len(np.unique(rgb[0, :, 0])) > 50  # a ramp, not a white picture
+
+
+@torch.no_grad()
+def test_one_batched_step_equals_its_images_one_by_one():
+    """The step decodes all its images' prompts in one batch; each image keeps its own prompt generator, so the
+    loss is the mean of the images' losses, each computed alone, and no image's clicks depend on the others."""
+    from sam_from_scratch.training.loop import TrainConfig, batch_loss
+
+    sam = small_model()
+    cfg = TrainConfig(prompts_per_image=3, clicks=3, box_fraction=0.5)
+    scenes = [make_star_scene(STAR_SEED, i) for i in range(3)]
+    embeddings = [sam.image_encoder(sam.preprocess(torch.from_numpy(s.image).permute(2, 0, 1)[None].float()))
+                  for s in scenes]
+    prompts = [ft.image_prompts(torch.from_numpy(s.masks), cfg, step=5, position=i) for i, s in enumerate(scenes)]
+    alone = []
+    for embedding, (targets, is_box, generator) in zip(embeddings, prompts):
+        batch = (embedding.permute(0, 2, 3, 1), targets, torch.zeros(3, dtype=torch.long), is_box)
+        alone.append(batch_loss(ft._EmbeddedSam(sam), batch, cfg, generator))
+    prompts = [ft.image_prompts(torch.from_numpy(s.masks), cfg, step=5, position=i) for i, s in enumerate(scenes)]
+    batch = (torch.cat(embeddings).permute(0, 2, 3, 1), torch.cat([p[0] for p in prompts]),
+             torch.arange(3).repeat_interleave(3), torch.cat([p[1] for p in prompts]))
+    together = batch_loss(ft._EmbeddedSam(sam), batch, cfg, [p[2] for p in prompts])
+    for key in ("loss", "focal", "dice", "iou_mse", "first_iou"):
+        expected = sum(float(part[key]) for part in alone) / 3
+        assert float(together[key]) == pytest.approx(expected, rel=1e-4, abs=1e-6), key
