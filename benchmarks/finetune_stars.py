@@ -7,6 +7,10 @@ the model rates best:
 - the held-out star mIoU before and after (held-out star scenes, their own seed);
 - the mIoU on the original kind of scenes before and after (the model card's held-out scenes, `evaluate`).
 
+With --replay N, N scenes of the kind the model was trained on (its training generator, never the held-out
+scenes) join the training images (`finetune(..., replay=...)`): fine-tuning on stars alone makes the model
+forget part of what it knew.
+
     python benchmarks/finetune_stars.py                      # the recorded settings
     python benchmarks/finetune_stars.py --steps 100 --lr 1e-3 --output runs/stars.jsonl
 
@@ -33,6 +37,7 @@ from sam_from_scratch import from_pretrained  # noqa: E402
 from sam_from_scratch.training.datasets import save_folder_dataset  # noqa: E402
 from sam_from_scratch.training.evaluation import evaluate  # noqa: E402
 from sam_from_scratch.training.finetune import finetune  # noqa: E402
+from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene  # noqa: E402
 from sam_from_scratch.training.stars import HELDOUT_STAR_SEED, STAR_SEED, make_star_scene  # noqa: E402
 
 
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=2)
     parser.add_argument("--prompts-per-image", type=int, default=4)
     parser.add_argument("--train-prompt-encoder", action="store_true")
+    parser.add_argument("--replay", type=int, default=0, help="original training scenes mixed in")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="append the JSON line to this file")
     args = parser.parse_args(argv)
@@ -67,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         samples += [(f"heldout_{i:03d}", *(lambda s: (s.image, s.masks))(make_star_scene(HELDOUT_STAR_SEED, i)))
                     for i in range(args.heldout)]
         save_folder_dataset(work / "stars", samples)
+        replay = None
+        if args.replay:
+            originals = [(f"scene_{i:04d}", *(lambda s: (s.image, s.masks))(make_scene(TRAIN_SEED, i)))
+                         for i in range(args.replay)]
+            replay = save_folder_dataset(work / "replay", originals)
         original_before = evaluate(from_pretrained("tiny", device="cpu"), num_scenes=args.original, clicks=1)
         started = time.perf_counter()
         card = finetune("tiny", work / "stars", out=work / "run", steps=args.steps, batch=args.batch, lr=args.lr,
                         clicks=args.clicks, prompts_per_image=args.prompts_per_image,
-                        train_prompt_encoder=args.train_prompt_encoder, device="cpu",
+                        train_prompt_encoder=args.train_prompt_encoder, replay=replay, device="cpu",
                         val_ids=[f"heldout_{i:03d}" for i in range(args.heldout)], progress=True)
         wall = time.perf_counter() - started
         tuned = from_pretrained(str(work / "run" / card["checkpoint"]), device="cpu")

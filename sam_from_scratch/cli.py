@@ -271,6 +271,10 @@ def _add_finetune(subparsers, prog: str) -> None:
                         help="also train rank-R adapters on the image encoder's attention (for GPUs; no embedding "
                         "cache then; default 0: off)")
     parser.add_argument("--train-prompt-encoder", action="store_true", help="train the prompt encoder as well")
+    parser.add_argument("--replay", default=None, metavar="PATH",
+                        help="a second dataset (same formats) whose images all join the training images: images of "
+                        "the kinds the model already segments well, so that it does not forget them")
+    parser.add_argument("--replay-images", default=None, metavar="DIR", help="the --replay COCO file's images")
 
 
 def _add_export_onnx(subparsers, prog: str) -> None:
@@ -582,7 +586,8 @@ def run_finetune(args: argparse.Namespace) -> int:
             args.model, args.data, args.images, args.out, checkpoint=args.checkpoint, steps=args.steps,
             epochs=args.epochs, lr=args.lr, batch=args.batch, device=args.device, seed=args.seed,
             val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
-            lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder,
+            lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder, replay=args.replay,
+            replay_images=args.replay_images,
         )
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

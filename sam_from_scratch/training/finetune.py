@@ -246,6 +246,8 @@ class FinetuneSettings:
     train_prompt_encoder: bool
     prompts_per_image: int
     clicks: int
+    replay: str | None = None
+    replay_images: str | None = None
 
 
 def finetune(
@@ -267,6 +269,8 @@ def finetune(
     train_prompt_encoder: bool = False,
     prompts_per_image: int = 4,
     clicks: int = 2,
+    replay: str | os.PathLike | None = None,
+    replay_images: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
     """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
@@ -281,6 +285,8 @@ def finetune(
         val_fraction / val_ids: the held-out images, drawn with `seed`, or given as ids or file names.
         lora_rank: > 0 adds adapters of that rank to the image encoder's qkv (no embedding cache then).
         train_prompt_encoder: train the prompt encoder as well as the mask decoder.
+        replay, replay_images: a second dataset (same formats) whose images all join the training images,
+            none held out: images of the kind the model already knows, so that it keeps knowing them.
     """
     check_int("batch", batch, 1)
     check_int("lora_rank", lora_rank, 0)
@@ -289,6 +295,15 @@ def finetune(
     check_number("lr", lr, 0.0)
     dataset = load_dataset(data, images)
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)
+    if replay is not None:
+        try:
+            replayed = load_dataset(replay, replay_images)
+        except SamInputError as error:  # its messages name data and images: here they are replay's
+            message = str(error)
+            for name, ours in (("data: ", "replay: "), ("images: ", "replay_images: ")):
+                message = ours + message[len(name):] if message.startswith(name) else message
+            raise SamInputError(message) from None
+        train_set = InstanceDataset(train_set.records + replayed.records, train_set.source)
     steps = _steps(steps, epochs, len(train_set), batch)
     rank, world, owns_group = _join_workers(device)
     if batch % world:
@@ -298,7 +313,9 @@ def finetune(
     settings = FinetuneSettings(name, None if checkpoint is None else str(checkpoint), str(data),
                                 None if images is None else str(images), steps, lr, batch, seed, val_fraction,
                                 None if val_ids is None else [str(v) for v in val_ids], lora_rank,
-                                train_prompt_encoder, prompts_per_image, clicks)
+                                train_prompt_encoder, prompts_per_image, clicks,
+                                None if replay is None else str(replay),
+                                None if replay_images is None else str(replay_images))
     out = Path(out)
     try:
         _claim_run_folder(out, settings, lead=rank == 0, world=world)
@@ -409,7 +426,7 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
     trainable = _trainable(sam, settings)
     embed = EmbeddingCache(sam, None if settings.lora_rank else out / CACHE_DIR)
     if embed.folder is not None:  # every process embeds its share of the images, once for the whole run
-        embed.fill(dataset.records[rank::world], progress=progress and lead)
+        embed.fill((train_set.records + val_set.records)[rank::world], progress=progress and lead)
         if world > 1:
             dist.barrier()
     optimizer = make_optimizer(_Params(trainable), cfg)
@@ -475,7 +492,8 @@ def _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elap
     card = {
         "model": settings.model,
         "checkpoint": checkpoint.name,
-        "data": {**dataset.source, "train_images": len(train_set), "heldout_images": len(val_set),
+        "data": {**dataset.source, "train_images": len(dataset) - len(val_set), "heldout_images": len(val_set),
+                 "replay_images": len(train_set) - (len(dataset) - len(val_set)),
                  "heldout_ids": val_set.image_ids},
         "settings": asdict(settings),
         "trained": "mask decoder" + (", prompt encoder" if settings.train_prompt_encoder else "")

@@ -317,3 +317,39 @@ def test_one_batched_step_equals_its_images_one_by_one():
     for key in ("loss", "focal", "dice", "iou_mse", "first_iou"):
         expected = sum(float(part[key]) for part in alone) / 3
         assert float(together[key]) == pytest.approx(expected, rel=1e-4, abs=1e-6), key
+
+
+def test_replayed_images_join_the_training_images_and_none_is_held_out(star_folder, tmp_path):
+    from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene
+
+    originals = [(f"scene_{i}", make_scene(TRAIN_SEED, i).image, make_scene(TRAIN_SEED, i).masks) for i in range(3)]
+    replay = save_folder_dataset(tmp_path / "replay", originals)
+    model = small_model()
+    passes = count_encoder_passes(model)
+    read = []  # the datasets of the images a training step reads
+    real_read, real_forward = ft.read_masks, ft._FinetuneStep.forward
+
+    def forward(self, step, rank, world):
+        ft.read_masks = lambda record: read.append(record.path.parent.parent) or real_read(record)
+        try:
+            return real_forward(self, step, rank, world)
+        finally:
+            ft.read_masks = real_read
+
+    ft._FinetuneStep.forward = forward
+    try:
+        card = finetune(model, star_folder, out=tmp_path / "run", replay=replay, **{**FAST, "steps": 7})
+    finally:
+        ft._FinetuneStep.forward = real_forward
+    assert len(passes) == 9  # 6 star images and 3 replayed, each embedded once
+    assert len(read) == 14 and sorted(set(map(str, read))) == sorted([str(star_folder), str(replay)])
+    assert read.count(replay) == 6  # 7 steps of 2 images: two passes over the 7 training images, replayed ones too
+    assert card["data"]["train_images"] == 4 and card["data"]["replay_images"] == 3
+    assert card["data"]["heldout_ids"] == ["star_0", "star_1"]
+    assert card["settings"]["replay"] == str(replay)
+
+
+def test_a_missing_replay_dataset_is_named(star_folder, tmp_path):
+    with pytest.raises(SamInputError, match=r"^replay: expected a COCO .json file or a folder"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", replay=tmp_path / "nowhere", **FAST)
+    assert not (tmp_path / "run").exists()
