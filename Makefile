@@ -76,7 +76,7 @@ test-real: install-dev  ## Run every notebook on a vit_b of random weights in Me
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
 		$(PYTHON) tests/course/random_vit_b_checkpoint.py "$$cache" && \
 		env -u SAM_FAST_CI SAM_FROM_SCRATCH_CACHE="$$cache" \
-			$(PYTHON) -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env -p no:cacheprovider --durations=0
+			$(PYTHON) -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env --nbval-cell-timeout=7200 -p no:cacheprovider --durations=0
 
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b

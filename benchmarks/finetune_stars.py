@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts-per-image", type=int, default=4)
     parser.add_argument("--train-prompt-encoder", action="store_true")
     parser.add_argument("--replay", type=int, default=0, help="original training scenes mixed in")
+    parser.add_argument("--replay-fraction", type=float, default=None, help="their share of each step's images")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="append the JSON line to this file")
     args = parser.parse_args(argv)
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         card = finetune("tiny", work / "stars", out=work / "run", steps=args.steps, batch=args.batch, lr=args.lr,
                         clicks=args.clicks, prompts_per_image=args.prompts_per_image,
-                        train_prompt_encoder=args.train_prompt_encoder, replay=replay, device="cpu",
+                        train_prompt_encoder=args.train_prompt_encoder, replay=replay,
+                        replay_fraction=args.replay_fraction, device="cpu",
                         val_ids=[f"heldout_{i:03d}" for i in range(args.heldout)], progress=True)
         wall = time.perf_counter() - started
         tuned = from_pretrained(str(work / "run" / card["checkpoint"]), device="cpu")

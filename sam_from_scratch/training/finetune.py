@@ -182,9 +182,23 @@ def image_prompts(masks: torch.Tensor, cfg: TrainConfig, step: int, position: in
 class _FinetuneStep(nn.Module):
     """The loss of one worker's share of a step, as a module: DistributedDataParallel hooks into its forward."""
 
-    def __init__(self, sam: Sam, data: InstanceDataset, embed: EmbeddingCache, cfg: TrainConfig) -> None:
+    def __init__(self, sam: Sam, data: InstanceDataset, embed: EmbeddingCache, cfg: TrainConfig, own: int,
+                 replay_fraction: float | None) -> None:
+        """data: the training images, your own (the first `own`) then the replayed ones."""
         super().__init__()
         self.sam, self.data, self.embed, self.cfg = sam, data, embed, cfg
+        self.own, self.replay_fraction = own, replay_fraction
+
+    def record_at(self, position: int) -> ImageRecord:
+        """The training image at `position` of the stream (see image_at); with a replay_fraction, a replayed
+        image drawn at random that often, else the next of your own."""
+        records, own, seed = self.data.records, self.own, self.cfg.seed
+        if self.replay_fraction is None or own == len(records):
+            return records[image_at(position, len(records), seed)]
+        rng = np.random.default_rng([seed, position, 1])
+        if rng.random() < self.replay_fraction:
+            return records[own + int(rng.integers(len(records) - own))]
+        return records[image_at(position, own, seed)]
 
     def forward(self, step: int, rank: int, world: int) -> dict:
         """`batch_loss` of this worker's images, all in one batch, each with its own prompt generator."""
@@ -192,7 +206,7 @@ class _FinetuneStep(nn.Module):
         first = step * self.cfg.images_per_step + rank * share
         embeddings, targets, is_box, generators = [], [], [], []
         for position in range(first, first + share):
-            record = self.data.records[image_at(position, len(self.data), self.cfg.seed)]
+            record = self.record_at(position)
             masks = frame_masks(read_masks(record), self.sam.image_encoder.img_size)
             image_targets, image_is_box, generator = image_prompts(masks, self.cfg, step, position)
             embeddings.append(self.embed(record))
@@ -248,6 +262,7 @@ class FinetuneSettings:
     clicks: int
     replay: str | None = None
     replay_images: str | None = None
+    replay_fraction: float | None = None
 
 
 def finetune(
@@ -271,6 +286,7 @@ def finetune(
     clicks: int = 2,
     replay: str | os.PathLike | None = None,
     replay_images: str | os.PathLike | None = None,
+    replay_fraction: float | None = None,
     progress: bool = True,
 ) -> dict:
     """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
@@ -287,6 +303,8 @@ def finetune(
         train_prompt_encoder: train the prompt encoder as well as the mask decoder.
         replay, replay_images: a second dataset (same formats) whose images all join the training images,
             none held out: images of the kind the model already knows, so that it keeps knowing them.
+        replay_fraction: the share of each step's images drawn from `replay` (default: its share of all the
+            training images); a large replay set then reminds the model of much, at the share you choose.
     """
     check_int("batch", batch, 1)
     check_int("lora_rank", lora_rank, 0)
@@ -294,6 +312,10 @@ def finetune(
     check_int("clicks", clicks, 1)
     check_number("lr", lr, 0.0)
     dataset = load_dataset(data, images)
+    if replay_fraction is not None:
+        check_number("replay_fraction", replay_fraction, 0.0, 1.0, high_open=True)
+        if replay is None:
+            raise SamInputError(f"replay_fraction: expected None without a replay dataset, got {replay_fraction!r}.")
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)
     if replay is not None:
         try:
@@ -315,7 +337,7 @@ def finetune(
                                 None if val_ids is None else [str(v) for v in val_ids], lora_rank,
                                 train_prompt_encoder, prompts_per_image, clicks,
                                 None if replay is None else str(replay),
-                                None if replay_images is None else str(replay_images))
+                                None if replay_images is None else str(replay_images), replay_fraction)
     out = Path(out)
     try:
         _claim_run_folder(out, settings, lead=rank == 0, world=world)
@@ -449,7 +471,7 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
                  "scheduler": scheduler.state_dict(), "step": step, "elapsed": elapsed, "before": before}
         write_atomically(state_path, lambda tmp: torch.save(state, tmp))
 
-    step_loss = _FinetuneStep(sam, train_set, embed, cfg)
+    step_loss = _FinetuneStep(sam, train_set, embed, cfg, len(dataset) - len(val_set), settings.replay_fraction)
     if world > 1:  # a share may hold no box prompt: the box embeddings can go unused on one process only
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)
     sam.train()

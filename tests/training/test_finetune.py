@@ -353,3 +353,25 @@ def test_a_missing_replay_dataset_is_named(star_folder, tmp_path):
     with pytest.raises(SamInputError, match=r"^replay: expected a COCO .json file or a folder"):
         finetune(small_model(), star_folder, out=tmp_path / "run", replay=tmp_path / "nowhere", **FAST)
     assert not (tmp_path / "run").exists()
+
+
+def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_folder, tmp_path):
+    from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene
+
+    originals = [(f"scene_{i}", make_scene(TRAIN_SEED, i).image, make_scene(TRAIN_SEED, i).masks) for i in range(8)]
+    replay = save_folder_dataset(tmp_path / "replay", originals)
+    model = small_model()
+    data = ft.load_dataset(star_folder)
+    train, _ = data.split(val_ids=["star_0", "star_1"])
+    mixed = ft.InstanceDataset(train.records + ft.load_dataset(replay).records, train.source)
+    for fraction in (0.2, 0.8):
+        cfg = ft.TrainConfig(seed=0)
+        step = ft._FinetuneStep(model, mixed, None, cfg, own=len(train), replay_fraction=fraction)
+        picks = [step.record_at(position) for position in range(2000)]
+        share = sum(record.path.parent.parent == replay for record in picks) / len(picks)
+        assert abs(share - fraction) < 0.04, (fraction, share)
+        assert {record.path.stem for record in picks} == {r.path.stem for r in mixed.records}  # all of them
+    with pytest.raises(SamInputError, match=r"^replay_fraction: expected None without a replay dataset"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", replay_fraction=0.5, **FAST)
+    with pytest.raises(SamInputError, match=r"^replay_fraction: expected a number in \[0, 1\)"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, replay_fraction=1.5, **FAST)
