@@ -12,7 +12,7 @@ scenes) join the training images (`finetune(..., replay=...)`): fine-tuning on s
 forget part of what it knew.
 
     python benchmarks/finetune_stars.py                      # the recorded settings
-    python benchmarks/finetune_stars.py --steps 100 --lr 1e-3 --output runs/stars.jsonl
+    python benchmarks/finetune_stars.py --steps 200 --replay 0 --output runs/stars.jsonl   # stars alone
 
 It prints one JSON line of figures (and appends it to --output), with the machine and its load average.
 """
@@ -53,14 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=200, help="star scenes to train on")
     parser.add_argument("--heldout", type=int, default=60, help="held-out star scenes")
     parser.add_argument("--original", type=int, default=300, help="held-out scenes of the original kind")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--clicks", type=int, default=2)
     parser.add_argument("--prompts-per-image", type=int, default=4)
     parser.add_argument("--train-prompt-encoder", action="store_true")
-    parser.add_argument("--replay", type=int, default=0, help="original training scenes mixed in")
-    parser.add_argument("--replay-fraction", type=float, default=None, help="their share of each step's images")
+    parser.add_argument("--replay", type=int, default=2000, help="original training scenes mixed in (0: none)")
+    parser.add_argument("--replay-fraction", type=float, default=0.5,
+                        help="their share of each step's images (a negative number: their share of all the images)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="append the JSON line to this file")
     args = parser.parse_args(argv)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         card = finetune("tiny", work / "stars", out=work / "run", steps=args.steps, batch=args.batch, lr=args.lr,
                         clicks=args.clicks, prompts_per_image=args.prompts_per_image,
                         train_prompt_encoder=args.train_prompt_encoder, replay=replay,
-                        replay_fraction=args.replay_fraction, device="cpu",
+                        replay_fraction=args.replay_fraction if args.replay_fraction >= 0 else None, device="cpu",
                         val_ids=[f"heldout_{i:03d}" for i in range(args.heldout)], progress=True)
         wall = time.perf_counter() - started
         tuned = from_pretrained(str(work / "run" / card["checkpoint"]), device="cpu")
