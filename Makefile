@@ -9,8 +9,9 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)) $(sort $(wildcard notebooks/A[0-9]_*.ipynb))
 NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
-# Notebooks run on the CPU with the small model and short heavy steps, in CI and when re-saved alike.
-NOTEBOOK_ENV = SAM_FAST_CI=1 CUDA_VISIBLE_DEVICES=
+# Notebooks run on the CPU in float32 (whatever dtype="auto" would pick) with the small model and short heavy
+# steps, in CI and when re-saved alike.
+NOTEBOOK_ENV = SAM_FAST_CI=1 CUDA_VISIBLE_DEVICES= SAM_FROM_SCRATCH_DTYPE=float32
 DEMO_OUT ?= outputs
 
 .DEFAULT_GOAL := help

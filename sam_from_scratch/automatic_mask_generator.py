@@ -70,6 +70,8 @@ class SamAutomaticMaskGenerator:
             (our own connected-components labelling, no OpenCV needed).
         output_mode: "binary_mask" (HxW bool arrays), "uncompressed_rle" (our RLE dicts) or
             "coco_rle" (compressed, needs pycocotools).
+        dtype: the image encoder's precision, as in ``SamPredictor`` ("auto": bfloat16 where the hardware
+            computes in it, else the model's own).
 
     Every argument is checked here, before any work: a bad one raises ``SamInputError`` naming it. So is the
     size of the plan: every crop is one image-encoder pass and every batch one decoder pass, and a plan of more
@@ -106,6 +108,7 @@ class SamAutomaticMaskGenerator:
         point_grids: Optional[List[np.ndarray]] = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        dtype="auto",
     ) -> None:
         check_sam_model("model", model)
         for name, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh),
@@ -151,7 +154,7 @@ class SamAutomaticMaskGenerator:
         if output_mode == "coco_rle":
             coco_encode_rle({"size": [1, 1], "counts": [1]})  # fails early, with a hint, without pycocotools
 
-        self.predictor = SamPredictor(model)
+        self.predictor = SamPredictor(model, dtype=dtype)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh

@@ -35,6 +35,7 @@ exit codes:
   130  interrupted (Ctrl-C)"""
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # device.DTYPE_CHOICES, without importing torch
 TRAIN_TINY_OUT = "runs/train-tiny"
 # train-tiny --quick: fewer steps for a worse model in about a third of the time (its figures: the card's "quick")
 QUICK_STEPS, QUICK_OUT = 2000, "runs/train-tiny-quick"
@@ -116,6 +117,9 @@ def _add_demo(subparsers, prog: str) -> None:
     _add_download_options(parser)
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="the image encoder's precision; auto: bfloat16 on a recent GPU or a CPU with AMX or "
+                        "AVX-512-BF16, float32 elsewhere (default: auto)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
@@ -141,6 +145,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "Face folder (default: vit_b if its checkpoint is in the cache, else tiny)")
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="the image encoder's precision; auto: bfloat16 on a recent GPU or a CPU with AMX or "
+                        "AVX-512-BF16, float32 elsewhere (default: auto)")
     _add_download_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--allow-large-images", action="store_true",
@@ -414,7 +421,8 @@ def run_segment(args: argparse.Namespace) -> int:
         image = read_image(args.image, args.allow_large_images)
         _check_prompts_inside(args, image.shape[:2])
         model = _load_model(args.model, args.device, args.cache_dir, args.mirror)
-        mask, iou = _segment_and_save(model, image, args.point, args.negative, args.box, out, overlay_path)
+        mask, iou = _segment_and_save(model, image, args.point, args.negative, args.box, out, overlay_path,
+                                      args.dtype)
         print(f"wrote {out} ({int(mask.sum())} pixels, predicted IoU {iou:.3f}) and {overlay_path}")
         return 0
     except CliError as error:
@@ -422,7 +430,7 @@ def run_segment(args: argparse.Namespace) -> int:
         return error.code
 
 
-def _segment_and_save(model, image, positives, negatives, box, out: Path, overlay_path: Path):
+def _segment_and_save(model, image, positives, negatives, box, out: Path, overlay_path: Path, dtype="auto"):
     """The predictor's mask for the prompts (from one click, the best rated of its three), saved with its overlay.
     Returns the mask and its predicted IoU."""
     import numpy as np
@@ -430,7 +438,7 @@ def _segment_and_save(model, image, positives, negatives, box, out: Path, overla
     from .predictor import SamPredictor
 
     _status(f"embedding the image ({image.shape[1]}x{image.shape[0]}) ...")
-    predictor = SamPredictor(model)
+    predictor = SamPredictor(model, dtype=dtype)
     predictor.set_image(image)
     points = list(positives) + list(negatives)
     labels = [1] * len(positives) + [0] * len(negatives)
@@ -480,7 +488,7 @@ def run_demo(args: argparse.Namespace) -> int:
                       file=sys.stderr, flush=True)
         model = _load_model(str(checkpoint) if checkpoint else "tiny", args.device)
         image = load_sample_image(DEMO_IMAGE)
-        _segment_and_save(model, image, [DEMO_POINT], [], None, mask_path, overlay_path)
+        _segment_and_save(model, image, [DEMO_POINT], [], None, mask_path, overlay_path, args.dtype)
         print(f"segmented the sample photo '{DEMO_IMAGE}' from one click with {describe_model(model)}; "
               f"wrote {mask_path} and {overlay_path}")
         return 0
@@ -509,6 +517,7 @@ def run_everything(args: argparse.Namespace) -> int:
                 crop_n_layers=args.crop_n_layers,
                 min_mask_region_area=args.min_mask_region_area,
                 output_mode="uncompressed_rle",
+                dtype=args.dtype,
             )
         except SamInputError as error:
             raise CliError(str(error), code=2) from error

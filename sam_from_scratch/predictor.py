@@ -11,16 +11,23 @@ argument, what was expected and what arrived. Conversions done for you, where th
 - a grayscale HxW (or HxWx1) image is repeated into three channels; an RGBA image loses its alpha;
 - a (256, 256) ``mask_input`` (more generally the model's low-resolution size) gains its batch axis;
 - a box of shape (1, 4) is accepted like one of shape (4,).
+
+One argument more than the official one, ``dtype``: the precision of the image encoder. "auto" (the default)
+runs it in bfloat16 where the hardware computes in it (a recent GPU, a CPU with AMX or AVX-512-BF16; see
+``sam_from_scratch.device.auto_dtype``) and in the model's own precision elsewhere. The model itself is not
+changed: the encoder runs under ``torch.autocast`` and the embedding comes back in the model's dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
+from .device import resolve_dtype
 from .errors import SamInputError, check_box_corners, check_choice, input_error
 from .modeling.sam import decode_prompts
 from .utils.transforms import ResizeLongestSide
@@ -91,11 +98,15 @@ class SamPredictor:
 
     Args:
         sam_model: a ``Sam`` (ours or the official one; only its public attributes are used).
+        dtype: the image encoder's precision: "auto", "float32", "bfloat16", "float16" or a torch dtype
+            (see the module docstring). A model converted to a lower precision runs in its own.
     """
 
-    def __init__(self, sam_model) -> None:
+    def __init__(self, sam_model, dtype="auto") -> None:
         check_sam_model("sam_model", sam_model)
+        resolve_dtype("dtype", dtype, "cpu")  # a bad value fails here, not at the first image
         self.model = sam_model
+        self.requested_dtype = dtype
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.reset_image()
 
@@ -152,8 +163,28 @@ class SamPredictor:
         self.original_size = tuple(int(s) for s in original_image_size)
         self.input_size = tuple(shape[-2:])
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
-        self.features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
+        with self._encoder_precision():
+            features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
+        self.features = features.to(self._model_dtype)
         self.is_image_set = True
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the image encoder runs in, on the model's current device."""
+        model_dtype = self._model_dtype
+        if model_dtype != torch.float32:  # converted by the user: it runs as it is
+            return model_dtype
+        return resolve_dtype("dtype", self.requested_dtype, self.device)
+
+    @property
+    def _model_dtype(self) -> torch.dtype:
+        return next(self.model.image_encoder.parameters()).dtype
+
+    def _encoder_precision(self):
+        dtype = self.dtype
+        if dtype == self._model_dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _check_resizable(self, image: np.ndarray) -> None:
         """The long side is resized to img_size: a very thin image would keep a short side of 0 pixels."""

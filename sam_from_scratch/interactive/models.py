@@ -32,11 +32,11 @@ def load_model(model=None, device="auto"):
     return model
 
 
-def load_predictor(model=None, device="auto"):
-    """A ``SamPredictor`` for :func:`load_model`'s model."""
+def load_predictor(model=None, device="auto", dtype="auto"):
+    """A ``SamPredictor`` for :func:`load_model`'s model, its encoder in `dtype` (see ``SamPredictor``)."""
     from ..predictor import SamPredictor
 
-    return SamPredictor(load_model(model, device))
+    return SamPredictor(load_model(model, device), dtype=dtype)
 
 
 def describe_model(model) -> str:
