@@ -2,15 +2,20 @@
 
 Sections (each prints its rows as soon as it is done, then everything is printed as one markdown table):
 
-  encoder   image encoder fp32: official vs ours (fused attention), and ours with the plain attention
+  encoder   image encoder fp32: official vs ours vs Hugging Face transformers' SamModel (same weights), and
+            the share of the machine's fp32 GEMM rate (a large matrix product timed in the same run) each reaches
   bf16      our image encoder in bfloat16 vs the official in float32: time, cosine of the embeddings, and
             IoU of the masks of a fixed set of prompts decoded from either embedding
   memory    peak memory of one encoder pass, each implementation in its own fresh process
+  clicks    one click on a 600 x 400 photo: official `predict` vs ours, on the same embedding (prompt encoder,
+            decoder, masks at the image size)
   prompts   64 single-point prompts on one image: 64 official `predict` calls vs one batched
             `predict_torch` call of ours (same embedding, same outputs: masks at the image size)
   amg       automatic mask generator, default settings, one 1024-pixel image: time and records
   amg-records  the same generators with the quality filters off (random weights pass none of them), so
             that there are records to compare
+  scaling   our encoder's images/s at batch 1, 2 and 4, and our automatic mask generator's time at 16, 32
+            and 64 points per side
   compile   ours with torch.compile on the image encoder (slow to compile on a CPU: not in the default set)
   gpu       images/s for vit_b and vit_h in fp32, bf16 and compiled (only where CUDA is available)
 
@@ -44,8 +49,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "amg-records", "gpu")
-ALL_SECTIONS = ("encoder", "bf16", "memory", "prompts", "amg", "amg-records", "compile", "gpu")
+DEFAULT_SECTIONS = ("encoder", "bf16", "memory", "clicks", "prompts", "amg", "amg-records", "scaling", "gpu")
+ALL_SECTIONS = ("encoder", "bf16", "memory", "clicks", "prompts", "amg", "amg-records", "scaling", "compile", "gpu")
 
 
 # ---- set-up --------------------------------------------------------------------------------------------
@@ -62,8 +67,12 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
+    from sam_from_scratch.device import cpu_bf16_flags
+
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} ({capability}), {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
+    units = ", ".join(cpu_bf16_flags()) or "no AMX / AVX-512-BF16"
+    return (f"{model} ({capability}; {units}), {os.cpu_count()} logical cores, torch threads "
+            f"{torch.get_num_threads()}")
 
 
 def official_model(variant: str, seed: int = 0):
@@ -175,6 +184,47 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 # ---- sections ------------------------------------------------------------------------------------------
 
 
+def gemm_rate(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 7) -> float:
+    """FLOP/s of a large matrix product shaped like the encoder's MLP, (4096, 768) x (768, 3072): the best
+    this machine does with torch's matrix library, measured now (median of `repeats` after a warm-up)."""
+    a = torch.randn(4096, 768, device=device, dtype=dtype)
+    w = torch.randn(3072, 768, device=device, dtype=dtype)
+    times = alternate({"gemm": lambda: F.linear(a, w)}, repeats, device, warmup=2)["gemm"]
+    return 2 * a.shape[0] * a.shape[1] * w.shape[0] / median(times)
+
+
+def encoder_flops(variant: str) -> float:
+    """Floating-point operations of one image-encoder pass (batch 1): every matrix product and convolution,
+    counted on the official model with shapes only (meta tensors, no arithmetic)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from segment_anything import sam_model_registry as official_registry
+
+    with torch.device("meta"), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        official_registry[variant]().image_encoder(torch.empty(1, 3, 1024, 1024))
+    return float(counter.get_total_flops())
+
+
+def hf_model(official, variant: str):
+    """transformers' SamModel holding the official model's weights (through our key map), in eval mode."""
+    from transformers import SamConfig, SamModel, SamVisionConfig
+    from transformers.models.sam.configuration_sam import SamMaskDecoderConfig
+
+    from sam_from_scratch.checkpoint import hf_to_official
+    from sam_from_scratch.config import CONFIGS
+
+    ours = CONFIGS[variant]
+    vision = SamVisionConfig(hidden_size=ours.encoder_embed_dim, num_hidden_layers=ours.encoder_depth,
+                             num_attention_heads=ours.encoder_num_heads,
+                             global_attn_indexes=list(ours.encoder_global_attn_indexes))
+    model = SamModel(SamConfig(vision_config=vision, mask_decoder_config=SamMaskDecoderConfig(layer_norm_eps=1e-5)))
+    weights = official.state_dict()
+    with torch.no_grad():  # the renamed state dict holds the HF model's own tensors: fill them in place
+        for key, tensor in hf_to_official(model.state_dict()).items():
+            tensor.copy_(weights[key])
+    return model.eval()
+
+
 def bench_encoder(table, official, ours, x, args, device, cache):
     from sam_from_scratch.build import build_sam
     from sam_from_scratch.config import CONFIGS
@@ -182,19 +232,39 @@ def bench_encoder(table, official, ours, x, args, device, cache):
     if args.with_plain:  # the plain model of notebooks 02-08, same weights
         plain = build_sam(CONFIGS["vit_b"], fast=False).to(x.device)
         plain.load_state_dict(ours.state_dict())
+    hf = None if args.no_hf else hf_model(official, args.variant).to(device)
 
     with torch.no_grad():
         cache["official"] = official.image_encoder(x)
         cache["ours"] = ours.image_encoder(x)
         functions = {"official": lambda: official.image_encoder(x), "ours": lambda: ours.image_encoder(x)}
+        if hf is not None:
+            hf_embedding = hf.get_image_embeddings(x)
+            functions["hf"] = lambda: hf.get_image_embeddings(x)
         if args.with_plain:
             functions["ours_plain"] = lambda: plain.image_encoder(x)
+        rate_before = gemm_rate(device)
         times = alternate(functions, args.repeats, device)
+        rate_after = gemm_rate(device)
+    rate = max(rate_before, rate_after)
+    flops = encoder_flops(args.variant)
     diff = (cache["official"] - cache["ours"]).abs().max().item()
     ratio = median(times["official"]) / median(times["ours"])
-    table.add("image encoder fp32, time", seconds(times["official"]), seconds(times["ours"]),
-              f"{ratio:.2f}x faster", ">= 1.3x", ratio >= 1.3)
+    share = {name: flops / median(values) / rate for name, values in times.items()}
+    table.add("fp32 GEMM rate of this machine, (4096 x 768) x (768 x 3072), before / after the encoder runs", "",
+              f"{rate_before / 1e9:.0f} / {rate_after / 1e9:.0f} GFLOP/s")
+    table.add("image encoder fp32, time", seconds(times["official"]), seconds(times["ours"]), f"{ratio:.2f}x faster",
+              ">= 2.5x", ratio >= 2.5)
+    table.add(f"image encoder fp32, share of the GEMM rate ({flops / 1e9:.0f} GFLOP a pass)",
+              f"{share['official']:.0%}", f"{share['ours']:.0%}", "", ">= 80%", share["ours"] >= 0.8)
     table.add("image encoder fp32, max abs diff of embeddings", "", f"{diff:.1e}", "", "<= 1e-4", diff <= 1e-4)
+    if hf is not None:
+        hf_ratio = median(times["hf"]) / median(times["ours"])
+        hf_diff = (hf_embedding - cache["official"]).abs().max().item()
+        table.add("image encoder fp32, Hugging Face SamModel (official column) vs ours", seconds(times["hf"]),
+                  seconds(times["ours"]), f"{hf_ratio:.2f}x faster", ">= 1.8x", hf_ratio >= 1.8)
+        table.add("image encoder fp32, Hugging Face: share of the GEMM rate; max abs diff from official",
+                  f"{share['hf']:.0%}", f"{hf_diff:.1e}")
     if args.with_plain:
         plain = median(times["official"]) / median(times["ours_plain"])
         table.add("image encoder fp32, our plain model (no fast paths)", seconds(times["official"]),
@@ -223,29 +293,44 @@ def masks_from_embedding(model, embedding: torch.Tensor) -> torch.Tensor:
 
 
 def bench_bf16(table, official, ours, x, args, device, cache):
+    """Our encoder in bfloat16, two ways: under autocast (what dtype="auto" does in the predictor) and with the
+    weights converted (from_pretrained(..., dtype=torch.bfloat16)), against the official one in float32."""
     import copy
 
+    from sam_from_scratch.device import auto_dtype, cpu_bf16_flags
     from sam_from_scratch.fast import speed_up
 
+    if device.type == "cpu" and not cpu_bf16_flags() and not args.force_bf16:
+        table.add("image encoder bf16 vs official fp32", "", "not timed: this CPU has no AMX / AVX-512-BF16 "
+                  f"({torch.backends.cpu.get_cpu_capability()}); dtype='auto' picks {auto_dtype(device)}",
+                  "", ">= 6x on a CPU with AMX", None)
+        return
     ours_bf16 = speed_up(copy.deepcopy(ours), torch.bfloat16)
+
+    def autocast():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return ours.image_encoder(x)
+
     with torch.no_grad():
         reference = cache.get("official")
         if reference is None:
             reference = cache["official"] = official.image_encoder(x)
-        times = alternate({"official": lambda: official.image_encoder(x), "ours_bf16": lambda: ours_bf16.image_encoder(x)},
-                          args.bf16_repeats, device)
-        embedding = ours_bf16.image_encoder(x)
-        cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
-        # Both decoded by our fp32 decoder, so only the embedding's precision differs.
-        masks_fp32 = masks_from_embedding(ours, reference)
-        masks_bf16 = masks_from_embedding(ours, embedding.float())
-    ious = [mask_iou(a, b) for a, b in zip(masks_fp32.flatten(0, 1), masks_bf16.flatten(0, 1))]
-    ratio = median(times["official"]) / median(times["ours_bf16"])
-    table.add("image encoder bf16 (ours) vs fp32 (official), time", seconds(times["official"]),
-              seconds(times["ours_bf16"]), f"{ratio:.2f}x faster", ">= 2.5x", ratio >= 2.5)
-    table.add("image encoder bf16, cosine of embeddings vs fp32", "", f"{cosine:.5f}", "", ">= 0.99", cosine >= 0.99)
-    table.add(f"masks from bf16 vs fp32 embedding, min IoU over {len(ious)} masks", "",
-              f"{min(ious):.3f} (mean {np.mean(ious):.3f})", "", ">= 0.95", min(ious) >= 0.95)
+        times = alternate({"official": lambda: official.image_encoder(x), "autocast": autocast,
+                           "converted": lambda: ours_bf16.image_encoder(x)}, args.bf16_repeats, device, warmup=1)
+        for name, embedding in (("autocast", autocast()), ("converted", ours_bf16.image_encoder(x))):
+            cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
+            # Both decoded by our fp32 decoder, so only the embedding's precision differs.
+            masks_fp32 = masks_from_embedding(ours, reference)
+            masks_bf16 = masks_from_embedding(ours, embedding.float())
+            ious = [mask_iou(a, b) for a, b in zip(masks_fp32.flatten(0, 1), masks_bf16.flatten(0, 1))]
+            ratio = median(times["official"]) / median(times[name])
+            how = "autocast, as dtype='auto' runs it" if name == "autocast" else "weights converted"
+            table.add(f"image encoder bf16 ({how}) vs official fp32, time", seconds(times["official"]),
+                      seconds(times[name]), f"{ratio:.2f}x faster", ">= 6x", ratio >= 6)
+            table.add(f"image encoder bf16 ({how}), cosine of embeddings vs fp32", "", f"{cosine:.5f}", "",
+                      ">= 0.999", cosine >= 0.999)
+            table.add(f"masks from bf16 ({name}) vs fp32 embedding, min IoU over {len(ious)} masks", "",
+                      f"{min(ious):.3f} (mean {np.mean(ious):.3f})", "", ">= 0.95", min(ious) >= 0.95)
 
 
 def memory_child(kind: str, variant: str) -> None:
@@ -291,30 +376,14 @@ def bench_memory(table, args):
         ours = results[kind]["pass_mib"]
         label = "fp32" if kind == "ours" else "bf16"
         table.add(f"peak memory of one encoder pass, ours {label} (RSS growth; separate processes)",
-                  f"{official:.0f} MiB", f"{ours:.0f} MiB", f"{ours / official:.0%} of official", "<= 50%",
-                  ours / official <= 0.5)
+                  f"{official:.0f} MiB", f"{ours:.0f} MiB", f"{ours / official:.0%} of official", "<= 20%",
+                  ours / official <= 0.2)
     table.add("resident before the pass (weights, libraries)", f"{results['official']['before_mib']:.0f} MiB",
               f"{results['ours']['before_mib']:.0f} MiB")
 
 
 def bench_prompts(table, official, ours, image, args, device, cache, n_prompts: int = 64):
-    from segment_anything import SamPredictor as OfficialPredictor
-
-    from sam_from_scratch.predictor import SamPredictor
-
-    theirs, mine = OfficialPredictor(official), SamPredictor(ours)
-    embedding = cache.get("official")
-    for predictor in (theirs, mine):  # both get the same embedding; the encoder is timed elsewhere
-        with torch.no_grad():
-            if embedding is None:
-                predictor.set_image(image)
-                embedding = cache["official"] = predictor.features
-            else:
-                predictor.reset_image()
-                predictor.original_size = image.shape[:2]
-                predictor.input_size = tuple(predictor.transform.get_preprocess_shape(*image.shape[:2], 1024))
-                predictor.features = embedding
-                predictor.is_image_set = True
+    theirs, mine = shared_predictors(official, ours, image, "official", cache)  # the encoder is timed elsewhere
 
     generator = np.random.default_rng(0)
     points = generator.uniform(0, 1, size=(n_prompts, 2)) * np.array(image.shape[1::-1])  # (64, 2) x, y pixels
@@ -343,7 +412,7 @@ def bench_amg(table, official, ours, image, args, device):
 
     from sam_from_scratch.automatic_mask_generator import SamAutomaticMaskGenerator
 
-    theirs, mine = OfficialGenerator(official), SamAutomaticMaskGenerator(ours)
+    theirs, mine = OfficialGenerator(official), SamAutomaticMaskGenerator(ours, dtype="float32")
     results = {}
 
     def run(name, generator):
@@ -358,7 +427,7 @@ def bench_amg(table, official, ours, image, args, device):
     )
     ratio = median(times["official"]) / median(times["ours"])
     table.add("automatic mask generator, default settings, 1024-pixel image", seconds(times["official"]),
-              seconds(times["ours"]), f"{ratio:.2f}x faster", ">= 1.5x", ratio >= 1.5)
+              seconds(times["ours"]), f"{ratio:.2f}x faster", ">= 2x", ratio >= 2)
     table.add("automatic mask generator, records", f"{len(ref)} masks", f"{len(got)} masks",
               "identical" if same else "differ", "same records", same)
 
@@ -371,12 +440,80 @@ def bench_amg_records(table, official, ours, image, args, device):
 
     settings = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     ref = OfficialGenerator(official, **settings).generate(image)
-    got = SamAutomaticMaskGenerator(ours, **settings).generate(image)
+    got = SamAutomaticMaskGenerator(ours, dtype="float32", **settings).generate(image)
     ious = [mask_iou(torch.as_tensor(a["segmentation"]), torch.as_tensor(b["segmentation"])) for a, b in zip(ref, got)]
     same_boxes = len(ref) == len(got) and all(a["bbox"] == b["bbox"] for a, b in zip(ref, got))
     table.add("automatic mask generator records, filters off (8 x 8 points, thresholds 0)", f"{len(ref)} masks",
               f"{len(got)} masks", f"same boxes: {same_boxes}; min mask IoU {min(ious, default=1.0):.4f}",
               "same records", same_boxes and min(ious, default=1.0) >= 0.999)
+
+
+def shared_predictors(official, ours, image, cache_key, cache):
+    """An official and our SamPredictor on `image`, holding the same embedding (the official encoder's, run once)."""
+    from segment_anything import SamPredictor as OfficialPredictor
+
+    from sam_from_scratch.predictor import SamPredictor
+
+    theirs, mine = OfficialPredictor(official), SamPredictor(ours, dtype="float32")
+    with torch.no_grad():
+        if cache_key not in cache:
+            theirs.set_image(image)
+            cache[cache_key] = theirs.features
+        for predictor in (theirs, mine):
+            predictor.reset_image()
+            predictor.original_size = image.shape[:2]
+            predictor.input_size = tuple(predictor.transform.get_preprocess_shape(*image.shape[:2], 1024))
+            predictor.features = cache[cache_key]
+            predictor.is_image_set = True
+    return theirs, mine
+
+
+def bench_clicks(table, official, ours, image, args, device, cache):
+    """One click on a 600 x 400 photo, as the widget sends it: predict with one point, three masks at the
+    image's size. Official and ours alternate, on the same embedding."""
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(image).resize((600, 400), Image.BICUBIC))
+    theirs, mine = shared_predictors(official, ours, small, "clicks", cache)
+    clicks = np.random.default_rng(1).uniform(0, 1, size=(args.clicks, 2)) * np.array([600, 400])
+    turn = {"official": 0, "ours": 0}
+
+    def click(name, predictor):
+        def go():
+            point = clicks[turn[name] % len(clicks)][None]
+            turn[name] += 1
+            return predictor.predict(point_coords=point, point_labels=np.ones(1), multimask_output=True)
+        return go
+
+    with torch.no_grad():
+        times = alternate({"official": click("official", theirs), "ours": click("ours", mine)}, args.clicks, device,
+                          warmup=3)
+        same = [mask_iou(torch.as_tensor(a), torch.as_tensor(b)) for point in clicks[:8]
+                for a, b in zip(theirs.predict(point_coords=point[None], point_labels=np.ones(1))[0],
+                                mine.predict(point_coords=point[None], point_labels=np.ones(1))[0])]
+    official_ms, ours_ms = 1000 * median(times["official"]), 1000 * median(times["ours"])
+    table.add(f"one click, 600 x 400 photo, 3 masks at its size (median of {args.clicks})", f"{official_ms:.1f} ms",
+              f"{ours_ms:.1f} ms", f"{official_ms / ours_ms:.2f}x faster", "<= 40 ms and >= 2x",
+              ours_ms <= 40 and official_ms / ours_ms >= 2)
+    table.add("one click, min IoU of our masks vs official (8 clicks x 3 masks)", "", f"{min(same):.4f}")
+
+
+def bench_scaling(table, official, ours, image, x, args, device, cache):
+    """How the cost grows: our encoder at batch 1, 2, 4 (images/s), our generator at 16, 32, 64 points a side."""
+    from sam_from_scratch.automatic_mask_generator import SamAutomaticMaskGenerator
+
+    with torch.no_grad():
+        for batch in (1, 2, 4):
+            xb = x.expand(batch, -1, -1, -1).contiguous()
+            times = alternate({"ours": lambda: ours.image_encoder(xb)}, args.scaling_repeats, device, warmup=1)
+            table.add(f"scaling: our encoder fp32, batch {batch}", "", f"{batch / median(times['ours']):.3f} img/s "
+                      f"({seconds(times['ours'])} a batch)")
+    encoder = median(alternate({"ours": lambda: ours.image_encoder(x)}, 1, device)["ours"])
+    for side in (16, 32, 64):
+        generator = SamAutomaticMaskGenerator(ours, points_per_side=side, dtype="float32")
+        times = alternate({"ours": lambda: generator.generate(image)}, 1, device)
+        table.add(f"scaling: our automatic mask generator, {side} x {side} points ({side * side} prompts)", "",
+                  f"{seconds(times['ours'])}; without the encoder pass {median(times['ours']) - encoder:.1f} s")
 
 
 def bench_compile(table, ours, x, args, device):
@@ -548,6 +685,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16-repeats", type=int, default=1)
     parser.add_argument("--prompt-repeats", type=int, default=2)
     parser.add_argument("--amg-repeats", type=int, default=1)
+    parser.add_argument("--clicks", type=int, default=30, help="timed clicks of each implementation")
+    parser.add_argument("--scaling-repeats", type=int, default=2)
+    parser.add_argument("--no-hf", action="store_true", help="leave out the Hugging Face row of the encoder section")
+    parser.add_argument("--force-bf16", action="store_true", help="time bfloat16 even on a CPU without bf16 units")
     parser.add_argument("--with-plain", action="store_true", help="also time our plain model (no fast paths)")
     parser.add_argument("--gpu-variants", default="vit_b,vit_h", help="the variants of the gpu section")
     parser.add_argument("--gpu-batches", default="1,8", help="the batch sizes of the gpu section")
@@ -589,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         "encoder": lambda: bench_encoder(table, official, ours, x, args, device, cache),
         "bf16": lambda: bench_bf16(table, official, ours, x, args, device, cache),
         "memory": lambda: bench_memory(table, args),
+        "clicks": lambda: bench_clicks(table, official, ours, image, args, device, cache),
+        "scaling": lambda: bench_scaling(table, official, ours, image, x, args, device, cache),
         "prompts": lambda: bench_prompts(table, official, ours, image, args, device, cache),
         "amg": lambda: bench_amg(table, official, ours, image, args, device),
         "amg-records": lambda: bench_amg_records(table, official, ours, image, args, device),

@@ -93,6 +93,11 @@ def check_switch(argument: str, value) -> None:
         raise input_error(argument, "True or False", value)
 
 
+def _dtype_of(module) -> Optional[torch.dtype]:
+    """The dtype of a module's first floating-point parameter (None if it has none)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+
+
 class SamPredictor:
     """Predict masks for one image from points, boxes and low-resolution mask prompts.
 
@@ -165,24 +170,20 @@ class SamPredictor:
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
         with self._encoder_precision():
             features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
-        self.features = features.to(self._model_dtype)
+        self.features = features.to(_dtype_of(self.model.mask_decoder) or features.dtype)  # the decoder's
         self.is_image_set = True
 
     @property
     def dtype(self) -> torch.dtype:
         """The precision the image encoder runs in, on the model's current device."""
-        model_dtype = self._model_dtype
-        if model_dtype != torch.float32:  # converted by the user: it runs as it is
-            return model_dtype
+        own = _dtype_of(self.model.image_encoder) or torch.float32
+        if own != torch.float32:  # converted by the user: it runs as it is
+            return own
         return resolve_dtype("dtype", self.requested_dtype, self.device)
-
-    @property
-    def _model_dtype(self) -> torch.dtype:
-        return next(self.model.image_encoder.parameters()).dtype
 
     def _encoder_precision(self):
         dtype = self.dtype
-        if dtype == self._model_dtype:
+        if dtype == (_dtype_of(self.model.image_encoder) or torch.float32):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 

@@ -5,7 +5,8 @@ under the same names, so the official checkpoints load either way and the result
 
 - attention.py: fused attention (F.scaled_dot_product_attention), the encoder's relative-position bias built
   in chunks;
-- decoder.py: one shared image side for many prompts on one image;
+- decoder.py: one shared image side for many prompts on one image, the first layer's projections of it kept
+  between clicks, the upscaling as matrix products;
 - precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`);
 - compile.py: torch.compile of the image encoder, with a fallback.
 
@@ -24,13 +25,15 @@ from ..errors import SamInputError
 from ..modeling.sam import Sam
 from .attention import FastDecoderAttention, FastEncoderAttention
 from .compile import compile_image_encoder
-from .decoder import FastMaskDecoder
+from .decoder import FastMaskDecoder, FastTwoWayAttentionBlock, FastTwoWayTransformer
 from .precision import FastImageEncoderViT, FastLayerNorm2d, FastPositionEmbeddingRandom, FastPromptEncoder
 
 FAST_CLASSES: dict[type, type] = {
     image_encoder.ImageEncoderViT: FastImageEncoderViT,
     image_encoder.Attention: FastEncoderAttention,
     transformer.Attention: FastDecoderAttention,
+    transformer.TwoWayAttentionBlock: FastTwoWayAttentionBlock,
+    transformer.TwoWayTransformer: FastTwoWayTransformer,
     mask_decoder.MaskDecoder: FastMaskDecoder,
     prompt_encoder.PromptEncoder: FastPromptEncoder,
     positional_encoding.PositionEmbeddingRandom: FastPositionEmbeddingRandom,

@@ -135,7 +135,11 @@ class FastDecoderAttention(transformer.Attention):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q (B or 1, Nq, C), k and v (B or 1, Nk, C) -> (B, Nq, C)."""
-        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)  # projected once, even when shared
+        return self.attend(self.q_proj(q), self.k_proj(k), self.v_proj(v))  # projected once, even when shared
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The rest, from projections made elsewhere (FastTwoWayAttentionBlock shares and keeps some):
+        q (B or 1, Nq, C'), k and v (B or 1, Nk, C') -> (B, Nq, C)."""
         batch = max(q.shape[0], k.shape[0])
         q, k, v = (self._separate_heads(x.expand(batch, -1, -1)) for x in (q, k, v))  # (B, heads, N, C')
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, C')

@@ -1,26 +1,162 @@
-"""The mask decoder with one shared image side for many prompts on one image.
+"""The mask decoder for interactive clicks and batches of prompts: the same weights, less memory traffic.
 
-The plain decoder gives every prompt its own copy of the image embedding. Without mask prompts the dense
-embedding is the same for all prompts too (an expanded no_mask_embed, stride 0), so here the image side stays
-one copy (batch 1) until the prompts reach it: the transformer's first image projections are then computed
-once instead of B times (FastDecoderAttention broadcasts the shared side). Logits leave in float32 whatever
-the model's dtype.
+A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; most of its time goes to moving
+(4096, 256) tensors around. So here:
+
+- **One image side for many prompts.** The plain decoder gives every prompt its own copy of the image
+  embedding. Without mask prompts the dense embedding is the same for all prompts too (an expanded
+  no_mask_embed, stride 0), so the image side stays one copy (batch 1) until the prompts reach it: the
+  transformer's first image projections are computed once instead of B times (FastDecoderAttention
+  broadcasts the shared side), and the positional code is never repeated.
+- **The upscaling as two matrix products, channels last.** A transposed convolution with kernel 2 and
+  stride 2 turns each input pixel into a 2 x 2 block, a linear map of that pixel's channels:
+  (h*w, C) @ (C, C' * 2 * 2), then the blocks are put in place. The transformer's image tokens are already
+  channels last, the LayerNorm2d becomes one F.layer_norm over the last axis, and the hypernetwork product
+  reads the result as it lies.
+- **The image side of the first layer, kept between clicks.** In each two-way block both cross-attentions
+  project the same image tokens (with their positional code added once, not twice). In the first block
+  those tokens are the image embedding plus the no-mask embedding, the same for every click on an image,
+  so their three projections are kept (FastTwoWayTransformer) and the next click on the same image starts
+  from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
+  weight of that block changes, and never kept while gradients flow.
+- **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
+  products are skipped.
+
+Logits leave in float32 whatever the model's dtype.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
 from ..modeling.mask_decoder import MaskDecoder
+from ..modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
+
+
+class ImageSide(NamedTuple):
+    """What a block's two cross-attentions take from the image tokens, projected: (1 or B, h*w, C') each."""
+
+    k: torch.Tensor  # token -> image: the keys (image tokens + positional code)
+    v: torch.Tensor  # token -> image: the values (image tokens)
+    q: torch.Tensor  # image -> token: the queries (image tokens + positional code)
+
+
+class FastTwoWayAttentionBlock(TwoWayAttentionBlock):
+    def image_side(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ImageSide:
+        """The image tokens' projections; the tokens change only at the end of the block, so both
+        cross-attentions see the same keys + key_pe."""
+        keys_pe = keys + key_pe  # (1 or B, h*w, C)
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        return ImageSide(t2i.k_proj(keys_pe), t2i.v_proj(keys), i2t.q_proj(keys_pe))
+
+    def forward(self, queries, keys, query_pe, key_pe, image_side: ImageSide | None = None):
+        """As TwoWayAttentionBlock.forward; image_side: this block's image_side(keys, key_pe), if known."""
+        if image_side is None:
+            image_side = self.image_side(keys, key_pe)
+        # 1. tokens attend to each other
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q=q, k=q, v=queries)
+        queries = self.norm1(queries)
+        # 2. tokens attend to the image
+        t2i = self.cross_attn_token_to_image
+        queries = self.norm2(queries + t2i.attend(t2i.q_proj(queries + query_pe), image_side.k, image_side.v))
+        # 3. MLP on the tokens
+        queries = self.norm3(queries + self.mlp(queries))
+        # 4. the image attends to the tokens
+        i2t = self.cross_attn_image_to_token
+        q = queries + query_pe
+        keys = self.norm4(keys + i2t.attend(image_side.q, i2t.k_proj(q), i2t.v_proj(queries)))
+        return queries, keys
+
+
+def _state(tensor: torch.Tensor) -> tuple:
+    """What changes when a tensor is replaced, moved or modified in place."""
+    return id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device, tuple(tensor.shape)
+
+
+class FastTwoWayTransformer(TwoWayTransformer):
+    def forward(self, image_embedding, image_pe, point_embedding, keep: tuple | None = None):
+        """As TwoWayTransformer.forward. keep: for an image side shared by all prompts (batch 1), the tensors
+        it is made of; the first block's projections of it are then kept and reused while they stay the same."""
+        image_embedding = image_embedding.flatten(2).permute(0, 2, 1)  # (B, C, h, w) -> (B, h*w, C)
+        image_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, h*w, C)
+        queries, keys = point_embedding, image_embedding
+        for i, layer in enumerate(self.layers):
+            side = self._kept_image_side(layer, keys, image_pe, keep) if i == 0 and keep is not None else None
+            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe,
+                                  image_side=side)
+        q = queries + point_embedding
+        k = keys + image_pe
+        queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
+        queries = self.norm_final_attn(queries)
+        return queries, keys
+
+    def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
+        if torch.is_grad_enabled():
+            return None
+        key = [_state(t) for t in keep] + [_state(p) for p in layer.parameters()]
+        kept = self.__dict__.get("_kept")  # (key, the tensors it names, held so that no id is reused, side)
+        if kept is None or kept[0] != key:
+            kept = self.__dict__["_kept"] = (key, keep, layer.image_side(keys, image_pe))
+        return kept[2]
+
+
+def transposed_conv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d, size: tuple[int, int]) -> torch.Tensor:
+    """conv (kernel 2, stride 2) on channels-last pixels: x (B, h*w, C) -> (B, 2h, 2w, C')."""
+    B, _, C = x.shape
+    h, w = size
+    c_out = conv.out_channels
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(C, 4 * c_out)  # (C, C', 2, 2) -> (C, 2 * 2 * C')
+    blocks = torch.baddbmm(conv.bias.repeat(4), x, weight.expand(B, -1, -1))  # (B, h*w, 2 * 2 * C')
+    blocks = blocks.view(B, h, w, 2, 2, c_out).transpose(2, 3)  # (B, h, 2, w, 2, C'): block (i, a, j, b)
+    return blocks.reshape(B, 2 * h, 2 * w, c_out)  # is pixel (2i + a, 2j + b)
 
 
 class FastMaskDecoder(MaskDecoder):
     def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
-        masks, iou_pred = super().forward(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output
+        """As MaskDecoder.forward: (B, 3 or 1, 4h, 4w) float32 logits and (B, 3 or 1) predicted IoUs."""
+        wanted = slice(1, None) if multimask_output else slice(0, 1)
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, wanted
         )
-        return masks.float(), iou_pred.float()  # thresholds and resizing want float32
+        return masks.float(), iou_pred[:, wanted].float()  # thresholds and resizing want float32
 
-    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                      wanted: slice = slice(None)):
+        """The masks of the mask tokens `wanted` (all four by default) and all four IoUs."""
         B = sparse_prompt_embeddings.shape[0]
         if image_embeddings.shape[0] == 1 and (B == 1 or dense_prompt_embeddings.stride(0) == 0):
             dense_prompt_embeddings = dense_prompt_embeddings[:1]  # one image side for all B prompts
-        return super().predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)
+        tokens = torch.cat([output_tokens.expand(B, -1, -1), sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
+        src = image_embeddings + dense_prompt_embeddings  # (1 or B, C, h, w)
+        _, _, h, w = src.shape
+        keep = None
+        if src.shape[0] == 1 and dense_prompt_embeddings.stride(-1) == dense_prompt_embeddings.stride(-2) == 0:
+            # the no-mask embedding, expanded from `no_mask` (a view of a (1, C) weight): the image side depends
+            # only on these, and the transformer keeps its first projections of it
+            no_mask = dense_prompt_embeddings[:1, :, :1, :1]
+            keep = (image_embeddings, no_mask._base if no_mask._base is not None else no_mask, image_pe)
+        transformer_keeps = isinstance(self.transformer, FastTwoWayTransformer)
+        hs, src = self.transformer(src, image_pe, tokens, **({"keep": keep} if transformer_keeps else {}))
+        # hs (B, 5 + N, C), src (B, h*w, C): channels last
+        conv1, norm, act1, conv2, act2 = self.output_upscaling
+        x = transposed_conv_2x2(src, conv1, (h, w))  # (B, 2h, 2w, C/4)
+        x = act1(F.layer_norm(x.float(), x.shape[-1:], norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
+        x = act2(transposed_conv_2x2(x.flatten(1, 2), conv2, (2 * h, 2 * w)))  # (B, 4h, 4w, C/8)
+
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
+        chosen = range(self.num_mask_tokens)[wanted]
+        hyper_in = torch.stack(
+            [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
+        )  # (B, M, C/8)
+        masks = hyper_in @ x.flatten(1, 2).transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
+        masks = masks.view(B, len(chosen), 4 * h, 4 * w)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])  # (B, 4)
+        return masks, iou_pred

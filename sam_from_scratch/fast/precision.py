@@ -5,9 +5,10 @@ what must stay exact, so each subclass here adds one cast where it matters:
 - images are cast where they enter the encoder (Sam.preprocess normalises float32 pixels in float32);
 - positional codes are computed from float32 coordinates (in bfloat16 a coordinate would be rounded to 1/256
   of the image, 4 pixels at 1024) and then cast;
-- LayerNorm2d takes its statistics in float32;
+- LayerNorm2d takes its statistics in float32 (in one F.layer_norm pass over the channels);
 - prompt embeddings are cast to the model's dtype (mask logits fed back arrive in float32);
 - mask logits leave the decoder in float32 (FastMaskDecoder).
+The prompt encoder also keeps its grid's positional code from one call to the next (get_dense_pe).
 In float32 every cast is a no-op, so these classes give the plain model's results.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..modeling.image_encoder import ImageEncoderViT
 from ..modeling.layers import LayerNorm2d
@@ -30,7 +32,9 @@ class FastImageEncoderViT(ImageEncoderViT):
 
 class FastLayerNorm2d(LayerNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)  # statistics in float32 (the weights promote to it)
+        """One F.layer_norm pass over the channels (last, once permuted), statistics in float32."""
+        y = F.layer_norm(x.permute(0, 2, 3, 1).float(), (x.shape[1],), self.weight.float(), self.bias.float(), self.eps)
+        return y.permute(0, 3, 1, 2).to(x.dtype)  # (B, C, H, W), laid out channels last
 
 
 class FastPositionEmbeddingRandom(PositionEmbeddingRandom):
@@ -42,6 +46,20 @@ class FastPositionEmbeddingRandom(PositionEmbeddingRandom):
 
 
 class FastPromptEncoder(PromptEncoder):
+    def get_dense_pe(self) -> torch.Tensor:
+        """The grid's positional code (1, C, h, w), computed once and kept while the random matrix, its device
+        and dtype stay the same (a click would otherwise recompute 4096 sines and cosines); always afresh
+        while gradients flow through it."""
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        if torch.is_grad_enabled() and matrix.requires_grad:
+            return super().get_dense_pe()
+        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype, tuple(self.image_embedding_size))
+        kept = self.__dict__.get("_dense_pe")
+        if kept is None or kept[0] != key:
+            with torch.no_grad():
+                kept = self.__dict__["_dense_pe"] = (key, super().get_dense_pe())
+        return kept[1]
+
     def forward(self, points, boxes, masks):
         dtype = self.no_mask_embed.weight.dtype
         if masks is not None:

@@ -193,6 +193,69 @@ def test_whole_fast_model_equals_plain_in_float32(plain_sam, small_sam):
     assert max_diff(fused_iou, plain_iou) <= FP32_TOL
 
 
+def embedding_of() -> torch.Tensor:
+    """A random image embedding of SMALL_CONFIG's shape: (1, C, 12, 12)."""
+    return torch.randn(1, SMALL_CONFIG.prompt_embed_dim, 12, 12)
+
+
+def test_transposed_conv_as_a_matrix_product_equals_the_convolution():
+    from sam_from_scratch.fast.decoder import transposed_conv_2x2
+
+    conv = noisy_(torch.nn.ConvTranspose2d(32, 8, kernel_size=2, stride=2), seed=6)
+    x = torch.randn(2, 32, 5, 7)
+    with torch.no_grad():
+        expected = conv(x).permute(0, 2, 3, 1)  # (2, 10, 14, 8) channels last
+        got = transposed_conv_2x2(x.flatten(2).transpose(1, 2), conv, (5, 7))
+    assert got.shape == expected.shape and max_diff(got, expected) <= 1e-5
+
+
+@pytest.mark.parametrize("multimask_output", [True, False])
+def test_fast_decoder_gives_the_masks_asked_for_as_plain(plain_sam, small_sam, multimask_output):
+    embedding = embedding_of()
+    coords, labels = point_prompts(3, 96)
+    with torch.no_grad():
+        fused = decode(small_sam, embedding, coords, labels, multimask_output=multimask_output)
+        plain = decode(plain_sam, embedding, coords, labels, multimask_output=multimask_output)
+    for a, b in zip(fused, plain):
+        assert a.shape == b.shape and max_diff(a, b) <= FP32_TOL
+
+
+def test_the_kept_first_layer_follows_every_change_of_what_it_is_made_of(plain_sam, small_sam):
+    """Clicks reuse the first block's image projections; a new embedding, the same embedding changed in
+    place, a changed weight or no-mask embedding must each give the plain model's answer, not the kept one."""
+    coords, labels = point_prompts(1, 96, seed=3)
+    first, second = embedding_of(), embedding_of()
+
+    def check(embedding):
+        with torch.no_grad():
+            fused = decode(small_sam, embedding, coords, labels)
+            plain = decode(plain_sam, embedding, coords, labels)
+        assert max_diff(fused[0], plain[0]) <= FP32_TOL and max_diff(fused[1], plain[1]) <= FP32_TOL
+
+    check(first)
+    kept = small_sam.mask_decoder.transformer.__dict__["_kept"]
+    check(first)  # the same click again: from the kept projections
+    assert small_sam.mask_decoder.transformer.__dict__["_kept"] is kept
+    check(second)
+    assert small_sam.mask_decoder.transformer.__dict__["_kept"] is not kept
+    with torch.no_grad():
+        second.mul_(-1)  # in place: same tensor, new values
+    check(second)
+    for model in (small_sam, plain_sam):  # the same change to a weight of the first block in both models
+        with torch.no_grad():
+            model.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.mul_(1.5)
+            model.prompt_encoder.no_mask_embed.weight.add_(0.3)
+    check(second)
+
+
+def test_nothing_is_kept_while_gradients_flow(small_sam):
+    coords, labels = point_prompts(2, 96)
+    masks, _ = decode(small_sam, embedding_of(), coords, labels)
+    masks.sum().backward()
+    assert "_kept" not in small_sam.mask_decoder.transformer.__dict__
+    assert small_sam.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.grad is not None
+
+
 # ---- reduced precision -------------------------------------------------------------------------------
 
 
