@@ -98,7 +98,7 @@ def main() -> None:
           f"median of {args.clicks} clicks")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'model':<26} {'embedding':>10} {'decoder':>9} {'handler':>9} {'render':>9} {'total':>9} {'total p90':>10} {'CPU time':>9}")
-    with torch.inference_mode():
+    with torch.no_grad():  # as the widget runs it
         for name in args.models:
             r = bench(name, image, args.clicks, args.display_width)
             print(f"{r['model']:<26} {r['embedding_s']:>8.2f} s {r['decoder']:>6.1f} ms {r['handler']:>6.1f} ms "

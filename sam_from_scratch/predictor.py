@@ -29,6 +29,7 @@ import torch
 
 from .device import resolve_dtype
 from .errors import SamInputError, check_box_corners, check_choice, input_error
+from .fast.decoder import FastMaskDecoder
 from .modeling.sam import decode_prompts
 from .utils.transforms import ResizeLongestSide
 
@@ -305,6 +306,30 @@ class SamPredictor:
         self._check_torch_prompts(point_coords, point_labels, boxes, mask_input)
         if mask_input is not None:
             mask_input = mask_input.to(self._mask_input_dtype)  # a float64 mask would stop the official Sam's conv
+        prompts = (point_coords, point_labels, boxes, mask_input)
+        B = next((len(p) for p in prompts if p is not None), 1)  # no prompt at all: the model's batch of 1
+        chunked = self.device.type == "cpu" and isinstance(self.model.mask_decoder, FastMaskDecoder)
+        step = self.cpu_prompts_per_chunk if chunked else B
+        if B <= step:
+            return self._decode(*prompts, multimask_output, return_logits)
+        outputs = None  # masks (B, C, H, W), iou_predictions (B, C), low_res_logits (B, C, 4h, 4w)
+        for start in range(0, B, step):
+            chunk = [None if p is None else p[start : start + step] for p in prompts]
+            results = self._decode(*chunk, multimask_output, return_logits)
+            if outputs is None:
+                outputs = [r.new_empty((B, *r.shape[1:])) for r in results]
+            for output, result in zip(outputs, results):
+                output[start : start + len(result)] = result
+        return tuple(outputs)
+
+    # Prompts decoded at once by predict_torch on a CPU, with the fast decoder (a GPU, and any other decoder,
+    # take them all at once: the official one gives the official results bit for bit). Prompts share no work
+    # beyond the image side, which the fast decoder keeps anyway; one at a time, a prompt's (4096, 256)
+    # tensors stay in the CPU's caches, where a batch of 64 streams gigabytes through main memory: measured
+    # on 2 cores, vit_b, 64 prompts took 8.0 s at once, 4.5 s four at a time, 3.5 s one or two at a time.
+    cpu_prompts_per_chunk: int = 1
+
+    def _decode(self, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
         points = (point_coords, point_labels) if point_coords is not None else None
         low_res_masks, iou_predictions = decode_prompts(
             self.model, self.features, points, boxes, mask_input, multimask_output

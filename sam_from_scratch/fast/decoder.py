@@ -18,7 +18,8 @@ A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; mo
   those tokens are the image embedding plus the no-mask embedding, the same for every click on an image,
   so their three projections are kept (FastTwoWayTransformer) and the next click on the same image starts
   from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
-  weight of that block changes, and never kept while gradients flow.
+  weight of that block changes, and never kept while gradients flow or for an embedding made under
+  torch.inference_mode (such tensors carry no version counter that would tell a change).
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
   products are skipped.
 
@@ -98,8 +99,8 @@ class FastTwoWayTransformer(TwoWayTransformer):
         return queries, keys
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
-        if torch.is_grad_enabled():
-            return None
+        if torch.is_grad_enabled() or any(t.is_inference() for t in keep):
+            return None  # tensors made under torch.inference_mode have no version counter to watch
         key = [_state(t) for t in keep] + [_state(p) for p in layer.parameters()]
         kept = self.__dict__.get("_kept")  # (key, the tensors it names, held so that no id is reused, side)
         if kept is None or kept[0] != key:
