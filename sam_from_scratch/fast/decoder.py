@@ -18,8 +18,8 @@ A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; mo
   those tokens are the image embedding plus the no-mask embedding, the same for every click on an image,
   so their three projections are kept (FastTwoWayTransformer) and the next click on the same image starts
   from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
-  weight of that block changes, and never kept while gradients flow or for an embedding made under
-  torch.inference_mode (such tensors carry no version counter that would tell a change).
+  weight of that block changes, and never kept while gradients flow, while compiling or exporting, or for an
+  embedding made under torch.inference_mode (such tensors carry no version counter that would tell a change).
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
   products are skipped.
 
@@ -89,9 +89,12 @@ class FastTwoWayTransformer(TwoWayTransformer):
         image_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, h*w, C)
         queries, keys = point_embedding, image_embedding
         for i, layer in enumerate(self.layers):
-            side = self._kept_image_side(layer, keys, image_pe, keep) if i == 0 and keep is not None else None
-            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe,
-                                  image_side=side)
+            # a block whose forward someone replaced (notebook 06 does, to switch parts off) gets no kept side
+            own_forward = isinstance(layer, FastTwoWayAttentionBlock) and "forward" not in vars(layer)
+            kept = i == 0 and keep is not None and own_forward
+            side = self._kept_image_side(layer, keys, image_pe, keep) if kept else None
+            extra = {} if side is None else {"image_side": side}
+            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe, **extra)
         q = queries + point_embedding
         k = keys + image_pe
         queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
@@ -99,8 +102,8 @@ class FastTwoWayTransformer(TwoWayTransformer):
         return queries, keys
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
-        if torch.is_grad_enabled() or any(t.is_inference() for t in keep):
-            return None  # tensors made under torch.inference_mode have no version counter to watch
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or any(t.is_inference() for t in keep):
+            return None  # (tensors made under torch.inference_mode have no version counter to watch)
         key = [_state(t) for t in keep] + [_state(p) for p in layer.parameters()]
         kept = self.__dict__.get("_kept")  # (key, the tensors it names, held so that no id is reused, side)
         if kept is None or kept[0] != key:

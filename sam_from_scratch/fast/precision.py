@@ -49,9 +49,9 @@ class FastPromptEncoder(PromptEncoder):
     def get_dense_pe(self) -> torch.Tensor:
         """The grid's positional code (1, C, h, w), computed once and kept while the random matrix, its device
         and dtype stay the same (a click would otherwise recompute 4096 sines and cosines); always afresh
-        while gradients flow through it."""
+        while gradients flow through it, and while compiling or exporting."""
         matrix = self.pe_layer.positional_encoding_gaussian_matrix
-        if torch.is_grad_enabled() and matrix.requires_grad:
+        if (torch.is_grad_enabled() and matrix.requires_grad) or torch.compiler.is_compiling():
             return super().get_dense_pe()
         key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype, tuple(self.image_embedding_size))
         kept = self.__dict__.get("_dense_pe")

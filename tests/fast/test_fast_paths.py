@@ -248,6 +248,20 @@ def test_the_kept_first_layer_follows_every_change_of_what_it_is_made_of(plain_s
     check(second)
 
 
+def test_a_block_whose_forward_was_replaced_still_answers_like_plain(plain_sam, small_sam):
+    """Notebook 06 swaps a block's forward for one with the plain signature to switch the positional codes off."""
+    coords, labels = point_prompts(1, 96, seed=4)
+    embedding = embedding_of()
+    for model in (small_sam, plain_sam):
+        block = model.mask_decoder.transformer.layers[0]
+        block.forward = (lambda f: lambda queries, keys, query_pe, key_pe: f(queries, keys, query_pe * 0, key_pe * 0))(
+            block.forward)
+    with torch.no_grad():
+        fused = decode(small_sam, embedding, coords, labels)
+        plain = decode(plain_sam, embedding, coords, labels)
+    assert max_diff(fused[0], plain[0]) <= FP32_TOL and max_diff(fused[1], plain[1]) <= FP32_TOL
+
+
 def test_nothing_is_kept_while_gradients_flow(small_sam):
     coords, labels = point_prompts(2, 96)
     masks, _ = decode(small_sam, embedding_of(), coords, labels)
