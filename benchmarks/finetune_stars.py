@@ -9,7 +9,8 @@ the model rates best:
 
 With --replay N, N scenes of the kind the model was trained on (its training generator, never the held-out
 scenes) join the training images (`finetune(..., replay=...)`): fine-tuning on stars alone makes the model
-forget part of what it knew.
+forget part of what it knew. With --distill W (the default 20), on those replayed scenes the model is also held
+to the answers of the model it started from (`finetune(..., distill=W)`).
 
     python benchmarks/finetune_stars.py                      # the recorded settings
     python benchmarks/finetune_stars.py --steps 200 --replay 0 --output runs/stars.jsonl   # stars alone
@@ -60,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts-per-image", type=int, default=4)
     parser.add_argument("--train-prompt-encoder", action="store_true")
     parser.add_argument("--replay", type=int, default=2000, help="original training scenes mixed in (0: none)")
-    parser.add_argument("--replay-fraction", type=float, default=0.5,
+    parser.add_argument("--replay-fraction", type=float, default=0.3,
                         help="their share of each step's images (a negative number: their share of all the images)")
+    parser.add_argument("--distill", type=float, default=20.0,
+                        help="weight of the starting model's answers on the replayed images (0: ground truth only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="append the JSON line to this file")
     args = parser.parse_args(argv)
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         card = finetune("tiny", work / "stars", out=work / "run", steps=args.steps, batch=args.batch, lr=args.lr,
                         clicks=args.clicks, prompts_per_image=args.prompts_per_image,
                         train_prompt_encoder=args.train_prompt_encoder, replay=replay,
-                        replay_fraction=args.replay_fraction if args.replay_fraction >= 0 else None, device="cpu",
+                        replay_fraction=args.replay_fraction if args.replay_fraction >= 0 else None,
+                        distill=args.distill if args.replay else 0.0, device="cpu",
                         val_ids=[f"heldout_{i:03d}" for i in range(args.heldout)], progress=True)
         wall = time.perf_counter() - started
         tuned = from_pretrained(str(work / "run" / card["checkpoint"]), device="cpu")

@@ -284,6 +284,8 @@ def _add_finetune(subparsers, prog: str) -> None:
     parser.add_argument("--replay-images", default=None, metavar="DIR", help="the --replay COCO file's images")
     parser.add_argument("--replay-fraction", type=float, default=None, metavar="F",
                         help="share of each step's images drawn from --replay (default: its share of all the images)")
+    parser.add_argument("--distill", type=float, default=0.0, metavar="W",
+                        help="on the --replay images, also keep the starting model's answers, with weight W (default 0)")
 
 
 def _add_export_onnx(subparsers, prog: str) -> None:
@@ -598,7 +600,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             epochs=args.epochs, lr=args.lr, batch=args.batch, device=args.device, seed=args.seed,
             val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
             lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder, replay=args.replay,
-            replay_images=args.replay_images, replay_fraction=args.replay_fraction,
+            replay_images=args.replay_images, replay_fraction=args.replay_fraction, distill=args.distill,
         )
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ processes trains the same weights.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -183,11 +184,14 @@ class _FinetuneStep(nn.Module):
     """The loss of one worker's share of a step, as a module: DistributedDataParallel hooks into its forward."""
 
     def __init__(self, sam: Sam, data: InstanceDataset, embed: EmbeddingCache, cfg: TrainConfig, own: int,
-                 replay_fraction: float | None) -> None:
-        """data: the training images, your own (the first `own`) then the replayed ones."""
+                 replay_fraction: float | None, teacher: Sam | None = None, distill: float = 0.0) -> None:
+        """data: the training images, your own (the first `own`) then the replayed ones; teacher: the model
+        as it started, whose answers on the replayed images the loss keeps with weight `distill`."""
         super().__init__()
         self.sam, self.data, self.embed, self.cfg = sam, data, embed, cfg
         self.own, self.replay_fraction = own, replay_fraction
+        self.teacher, self.distill = teacher, distill
+        self._replayed = {id(record) for record in data.records[own:]}
 
     def record_at(self, position: int) -> ImageRecord:
         """The training image at `position` of the stream (see image_at); with a replay_fraction, a replayed
@@ -204,9 +208,10 @@ class _FinetuneStep(nn.Module):
         """`batch_loss` of this worker's images, all in one batch, each with its own prompt generator."""
         share = self.cfg.images_per_step // world
         first = step * self.cfg.images_per_step + rank * share
-        embeddings, targets, is_box, generators = [], [], [], []
+        embeddings, targets, is_box, generators, replayed = [], [], [], [], []
         for position in range(first, first + share):
             record = self.record_at(position)
+            replayed.append(id(record) in self._replayed)
             masks = frame_masks(read_masks(record), self.sam.image_encoder.img_size)
             image_targets, image_is_box, generator = image_prompts(masks, self.cfg, step, position)
             embeddings.append(self.embed(record))
@@ -216,7 +221,10 @@ class _FinetuneStep(nn.Module):
         K = self.cfg.prompts_per_image
         image_index = torch.arange(share).repeat_interleave(K)  # (share * K,) the image of each prompt
         batch = (torch.cat(embeddings).permute(0, 2, 3, 1), torch.cat(targets), image_index, torch.cat(is_box))
-        return batch_loss(_EmbeddedSam(self.sam), batch, self.cfg, generators)  # embeddings (share, h, w, C)
+        distill = None
+        if self.teacher is not None and self.distill and any(replayed):
+            distill = (_EmbeddedSam(self.teacher), torch.tensor(replayed), self.distill)
+        return batch_loss(_EmbeddedSam(self.sam), batch, self.cfg, generators, distill)  # embeddings (share, h, w, C)
 
 
 @torch.no_grad()
@@ -263,6 +271,7 @@ class FinetuneSettings:
     replay: str | None = None
     replay_images: str | None = None
     replay_fraction: float | None = None
+    distill: float = 0.0
 
 
 def finetune(
@@ -287,6 +296,7 @@ def finetune(
     replay: str | os.PathLike | None = None,
     replay_images: str | os.PathLike | None = None,
     replay_fraction: float | None = None,
+    distill: float = 0.0,
     progress: bool = True,
 ) -> dict:
     """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
@@ -305,6 +315,9 @@ def finetune(
             none held out: images of the kind the model already knows, so that it keeps knowing them.
         replay_fraction: the share of each step's images drawn from `replay` (default: its share of all the
             training images); a large replay set then reminds the model of much, at the share you choose.
+        distill: > 0 also pulls, on the replayed images, the model's answers towards those of the model it
+            started from (the same prompts, its mask logits as soft targets with this weight, its IoU
+            predictions by squared error): it keeps what it did on them, not only their ground truth.
     """
     check_int("batch", batch, 1)
     check_int("lora_rank", lora_rank, 0)
@@ -312,6 +325,9 @@ def finetune(
     check_int("clicks", clicks, 1)
     check_number("lr", lr, 0.0)
     dataset = load_dataset(data, images)
+    check_number("distill", distill, 0.0)
+    if distill and replay is None:
+        raise SamInputError(f"distill: expected 0 without a replay dataset, got {distill!r}.")
     if replay_fraction is not None:
         check_number("replay_fraction", replay_fraction, 0.0, 1.0, high_open=True)
         if replay is None:
@@ -337,7 +353,8 @@ def finetune(
                                 None if val_ids is None else [str(v) for v in val_ids], lora_rank,
                                 train_prompt_encoder, prompts_per_image, clicks,
                                 None if replay is None else str(replay),
-                                None if replay_images is None else str(replay_images), replay_fraction)
+                                None if replay_images is None else str(replay_images), replay_fraction,
+                                float(distill))
     out = Path(out)
     try:
         _claim_run_folder(out, settings, lead=rank == 0, world=world)
@@ -445,6 +462,8 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
     from tqdm.auto import tqdm
 
     lead, cfg = rank == 0, _train_config(settings)
+    # the model as it starts (before adapters and before a resumed state): what distill keeps
+    teacher = copy.deepcopy(sam).eval().requires_grad_(False) if settings.distill else None
     trainable = _trainable(sam, settings)
     embed = EmbeddingCache(sam, None if settings.lora_rank else out / CACHE_DIR)
     if embed.folder is not None:  # every process embeds its share of the images, once for the whole run
@@ -471,7 +490,8 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
                  "scheduler": scheduler.state_dict(), "step": step, "elapsed": elapsed, "before": before}
         write_atomically(state_path, lambda tmp: torch.save(state, tmp))
 
-    step_loss = _FinetuneStep(sam, train_set, embed, cfg, len(dataset) - len(val_set), settings.replay_fraction)
+    step_loss = _FinetuneStep(sam, train_set, embed, cfg, len(dataset) - len(val_set), settings.replay_fraction,
+                              teacher, settings.distill)
     if world > 1:  # a share may hold no box prompt: the box embeddings can go unused on one process only
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)
     sam.train()

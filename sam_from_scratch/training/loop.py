@@ -103,7 +103,7 @@ def prompt_generator(cfg: TrainConfig, step: int, rank: int = 0, world: int = 1)
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
 
 
-def batch_loss(model: Sam, batch, cfg: TrainConfig, generator) -> dict:
+def batch_loss(model: Sam, batch, cfg: TrainConfig, generator, distill=None) -> dict:
     """The loss of one batch with simulated interaction (see the module docstring).
 
     Args:
@@ -112,6 +112,9 @@ def batch_loss(model: Sam, batch, cfg: TrainConfig, generator) -> dict:
             (a GPU generator keeps the whole step on the GPU: faster, other clicks than the CPU's). Or a list
             of generators, one per image of the batch: each image's prompts are then drawn from its own, so
             that they do not depend on which images share the batch (fine-tuning's split between processes).
+        distill: None, or (teacher, replayed (B,) bool, weight): on the prompts of the images marked replayed,
+            each round's masks are also pulled towards the teacher's for the same prompts (its logits as soft
+            targets, times weight) and the IoU predictions towards its predictions (fine-tuning's replay).
 
     Returns:
         "loss": the mean over the batch's prompts and rounds, a tensor to backpropagate; "focal", "dice",
@@ -165,6 +168,18 @@ def batch_loss(model: Sam, batch, cfg: TrainConfig, generator) -> dict:
             parts = sam_loss(logits, iou_pred, device_targets[idx.to(device_targets.device)], focal_alpha=cfg.focal_alpha)
             weight = n / (P * cfg.clicks)  # sam_loss is a mean over this group's n prompts
             sums["loss"] = sums["loss"] + weight * parts.total
+            if distill is not None:
+                teacher, replayed, strength = distill
+                rows = replayed[image_index[idx.cpu()]].nonzero()[:, 0].to(logits.device)  # this group's replayed
+                if len(rows):
+                    with torch.no_grad():
+                        soft, rated = decode(
+                            teacher, embeddings, image_index[idx], coords, labels,
+                            boxes[idx] if box_group else None, mask_input, multimask_output=round_ == 0 and not box_group,
+                        )
+                    kept = (strength * F.binary_cross_entropy_with_logits(logits[rows], torch.sigmoid(soft[rows]))
+                            + F.mse_loss(iou_pred[rows], rated[rows]))
+                    sums["loss"] = sums["loss"] + kept * len(rows) / (n * cfg.clicks)
             for key in ("focal", "dice", "iou_mse"):
                 sums[key] += weight * float(getattr(parts, key).detach())
             if round_ == 0:

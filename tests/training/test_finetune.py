@@ -375,3 +375,40 @@ def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_fol
         finetune(small_model(), star_folder, out=tmp_path / "run", replay_fraction=0.5, **FAST)
     with pytest.raises(SamInputError, match=r"^replay_fraction: expected a number in \[0, 1\)"):
         finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, replay_fraction=1.5, **FAST)
+
+
+def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tmp_path):
+    """With distill, a step whose images include replayed ones has a larger loss (the pull towards the starting
+    model's answers is added), a step of your own images only the same loss; the run records the weight."""
+    from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene
+
+    originals = [(f"scene_{i}", make_scene(TRAIN_SEED, i).image, make_scene(TRAIN_SEED, i).masks) for i in range(4)]
+    replay = save_folder_dataset(tmp_path / "replay", originals)
+    model = small_model()
+    data = ft.load_dataset(star_folder)
+    train, _ = data.split(val_ids=["star_0", "star_1"])
+    mixed = ft.InstanceDataset(train.records + ft.load_dataset(replay).records, train.source)
+    cache = ft.EmbeddingCache(model, tmp_path / "cache")
+    cache.fill(mixed.records)
+    cfg = ft.TrainConfig(seed=0, images_per_step=1, prompts_per_image=2)
+    teacher = ft.copy.deepcopy(model).requires_grad_(False)
+    plain = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5)
+    held = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5, teacher=teacher, distill=20.0)
+    checked = set()
+    for step in range(12):
+        replayed = id(plain.record_at(step)) in plain._replayed  # the step's one image
+        a, b = float(plain(step, 0, 1)["loss"]), float(held(step, 0, 1)["loss"])
+        assert (b > a + 1e-6) if replayed else (b == a), (step, replayed, a, b)
+        checked.add(replayed)
+    assert checked == {True, False}
+    card = finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, distill=5.0, **FAST)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["distill"] == 5.0
+    assert card["heldout_miou_after"] >= 0
+
+
+def test_a_bad_distill_is_named(star_folder, tmp_path):
+    with pytest.raises(SamInputError, match=r"^distill: expected 0 without a replay dataset, got 2\.0"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", distill=2.0, **FAST)
+    with pytest.raises(SamInputError, match=r"^distill: expected a finite number >= 0, got float -1\.0"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", distill=-1.0, **FAST)
+    assert not (tmp_path / "run").exists()
