@@ -30,6 +30,7 @@ import torch
 from .device import resolve_dtype
 from .errors import SamInputError, check_box_corners, check_choice, input_error
 from .fast.decoder import FastMaskDecoder
+from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
 from .utils.transforms import ResizeLongestSide
 
@@ -106,6 +107,9 @@ class SamPredictor:
         sam_model: a ``Sam`` (ours or the official one; only its public attributes are used).
         dtype: the image encoder's precision: "auto", "float32", "bfloat16", "float16" or a torch dtype
             (see the module docstring). A model converted to a lower precision runs in its own.
+
+    On a CPU the predictor asks the C library's malloc to keep freed memory for the next tensors
+    (sam_from_scratch.fast.memory; SAM_FROM_SCRATCH_KEEP_FREED_MEMORY=0 leaves malloc as it is).
     """
 
     def __init__(self, sam_model, dtype="auto") -> None:
@@ -115,6 +119,8 @@ class SamPredictor:
         self.requested_dtype = dtype
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.reset_image()
+        if self.device.type == "cpu":
+            keep_freed_memory()  # freed tensors stay mapped for the next ones (fast/memory.py)
 
     # ---- the image ---------------------------------------------------------------------------------------
 

@@ -127,10 +127,19 @@ class FastEncoderAttention(image_encoder.Attention):
 
 
 class FastDecoderAttention(transformer.Attention):
-    """The two-way transformer's attention through F.scaled_dot_product_attention.
+    """The two-way transformer's attention through F.scaled_dot_product_attention, and its cross-attentions
+    with the image's side computed in fewer, smaller matrix products.
 
     Either side may have batch 1 and is then shared by the whole batch: the image tokens of
     FastMaskDecoder, before they depend on the prompt, are projected once instead of once per prompt.
+
+    A cross-attention between a few tokens (Nt: 7 for one click) and many image tokens (N: 4096) spends its
+    time projecting the image tokens, (N, C) @ (C, C') three times, and in kernels built for long sequences
+    on both sides. Products are associative, so the small matrices can meet first: for head h,
+    q_h k_h^T = q_h (x W_k,h^T)^T = (q_h W_k,h) x^T, a (Nt, C) matrix against the image tokens x; the
+    softmax weights P_h (Nt, N) sum to 1 over the image, so P_h (x W_v,h^T + b_v,h) = (P_h x) W_v,h^T + b_v,h.
+    Every product with the image then has Nt * heads (56) columns instead of C' (128) or C (256), and no
+    (N, C') tensor is made at all (tokens_to_image, image_to_tokens).
     """
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -144,3 +153,49 @@ class FastDecoderAttention(transformer.Attention):
         q, k, v = (self._separate_heads(x.expand(batch, -1, -1)) for x in (q, k, v))  # (B, heads, N, C')
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, C')
         return self.out_proj(self._recombine_heads(out))
+
+    def _heads_of_weight(self, linear: torch.nn.Linear) -> torch.Tensor:
+        """A projection's weight (C', C) seen per head: (heads, C'/heads, C)."""
+        return linear.weight.view(self.num_heads, -1, linear.weight.shape[-1])
+
+    def tokens_to_image(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """As forward(q, k, v) for a few tokens q (B, Nt, C) attending to many image tokens k, v (B or 1, N, C)."""
+        B, Nt, _ = q.shape
+        H = self.num_heads
+        q = self._separate_heads(self.q_proj(q)) * q.new_tensor(self.internal_dim // H) ** -0.5  # (B, H, Nt, d)
+        # the key bias adds q_h . b_k,h to all of a token's scores alike: the softmax does not see it
+        q_k = torch.einsum("bhtd,hdc->bhtc", q, self._heads_of_weight(self.k_proj)).flatten(1, 2)  # (B, H*Nt, C)
+        scores = q_k @ k.transpose(1, 2)  # (B, H*Nt, C) @ (B or 1, C, N) -> (B, H*Nt, N)
+        weights = scores.float().softmax(dim=-1).to(scores.dtype)
+        mixed = (weights @ v).view(B, H, Nt, -1)  # (B, H, Nt, C): each head's mix of the image tokens
+        out = torch.einsum("bhtc,hdc->bthd", mixed, self._heads_of_weight(self.v_proj))  # (B, Nt, H, d)
+        out = out + self.v_proj.bias.view(H, -1)  # each head's weights sum to 1: the value bias once
+        return self.out_proj(out.flatten(2))  # (B, Nt, C)
+
+    def image_to_tokens(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
+                        projected: bool = False) -> torch.Tensor:
+        """residual + forward(x, k, v) for many image tokens x (B or 1, N, C) attending to a few tokens k, v
+        (B, Nt, C); with projected=True, x is already q_proj of the image tokens: (B or 1, N, C')."""
+        B, Nt, _ = k.shape
+        H = self.num_heads
+        k = self._separate_heads(self.k_proj(k)) * k.new_tensor(self.internal_dim // H) ** -0.5  # (B, H, Nt, d)
+        v = self._separate_heads(self.v_proj(v))  # (B, H, Nt, d)
+        # scores[h*Nt + t, n] = k_h[t] . q_h[n], image tokens last: the softmax over the 7 tokens of a head then
+        # runs along rows of 4096 contiguous values, not 4096 * heads rows of 7 (twenty times slower on a CPU)
+        if projected:
+            eye = torch.eye(H, dtype=k.dtype, device=k.device)
+            k_blocks = torch.einsum("bhtd,hg->bhtgd", k, eye).reshape(B, H * Nt, -1)  # (B, H*Nt, C') by head
+            scores = k_blocks @ x.transpose(1, 2)  # (B, H*Nt, C') @ (B or 1, C', N) -> (B, H*Nt, N)
+        else:  # the keys meet the query projection first: (H*Nt, C)
+            w_q = self._heads_of_weight(self.q_proj)  # (H, d, C)
+            k_in = torch.einsum("bhtd,hdc->bhtc", k, w_q).flatten(1, 2)  # (B, H*Nt, C)
+            bias = torch.einsum("bhtd,hd->bht", k, self.q_proj.bias.view(H, -1)).flatten(1)  # (B, H*Nt)
+            scores = torch.baddbmm(bias[:, :, None], k_in, x.expand(B, -1, -1).transpose(1, 2))  # (B, H*Nt, N)
+        N = scores.shape[-1]
+        weights = scores.view(B, H, Nt, N).float().softmax(dim=2).to(scores.dtype).view(B, H * Nt, N)
+        # the values meet the output projection first: (B, H*Nt, C); each head's weights sum to 1, so the
+        # output bias rides on head 0's rows
+        w_o = self.out_proj.weight.t().reshape(H, -1, self.embedding_dim)  # (H, d, C)
+        v_out = torch.einsum("bhtd,hdc->bhtc", v, w_o)  # (B, H, Nt, C)
+        v_out = torch.cat([v_out[:, :1] + self.out_proj.bias, v_out[:, 1:]], dim=1).flatten(1, 2)  # (B, H*Nt, C)
+        return torch.baddbmm(residual, weights.transpose(1, 2), v_out)  # (B, N, H*Nt) @ (B, H*Nt, C) -> (B, N, C)

@@ -8,11 +8,12 @@ A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; mo
   no_mask_embed, stride 0), so the image side stays one copy (batch 1) until the prompts reach it: the
   transformer's first image projections are computed once instead of B times (FastDecoderAttention
   broadcasts the shared side), and the positional code is never repeated.
-- **The upscaling as two matrix products, channels last.** A transposed convolution with kernel 2 and
-  stride 2 turns each input pixel into a 2 x 2 block, a linear map of that pixel's channels:
-  (h*w, C) @ (C, C' * 2 * 2), then the blocks are put in place. The transformer's image tokens are already
-  channels last, the LayerNorm2d becomes one F.layer_norm over the last axis, and the hypernetwork product
-  reads the result as it lies.
+- **The upscaling as two matrix products, channels last, in block order.** A transposed convolution with
+  kernel 2 and stride 2 turns each input pixel into a 2 x 2 block, a linear map of that pixel's channels:
+  (h*w, C) @ (C, 2 * 2 * C'). The blocks stay where the product leaves them, each pixel's four outputs
+  side by side: the LayerNorm2d and the GELU act on each output pixel's channels wherever it lies, the second
+  convolution maps each of them again, and the hypernetwork's dot products too. Only the final masks, a few
+  channels, are put in image order (blocks_to_image), where the plain path rearranges every channel twice.
 - **The image side of the first layer, kept between clicks.** In each two-way block both cross-attentions
   project the same image tokens (with their positional code added once, not twice). In the first block
   those tokens are the image embedding plus the no-mask embedding, the same for every click on an image,
@@ -54,26 +55,27 @@ class FastTwoWayAttentionBlock(TwoWayAttentionBlock):
         return ImageSide(t2i.k_proj(keys_pe), t2i.v_proj(keys), i2t.q_proj(keys_pe))
 
     def forward(self, queries, keys, query_pe, key_pe, image_side: ImageSide | None = None):
-        """As TwoWayAttentionBlock.forward; image_side: this block's image_side(keys, key_pe), if known."""
-        if image_side is None:
-            image_side = self.image_side(keys, key_pe)
-        # 1. tokens attend to each other
-        if self.skip_first_layer_pe:
-            queries = self.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q=q, k=q, v=queries)
-        queries = self.norm1(queries)
+        """As TwoWayAttentionBlock.forward; image_side: this block's image_side(keys, key_pe), if known.
+        Without it, the cross-attentions meet the image tokens in smaller products (FastDecoderAttention)."""
+        queries = self.attend_tokens(queries, query_pe)  # 1. tokens attend to each other
         # 2. tokens attend to the image
-        t2i = self.cross_attn_token_to_image
-        queries = self.norm2(queries + t2i.attend(t2i.q_proj(queries + query_pe), image_side.k, image_side.v))
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        q = queries + query_pe
+        if image_side is None:
+            keys_pe = keys + key_pe  # (1 or B, h*w, C): both cross-attentions see the same image tokens
+            attended = t2i.tokens_to_image(q, keys_pe, keys)
+        else:
+            attended = t2i.attend(t2i.q_proj(q), image_side.k, image_side.v)
+        queries = self.norm2(queries + attended)
         # 3. MLP on the tokens
         queries = self.norm3(queries + self.mlp(queries))
         # 4. the image attends to the tokens
-        i2t = self.cross_attn_image_to_token
         q = queries + query_pe
-        keys = self.norm4(keys + i2t.attend(image_side.q, i2t.k_proj(q), i2t.v_proj(queries)))
-        return queries, keys
+        if image_side is None:
+            keys = i2t.image_to_tokens(keys_pe, q, queries, residual=keys)
+        else:
+            keys = i2t.image_to_tokens(image_side.q, q, queries, residual=keys, projected=True)
+        return queries, self.norm4(keys)
 
 
 def _state(tensor: torch.Tensor) -> tuple:
@@ -95,11 +97,8 @@ class FastTwoWayTransformer(TwoWayTransformer):
             side = self._kept_image_side(layer, keys, image_pe, keep) if kept else None
             extra = {} if side is None else {"image_side": side}
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe, **extra)
-        q = queries + point_embedding
-        k = keys + image_pe
-        queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
-        queries = self.norm_final_attn(queries)
-        return queries, keys
+        attended = self.final_attn_token_to_image.tokens_to_image(queries + point_embedding, keys + image_pe, keys)
+        return self.norm_final_attn(queries + attended), keys
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
         if torch.is_grad_enabled() or torch.compiler.is_compiling() or any(t.is_inference() for t in keep):
@@ -111,15 +110,26 @@ class FastTwoWayTransformer(TwoWayTransformer):
         return kept[2]
 
 
-def transposed_conv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d, size: tuple[int, int]) -> torch.Tensor:
-    """conv (kernel 2, stride 2) on channels-last pixels: x (B, h*w, C) -> (B, 2h, 2w, C')."""
-    B, _, C = x.shape
+def transposed_conv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d) -> torch.Tensor:
+    """conv (kernel 2, stride 2) on channels-last pixels, the output left in block order:
+    x (B, P, C) -> (B, 4P, C'), where row 4p + 2a + b is pixel p's output (a, b) of its 2 x 2 block."""
+    B, P, _ = x.shape
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(-1, conv.in_channels)  # (C, C', 2, 2) -> (2 * 2 * C', C)
+    return F.linear(x, weight, conv.bias.repeat(4)).view(B, 4 * P, conv.out_channels)
+
+
+def blocks_to_image(x: torch.Tensor, size: tuple[int, int], levels: int) -> torch.Tensor:
+    """Values in block order after `levels` transposed convolutions of an (h, w) grid -> an image:
+    (B, M, h * w * 4**levels) -> (B, M, h * 2**levels, w * 2**levels). Index (i, j, a1, b1, a2, b2, ...) is
+    pixel (2**L i + 2**(L-1) a1 + ..., 2**L j + 2**(L-1) b1 + ...). One level at a time: each step moves
+    blocks of contiguous values, where one permutation of all the axes would move single floats (4x slower)."""
+    B, M, _ = x.shape
     h, w = size
-    c_out = conv.out_channels
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(C, 4 * c_out)  # (C, C', 2, 2) -> (C, 2 * 2 * C')
-    blocks = torch.baddbmm(conv.bias.repeat(4), x, weight.expand(B, -1, -1))  # (B, h*w, 2 * 2 * C')
-    blocks = blocks.view(B, h, w, 2, 2, c_out).transpose(2, 3)  # (B, h, 2, w, 2, C'): block (i, a, j, b)
-    return blocks.reshape(B, 2 * h, 2 * w, c_out)  # is pixel (2i + a, 2j + b)
+    for level in range(levels):
+        inner = 4 ** (levels - level - 1)  # values of one output pixel of this level still in block order
+        x = x.reshape(B * M, h, w, 2, 2, inner).permute(0, 1, 3, 2, 4, 5)  # (B*M, h, a, w, b, inner)
+        h, w = 2 * h, 2 * w  # pixel (2i + a, 2j + b)
+    return x.reshape(B, M, h, w)
 
 
 class FastMaskDecoder(MaskDecoder):
@@ -150,17 +160,18 @@ class FastMaskDecoder(MaskDecoder):
         transformer_keeps = isinstance(self.transformer, FastTwoWayTransformer)
         hs, src = self.transformer(src, image_pe, tokens, **({"keep": keep} if transformer_keeps else {}))
         # hs (B, 5 + N, C), src (B, h*w, C): channels last
+        # the upscaling, channels last, in block order: no pixel is moved until the masks are made
         conv1, norm, act1, conv2, act2 = self.output_upscaling
-        x = transposed_conv_2x2(src, conv1, (h, w))  # (B, 2h, 2w, C/4)
+        x = transposed_conv_2x2(src, conv1)  # (B, 4 h w, C/4)
         x = act1(F.layer_norm(x.float(), x.shape[-1:], norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
-        x = act2(transposed_conv_2x2(x.flatten(1, 2), conv2, (2 * h, 2 * w)))  # (B, 4h, 4w, C/8)
+        x = act2(transposed_conv_2x2(x, conv2))  # (B, 16 h w, C/8)
 
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
         chosen = range(self.num_mask_tokens)[wanted]
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
         )  # (B, M, C/8)
-        masks = hyper_in @ x.flatten(1, 2).transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
-        masks = masks.view(B, len(chosen), 4 * h, 4 * w)
+        masks = hyper_in @ x.transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
+        masks = blocks_to_image(masks, (h, w), levels=2)  # (B, M, 4h, 4w)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])  # (B, 4)
         return masks, iou_pred

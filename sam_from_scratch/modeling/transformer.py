@@ -110,12 +110,7 @@ class TwoWayAttentionBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """queries (B, N, C) tokens, keys (B, h*w, C) image tokens; returns both updated."""
         # 1. tokens attend to each other
-        if self.skip_first_layer_pe:
-            queries = self.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q=q, k=q, v=queries)
-        queries = self.norm1(queries)
+        queries = self.attend_tokens(queries, query_pe)
 
         # 2. tokens attend to the image
         q = queries + query_pe
@@ -130,6 +125,16 @@ class TwoWayAttentionBlock(nn.Module):
         k = keys + key_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
+
+
+    def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
+        """Step 1, the tokens' self-attention, normalized: (B, N, C) -> (B, N, C)."""
+        if self.skip_first_layer_pe:  # the first block: the queries are the prompt codes themselves
+            queries = self.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q=q, k=q, v=queries)
+        return self.norm1(queries)
 
 
 class Attention(nn.Module):

@@ -117,9 +117,27 @@ def masks_to_original_size(
     ``Sam.postprocess_masks`` calls this. Always in float32, also for a bfloat16/float16 model.
     """
     masks = masks.float()
-    masks = F.interpolate(masks, (img_size, img_size), mode="bilinear", align_corners=False)
-    masks = masks[..., : input_size[0], : input_size[1]]  # (B, C, input_h, input_w)
+    masks = _upscale_then_crop(masks, img_size, (int(input_size[0]), int(input_size[1])))  # (B, C, input_h, input_w)
     original_size = tuple(int(s) for s in original_size)
     if tuple(masks.shape[-2:]) == original_size:  # resizing to the same size is exactly the identity
         return masks.contiguous()
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+
+
+def _upscale_then_crop(masks: torch.Tensor, img_size: int, input_size: Tuple[int, int]) -> torch.Tensor:
+    """F.interpolate to (img_size, img_size), then [..., :input_h, :input_w], with the same values, computed
+    only where the crop keeps them.
+
+    Upscaling by an integer factor s, output row r reads input rows floor((r + 0.5) / s - 0.5) and the next,
+    so the kept rows r < input_h need the first ceil(input_h / s) + 1 input rows only: upscaling just those
+    by the same factor gives the kept rows the same weights and values, bit for bit (and skips the third of
+    the work that a 3:2 photo's padding would cost). Other factors take the plain way.
+    """
+    low = masks.shape[-1]
+    factor = img_size // low
+    if masks.shape[-2] != low or factor * low != img_size:
+        masks = F.interpolate(masks, (img_size, img_size), mode="bilinear", align_corners=False)
+        return masks[..., : input_size[0], : input_size[1]]
+    rows, cols = (min(low, -(-size // factor) + 1) for size in input_size)
+    masks = F.interpolate(masks[..., :rows, :cols], scale_factor=float(factor), mode="bilinear", align_corners=False)
+    return masks[..., : input_size[0], : input_size[1]]

@@ -199,14 +199,48 @@ def embedding_of() -> torch.Tensor:
 
 
 def test_transposed_conv_as_a_matrix_product_equals_the_convolution():
-    from sam_from_scratch.fast.decoder import transposed_conv_2x2
+    from sam_from_scratch.fast.decoder import blocks_to_image, transposed_conv_2x2
 
     conv = noisy_(torch.nn.ConvTranspose2d(32, 8, kernel_size=2, stride=2), seed=6)
     x = torch.randn(2, 32, 5, 7)
     with torch.no_grad():
-        expected = conv(x).permute(0, 2, 3, 1)  # (2, 10, 14, 8) channels last
-        got = transposed_conv_2x2(x.flatten(2).transpose(1, 2), conv, (5, 7))
+        expected = conv(x)  # (2, 8, 10, 14)
+        blocks = transposed_conv_2x2(x.flatten(2).transpose(1, 2), conv)  # (2, 35 * 4, 8) in block order
+        got = blocks_to_image(blocks.transpose(1, 2), (5, 7), levels=1)
     assert got.shape == expected.shape and max_diff(got, expected) <= 1e-5
+
+
+def test_two_transposed_convs_in_block_order_equal_the_convolutions():
+    from sam_from_scratch.fast.decoder import blocks_to_image, transposed_conv_2x2
+
+    first = noisy_(torch.nn.ConvTranspose2d(16, 8, kernel_size=2, stride=2), seed=7)
+    second = noisy_(torch.nn.ConvTranspose2d(8, 4, kernel_size=2, stride=2), seed=8)
+    x = torch.randn(3, 16, 4, 6)
+    with torch.no_grad():
+        expected = second(first(x))  # (3, 4, 16, 24)
+        blocks = transposed_conv_2x2(transposed_conv_2x2(x.flatten(2).transpose(1, 2), first), second)
+        got = blocks_to_image(blocks.transpose(1, 2), (4, 6), levels=2)
+    assert got.shape == expected.shape and max_diff(got, expected) <= 1e-5
+
+
+def test_cross_attentions_with_the_image_side_reassociated_equal_plain():
+    torch.manual_seed(0)
+    attention = noisy_(DecoderAttention(64, num_heads=4, downsample_rate=2), seed=9).eval()
+    tokens, image, residual = torch.randn(3, 7, 64), torch.randn(3, 100, 64), torch.randn(3, 100, 64)
+    with torch.no_grad():
+        fast_attention = fast(attention)
+        to_image = fast_attention.tokens_to_image(tokens, image, image + 1)
+        from_image = fast_attention.image_to_tokens(image, tokens, tokens + 1, residual)
+        from_projected = fast_attention.image_to_tokens(attention.q_proj(image), tokens, tokens + 1, residual,
+                                                        projected=True)
+        shared = fast_attention.image_to_tokens(image[:1], tokens, tokens + 1, residual[:1])
+        plain_to_image = DecoderAttention.forward(attention, tokens, image, image + 1)
+        plain_from_image = residual + DecoderAttention.forward(attention, image, tokens, tokens + 1)
+        plain_shared = residual[:1] + DecoderAttention.forward(attention, image[:1].expand(3, -1, -1), tokens, tokens + 1)
+    assert max_diff(to_image, plain_to_image) <= FP32_TOL
+    assert max_diff(from_image, plain_from_image) <= FP32_TOL
+    assert max_diff(from_projected, plain_from_image) <= FP32_TOL
+    assert max_diff(shared, plain_shared) <= FP32_TOL
 
 
 @pytest.mark.parametrize("multimask_output", [True, False])

@@ -85,7 +85,7 @@ def test_apply_image_torch_resizes_height_and_width():
 
 
 @pytest.mark.parametrize("img_size, low_res", [(1024, 256), (256, 128)])
-@pytest.mark.parametrize("original_size", [(333, 517), (517, 333)])
+@pytest.mark.parametrize("original_size", [(333, 517), (517, 333), (400, 600), (1024, 1024), (3, 5), (7, 2000), (1500, 1501)])
 def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res, original_size):
     logits = torch.randn(2, 3, low_res, low_res)
     input_size = ResizeLongestSide.get_preprocess_shape(*original_size, img_size)
