@@ -330,11 +330,11 @@ class SamPredictor:
     # On a CPU, with the fast decoder, predict_torch decodes as many prompts at a time as keep one
     # (prompts, h*w, C) tensor of image tokens within cpu_chunk_bytes (a GPU, and any other decoder, take them
     # all at once: the official decoder then gives the official results bit for bit). Prompts share no work
-    # beyond the image side, which the fast decoder keeps anyway, and in the caches a prompt's tensors cost a
-    # fraction of what they cost streamed through main memory. Measured on 2 cores, vit_b ((4096, 256) tokens,
-    # 4 MiB a prompt), 64 prompts: 8.0 s at once, 4.5 s four at a time, 3.5 s one or two at a time; the small
-    # model's 64 prompts fit at once.
-    cpu_chunk_bytes: int = 2**23
+    # beyond the image side, which the fast decoder keeps anyway; the chunks bound the memory that a large
+    # batch would hold (about 20 such tensors a prompt, with the upscaling's). Measured on 2 cores, vit_b
+    # ((4096, 256) tokens, 4 MiB a prompt), 64 prompts: 2.03 s one at a time, 1.58 s two at a time, 1.44 s
+    # sixteen at a time, 1.41 s all at once; the small model's 64 prompts fit in one chunk.
+    cpu_chunk_bytes: int = 2**26
 
     def _prompts_per_chunk(self, num_prompts: int) -> int:
         if self.device.type != "cpu" or not isinstance(self.model.mask_decoder, FastMaskDecoder):
