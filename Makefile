@@ -85,7 +85,7 @@ download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into
 train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 30 min on 2 CPU cores)
 	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
-benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; ~1 h on 2 CPU cores)
+benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; about 30 min on 2 idle CPU cores)
 	$(PYTHON) benchmarks/benchmark.py --output benchmarks/latest.md
 
 clean:  ## Remove the virtual environment and outputs

@@ -91,8 +91,10 @@ class FastTwoWayTransformer(TwoWayTransformer):
         image_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, h*w, C)
         queries, keys = point_embedding, image_embedding
         for i, layer in enumerate(self.layers):
-            # a block whose forward someone replaced (notebook 06 does, to switch parts off) gets no kept side
-            own_forward = isinstance(layer, FastTwoWayAttentionBlock) and "forward" not in vars(layer)
+            # a block whose forward, or one of whose modules' forward, someone replaced (notebook 06 does, to
+            # switch parts off) gets no kept side
+            own_forward = isinstance(layer, FastTwoWayAttentionBlock) and not any(
+                "forward" in vars(module) for module in layer.modules())
             kept = i == 0 and keep is not None and own_forward
             side = self._kept_image_side(layer, keys, image_pe, keep) if kept else None
             extra = {} if side is None else {"image_side": side}

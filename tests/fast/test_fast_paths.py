@@ -296,6 +296,23 @@ def test_a_block_whose_forward_was_replaced_still_answers_like_plain(plain_sam, 
     assert max_diff(fused[0], plain[0]) <= FP32_TOL and max_diff(fused[1], plain[1]) <= FP32_TOL
 
 
+@pytest.mark.parametrize("where", ["final attention", "first block's token -> image", "second block's image -> token"])
+def test_an_attention_whose_forward_was_replaced_is_called(plain_sam, small_sam, where):
+    """Notebook 06 switches the final attention off by replacing its forward; the fast path must call it."""
+    coords, labels = point_prompts(1, 96, seed=5)
+    embedding = embedding_of()
+    for model in (small_sam, plain_sam):
+        transformer = model.mask_decoder.transformer
+        module = {"final attention": transformer.final_attn_token_to_image,
+                  "first block's token -> image": transformer.layers[0].cross_attn_token_to_image,
+                  "second block's image -> token": transformer.layers[1].cross_attn_image_to_token}[where]
+        module.forward = lambda q, k, v: torch.zeros_like(q)
+    with torch.no_grad():
+        fused = decode(small_sam, embedding, coords, labels)
+        plain = decode(plain_sam, embedding, coords, labels)
+    assert max_diff(fused[0], plain[0]) <= FP32_TOL and max_diff(fused[1], plain[1]) <= FP32_TOL
+
+
 def test_nothing_is_kept_while_gradients_flow(small_sam):
     coords, labels = point_prompts(2, 96)
     masks, _ = decode(small_sam, embedding_of(), coords, labels)

@@ -355,15 +355,21 @@ def test_a_missing_replay_dataset_is_named(star_folder, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_folder, tmp_path):
+def star_training_with_replay(star_folder, tmp_path, scenes: int):
+    """The star folder's training images (star_0 and star_1 held out) followed by `scenes` original scenes saved
+    as a replay folder: (replay folder, training part, both together)."""
     from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene
 
-    originals = [(f"scene_{i}", make_scene(TRAIN_SEED, i).image, make_scene(TRAIN_SEED, i).masks) for i in range(8)]
+    originals = [(f"scene_{i}", scene.image, scene.masks) for i, scene in
+                 ((i, make_scene(TRAIN_SEED, i)) for i in range(scenes))]
     replay = save_folder_dataset(tmp_path / "replay", originals)
+    train, _ = ft.load_dataset(star_folder).split(val_ids=["star_0", "star_1"])
+    return replay, train, ft.InstanceDataset(train.records + ft.load_dataset(replay).records, train.source)
+
+
+def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_folder, tmp_path):
+    replay, train, mixed = star_training_with_replay(star_folder, tmp_path, 8)
     model = small_model()
-    data = ft.load_dataset(star_folder)
-    train, _ = data.split(val_ids=["star_0", "star_1"])
-    mixed = ft.InstanceDataset(train.records + ft.load_dataset(replay).records, train.source)
     for fraction in (0.2, 0.8):
         cfg = ft.TrainConfig(seed=0)
         step = ft._FinetuneStep(model, mixed, None, cfg, own=len(train), replay_fraction=fraction)
@@ -380,14 +386,8 @@ def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_fol
 def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tmp_path):
     """With distill, a step whose images include replayed ones has a larger loss (the pull towards the starting
     model's answers is added), a step of your own images only the same loss; the run records the weight."""
-    from sam_from_scratch.training.scenes import TRAIN_SEED, make_scene
-
-    originals = [(f"scene_{i}", make_scene(TRAIN_SEED, i).image, make_scene(TRAIN_SEED, i).masks) for i in range(4)]
-    replay = save_folder_dataset(tmp_path / "replay", originals)
+    replay, train, mixed = star_training_with_replay(star_folder, tmp_path, 4)
     model = small_model()
-    data = ft.load_dataset(star_folder)
-    train, _ = data.split(val_ids=["star_0", "star_1"])
-    mixed = ft.InstanceDataset(train.records + ft.load_dataset(replay).records, train.source)
     cache = ft.EmbeddingCache(model, tmp_path / "cache")
     cache.fill(mixed.records)
     cfg = ft.TrainConfig(seed=0, images_per_step=1, prompts_per_image=2)
