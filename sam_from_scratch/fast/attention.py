@@ -162,12 +162,11 @@ class FastDecoderAttention(transformer.Attention):
         """As forward(q, k, v) for a few tokens q (B, Nt, C) attending to many image tokens k, v (B or 1, N, C)."""
         if "forward" in vars(self):  # someone replaced this module's forward (notebook 06 does): theirs holds
             return self(q=q, k=k, v=v)
-        B, Nt, _ = q.shape
-        H = self.num_heads
-        q = self._separate_heads(self.q_proj(q)) * (self.internal_dim // H) ** -0.5  # (B, H, Nt, d)
-        # the key bias adds q_h . b_k,h to all of a token's scores alike: the softmax does not see it
-        q_k = torch.einsum("bhtd,hdc->bhtc", q, self._heads_of_weight(self.k_proj)).flatten(1, 2)  # (B, H*Nt, C)
-        scores = q_k @ k.transpose(1, 2)  # (B, H*Nt, C) @ (B or 1, C, N) -> (B, H*Nt, N)
+        B, Nt, H = max(q.shape[0], k.shape[0]), q.shape[1], self.num_heads
+        q = self._separate_heads(self.q_proj(q)) * (self.internal_dim // H) ** -0.5  # (B or 1, H, Nt, d)
+        # the key bias adds q_h . b_k,h to all of one query token's scores alike: the softmax does not see it
+        q_k = torch.einsum("bhtd,hdc->bhtc", q, self._heads_of_weight(self.k_proj)).flatten(1, 2)  # (., H*Nt, C)
+        scores = q_k @ k.transpose(1, 2)  # (B or 1, H*Nt, C) @ (B or 1, C, N) -> (B, H*Nt, N)
         weights = scores.float().softmax(dim=-1).to(scores.dtype)
         mixed = (weights @ v).view(B, H, Nt, -1)  # (B, H, Nt, C): each head's mix of the image tokens
         out = torch.einsum("bhtc,hdc->bthd", mixed, self._heads_of_weight(self.v_proj))  # (B, Nt, H, d)
@@ -180,10 +179,10 @@ class FastDecoderAttention(transformer.Attention):
         (B, Nt, C); with projected=True, x is already q_proj of the image tokens: (B or 1, N, C')."""
         if "forward" in vars(self) and not projected:
             return residual + self(q=x, k=k, v=v)
-        B, Nt, _ = k.shape
-        H = self.num_heads
-        k = self._separate_heads(self.k_proj(k)) * (self.internal_dim // H) ** -0.5  # (B, H, Nt, d)
-        v = self._separate_heads(self.v_proj(v))  # (B, H, Nt, d)
+        B, Nt, H = max(x.shape[0], k.shape[0]), k.shape[1], self.num_heads
+        scale = (self.internal_dim // H) ** -0.5
+        k = self._separate_heads(self.k_proj(k)).expand(B, -1, -1, -1) * scale  # (B, H, Nt, d)
+        v = self._separate_heads(self.v_proj(v)).expand(B, -1, -1, -1)  # (B, H, Nt, d)
         # scores[h*Nt + t, n] = k_h[t] . q_h[n], image tokens last: the softmax over the 7 tokens of a head then
         # runs along rows of 4096 contiguous values, not 4096 * heads rows of 7 (twenty times slower on a CPU)
         if projected:
@@ -198,7 +197,7 @@ class FastDecoderAttention(transformer.Attention):
         N = scores.shape[-1]
         weights = scores.view(B, H, Nt, N).float().softmax(dim=2).to(scores.dtype).view(B, H * Nt, N)
         # the values meet the output projection first: (B, H*Nt, C); each head's weights sum to 1, so the
-        # output bias rides on head 0's rows
+        # output bias rides on head 0's rows (exactly so in float32; in bfloat16 the sums round like the rest)
         w_o = self.out_proj.weight.t().reshape(H, -1, self.embedding_dim)  # (H, d, C)
         v_out = torch.einsum("bhtd,hdc->bhtc", v, w_o)  # (B, H, Nt, C)
         v_out = torch.cat([v_out[:, :1] + self.out_proj.bias, v_out[:, 1:]], dim=1).flatten(1, 2)  # (B, H*Nt, C)

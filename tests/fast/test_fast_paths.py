@@ -234,13 +234,24 @@ def test_cross_attentions_with_the_image_side_reassociated_equal_plain():
         from_projected = fast_attention.image_to_tokens(attention.q_proj(image), tokens, tokens + 1, residual,
                                                         projected=True)
         shared = fast_attention.image_to_tokens(image[:1], tokens, tokens + 1, residual[:1])
+        one_prompt = fast_attention.image_to_tokens(image, tokens[:1], tokens[:1] + 1, residual)
+        to_shared_image = fast_attention.tokens_to_image(tokens, image[:1], image[:1] + 1)
+        one_prompt_to_image = fast_attention.tokens_to_image(tokens[:1], image, image + 1)
         plain_to_image = DecoderAttention.forward(attention, tokens, image, image + 1)
         plain_from_image = residual + DecoderAttention.forward(attention, image, tokens, tokens + 1)
         plain_shared = residual[:1] + DecoderAttention.forward(attention, image[:1].expand(3, -1, -1), tokens, tokens + 1)
+        plain_one_prompt = residual + DecoderAttention.forward(attention, image, tokens[:1].expand(3, -1, -1),
+                                                               tokens[:1].expand(3, -1, -1) + 1)
+        plain_to_shared = DecoderAttention.forward(attention, tokens, image[:1].expand(3, -1, -1),
+                                                   image[:1].expand(3, -1, -1) + 1)
+        plain_one_to_image = DecoderAttention.forward(attention, tokens[:1].expand(3, -1, -1), image, image + 1)
     assert max_diff(to_image, plain_to_image) <= FP32_TOL
     assert max_diff(from_image, plain_from_image) <= FP32_TOL
     assert max_diff(from_projected, plain_from_image) <= FP32_TOL
     assert max_diff(shared, plain_shared) <= FP32_TOL
+    assert max_diff(one_prompt, plain_one_prompt) <= FP32_TOL  # either side may have batch 1
+    assert max_diff(to_shared_image, plain_to_shared) <= FP32_TOL
+    assert max_diff(one_prompt_to_image, plain_one_to_image) <= FP32_TOL
 
 
 @pytest.mark.parametrize("multimask_output", [True, False])
