@@ -1,7 +1,7 @@
 """The mask decoder for interactive clicks and batches of prompts: the same weights, less memory traffic.
 
-A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; most of its time goes to moving
-(4096, 256) tensors around. So here:
+A click costs the plain decoder about 4 GFLOP, a few milliseconds of arithmetic; most of its time goes to
+moving (4096, 256) tensors around. So here:
 
 - **One image side for many prompts.** The plain decoder gives every prompt its own copy of the image
   embedding. Without mask prompts the dense embedding is the same for all prompts too (an expanded
@@ -14,13 +14,15 @@ A click costs about 4 GFLOP in the decoder, a few milliseconds of arithmetic; mo
   side by side: the LayerNorm2d and the GELU act on each output pixel's channels wherever it lies, the second
   convolution maps each of them again, and the hypernetwork's dot products too. Only the final masks, a few
   channels, are put in image order (blocks_to_image), where the plain path rearranges every channel twice.
-- **The image side of the first layer, kept between clicks.** In each two-way block both cross-attentions
-  project the same image tokens (with their positional code added once, not twice). In the first block
-  those tokens are the image embedding plus the no-mask embedding, the same for every click on an image,
-  so their three projections are kept (FastTwoWayTransformer) and the next click on the same image starts
-  from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
+- **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
+  are the image embedding plus the no-mask embedding, the same for every click on an image, so their three
+  projections (keys + positional code, values, queries + positional code) are kept (FastTwoWayTransformer)
+  and the next click on the same image starts from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
   weight of that block changes, and never kept while gradients flow, while compiling or exporting, or for an
   embedding made under torch.inference_mode (such tensors carry no version counter that would tell a change).
+- **The other cross-attentions without image projections.** After the first block the image tokens depend on
+  the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
+  image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
   products are skipped.
 
