@@ -17,9 +17,10 @@ moving (4096, 256) tensors around. So here:
 - **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
   are the image embedding plus the no-mask embedding, the same for every click on an image, so their three
   projections (keys + positional code, values, queries + positional code) are kept (FastTwoWayTransformer)
-  and the next click on the same image starts from them. They are recomputed whenever the embedding, the positional code, the no-mask embedding or a
-  weight of that block changes, and never kept while gradients flow, while compiling or exporting, or for an
-  embedding made under torch.inference_mode (such tensors carry no version counter that would tell a change).
+  and the next click on the same image starts from them. They are recomputed whenever the embedding, the
+  positional code, the no-mask embedding or a weight of that block changes, and never kept while gradients
+  flow, while compiling or exporting, or for an embedding made under torch.inference_mode (such tensors carry
+  no version counter that would tell a change).
 - **The other cross-attentions without image projections.** After the first block the image tokens depend on
   the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
   image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.

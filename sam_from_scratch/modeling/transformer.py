@@ -126,7 +126,6 @@ class TwoWayAttentionBlock(nn.Module):
         keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
 
-
     def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
         """Step 1, the tokens' self-attention, normalized: (B, N, C) -> (B, N, C)."""
         if self.skip_first_layer_pe:  # the first block: the queries are the prompt codes themselves
