@@ -22,7 +22,7 @@ help:  ## List the targets
 # Three levels, one stamp each: the package alone (segmenting), the course (JupyterLab and widgets),
 # and dev (the course, the notebook checker, the test oracles and the browser driver).
 $(VENV)/.runtime: pyproject.toml
-	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	test -x $(VENV)/bin/pip || $(PYTHON_SYSTEM) -m venv $(VENV)  # again if pip is missing (python3-venv absent)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e .
 	touch $@
@@ -54,10 +54,10 @@ lab: $(VENV)/.course  ## Open the course in JupyterLab
 test: install-dev  ## Run every test (pytest + strict nbval on all notebooks + browser test)
 	$(NOTEBOOK_ENV) $(PYTHON) -m pytest tests/ notebooks/ $(NBVAL_ARGS) -p no:cacheprovider
 
-test-fast: install-dev  ## Unit and parity tests only (no notebooks, no browser)
+test-fast: $(VENV)/.dev  ## Unit and parity tests only (no notebooks, no browser)
 	$(PYTHON) -m pytest tests/ -m "not browser" -p no:cacheprovider
 
-notebooks: install-dev  ## Re-execute every notebook in place, under the same settings as CI
+notebooks: $(VENV)/.dev  ## Re-execute every notebook in place, under the same settings as CI
 	@for nb in $(NOTEBOOKS); do \
 		echo "executing $$nb"; start=$$(date +%s); \
 		$(NOTEBOOK_ENV) $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
@@ -66,7 +66,7 @@ notebooks: install-dev  ## Re-execute every notebook in place, under the same se
 		echo "  $$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
-test-notebooks: install-dev  ## Execute every notebook with strict nbval
+test-notebooks: $(VENV)/.dev  ## Execute every notebook with strict nbval
 	$(NOTEBOOK_ENV) $(PYTHON) -m pytest $(NBVAL_ARGS) notebooks/ tests/course/test_notebooks.py -p no:cacheprovider
 
 # The notebooks as a learner with Meta's vit_b in the cache runs them: SAM_FAST_CI unset, so each notebook
@@ -82,7 +82,7 @@ test-real: install-dev  ## Run every notebook on a vit_b of random weights in Me
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b
 
-train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 30 min on 2 CPU cores)
+train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 50 min on 2 CPU cores)
 	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
 benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; about 30 min on 2 idle CPU cores)

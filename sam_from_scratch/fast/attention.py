@@ -91,7 +91,9 @@ class FastEncoderAttention(image_encoder.Attention):
         out = torch.empty_like(q)
         # One buffer, filled again for every chunk: touching fresh memory costs more than the additions.
         # (Writing into a buffer is not differentiable, so training builds each chunk's mask afresh.)
+        # (torch.compile traces no writes into a strided `out=`: it plans its own buffers.)
         reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_h.requires_grad))
+        reuse = reuse and not torch.compiler.is_compiling()
         buffer = q.new_empty(B, nH, rows, W, H, W) if reuse else None
         for r in range(0, H, rows):
             n = min(rows, H - r)

@@ -507,6 +507,17 @@ def test_compile_falls_back_to_eager_with_a_warning_when_compiling_fails(small_s
     assert max_diff(got, expected) == 0.0
 
 
+def test_the_mask_in_chunks_traces_as_one_graph():
+    """torch.compile sees the whole chunked attention: a graph break there splits the encoder into many
+    graphs, one recompiled per block, and compiling then gains nothing."""
+    attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))).eval()
+    attention.max_mask_elements = 3 * 2 * 16 * 256  # chunks of 3 query rows: the last one has 1 (16 = 5 * 3 + 1)
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(attention)(torch.randn(1, 16, 16, 64))
+    assert attention._rows_per_chunk(torch.zeros(1, 2, 256, 32), 16) == 3
+    assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
+
+
 def test_compiling_keeps_the_official_state_dict_keys(small_sam):
     keys = list(small_sam.state_dict())
     compile_image_encoder(small_sam)
