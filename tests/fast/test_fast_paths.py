@@ -518,6 +518,19 @@ def test_the_mask_in_chunks_traces_as_one_graph():
     assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
 
 
+def test_compiled_encoder_on_the_cpu_equals_eager(small_sam):
+    """Inductor's C++ code for the whole encoder (the mask in chunks included) gives the eager result."""
+    for block in small_sam.image_encoder.blocks:  # the global blocks' masks in chunks of 5 rows (of 12 x 12)
+        block.attn.max_mask_elements = 5 * block.attn.num_heads * 12 * 144
+    images = random_images(1, 96)
+    with torch.no_grad():
+        expected = small_sam.image_encoder(images)
+        compile_image_encoder(small_sam)
+        got = small_sam.image_encoder(images)
+    assert not small_sam.image_encoder.compile_failed
+    assert max_diff(got, expected) <= FP32_TOL
+
+
 def test_compiling_keeps_the_official_state_dict_keys(small_sam):
     keys = list(small_sam.state_dict())
     compile_image_encoder(small_sam)
