@@ -1,7 +1,7 @@
 """Moving images, prompts and masks between the user's frame and the model's frame.
 
 SAM sees every image at one size: the longest side is resized to ``image_encoder.img_size`` (1024 for
-the released models, 256 for our tiny one) keeping the aspect ratio, then the image is padded at the
+the released models, 96 for our small one) keeping the aspect ratio, then the image is padded at the
 bottom and right to a square (the padding happens in ``Sam.preprocess``). Prompts given in pixels of the
 original image are scaled into the resized frame, and the masks the model predicts are mapped back:
 upscaled to the square input, the padding cropped away, then resized to the original size.
