@@ -1,7 +1,7 @@
 """A kind of object the small model never saw: stars, a few thick spokes from one centre.
 
-The shapes of its training mix (scenes.py) are all convex or close to it, so a click on one spoke of a star
-gets that spoke, a bar, back. These scenes are drawn like the others (same backgrounds, colours, textures,
+The shapes of its training mix (scenes.py) are each one compact piece (convex, or a ring around a hole), so a
+click on one spoke of a star stops short of the whole star: the clicked spoke and some of its neighbours. These scenes are drawn like the others (same backgrounds, colours, textures,
 noise, occlusion) and serve the fine-tuning demonstration: teach the small model that a star is one object.
 """
 
