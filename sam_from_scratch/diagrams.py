@@ -266,6 +266,6 @@ def mask_generator_pipeline(points_per_side: int = 32, points_per_batch: int = 6
     (x_end, y_end), x_start = last["bottom"], 0.2 + 2.75 / 2  # down, across the gap, down into the next row
     ax.plot([x_end, x_end, x_start], [y_end, 2.3, 2.3], color="0.25", lw=1.3)
     _arrow(ax, (x_start, 2.3), (x_start, 2.6))
-    ax.text(0.2, 4.15, "The filters and NMS run batch by batch, so only surviving masks are kept in memory.",
-            fontsize=8.5, color="0.35")
+    ax.text(0.2, 4.15, "The two filters run batch by batch, so only the masks that pass them are kept in memory; "
+            "box NMS then runs once per crop, on all of them.", fontsize=8.5, color="0.35")
     return fig
