@@ -191,10 +191,10 @@ def two_way_block(config: SamConfig, num_prompt_tokens: int = 2) -> Figure:
     _arrow(ax, (7.1, 1.25), (5.0, 3.45), "k, v: the image", offset=(0.3, 0.0))
     _arrow(ax, (5.0, 5.2), (6.6, 4.95), "k, v: the tokens", offset=(0.0, 0.05))
     green = COLORS["positional"]
-    ax.text(0.2, 7.15, "Positional codes: query_pe is the prompt tokens as they entered the transformer, key_pe the "
-            "dense code of the grid. They are added to queries and keys\nbefore every attention, never to values, "
-            "so position steers who attends to whom. Block 0 skips them in step 1, where the tokens still are "
-            "their codes.", fontsize=8.5, color=green, va="top", linespacing=1.4)
+    ax.text(0.2, 7.15, "Positional codes: query_pe is the token sequence (output tokens and prompts) as it entered "
+            "the transformer, key_pe the dense code of the grid.\nThey are added to queries and keys before every "
+            "attention, never to values, so position steers who attends to whom. Block 0 skips them in step 1,\n"
+            "where the tokens still are their codes.", fontsize=8.5, color=green, va="top", linespacing=1.4)
     return fig
 
 
