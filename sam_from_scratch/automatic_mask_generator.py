@@ -17,6 +17,7 @@ Same parameters, defaults and records as the official generator, so results can 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -200,6 +201,25 @@ class SamAutomaticMaskGenerator:
                 "Use fewer points or larger batches, or raise SamAutomaticMaskGenerator.MAX_PLANNED_BATCHES."
             )
 
+    def _warn_when_the_filters_suit_another_model(self) -> None:
+        """The bundled small model rates its masks far lower than Meta's models, so the official filters (the
+        defaults) keep none of them: say which filters its card recommends instead of returning nothing silently."""
+        from .config import guess_variant
+        from .interactive.models import OFFICIAL_FILTERS, generator_filters
+
+        in_use = {name: getattr(self, name) for name in OFFICIAL_FILTERS}
+        if in_use != OFFICIAL_FILTERS or guess_variant(self.predictor.model.state_dict()) != "tiny":
+            return
+        recommended, _ = generator_filters(self.predictor.model)
+        warnings.warn(
+            "no mask passed the quality filters: the bundled small model rates its masks lower than Meta's models, "
+            "and the defaults are set for those. Its card recommends "
+            + ", ".join(f"{name}={value}" for name, value in recommended.items())
+            + " (what `python -m sam_from_scratch everything` uses).",
+            UserWarning,
+            stacklevel=3,
+        )
+
     @torch.no_grad()
     def generate(
         self, image: np.ndarray, progress: Optional[Callable[[int, int], None]] = None
@@ -238,6 +258,8 @@ class SamAutomaticMaskGenerator:
             self._counts["min_mask_region_area"] = before - len(mask_data["rles"])
         self._counts["kept"] = len(mask_data["rles"])
         self.last_filter_counts = self._counts
+        if self._counts["kept"] == 0 and self._counts["candidates"] > 0:
+            self._warn_when_the_filters_suit_another_model()
 
         if self.output_mode == "coco_rle":
             segmentations = [coco_encode_rle(rle) for rle in mask_data["rles"]]

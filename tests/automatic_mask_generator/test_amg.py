@@ -272,3 +272,31 @@ def _official_copy_of(model):
     official = official_sam_for_config(CONFIGS["tiny"])
     official.load_state_dict(model.state_dict())
     return official.eval()
+
+
+def test_the_small_model_under_the_official_filters_says_which_filters_suit_it(scene_images):
+    """The defaults keep none of the small model's masks: the generator says so and names its card's filters;
+    with those filters it finds masks and says nothing. Records stay the official ones either way (a warning,
+    not an error)."""
+    import warnings
+
+    model = from_pretrained("tiny", device="cpu")
+    image = scene_images["landscape"]
+    card_filters = r"pred_iou_thresh=0\.3, stability_score_thresh=0\.8, stability_score_offset=0\.1"
+    with pytest.warns(UserWarning, match=card_filters):
+        assert SamAutomaticMaskGenerator(model, points_per_side=8).generate(image) == []
+    card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())["generator_settings"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(SamAutomaticMaskGenerator(model, points_per_side=8, **card).generate(image)) > 0
+
+
+def test_no_warning_for_other_models_or_chosen_filters(stand_in, scene_images):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = scene_images["landscape"][:100, :150]
+        assert SamAutomaticMaskGenerator(stand_in, points_per_side=4, pred_iou_thresh=0.999).generate(image) == []
+        tiny = from_pretrained("tiny", device="cpu")
+        assert SamAutomaticMaskGenerator(tiny, points_per_side=4, pred_iou_thresh=0.999).generate(image) == []
