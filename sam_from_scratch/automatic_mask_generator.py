@@ -217,7 +217,7 @@ class SamAutomaticMaskGenerator:
             + ", ".join(f"{name}={value}" for name, value in recommended.items())
             + " (what `python -m sam_from_scratch everything` uses).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of generate (above it: generate, torch.no_grad's wrapper)
         )
 
     @torch.no_grad()

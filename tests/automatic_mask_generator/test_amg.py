@@ -283,8 +283,9 @@ def test_the_small_model_under_the_official_filters_says_which_filters_suit_it(s
     model = from_pretrained("tiny", device="cpu")
     image = scene_images["landscape"]
     card_filters = r"pred_iou_thresh=0\.3, stability_score_thresh=0\.8, stability_score_offset=0\.1"
-    with pytest.warns(UserWarning, match=card_filters):
+    with pytest.warns(UserWarning, match=card_filters) as caught:
         assert SamAutomaticMaskGenerator(model, points_per_side=8).generate(image) == []
+    assert caught[0].filename == __file__  # the warning points at the call to generate
     card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())["generator_settings"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -397,7 +397,7 @@ def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tm
     checked = set()
     for step in range(12):
         replayed = id(plain.record_at(step)) in plain._replayed  # the step's one image
-        a, b = float(plain(step, 0, 1)["loss"]), float(held(step, 0, 1)["loss"])
+        a, b = plain(step, 0, 1)["loss"].item(), held(step, 0, 1)["loss"].item()
         assert (b > a + 1e-6) if replayed else (b == a), (step, replayed, a, b)
         checked.add(replayed)
     assert checked == {True, False}
