@@ -509,7 +509,7 @@ def test_compile_falls_back_to_eager_with_a_warning_when_compiling_fails(small_s
 
 def test_the_mask_in_chunks_traces_as_one_graph():
     """torch.compile sees the whole chunked attention: a graph break there splits the encoder into many
-    graphs, one recompiled per block, and compiling then gains nothing."""
+    graphs, each block's MLP recompiled until the recompile limit, after which the rest runs eager."""
     attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))).eval()
     attention.max_mask_elements = 3 * 2 * 16 * 256  # chunks of 3 query rows: the last one has 1 (16 = 5 * 3 + 1)
     with torch.no_grad():
@@ -522,12 +522,16 @@ def test_compiled_encoder_on_the_cpu_equals_eager(small_sam):
     """Inductor's C++ code for the whole encoder (the mask in chunks included) gives the eager result."""
     for block in small_sam.image_encoder.blocks:  # the global blocks' masks in chunks of 5 rows (of 12 x 12)
         block.attn.max_mask_elements = 5 * block.attn.num_heads * 12 * 144
-    images = random_images(1, 96)
+    assert_compiling_keeps_the_embedding(small_sam, random_images(1, 96))
+
+
+def assert_compiling_keeps_the_embedding(sam, images):
+    """Compiling `sam`'s encoder in place succeeds and gives the eager embedding of `images` in fp32."""
     with torch.no_grad():
-        expected = small_sam.image_encoder(images)
-        compile_image_encoder(small_sam)
-        got = small_sam.image_encoder(images)
-    assert not small_sam.image_encoder.compile_failed
+        expected = sam.image_encoder(images)
+        compile_image_encoder(sam)
+        got = sam.image_encoder(images)
+    assert not sam.image_encoder.compile_failed
     assert max_diff(got, expected) <= FP32_TOL
 
 
@@ -601,14 +605,7 @@ def test_compiled_encoder_on_cuda_equals_eager(small_sam, monkeypatch):
     # cuDNN runs float32 convolutions (the patch embedding) in TF32 by default: relative error ~4e-4 against
     # float64 (H100, torch 2.11), and compiled and eager code may pick different algorithms. Compare in true fp32.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    small_sam.to("cuda")
-    images = random_images(1, 96).cuda()
-    with torch.no_grad():
-        expected = small_sam.image_encoder(images)
-        compile_image_encoder(small_sam)
-        got = small_sam.image_encoder(images)
-    assert not small_sam.image_encoder.compile_failed
-    assert max_diff(got, expected) <= FP32_TOL
+    assert_compiling_keeps_the_embedding(small_sam.to("cuda"), random_images(1, 96).cuda())
 
 
 @pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
