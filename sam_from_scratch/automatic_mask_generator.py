@@ -17,6 +17,7 @@ Same parameters, defaults and records as the official generator, so results can 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -205,7 +206,6 @@ class SamAutomaticMaskGenerator:
         """The bundled small model rates its masks far lower than Meta's models, so the official filters (the
         defaults) keep none of them: say which filters its card recommends instead of returning nothing silently."""
         from .config import guess_variant
-        from .interactive.models import OFFICIAL_FILTERS, generator_filters
 
         in_use = {name: getattr(self, name) for name in OFFICIAL_FILTERS}
         if in_use != OFFICIAL_FILTERS or guess_variant(self.predictor.model.state_dict()) != "tiny":
@@ -465,3 +465,36 @@ class _Progress:
         self.done += 1
         if self.callback is not None:
             self.callback(self.done, self.total)
+
+
+# The generator's quality filters at their defaults (the official ones, chosen for Meta's confident models).
+OFFICIAL_FILTERS = {
+    name: inspect.signature(SamAutomaticMaskGenerator).parameters[name].default
+    for name in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset")
+}
+
+
+def generator_filters(model, pred_iou_thresh: Optional[float] = None,
+                      stability_score_thresh: Optional[float] = None) -> Tuple[Dict[str, float], Optional[str]]:
+    """The quality filters to use with `model`, and a sentence saying why when they are not the official ones.
+
+    Meta's models get the official defaults. The small model rates its masks far lower, so the official
+    thresholds keep none of them; without thresholds from the user it gets those recommended on its card.
+    A threshold the user sets always wins. The command line and the explorer widget choose with this.
+    """
+    import json
+
+    from .config import TINY_CHECKPOINT, guess_variant
+
+    settings, note = dict(OFFICIAL_FILTERS), None
+    if pred_iou_thresh is None and stability_score_thresh is None and guess_variant(model.state_dict()) == "tiny":
+        card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
+        settings.update(card["generator_settings"])
+        note = ("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
+                f"{settings['pred_iou_thresh']}, stability > {settings['stability_score_thresh']} at offset "
+                f"{settings['stability_score_offset']})")
+    if pred_iou_thresh is not None:
+        settings["pred_iou_thresh"] = pred_iou_thresh
+    if stability_score_thresh is not None:
+        settings["stability_score_thresh"] = stability_score_thresh
+    return settings, note

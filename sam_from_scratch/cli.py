@@ -831,7 +831,7 @@ def _json_ready(record: dict) -> dict:
 
 def _filter_settings(model, pred_iou_thresh: float | None, stability_score_thresh: float | None) -> dict:
     """The generator's quality filters (the widgets' choice: the small model gets its card's), said aloud."""
-    from .interactive.models import generator_filters
+    from .automatic_mask_generator import generator_filters
 
     settings, note = generator_filters(model, pred_iou_thresh, stability_score_thresh)
     if note:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import object_colors
-from .models import OFFICIAL_FILTERS, generator_filters, load_model
+from .models import load_model
 
 __all__ = ["AutomaticMaskExplorer"]
 
@@ -41,13 +41,13 @@ class AutomaticMaskExplorer(WidgetBase):
                  **generator_kwargs) -> None:
         import ipywidgets as w
 
+        from ..automatic_mask_generator import OFFICIAL_FILTERS, SamAutomaticMaskGenerator, generator_filters
+
         self.image = as_rgb_uint8(image)
         self.generate_seconds = 0.0
         filters, self.filter_note = dict(OFFICIAL_FILTERS), None
         if records is None:
             if generator is None:
-                from ..automatic_mask_generator import SamAutomaticMaskGenerator
-
                 model = load_model(model)
                 filters, self.filter_note = generator_filters(model, pred_iou_thresh, stability_score_thresh)
                 generator_kwargs.setdefault("stability_score_offset", filters["stability_score_offset"])

@@ -7,10 +7,7 @@ which ships with the package. torch is imported only when a model is loaded.
 
 from __future__ import annotations
 
-__all__ = ["default_model_name", "describe_model", "generator_filters", "load_model", "load_predictor"]
-
-# SamAutomaticMaskGenerator's own defaults, chosen for Meta's confident models.
-OFFICIAL_FILTERS = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95, "stability_score_offset": 1.0}
+__all__ = ["default_model_name", "describe_model", "load_model", "load_predictor"]
 
 
 def default_model_name() -> str:
@@ -48,29 +45,3 @@ def describe_model(model) -> str:
         return f"a custom SAM ({model.image_encoder.img_size} px input)"
     return "the small course model (tiny)" if name == "tiny" else f"SAM {name}"
 
-
-def generator_filters(model, pred_iou_thresh: float | None = None,
-                      stability_score_thresh: float | None = None) -> tuple[dict, str | None]:
-    """The automatic mask generator's quality filters for `model`, and a sentence saying why when they are not
-    the official ones.
-
-    Meta's models get the official defaults. The small model rates its masks far lower, so the official
-    thresholds keep none of them; without thresholds from the user it gets those recommended on its card.
-    A threshold the user sets always wins.
-    """
-    import json
-
-    from ..config import TINY_CHECKPOINT, guess_variant
-
-    settings, note = dict(OFFICIAL_FILTERS), None
-    if pred_iou_thresh is None and stability_score_thresh is None and guess_variant(model.state_dict()) == "tiny":
-        card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
-        settings.update(card["generator_settings"])
-        note = ("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
-                f"{settings['pred_iou_thresh']}, stability > {settings['stability_score_thresh']} at offset "
-                f"{settings['stability_score_offset']})")
-    if pred_iou_thresh is not None:
-        settings["pred_iou_thresh"] = pred_iou_thresh
-    if stability_score_thresh is not None:
-        settings["stability_score_thresh"] = stability_score_thresh
-    return settings, note
