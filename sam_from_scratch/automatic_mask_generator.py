@@ -231,7 +231,8 @@ class SamAutomaticMaskGenerator:
             progress: optional ``progress(done, total)``, called after each batch of points.
 
         Returns:
-            one record per mask, best first within each crop, with keys
+            one record per mask, best first within each crop (with ``min_mask_region_area`` > 0, the masks
+            the clean-up changed come last, as in the official generator), with keys
             segmentation (HxW bool array, or an RLE dict), area (int, pixels), bbox ([x, y, w, h]),
             predicted_iou (float), point_coords ([[x, y]], the prompt), stability_score (float) and
             crop_box ([x, y, w, h] of the crop the mask came from).
@@ -491,7 +492,7 @@ def generator_filters(model, pred_iou_thresh: Optional[float] = None,
         card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
         settings.update(card["generator_settings"])
         note = ("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
-                f"{settings['pred_iou_thresh']}, stability > {settings['stability_score_thresh']} at offset "
+                f"{settings['pred_iou_thresh']}, stability >= {settings['stability_score_thresh']} at offset "
                 f"{settings['stability_score_offset']})")
     if pred_iou_thresh is not None:
         settings["pred_iou_thresh"] = pred_iou_thresh

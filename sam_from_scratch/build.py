@@ -33,7 +33,8 @@ def build_sam(
     """Build a Sam for `config`, in eval mode, optionally loading `checkpoint` into it.
 
     checkpoint: a path to an official .pth or a Hugging Face folder, or a state dict already in memory.
-    fast: swap in the fast paths (sam_from_scratch.fast.speed_up: same parameters, same results, faster);
+    fast: swap in the fast paths (sam_from_scratch.fast.speed_up: same parameters, the same results up to
+        float rounding, faster);
     False gives the plain model of notebooks 02-08.
 
     The official call `build_sam(checkpoint=...)` (SAM vit_h) is `sam_from_scratch.build_sam`, the twin of
@@ -149,10 +150,15 @@ def from_pretrained(
         variant = "vit_h" if name == "default" else name
         model = sam_model_registry[variant](checkpoint=download_checkpoint(variant, **download_kwargs))
     elif Path(name).exists():
-        variant = guess_variant(read_state_dict(name))
+        state_dict = read_state_dict(name)  # read once: the shapes say which variant, then it is loaded
+        variant = guess_variant(state_dict)
         if variant is None:
-            raise SamInputError(f"name: could not tell which SAM variant {name} holds; build it with sam_model_registry[...] instead.")
-        model = sam_model_registry[variant](checkpoint=name)
+            raise SamInputError(
+                f"name: could not tell which SAM variant {name} holds: its shapes match none of vit_b, vit_l, vit_h "
+                "and tiny, or a part is missing. Build it with sam_model_registry['vit_b'](checkpoint=path) (or the "
+                "variant it should be) to see which keys or shapes differ."
+            )
+        model = load_into(build_sam(CONFIGS[variant], fast=False), state_dict, variant, source=str(name))
     else:
         raise SamInputError(
             f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {name!r}."

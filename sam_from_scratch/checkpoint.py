@@ -349,13 +349,15 @@ def load_into(
     model: nn.Module,
     checkpoint: str | os.PathLike | Mapping[str, Tensor],
     variant: str,
+    source: str | None = None,
 ) -> nn.Module:
-    """Check that `checkpoint` fits `model` exactly, then load it (strict).
+    """Check that `checkpoint` fits `model` exactly and holds finite numbers, then load it (strict).
 
     Args:
         model: a `Sam` built for `variant` (parameters on the meta device are replaced, not copied into).
         checkpoint: a path accepted by `read_state_dict`, or a state dict already in memory.
         variant: the name `model` was built as ("vit_b", "vit_l", "vit_h", "tiny", or "custom"); used in messages.
+        source: where a state dict in memory came from (a file name), for messages.
 
     Returns:
         `model`, with the checkpoint's weights.
@@ -364,7 +366,7 @@ def load_into(
         CheckpointNotFoundError, CheckpointError: with the path and what to do about it.
     """
     if isinstance(checkpoint, Mapping):
-        source = "the state dict"
+        source = source or "the state dict"
         state_dict = dict(checkpoint)
         if is_hf_layout(state_dict):
             state_dict = hf_to_official(state_dict)
@@ -413,6 +415,14 @@ def load_into(
         raise CheckpointError(
             f"checkpoint: {source} does not match the {variant} model: {len(wrong_shapes)} tensor(s) with another "
             f"shape: {_first(wrong_shapes)}."
+        )
+
+    not_finite = [key for key, tensor in state_dict.items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if not_finite:
+        raise CheckpointError(
+            f"checkpoint: {source} holds NaN or infinite values in {len(not_finite)} tensor(s): {_first(not_finite)}. "
+            "The file is damaged, or was saved from a training run that diverged."
         )
 
     on_meta = any(tensor.is_meta for tensor in expected.values())

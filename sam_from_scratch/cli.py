@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -256,7 +257,8 @@ def _add_finetune(subparsers, prog: str) -> None:
                         help="weights for the --model variant instead of the bundled or official ones")
     parser.add_argument("--data", required=True, metavar="PATH",
                         help="a COCO instance JSON (polygons or RLE), or a folder holding images/ and masks/ (one PNG "
-                        "per instance named <image>_<k>.png, or one label map <image>.png)")
+                        "per instance named <image>_<k>.png, or one single-channel label map <image>.png; 255 in a palette map is "
+                        "a boundary, not an instance)")
     parser.add_argument("--images", default=None, metavar="DIR", help="the COCO file's images (default: beside it)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the run folder: new or empty, or an earlier run with the same settings (it resumes)")
@@ -417,6 +419,7 @@ def run_segment(args: argparse.Namespace) -> int:
             raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png, "
                            ".bmp or .tif name", code=2)
         _check_out_folder(out.parent, "--out")
+        _refuse_to_overwrite_the_image([out, overlay_path], args.image)
         _refuse_to_overwrite([out, overlay_path], args.force)
         if not (args.point or args.negative or args.box):
             raise CliError("give at least one prompt: --point X,Y, --negative X,Y or --box X1,Y1,X2,Y2", code=2)
@@ -504,6 +507,7 @@ def run_everything(args: argparse.Namespace) -> int:
         out_dir = Path(args.out)
         _check_out_folder(out_dir, "--out")
         overlay_path, json_path = out_dir / "overlay.png", out_dir / "masks.json"
+        _refuse_to_overwrite_the_image([overlay_path, json_path], args.image)
         _refuse_to_overwrite([overlay_path, json_path], args.force)
         image = read_image(args.image, args.allow_large_images)
 
@@ -774,6 +778,16 @@ def _refuse_to_overwrite(paths, force: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
         raise CliError(f"{', '.join(existing)} already exist(s); add --force to overwrite")
+
+
+def _refuse_to_overwrite_the_image(paths, image) -> None:
+    """An output that would land on the input image is refused, --force or not: the photo would be lost."""
+    image = Path(image)
+    for path in paths:
+        same = os.path.samefile(path, image) if path.exists() and image.exists() else path.resolve() == image.resolve()
+        if same:
+            raise CliError(f"--out: {path} is the image being segmented, IMAGE; choose another name (--force never "
+                           "overwrites the input)", code=2)
 
 
 def _check_prompts_inside(args, size) -> None:

@@ -194,7 +194,7 @@ def two_way_block(config: SamConfig, num_prompt_tokens: int = 2) -> Figure:
     ax.text(0.2, 7.15, "Positional codes: query_pe is the token sequence (output tokens and prompts) as it entered "
             "the transformer, key_pe the dense code of the grid.\nThey are added to queries and keys before every "
             "attention, never to values, so position steers who attends to whom. Block 0 skips them in step 1,\n"
-            "where the tokens still are their codes.", fontsize=8.5, color=green, va="top", linespacing=1.4)
+            "where the tokens still are their codes, and the add there too: its self-attention's output replaces them.", fontsize=8.5, color=green, va="top", linespacing=1.4)
     return fig
 
 

@@ -21,6 +21,7 @@ changed: the encoder runs under ``torch.autocast`` and the embedding comes back 
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Mapping
 from typing import Optional, Tuple
 
@@ -163,16 +164,10 @@ class SamPredictor:
         if transformed_image.dtype == torch.bool or transformed_image.is_complex():
             raise input_error("transformed_image", "numbers 0..255", transformed_image)
         self._check_device("transformed_image", transformed_image)
-        if transformed_image.is_floating_point() and not bool(torch.isfinite(transformed_image).all()):
-            raise input_error("transformed_image", "finite values 0..255 (no NaN or inf)", transformed_image)
-        if (
-            not isinstance(original_image_size, (tuple, list, torch.Size))
-            or len(original_image_size) != 2
-            or not all(int(s) == s and s > 0 for s in original_image_size)
-        ):
-            raise input_error("original_image_size", "(H, W), two positive integers", original_image_size)
+        self._check_pixel_values(transformed_image)
+        original_size = self._check_original_size(original_image_size, shape[2:])
         self.reset_image()
-        self.original_size = tuple(int(s) for s in original_image_size)
+        self.original_size = original_size
         self.input_size = tuple(shape[-2:])
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
         with self._encoder_precision():
@@ -193,6 +188,48 @@ class SamPredictor:
         if dtype == (_dtype_of(self.model.image_encoder) or torch.float32):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
+
+    @staticmethod
+    def _check_pixel_values(image: torch.Tensor) -> None:
+        """Pixels 0..255, as the model normalises them itself: not [0, 1], not already normalised."""
+        if not image.is_floating_point():
+            return
+        if not bool(torch.isfinite(image).all()):
+            raise input_error("transformed_image", "finite values 0..255 (no NaN or inf)", image)
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 255:
+            raise input_error(
+                "transformed_image", "values 0..255", image,
+                f"Its values run from {low:.3g} to {high:.3g}; pass the pixels before any normalisation "
+                "(the model subtracts its own pixel_mean and divides by pixel_std).",
+            )
+        if high <= 1 and bool((image != image.round()).any()):
+            raise input_error(
+                "transformed_image", "values 0..255", image,
+                f"Its values lie in [0, 1] (largest {high:.3g}): multiply by 255.",
+            )
+
+    def _check_original_size(self, original_image_size, input_size) -> Tuple[int, int]:
+        """(H, W) as two positive integers, and the size that resizes to the transformed image's (h, w)."""
+        sizes = original_image_size
+        if isinstance(sizes, (np.ndarray, torch.Tensor)):
+            sizes = sizes.tolist() if sizes.ndim == 1 else None
+        if (
+            not isinstance(sizes, (tuple, list, torch.Size))
+            or len(sizes) != 2
+            or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and int(s) == s and s > 0
+                       for s in sizes)
+        ):
+            raise input_error("original_image_size", "(H, W), two positive integers", original_image_size)
+        H, W = (int(s) for s in sizes)
+        resized = self.transform.get_preprocess_shape(H, W, self.transform.target_length)
+        if tuple(resized) != tuple(input_size):
+            raise SamInputError(
+                f"original_image_size: expected the size of the image before ResizeLongestSide, got ({H}, {W}), "
+                f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}. "
+                "Is it (W, H)? Pass (H, W), image.shape[:2]."
+            )
+        return H, W
 
     def _check_resizable(self, image: np.ndarray) -> None:
         """The long side is resized to img_size: a very thin image would keep a short side of 0 pixels."""
@@ -222,6 +259,7 @@ class SamPredictor:
         self.features = None
         self.original_size = None
         self.input_size = None
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None  # the official predictor's, never set
 
     # ---- prompts -----------------------------------------------------------------------------------------
 
@@ -237,11 +275,11 @@ class SamPredictor:
         """Masks for one set of prompts on the current image, in the original image's pixels.
 
         Args:
-            point_coords: (N, 2) array of points (x, y) in pixels.
+            point_coords: (N, 2) array of points (x, y) in pixels, inside the image.
             point_labels: (N,) array, 1 for a foreground point, 0 for a background point.
-            box: (4,) array (x1, y1, x2, y2) in pixels; (1, 4) is accepted too.
+            box: (4,) array (x1, y1, x2, y2) in pixels, overlapping the image; (1, 4) is accepted too.
             mask_input: (1, 256, 256) low-resolution logits, usually the best of a previous call's third
-                output; (256, 256) gains its batch axis. (256 is 4x the embedding size, 64 for the tiny
+                output; (256, 256) gains its batch axis. (256 is 4x the embedding size; 48 for the tiny
                 model.)
             multimask_output: three masks for an ambiguous prompt (a single click) instead of one.
             return_logits: return the logits instead of thresholded masks.
@@ -392,6 +430,13 @@ class SamPredictor:
             raise input_error("point_labels", f"shape ({n},), one label per point in point_coords", point_labels)
         if not np.isin(point_labels, (0, 1)).all():
             raise input_error("point_labels", "values in {0, 1} (1 = foreground, 0 = background)", point_labels.tolist())
+        H, W = self.original_size
+        outside = ~((point_coords >= 0) & (point_coords <= (W, H))).all(axis=1)
+        if outside.any():
+            raise SamInputError(
+                f"point_coords: expected points (x, y) inside the {W}x{H} image (0 <= x <= {W}, 0 <= y <= {H}), "
+                f"got {int(outside.sum())} outside, e.g. {point_coords[outside][0].tolist()}. Are they (y, x)?"
+            )
         return point_coords, point_labels
 
     def _check_box(self, box) -> np.ndarray:
@@ -402,6 +447,12 @@ class SamPredictor:
         if not np.isfinite(box).all():
             raise input_error("box", "finite numbers (no NaN or inf)", box.tolist())
         check_box_corners("box", box.reshape(4).tolist(), box.tolist())
+        x1, y1, x2, y2 = box.reshape(4).tolist()
+        H, W = self.original_size
+        if x2 < 0 or y2 < 0 or x1 > W or y1 > H:
+            raise SamInputError(
+                f"box: expected a box that overlaps the {W}x{H} image, got {box.tolist()}, which lies outside it."
+            )
         return box.reshape(1, 4)
 
     def _check_mask_input(self, mask_input) -> np.ndarray:
@@ -438,6 +489,8 @@ class SamPredictor:
                     "point_labels", f"a tensor of shape {expected_labels}, one label per point", point_labels
                 )
             self._check_device("point_labels", point_labels)
+            if point_labels.dtype == torch.bool or point_labels.is_complex():
+                raise input_error("point_labels", "a tensor of numbers -1, 0 or 1", point_labels)
             if not bool(torch.isin(point_labels, torch.tensor(TORCH_LABELS, device=point_labels.device)).all()):
                 raise input_error(
                     "point_labels",

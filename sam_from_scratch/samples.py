@@ -1,6 +1,6 @@
 """A few small real photographs for the notebooks, tests and demos.
 
-The files live in `sam_from_scratch/data/images/` at the top of the repository (licenses in `sam_from_scratch/data/images/LICENSES.md`: all are
+The files are package data in `sam_from_scratch/data/images/` (licenses in `sam_from_scratch/data/images/LICENSES.md`: all are
 public domain or CC0). They come from scikit-image's bundled sample data; scikit-image is not a dependency.
 
     >>> from sam_from_scratch.samples import load_sample_image, list_sample_images

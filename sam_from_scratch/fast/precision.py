@@ -9,7 +9,8 @@ what must stay exact, so each subclass here adds one cast where it matters:
 - prompt embeddings are cast to the model's dtype (mask logits fed back arrive in float32);
 - mask logits leave the decoder in float32 (FastMaskDecoder).
 The prompt encoder also keeps its grid's positional code from one call to the next (get_dense_pe).
-In float32 every cast is a no-op, so these classes give the plain model's results.
+In float32 every cast is a no-op, so these classes give the plain model's results up to float rounding
+(LayerNorm2d's one-pass statistics differ by about 1e-6).
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ class FastPromptEncoder(PromptEncoder):
     def get_dense_pe(self) -> torch.Tensor:
         """The grid's positional code (1, C, h, w), computed once and kept while the random matrix, its device
         and dtype stay the same (a click would otherwise recompute 4096 sines and cosines); always afresh
-        while gradients flow through it, and while compiling or exporting."""
+        while gradients flow through it, while compiling or exporting, and for a matrix made under
+        torch.inference_mode (it has no version counter to watch)."""
         matrix = self.pe_layer.positional_encoding_gaussian_matrix
-        if (torch.is_grad_enabled() and matrix.requires_grad) or torch.compiler.is_compiling():
+        if (torch.is_grad_enabled() and matrix.requires_grad) or torch.compiler.is_compiling() or matrix.is_inference():
             return super().get_dense_pe()
         key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype, tuple(self.image_embedding_size))
         kept = self.__dict__.get("_dense_pe")

@@ -58,9 +58,10 @@ def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
 def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 from a numpy array (checked like ``SamPredictor.set_image`` does) or a PIL image."""
     from ..predictor import as_rgb_uint8 as checked
+    from ..utils.images import as_rgb
 
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = as_rgb(image)  # 16-bit greyscale scaled, not clipped
     return np.ascontiguousarray(checked(image, argument))
 
 

@@ -26,9 +26,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..errors import SamInputError, check_choice, check_int
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors, outline_width
-from .models import describe_model, load_predictor
+from .models import check_methods, describe_model, load_predictor
 from .prompt_state import PromptState
 
 __all__ = ["AcceptedObject", "ClickSegmenter"]
@@ -67,7 +68,8 @@ class ClickSegmenter(WidgetBase):
     display_width: width of the picture on screen in pixels.
 
     After clicking, ``mask`` is the shown mask (H, W) bool, ``masks``/``scores`` the candidates,
-    ``objects`` the accepted objects; ``label_map()`` and ``save_png()`` export them.
+    ``objects`` the accepted objects; ``label_map()`` and ``save_png()`` export them (``save_png`` and the
+    "save PNG" button never replace an existing file unless told to: ``save_png(path, overwrite=True)``).
     """
 
     def __init__(
@@ -81,11 +83,14 @@ class ClickSegmenter(WidgetBase):
         display_width: int = 512,
         save_path: str = "sam_objects.png",
     ) -> None:
-        if mask_mode not in MASK_MODES.values():
-            raise ValueError(f"mask_mode: expected one of 'auto', 'multi', 'single', got {mask_mode!r}")
+        check_choice("mask_mode", mask_mode, MASK_MODES.values())
+        check_int("display_width", display_width, 1)
+        if predictor is not None:
+            check_methods("predictor", predictor, ("set_image", "predict"),
+                          "a SamPredictor (an object with set_image() and predict())")
         self.image = as_rgb_uint8(image)
         self.predictor = predictor if predictor is not None else load_predictor(model)
-        self.state = PromptState(refine=refine)
+        self.state = self._new_state(refine)
         self.objects: list[AcceptedObject] = []
         self.timings: dict[str, float] = {}
         self._drag_start = None  # (x_px, y_px, x_data, y_data) of a press with the left button
@@ -155,8 +160,8 @@ class ClickSegmenter(WidgetBase):
         """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects."""
         image = as_rgb_uint8(image)
         if image.shape != self.image.shape:
-            raise ValueError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
-                             "for an image of another size, make a new ClickSegmenter")
+            raise SamInputError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
+                                "for an image of another size, make a new ClickSegmenter")
         self._set_status("Computing the image embedding…")
         start = time.perf_counter()
         self.predictor.set_image(image)
@@ -164,7 +169,7 @@ class ClickSegmenter(WidgetBase):
         self.image = image
         self.picture.set_image(image)
         self._thumbnail_photo = None
-        self.state = PromptState(refine=self.state.refine)
+        self.state = self._new_state(self.state.refine)
         self.objects = []
         self._redraw()
         height, width = image.shape[:2]
@@ -239,7 +244,7 @@ class ClickSegmenter(WidgetBase):
             score=float(state.prediction.scores[index]), points=state.points, labels=state.labels, box=state.box,
         )
         self.objects.append(kept)
-        self.state = PromptState(refine=state.refine)
+        self.state = self._new_state(state.refine)
         self._redraw()
         self._set_status(f"Object {len(self.objects)} accepted ({int(kept.mask.sum())} px). Click the next object.")
         return kept
@@ -256,15 +261,34 @@ class ClickSegmenter(WidgetBase):
         outline = outline_width(self.image.shape[1], self.picture.photo.shape[1])  # as thick as on screen
         return blend(self.image, self._colored_masks(include_current), outline=outline)
 
-    def save_png(self, path) -> Path:
-        """Write the overlay to `path` (.png) and the label map next to it (`<stem>_labels.npy`)."""
+    def save_png(self, path, overwrite: bool = False) -> Path:
+        """Write the overlay to `path` (.png) and the label map next to it (`<stem>_labels.npy`).
+
+        An existing file is only replaced with ``overwrite=True``; otherwise nothing is written and a
+        ``SamInputError`` says which file is in the way (the "save PNG" button shows it in the status line).
+        """
         path = Path(path)
         if path.suffix.lower() != ".png":
-            raise ValueError(f"path: expected a file name ending in .png, got {str(path)!r}")
+            raise SamInputError(f"path: expected a file name ending in .png, got {str(path)!r}.")
+        if not path.parent.is_dir():
+            raise SamInputError(f"path: expected a file in an existing folder, got {str(path)!r}; "
+                                f"{path.parent} is not a folder.")
+        labels_path = path.with_name(path.stem + "_labels.npy")
+        existing = [p.name for p in (path, labels_path) if p.exists()]
+        if existing and not overwrite:
+            raise SamInputError(
+                f"path: expected a file name not in use, got {str(path)!r}, but {' and '.join(existing)} already "
+                f"exist{'s' if len(existing) == 1 else ''} there. Nothing was saved: choose another name, or call "
+                "save_png(path, overwrite=True) to overwrite."
+            )
         Image.fromarray(self.overlay()).save(path)
-        np.save(path.with_name(path.stem + "_labels.npy"), self.label_map())
+        np.save(labels_path, self.label_map())
         self._set_status(f"Saved {path.name} and {path.stem}_labels.npy ({len(self.objects)} objects).")
         return path
+
+    def _new_state(self, refine: bool) -> PromptState:
+        """Empty prompts for this image: points and box corners outside it are refused."""
+        return PromptState(refine=refine, image_size=self.image.shape[:2])
 
     # ----- mouse events ------------------------------------------------------------------------------------------
     def _inside_image(self, event) -> bool:
@@ -277,10 +301,11 @@ class ClickSegmenter(WidgetBase):
     def _on_press(self, event) -> None:
         if event.dblclick or not self._inside_image(event):
             return
+        x, y = max(event.xdata, 0.0), max(event.ydata, 0.0)  # the outer half of the first pixel is on it too
         if event.button == 3:  # right button: a negative point right away
-            self.add_point(event.xdata, event.ydata, positive=False)
+            self.add_point(x, y, positive=False)
         elif event.button == 1:
-            self._drag_start = (event.x, event.y, event.xdata, event.ydata)
+            self._drag_start = (event.x, event.y, x, y)
 
     def _on_motion(self, event) -> None:
         if self._drag_start is None:

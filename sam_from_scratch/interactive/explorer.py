@@ -12,9 +12,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import SamInputError, check_int
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import object_colors
-from .models import load_model
+from .models import check_methods, load_model
 
 __all__ = ["AutomaticMaskExplorer"]
 
@@ -43,6 +44,13 @@ class AutomaticMaskExplorer(WidgetBase):
 
         from ..automatic_mask_generator import OFFICIAL_FILTERS, SamAutomaticMaskGenerator, generator_filters
 
+        check_int("display_width", display_width, 1)  # before the generator runs, which takes a while
+        if generator is not None:
+            check_methods("generator", generator, ("generate",),
+                          "a SamAutomaticMaskGenerator (an object with generate(image))")
+        if isinstance(records, str) or hasattr(records, "image_encoder"):  # AutomaticMaskExplorer(image, model)
+            raise SamInputError("records: expected the generator's output (a list of dicts), got a model. "
+                                "Pass the model as model=... instead.")
         self.image = as_rgb_uint8(image)
         self.generate_seconds = 0.0
         filters, self.filter_note = dict(OFFICIAL_FILTERS), None
@@ -59,7 +67,7 @@ class AutomaticMaskExplorer(WidgetBase):
         self.records = sorted(records, key=lambda r: r["area"], reverse=True)  # big first, small drawn on top
         for record in self.records:
             if not isinstance(record.get("segmentation"), np.ndarray):
-                raise ValueError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
+                raise SamInputError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
 
         self.picture = Picture(self.image, display_width)
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
@@ -68,7 +76,7 @@ class AutomaticMaskExplorer(WidgetBase):
         pick = lambda given, name: filters[name] if given is None else given  # noqa: E731
         self.iou_slider = slider(value=pick(pred_iou_thresh, "pred_iou_thresh"), description="predicted IoU >")
         self.stability_slider = slider(value=pick(stability_score_thresh, "stability_score_thresh"),
-                                       description="stability score >")
+                                       description="stability score ≥")
         for s in (self.iou_slider, self.stability_slider):
             s.observe(self._reported(lambda _: self.refresh()), names="value")
         self.status = w.HTML()
@@ -80,10 +88,10 @@ class AutomaticMaskExplorer(WidgetBase):
     @property
     def kept(self) -> list[dict]:
         """The records that pass both thresholds, largest first (as in the generator: a threshold of 0 keeps all,
-        otherwise a score must be above it)."""
+        otherwise the predicted IoU must be above its threshold and the stability score at least its own)."""
         iou, stability = self.iou_slider.value, self.stability_slider.value
         return [r for r in self.records
-                if (iou <= 0 or r["predicted_iou"] > iou) and (stability <= 0 or r["stability_score"] > stability)]
+                if (iou <= 0 or r["predicted_iou"] > iou) and (stability <= 0 or r["stability_score"] >= stability)]
 
     def refresh(self) -> None:
         """Re-filter the records with the sliders' thresholds and redraw (no model call)."""

@@ -7,7 +7,11 @@ which ships with the package. torch is imported only when a model is loaded.
 
 from __future__ import annotations
 
-__all__ = ["default_model_name", "describe_model", "load_model", "load_predictor"]
+import os
+
+from ..errors import SamInputError, input_error
+
+__all__ = ["check_methods", "default_model_name", "describe_model", "load_model", "load_predictor"]
 
 
 def default_model_name() -> str:
@@ -19,14 +23,22 @@ def default_model_name() -> str:
 
 def load_model(model=None, device="auto"):
     """A ``Sam``: `model` itself if it is one, a name for ``from_pretrained`` ("tiny", "vit_b", a checkpoint
-    path, ...), or None for :func:`default_model_name`'s model."""
+    path, ...), or None for :func:`default_model_name`'s model. A bad one is a ``SamInputError`` naming `model`."""
     from ..build import from_pretrained
+    from ..predictor import check_sam_model
 
     if model is None:
         model = default_model_name()
-    if isinstance(model, str):
+    if not isinstance(model, (str, os.PathLike)):
+        check_sam_model("model", model)
+        return model
+    try:
         return from_pretrained(model, device=device)
-    return model
+    except SamInputError as error:  # from_pretrained names its own argument, `name`; here it is `model`
+        message = str(error)
+        if message.startswith("name:"):
+            raise SamInputError("model:" + message[len("name:"):]) from None
+        raise
 
 
 def load_predictor(model=None, device="auto", dtype="auto"):
@@ -34,6 +46,17 @@ def load_predictor(model=None, device="auto", dtype="auto"):
     from ..predictor import SamPredictor
 
     return SamPredictor(load_model(model, device), dtype=dtype)
+
+
+def check_methods(argument: str, value, methods: tuple[str, ...], expected: str) -> None:
+    """`value` must have each of `methods`, e.g. a predictor's set_image and predict. A SAM model or a model
+    name given here instead is told to go to ``model=``."""
+    if all(callable(getattr(value, method, None)) for method in methods):
+        return
+    if isinstance(value, str) or hasattr(value, "image_encoder"):
+        got = repr(value) if isinstance(value, str) else f"a SAM model ({type(value).__name__})"
+        raise SamInputError(f"{argument}: expected {expected}, got {got}. Pass the model as model=... instead.")
+    raise input_error(argument, expected, value)
 
 
 def describe_model(model) -> str:

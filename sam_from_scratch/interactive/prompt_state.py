@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import input_error
+
 __all__ = ["Prediction", "PromptSnapshot", "PromptState"]
 
 
@@ -27,7 +29,8 @@ class Prediction:
 
     masks: (C, H, W) bool, C = 3 in multimask mode, 1 otherwise.
     scores: (C,) float, the predicted IoU of each mask.
-    low_res_logits: (C, 256, 256) float, the logits a later prompt may feed back as ``mask_input``.
+    low_res_logits: (C, 256, 256) float (48 x 48 for the small model), the logits a later prompt may feed
+        back as ``mask_input``.
     """
 
     masks: np.ndarray
@@ -47,7 +50,8 @@ class PromptSnapshot:
     points: tuple of (x, y) in image pixel coordinates (x to the right, y down).
     labels: tuple of 1 (positive, "this is the object") or 0 (negative, "this is not").
     box: (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, or None.
-    mask_input: (1, 256, 256) logits the prediction was (or will be) made with, or None.
+    mask_input: (1, 256, 256) logits (48 x 48 for the small model) the prediction was (or will be) made with,
+        or None.
     chosen: index of the candidate mask the learner picked, or None for "the highest predicted IoU".
     prediction: the predictor's answer for these prompts, or None while not yet predicted.
     """
@@ -72,13 +76,16 @@ class PromptState:
     redo stack, like a text editor. ``refine=True`` makes each new prompt carry the previous best
     low-resolution logits as ``mask_input`` (what SAM was trained to use for follow-up clicks);
     removing prompts (clear points, clear box, reset) drops them, since they describe the old prompts.
+    ``image_size=(height, width)`` refuses points and box corners outside the image.
     """
 
-    def __init__(self, refine: bool = True, max_history: int = 100) -> None:
+    def __init__(self, refine: bool = True, max_history: int = 100,
+                 image_size: Optional[tuple[int, int]] = None) -> None:
         if max_history < 1:
             raise ValueError(f"max_history must be at least 1, got {max_history}")
         self.refine = refine
         self.max_history = max_history
+        self.image_size = image_size
         self.current = PromptSnapshot()
         self._undo: list[PromptSnapshot] = []
         self._redo: list[PromptSnapshot] = []
@@ -145,7 +152,7 @@ class PromptState:
     # ----- changing the prompts (each is one undo step) ---------------------------------------------------
     def add_point(self, x: float, y: float, positive: bool = True) -> None:
         """Add a positive (label 1) or negative (label 0) point at pixel (x, y)."""
-        x, y = _finite_number("x", x), _finite_number("y", y)
+        x, y = self._coordinate("x", x), self._coordinate("y", y)
         snapshot = self.current
         self._push(
             PromptSnapshot(
@@ -158,7 +165,7 @@ class PromptState:
 
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """Set (or replace) the box; the corners may come in any order, e.g. from a drag up and to the left."""
-        x0, y0, x1, y1 = (_finite_number(n, v) for n, v in zip(("x0", "y0", "x1", "y1"), (x0, y0, x1, y1)))
+        x0, y0, x1, y1 = (self._coordinate(n, v) for n, v in zip(("x0", "y0", "x1", "y1"), (x0, y0, x1, y1)))
         box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         snapshot = self.current
         self._push(
@@ -228,6 +235,17 @@ class PromptState:
         del self._undo[: -self.max_history]
         self._redo.clear()
         self.current = snapshot
+
+    def _coordinate(self, name: str, value) -> float:
+        """`value` as a float; with an image size, it must lie on the image (as the predictor wants it): x (or
+        x0, x1) in [0, width], y in [0, height]."""
+        number = _finite_number(name, value)
+        if self.image_size is not None:
+            height, width = self.image_size
+            limit = width if name.startswith("x") else height
+            if not 0 <= number <= limit:
+                raise input_error(name, f"a number in [0, {limit}] (the image is {width}×{height} pixels)", value)
+        return number
 
     def _carried_logits(self) -> Optional[np.ndarray]:
         """Low-res logits of the mask currently shown, (1, 256, 256), when refining; else None."""

@@ -50,4 +50,4 @@ class PositionEmbeddingRandom(nn.Module):
         coords = coords_input.clone()
         coords[:, :, 0] = coords[:, :, 0] / image_size[1]
         coords[:, :, 1] = coords[:, :, 1] / image_size[0]
-        return self._pe_encoding(coords)
+        return self._pe_encoding(coords.float())  # points may come in float64 (the mask generator's grid)

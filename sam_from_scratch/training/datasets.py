@@ -3,17 +3,20 @@
     COCO     an instance JSON ("images", "annotations"); each annotation's "segmentation" is a list of polygons
              or an RLE, with its counts compressed (COCO's string) or not (a list of run lengths)
     folder   images/ beside masks/: one PNG per instance named <image stem>_<k>.png, or one label-map PNG per
-             image named <image stem>.png (0 is background, every other value one instance)
+             image named <image stem>.png: one channel (mode L, P, I;16, I or 1), 0 is background, every other
+             value one instance, except 255 in a palette (P) map, which marks boundaries as in Pascal VOC
 
 `load_dataset` reads either and checks everything it can before any training starts: a missing file, a mask
-whose size differs from its image, an empty mask, a duplicated id. Each problem is a SamInputError that names
-the file or argument, what was expected and what was found. Images and masks are read again from disk when a
-sample is asked for, so a dataset of any size fits in memory.
+whose size differs from its image, an empty mask, a duplicated id, a malformed polygon or RLE. Each problem is
+a SamInputError that names the file (and the annotation) or argument, what was expected and what was found.
+Images and masks are read again from disk when a sample is asked for, so a dataset of any size fits in memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +24,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import SamInputError
+from ..errors import SamInputError, check_int, describe, input_error
 from ..utils.images import as_rgb
 from ..utils.amg import rle_to_mask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LABEL_MODES = ("L", "P", "I;16", "I", "1")  # Pillow's modes of one value per pixel
 
 
 @dataclass(frozen=True)
 class ImageRecord:
     """One image and where its instance masks come from.
 
-    masks: ("coco", [segmentation, ...]) for COCO annotations, ("pngs", [path, ...]) for one PNG per instance,
-    or ("labels", path) for a label map.
+    masks: ("coco", [(name, segmentation), ...]) for COCO annotations (name: the file and the annotation, for
+    errors), ("pngs", [path, ...]) for one PNG per instance, or ("labels", path) for a label map.
     """
 
     image_id: str
@@ -66,7 +70,12 @@ class InstanceDataset:
         """(train, held-out): the held-out images are `val_ids` (ids or file names) if given, else a random
         `val_fraction` of the images (at least one, drawn with `seed`)."""
         n = len(self)
+        if n < 2:
+            raise SamInputError(f"data: expected at least 2 images (one is held out for validation), got {n}.")
         if val_ids is not None:
+            if not isinstance(val_ids, (list, tuple)):
+                hint = f"For one image: [{val_ids!r}]." if isinstance(val_ids, str) else ""
+                raise input_error("val_ids", "a list of image ids or file names", val_ids, hint)
             wanted = {str(v) for v in val_ids}
             names = [{r.image_id, r.path.name, r.path.stem} for r in self.records]
             unknown = sorted(v for v in wanted if not any(v in k for k in names))
@@ -74,8 +83,8 @@ class InstanceDataset:
                 raise SamInputError(f"val_ids: expected ids or file names of the dataset's images, got unknown {unknown[:5]}.")
             held = [i for i, k in enumerate(names) if k & wanted]
         else:
-            if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
-                raise SamInputError(f"val_fraction: expected a number in (0, 1), got {val_fraction!r}.")
+            check_val_fraction(val_fraction)
+            check_int("seed", seed, 0)
             count = min(n - 1, max(1, round(val_fraction * n)))
             held = sorted(np.random.default_rng(seed).permutation(n)[:count].tolist())
         if not 0 < len(held) < n:
@@ -84,12 +93,21 @@ class InstanceDataset:
         return self.subset(train), self.subset(held)
 
 
+def check_val_fraction(value) -> None:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
+        raise input_error("val_fraction", "a number in (0, 1)", value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------------
 def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = None) -> InstanceDataset:
     """A COCO instance JSON (`data`, with its images in `images`, default: beside the JSON) or a folder with
     images/ and masks/ (`data`). Everything is checked here; see the module docstring."""
+    if not isinstance(data, (str, os.PathLike)) or str(data) == "":
+        raise input_error("data", "a COCO .json file or a folder with images/ and masks/", data)
+    if images is not None and not isinstance(images, (str, os.PathLike)):
+        raise input_error("images", "the folder of the COCO file's images (a path) or None", images)
     data = Path(data)
     if not data.exists():
         raise SamInputError(f"data: expected a COCO .json file or a folder with images/ and masks/, got {str(data)!r}, which does not exist.")
@@ -115,20 +133,27 @@ def load_coco(path: Path, images: str | os.PathLike | None = None) -> InstanceDa
         raise SamInputError(f"data: expected a COCO instance JSON in {path}, got a file that is not JSON ({error}).") from error
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
         raise SamInputError(f"data: expected a COCO instance JSON with 'images' and 'annotations' lists in {path}, got keys {sorted(coco)[:8] if isinstance(coco, dict) else type(coco).__name__}.")
-    _no_duplicates([im.get("id") for im in coco["images"]], f"{path}: images[].id")
-    _no_duplicates([a.get("id") for a in coco["annotations"] if "id" in a], f"{path}: annotations[].id")
-    by_image: dict = {im.get("id"): [] for im in coco["images"]}
-    for a in coco["annotations"]:
-        if a.get("image_id") not in by_image:
-            raise SamInputError(f"{path}: annotation {a.get('id')}: expected an image_id listed in 'images', got {a.get('image_id')!r}.")
-        by_image[a["image_id"]].append(a.get("segmentation"))
+    for index, im in enumerate(coco["images"]):
+        if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)):
+            raise SamInputError(f"{path}: images[{index}]: expected an object with an id (a number or a string) and a file_name, got {describe(im)}.")
+    for index, a in enumerate(coco["annotations"]):
+        if not (isinstance(a, dict) and ("id" not in a or _is_id(a["id"]))):
+            raise SamInputError(f"{path}: annotations[{index}]: expected an object with an image_id, a segmentation and an id (a number or a string), got {describe(a)}.")
+    _no_duplicates([im["id"] for im in coco["images"]], f"{path}: images[].id")
+    _no_duplicates([a["id"] for a in coco["annotations"] if "id" in a], f"{path}: annotations[].id")
+    by_image: dict = {im["id"]: [] for im in coco["images"]}
+    for index, a in enumerate(coco["annotations"]):
+        name = f"{path}: annotation {a['id']}" if "id" in a else f"{path}: annotations[{index}]"
+        if not _is_id(a.get("image_id")) or a["image_id"] not in by_image:
+            raise SamInputError(f"{name}: expected an image_id listed in 'images', got {a.get('image_id')!r}.")
+        by_image[a["image_id"]].append((f"{name} (image {a['image_id']})", a.get("segmentation")))
     records = []
     for im in coco["images"]:
-        file = image_dir / str(im.get("file_name"))
+        file = image_dir / im["file_name"]
         size = _image_size(file)
         declared = (im.get("height"), im.get("width"))
-        if None not in declared and tuple(declared) != size:
-            raise SamInputError(f"{path}: image {im['id']}: expected height x width {size[0]}x{size[1]} (the size of {file}), got {declared[0]}x{declared[1]}.")
+        if None not in declared and declared != size:
+            raise SamInputError(f"{path}: image {im['id']}: expected height {size[0]} and width {size[1]} (the size of {file}), got height {declared[0]!r} and width {declared[1]!r}.")
         if by_image[im["id"]]:  # images without annotations teach nothing
             records.append(ImageRecord(str(im["id"]), file, size, ("coco", by_image[im["id"]])))
     return _checked(records, {"format": "coco", "path": str(path), "images": str(image_dir)})
@@ -137,23 +162,40 @@ def load_coco(path: Path, images: str | os.PathLike | None = None) -> InstanceDa
 def load_folder(root: Path) -> InstanceDataset:
     images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     _no_duplicates([p.stem for p in images], f"{root / 'images'}: image names (without suffix)")
-    mask_files = sorted((root / "masks").glob("*.png"))
+    files = sorted(p for p in (root / "masks").iterdir() if p.is_file())
+    mask_files = [p for p in files if p.suffix.lower() == ".png"]
+    _no_duplicates([p.stem for p in mask_files], f"{root / 'masks'}: mask names (without suffix)")
+    image_names = {p.stem: p.name for p in images}
+    for mask in mask_files:  # a_1.png: the label map of a_1.png, or instance 1 of a.png?
+        if mask.stem in image_names and _instance_of(mask) in image_names:
+            raise SamInputError(f"{mask}: expected the mask of one image, got a name with two readings: the label map of {image_names[mask.stem]} and instance {mask.stem.rpartition('_')[2]} of {image_names[_instance_of(mask)]}. Rename one of the images.")
+    label_maps = {m.stem: m for m in mask_files}
+    instances_of: dict[str, list[Path]] = {}  # image stem -> its instance masks
+    for mask in mask_files:
+        instances_of.setdefault(_instance_of(mask), []).append(mask)
     records, used = [], set()
     for image in images:
-        label_map = root / "masks" / f"{image.stem}.png"
-        instances = [m for m in mask_files if m.stem.rsplit("_", 1)[0] == image.stem and m.stem.rsplit("_", 1)[-1].isdigit()]
-        if label_map.exists() and instances:
+        label_map, instances = label_maps.get(image.stem), instances_of.get(image.stem, [])
+        if label_map and instances:
             raise SamInputError(f"{root / 'masks'}: expected either {label_map.name} (a label map) or {image.stem}_<k>.png (one per instance), got both.")
-        if not label_map.exists() and not instances:
-            raise SamInputError(f"{root / 'masks'}: expected {image.stem}_<k>.png or {image.stem}.png for {image}, got no such file (missing masks).")
+        if not label_map and not instances:
+            others = [p.name for p in files if p not in mask_files and image.stem in (p.stem, _instance_of(p))]
+            note = f" Only .png masks are read: got {others[:5]}." if others else ""
+            raise SamInputError(f"{root / 'masks'}: expected {image.stem}_<k>.png or {image.stem}.png for {image}, got no such file (missing masks).{note}")
         size = _image_size(image)
-        masks = ("labels", label_map) if label_map.exists() else ("pngs", tuple(instances))
-        used.update([label_map] if label_map.exists() else instances)
+        masks = ("labels", label_map) if label_map else ("pngs", tuple(instances))
+        used.update([label_map] if label_map else instances)
         records.append(ImageRecord(image.stem, image, size, masks))
     strays = [m.name for m in mask_files if m not in used]
     if strays:
         raise SamInputError(f"{root / 'masks'}: expected every mask to belong to an image in images/, got {strays[:5]} without one (missing images).")
     return _checked(records, {"format": "folder", "path": str(root)})
+
+
+def _instance_of(mask: Path) -> str | None:
+    """The image stem of an instance mask named <stem>_<k>.png; None for a name without _<k>."""
+    stem, _, k = mask.stem.rpartition("_")
+    return stem if stem and k.isdigit() else None
 
 
 def _checked(records: list[ImageRecord], source: dict) -> InstanceDataset:
@@ -162,6 +204,11 @@ def _checked(records: list[ImageRecord], source: dict) -> InstanceDataset:
     for record in records:
         read_masks(record)  # raises on a wrong size or an empty mask
     return InstanceDataset(records, {**source, "num_images": len(records)})
+
+
+def _is_id(value) -> bool:
+    """A COCO id: a number or a string (not a bool, which would equal 0 or 1)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _no_duplicates(values: list, what: str) -> None:
@@ -193,7 +240,7 @@ def read_masks(record: ImageRecord) -> np.ndarray:
     """(N, H, W) bool masks of one image, each checked: its size is the image's, and it is not empty."""
     kind, source = record.masks
     if kind == "labels":
-        labels = _read_png(source, record)
+        labels = _read_png(source, record, label_map=True)
         masks = [labels == v for v in np.unique(labels) if v != 0]
         names = [f"{source} (label {v})" for v in np.unique(labels) if v != 0]
         if not masks:
@@ -201,17 +248,27 @@ def read_masks(record: ImageRecord) -> np.ndarray:
     elif kind == "pngs":
         masks, names = [_read_png(p, record) > 0 for p in source], [str(p) for p in source]
     else:
-        masks = [decode_segmentation(s, record.size, f"image {record.image_id}") for s in source]
-        names = [f"image {record.image_id}, annotation {k}" for k in range(len(source))]
+        masks = [decode_segmentation(segmentation, record.size, name) for name, segmentation in source]
+        names = [name for name, _ in source]
     for mask, name in zip(masks, names):
         if not mask.any():
             raise SamInputError(f"{name}: expected a mask with at least one pixel set, got an empty mask.")
     return np.stack(masks)
 
 
-def _read_png(path: Path, record: ImageRecord) -> np.ndarray:
-    with Image.open(path) as picture:
-        values = np.asarray(picture.convert("L") if picture.mode not in ("L", "I", "I;16", "P", "1") else picture)
+def _read_png(path: Path, record: ImageRecord, label_map: bool = False) -> np.ndarray:
+    """A mask's values (H, W). An instance PNG of several channels reads as its grey levels; a label map must
+    have one channel (grey levels would merge colours), and in a palette one 255 marks boundaries: read as 0."""
+    try:
+        with Image.open(path) as picture:
+            mode = picture.mode
+            if label_map and mode not in LABEL_MODES:
+                raise SamInputError(f"{path}: expected a single-channel label map (mode L, P, I;16, I or 1), got mode {mode}. Store each instance as one value (1, 2, ...), not as a colour, or save one PNG per instance.")
+            values = np.asarray(picture if mode in LABEL_MODES else picture.convert("L"))
+    except OSError as error:  # not an image, or a damaged one
+        raise SamInputError(f"{path}: expected a PNG mask, got a file Pillow cannot read ({error}).") from error
+    if label_map and mode == "P":
+        values = np.where(values == 255, 0, values)
     if values.ndim != 2 or values.shape != record.size:
         raise SamInputError(f"{path}: expected a mask of {record.size[0]}x{record.size[1]} pixels (the size of {record.path}), got {values.shape[0]}x{values.shape[1]}.")
     return values
@@ -222,27 +279,59 @@ def _read_png(path: Path, record: ImageRecord) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 def decode_segmentation(segmentation, size: tuple[int, int], where: str) -> np.ndarray:
     """A COCO "segmentation" (polygons, or an RLE with compressed or uncompressed counts) -> (H, W) bool."""
-    h, w = size
     if isinstance(segmentation, list):
-        canvas = Image.new("L", (w, h), 0)
-        for polygon in segmentation:
-            if len(polygon) >= 6:  # at least three (x, y) vertices
-                ImageDraw.Draw(canvas).polygon([float(v) for v in polygon], fill=1)
-        return np.asarray(canvas, dtype=bool)
+        return polygons_to_mask(segmentation, size, where)
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-        if list(segmentation["size"]) != [h, w]:
-            raise SamInputError(f"{where}: expected an RLE of size [{h}, {w}] (the image's), got {segmentation['size']}.")
-        counts = segmentation["counts"]
-        counts = decode_rle_counts(counts) if isinstance(counts, str) else list(counts)
-        if sum(counts) != h * w:
-            raise SamInputError(f"{where}: expected RLE counts that add up to {h * w} pixels, got {sum(counts)}.")
-        return rle_to_mask({"size": [h, w], "counts": counts})
+        return rle_dict_to_mask(segmentation, size, where)
     raise SamInputError(f"{where}: expected a segmentation given as polygons (a list) or an RLE (size and counts), got {str(segmentation)[:60]}.")
+
+
+def polygons_to_mask(polygons: list, size: tuple[int, int], where: str) -> np.ndarray:
+    """[[x1, y1, x2, y2, ...], ...] -> (H, W) bool, each polygon filled; one of fewer than three vertices adds nothing."""
+    if polygons and all(_is_number(v) for v in polygons):
+        raise SamInputError(f"{where}: expected a list of polygons, each a list [x1, y1, x2, y2, ...], got one flat list of {len(polygons)} numbers; wrap it in a list: [[x1, y1, ...]].")
+    canvas = Image.new("L", (size[1], size[0]), 0)
+    for k, polygon in enumerate(polygons):
+        if not (isinstance(polygon, (list, tuple)) and all(_is_number(v) and math.isfinite(v) for v in polygon)):
+            raise SamInputError(f"{where}: polygon {k}: expected a list of finite numbers [x1, y1, x2, y2, ...], got {str(polygon)[:60]}.")
+        if len(polygon) % 2:
+            raise SamInputError(f"{where}: polygon {k}: expected x, y pairs (an even number of coordinates), got {len(polygon)}.")
+        if len(polygon) >= 6:
+            ImageDraw.Draw(canvas).polygon([float(v) for v in polygon], fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def rle_dict_to_mask(rle: dict, size: tuple[int, int], where: str) -> np.ndarray:
+    """{"size": [H, W], "counts": compressed string or run lengths} -> (H, W) bool."""
+    h, w = size
+    if not isinstance(rle["size"], (list, tuple)) or list(rle["size"]) != [h, w]:
+        raise SamInputError(f"{where}: expected an RLE of size [{h}, {w}] (the image's), got {rle['size']!r}.")
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        if not _is_compressed_rle(counts):
+            raise SamInputError(f"{where}: expected COCO's compressed RLE counts (characters '0' to 'o', the last one below 'P'), got {counts[:20]!r}.")
+        counts = decode_rle_counts(counts)
+    elif not (isinstance(counts, list) and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in counts)):
+        raise SamInputError(f"{where}: expected RLE counts as a string (compressed) or a list of whole numbers (run lengths), got {describe(counts)}.")
+    if counts and min(counts) < 0:
+        raise SamInputError(f"{where}: expected RLE counts of 0 or more (run lengths), got {min(counts)}.")
+    if sum(counts) != h * w:
+        raise SamInputError(f"{where}: expected RLE counts that add up to {h * w} pixels, got {sum(counts)}.")
+    return rle_to_mask({"size": [h, w], "counts": counts})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_compressed_rle(text: str) -> bool:
+    """Each character carries 5 bits plus "more follows" (from 'P' on): in '0'..'o', the last one ending a number."""
+    return all("0" <= c <= "o" for c in text) and (not text or text[-1] < "P")
 
 
 def decode_rle_counts(text: str) -> list[int]:
     """COCO's compressed counts -> run lengths. Each number is 5 bits per character (offset by 48, bit 6 says
-    "more follows"), sign-extended; from the third on, a count is stored as its difference to the one two back."""
+    "more follows"), sign-extended; from the fourth on, a count is stored as its difference to the one two back."""
     counts, p = [], 0
     while p < len(text):
         x, shift, more = 0, 0, True

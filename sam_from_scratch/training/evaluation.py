@@ -76,7 +76,7 @@ def evaluate(
         "single_click_miou": mean("single"),
         "single_click_best_of_3_miou": mean("best"),
         "two_clicks_miou": round(float(torch.cat(results["clicks"][1]).mean()), 4) if clicks > 1 else None,
-        "three_clicks_miou": round(float(torch.cat(results["clicks"][-1]).mean()), 4),
+        "three_clicks_miou": round(float(torch.cat(results["clicks"][2]).mean()), 4) if clicks > 2 else None,
         "box_miou": mean("box"),
         "iou_prediction_correlation": round(float(torch.corrcoef(torch.stack([pred, true]))[0, 1]), 4),
         "num_scenes": num_scenes,

@@ -23,6 +23,7 @@ import copy
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -36,12 +37,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..device import auto_device
-from ..errors import SamInputError, check_int, check_number
+from ..errors import SamInputError, check_int, check_number, input_error
 from ..modeling.sam import Sam
+from ..predictor import check_switch
 from ..utils.transforms import ResizeLongestSide
-from .datasets import ImageRecord, InstanceDataset, load_dataset, read_masks, read_rgb
+from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dataset, read_masks, read_rgb
 from .forward import decode, encode_images
-from .loop import FIGURES, TrainConfig, _LossLog, batch_loss, lr_factor, make_optimizer, optimizer_step, write_atomically
+from .loop import FIGURES, TrainConfig, _jsonable, _LossLog, batch_loss, lr_factor, make_optimizer, optimizer_step, write_atomically
 from .losses import mask_iou
 from .prompts import random_points_in
 
@@ -239,7 +241,7 @@ def heldout_miou(sam: Sam, data: InstanceDataset, embed: EmbeddingCache, seed: i
         truth = torch.from_numpy(read_masks(record))  # (N, H, W)
         size = tuple(truth.shape[1:])
         clicks = random_points_in(truth, torch.Generator().manual_seed(seed * 1_000_003 + index))[:, None]
-        coords = transform.apply_coords_torch(clicks + 0.5, size) - 0.5  # pixel centres, as the predictor scales them
+        coords = transform.apply_coords_torch(clicks + 0.5, size) - 0.5  # each clicked pixel's centre, resized
         n = len(truth)
         logits, predicted = decode(sam, embed(record), torch.zeros(n, dtype=torch.long), coords, torch.ones(n, 1), None, None, True)
         masks = sam.postprocess_masks(logits, transform.get_preprocess_shape(*size, S), size).cpu()
@@ -319,28 +321,36 @@ def finetune(
             started from (the same prompts, its mask logits as soft targets with this weight, its IoU
             predictions by squared error): it keeps what it did on them, not only their ground truth.
     """
+    # every argument first: nothing is loaded or written before they all pass
+    _check_model(model, checkpoint)
+    _check_path("out", out, "the run folder (a path)")
+    _check_path("checkpoint", checkpoint, "a checkpoint file (a path) or None", optional=True)
+    _check_steps(steps, epochs)
+    check_number("lr", lr, 0.0)
     check_int("batch", batch, 1)
+    check_int("seed", seed, 0)
+    check_val_fraction(val_fraction)
     check_int("lora_rank", lora_rank, 0)
+    check_switch("train_prompt_encoder", train_prompt_encoder)
     check_int("prompts_per_image", prompts_per_image, 1)
     check_int("clicks", clicks, 1)
-    check_number("lr", lr, 0.0)
-    dataset = load_dataset(data, images)
+    for argument, value in (("replay_images", replay_images), ("replay_fraction", replay_fraction)):
+        if replay is None and value is not None:
+            raise SamInputError(f"{argument}: expected None without a replay dataset, got {value!r}.")
+    if replay_fraction is not None:
+        check_number("replay_fraction", replay_fraction, 0.0, 1.0, high_open=True)
     check_number("distill", distill, 0.0)
     if distill and replay is None:
         raise SamInputError(f"distill: expected 0 without a replay dataset, got {distill!r}.")
-    if replay_fraction is not None:
-        check_number("replay_fraction", replay_fraction, 0.0, 1.0, high_open=True)
-        if replay is None:
-            raise SamInputError(f"replay_fraction: expected None without a replay dataset, got {replay_fraction!r}.")
+    check_switch("progress", progress)
+
+    dataset = load_dataset(data, images)
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)
     if replay is not None:
         try:
             replayed = load_dataset(replay, replay_images)
         except SamInputError as error:  # its messages name data and images: here they are replay's
-            message = str(error)
-            for name, ours in (("data: ", "replay: "), ("images: ", "replay_images: ")):
-                message = ours + message[len(name):] if message.startswith(name) else message
-            raise SamInputError(message) from None
+            raise _renamed(error, {"data": "replay", "images": "replay_images"}) from None
         train_set = InstanceDataset(train_set.records + replayed.records, train_set.source)
     steps = _steps(steps, epochs, len(train_set), batch)
     rank, world, owns_group = _join_workers(device)
@@ -348,13 +358,15 @@ def finetune(
         raise SamInputError(f"batch: expected a multiple of the {world} processes, got {batch}.")
     target = _worker_device(device, world)
     sam, name = _load_model(model, checkpoint)
+    # plain Python numbers (numpy's would not go into run.json), so that a run with the same settings resumes
     settings = FinetuneSettings(name, None if checkpoint is None else str(checkpoint), str(data),
-                                None if images is None else str(images), steps, lr, batch, seed, val_fraction,
-                                None if val_ids is None else [str(v) for v in val_ids], lora_rank,
-                                train_prompt_encoder, prompts_per_image, clicks,
+                                None if images is None else str(images), int(steps), float(lr), int(batch),
+                                int(seed), float(val_fraction),
+                                None if val_ids is None else [str(v) for v in val_ids], int(lora_rank),
+                                bool(train_prompt_encoder), int(prompts_per_image), int(clicks),
                                 None if replay is None else str(replay),
-                                None if replay_images is None else str(replay_images), replay_fraction,
-                                float(distill))
+                                None if replay_images is None else str(replay_images),
+                                None if replay_fraction is None else float(replay_fraction), float(distill))
     out = Path(out)
     try:
         _claim_run_folder(out, settings, lead=rank == 0, world=world)
@@ -364,15 +376,38 @@ def finetune(
             dist.destroy_process_group()
 
 
-def _steps(steps, epochs, num_train: int, batch: int) -> int:
+def _check_steps(steps, epochs) -> None:
     if steps is not None and epochs is not None:
         raise SamInputError(f"steps, epochs: expected one of them, got both (steps={steps}, epochs={epochs}).")
     if steps is not None:
         check_int("steps", steps, 1)
+    if epochs is not None and not (isinstance(epochs, numbers.Real) and not isinstance(epochs, bool) and 0 < epochs < math.inf):
+        raise input_error("epochs", "a finite number > 0", epochs)
+
+
+def _steps(steps, epochs, num_train: int, batch: int) -> int:
+    """`steps`, or as many as `epochs` passes over the training images take (default 10 passes)."""
+    if steps is not None:
         return steps
     epochs = 10 if epochs is None else epochs
-    check_number("epochs", epochs, 0.0)
     return max(1, math.ceil(epochs * num_train / batch))
+
+
+def _check_path(argument: str, value, expected: str, optional: bool = False) -> None:
+    """`value` must be a path: a str that is not empty, or an os.PathLike (or None, where `optional`)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise input_error(argument, expected, value)
+
+
+def _renamed(error: SamInputError, names: dict[str, str]) -> SamInputError:
+    """The same error, naming our argument (`names`' value) where it names the callee's (its key)."""
+    message = str(error)
+    for theirs, ours in names.items():
+        if message.startswith(theirs + ": "):
+            message = ours + message[len(theirs):]
+    return SamInputError(message)
 
 
 def _join_workers(device) -> tuple[int, int, bool]:
@@ -393,30 +428,34 @@ def _worker_device(device, world: int) -> torch.device:
     return target
 
 
+def _check_model(model, checkpoint) -> None:
+    if isinstance(model, Sam):
+        if checkpoint is not None:
+            raise SamInputError("checkpoint: expected None when model is a Sam already built, got a checkpoint too.")
+    elif not isinstance(model, (str, os.PathLike)):
+        raise SamInputError(f"model: expected {', '.join(MODEL_NAMES)}, a checkpoint path or a Sam, got {type(model).__name__}.")
+    elif checkpoint is not None and model not in MODEL_NAMES:
+        raise SamInputError(f"model: expected a variant ({', '.join(MODEL_NAMES)}) for the weights of --checkpoint, got {model!r}.")
+
+
 def _load_model(model, checkpoint) -> tuple[Sam, str]:
     from ..build import from_pretrained, sam_model_registry
 
     if isinstance(model, Sam):
-        if checkpoint is not None:
-            raise SamInputError("checkpoint: expected None when model is a Sam already built, got a checkpoint too.")
         return model, config_name_of(model)
-    if not isinstance(model, (str, os.PathLike)):
-        raise SamInputError(f"model: expected {', '.join(MODEL_NAMES)}, a checkpoint path or a Sam, got {type(model).__name__}.")
     if checkpoint is not None:
-        if model not in MODEL_NAMES:
-            raise SamInputError(f"model: expected a variant ({', '.join(MODEL_NAMES)}) for the weights of --checkpoint, got {model!r}.")
         return sam_model_registry[model](checkpoint=checkpoint), str(model)
-    return from_pretrained(str(model), device="cpu"), str(model)
+    try:
+        return from_pretrained(str(model), device="cpu"), str(model)
+    except SamInputError as error:  # its messages name its own argument, name: here it is model
+        raise _renamed(error, {"name": "model"}) from None
 
 
 def config_name_of(sam: Sam) -> str:
-    from ..config import CONFIGS
+    """The variant `sam` is, from its shapes ("vit_b", ..., "tiny"), or "custom"."""
+    from ..config import guess_variant
 
-    for name, config in CONFIGS.items():
-        if config.image_size == sam.image_encoder.img_size and config.encoder_depth == len(sam.image_encoder.blocks) \
-                and config.encoder_embed_dim == sam.image_encoder.patch_embed.proj.out_channels:
-            return name
-    return "custom"
+    return guess_variant(sam.state_dict()) or "custom"
 
 
 def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: int) -> None:
@@ -556,6 +595,3 @@ def _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elap
         print(f"held-out mIoU {before:.3f} -> {after:.3f}; wrote {checkpoint} and {out / CARD_FILE}")
     return json.loads(text)
 
-
-def _jsonable(data):
-    return json.loads(json.dumps(data))

@@ -39,7 +39,7 @@ from ..modeling.sam import Sam
 from ..utils.amg import batched_mask_to_box
 from .forward import decode, encode_images
 from .losses import sam_loss
-from .prompts import jitter_boxes, random_points_in, sample_error_clicks, to_low_res
+from .prompts import jitter_boxes, low_res_to_input, random_points_in, sample_error_clicks
 from .scenes import TRAIN_SEED, SceneConfig, make_scene
 
 
@@ -187,7 +187,7 @@ def batch_loss(model: Sam, batch, cfg: TrainConfig, generator, distill=None) -> 
             if round_ + 1 < cfg.clicks:
                 best = logits.detach()[torch.arange(n, device=logits.device), parts.best]  # (n, low, low)
                 xy, new_labels = draw(idx, sample_error_clicks, (best > 0).to(device), low_targets[idx, 0] > 0.5)
-                coords = torch.cat([coords, to_low_res(xy, S, low)[:, None]], dim=1)
+                coords = torch.cat([coords, low_res_to_input(xy, S, low)[:, None]], dim=1)
                 labels = torch.cat([labels, new_labels[:, None]], dim=1)
                 mask_input = best[:, None]
     sums["first_iou"] = float(torch.cat(first_iou).sum()) / P

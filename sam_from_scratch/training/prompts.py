@@ -37,7 +37,7 @@ def erode(masks: torch.Tensor) -> torch.Tensor:
 
 def distance_to_border(masks: torch.Tensor) -> torch.Tensor:
     """How many erosions each pixel survives (its chessboard distance to the region's border): (N, H, W) int."""
-    distance = torch.zeros(masks.shape, dtype=torch.int32)
+    distance = torch.zeros(masks.shape, dtype=torch.int32, device=masks.device)
     current = masks.clone()
     while current.any():
         distance += current.int()
@@ -95,7 +95,7 @@ def center_error_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.
     return xy, labels
 
 
-def to_low_res(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
+def low_res_to_input(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
     """Pixel indices at low resolution -> pixel coordinates in the model input (centre of the covered block)."""
     scale = image_size / low_res
     return xy * scale + (scale - 1) / 2

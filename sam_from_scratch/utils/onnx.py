@@ -38,8 +38,8 @@ class SamOnnxModel(nn.Module):
 
     Args:
         model: a Sam (plain or sped up); its weights are shared, not copied.
-        return_single_mask: return one mask, chosen as SamPredictor does: the best of the three ambiguity
-            masks for a single click, the single-mask output for anything more.
+        return_single_mask: return one mask: the best of the three ambiguity masks for a single click (or a
+            box alone, which counts two points like a click), the single-mask output for three points or more.
         use_stability_score: report each mask's stability score (see utils.amg) instead of its predicted IoU.
         return_extra_metrics: also return stability scores and areas of the full-size masks, as
             (masks, scores, stability_scores, areas, low_res_masks).
@@ -113,11 +113,12 @@ class SamOnnxModel(nn.Module):
         """Keep one of the four outputs: (1, 4, ...) -> (1, 1, ...).
 
         A single click arrives as two points (with its padding point) and is ambiguous: the best of outputs
-        1-3 by predicted IoU. Three points or more (a box is two): output 0. The point count is a graph
+        1-3 by predicted IoU. Three points or more: output 0. A box alone is two points as well, so it gets the
+        best of outputs 1-3 like a click (as in the official export). The point count is a graph
         dimension, so the choice is arithmetic on the scores rather than a branch.
         """
         bias = torch.zeros_like(iou_preds)
-        bias[:, 0] = _DECIDING_WEIGHT * (num_points - 2.5)  # -1500 for one click, +500 and more otherwise
+        bias[:, 0] = _DECIDING_WEIGHT * (num_points - 2.5)  # -500 for one click (two points with its padding), +500 for three points or more
         best = torch.argmax(iou_preds + bias, dim=1, keepdim=True)  # (1, 1)
         masks = torch.gather(masks, 1, best[:, :, None, None].expand(-1, -1, *masks.shape[2:]))
         return masks, torch.gather(iou_preds, 1, best)

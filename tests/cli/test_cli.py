@@ -89,6 +89,21 @@ def test_segment_refuses_to_overwrite_without_force(sample, checkpoint, tmp_path
     assert out.read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("out_name", ["photo.png", "photo_overlay.png"], ids=["the mask", "the overlay"])
+def test_segment_never_writes_over_its_own_image_even_with_force(sample, checkpoint, tmp_path, capsys, out_name):
+    image = tmp_path / "photo.png"
+    image.write_bytes(Path(sample[0]).read_bytes())
+    before = image.read_bytes()
+    out = tmp_path / "photo.png"
+    if out_name == "photo_overlay.png":  # the overlay of --out x.png is x_overlay.png: the image, here
+        image = image.rename(tmp_path / "photo_overlay.png")
+        out = tmp_path / "photo.png"
+    code, err = run_in_process(capsys, "segment", str(image), "--point", "5,5", "--model", checkpoint,
+                               "--out", str(out), "--force")
+    assert code == 2 and f"--out: {image} is the image being segmented, IMAGE" in err, err
+    assert image.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -198,6 +213,15 @@ def test_everything_refuses_to_overwrite_without_force(sample, checkpoint, tmp_p
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--out", str(tmp_path))
     assert code == 1 and "masks.json already exist" in err and "--force" in err
     assert (tmp_path / "masks.json").read_text() == "[]"
+
+
+def test_everything_never_writes_over_its_own_image_even_with_force(sample, checkpoint, tmp_path, capsys):
+    image = tmp_path / "overlay.png"  # named like the overlay the command writes into its folder
+    image.write_bytes(Path(sample[0]).read_bytes())
+    code, err = run_in_process(capsys, "everything", str(image), "--model", checkpoint, "--out", str(tmp_path),
+                               "--force")
+    assert code == 2 and "is the image being segmented" in err
+    assert image.read_bytes() == Path(sample[0]).read_bytes()
 
 
 def test_everything_explains_bad_settings(sample, checkpoint, tmp_path, capsys):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.interactive import AutomaticMaskExplorer, ClickSegmenter, object_colors
 
 H, W = 96, 128
@@ -358,6 +359,46 @@ def test_a_bad_image_is_refused_with_a_clear_message():
         ClickSegmenter(np.zeros((8, 8, 3), np.uint8), RegionPredictor(), mask_mode="many")
 
 
+def test_points_and_boxes_outside_the_image_are_refused_and_change_nothing(segmenter):
+    with pytest.raises(SamInputError, match=r"^x: expected a number in \[0, 128\] \(the image is 128×96 pixels\), got int 5000"):
+        segmenter.add_point(5000, 20)
+    with pytest.raises(SamInputError, match=r"^y1: expected a number in \[0, 96\]"):
+        segmenter.set_box(0, 0, 10, 500)
+    assert segmenter.state.current.is_empty and not segmenter.state.can_undo and segmenter.predictor.calls == []
+    segmenter.set_box(0, 0, W, H)  # the whole image, as [x, y, x + width, y + height]: allowed
+    click(segmenter, 0, H - 1)  # a click on a corner pixel too
+    assert len(segmenter.predictor.calls) == 2
+
+
+@pytest.mark.parametrize("width", [0, -5])
+def test_display_width_must_be_a_positive_integer(scene, width):
+    with pytest.raises(SamInputError, match=rf"^display_width: expected a positive integer, got int {width}"):
+        ClickSegmenter(scene[0], RegionPredictor(), display_width=width)
+    with pytest.raises(SamInputError, match=rf"^display_width: expected a positive integer, got int {width}"):
+        AutomaticMaskExplorer(scene[0], fake_records(), display_width=width)
+
+
+def test_a_model_where_a_predictor_or_generator_goes_is_refused_with_where_it_goes(scene):
+    from sam_from_scratch.build import sam_model_registry
+
+    model, image = sam_model_registry["tiny"](), scene[0]
+    go_to_model = r"\. Pass the model as model="
+    with pytest.raises(SamInputError, match=r"^predictor: expected a SamPredictor .*got a SAM model \(Sam\)" + go_to_model):
+        ClickSegmenter(image, predictor=model)
+    with pytest.raises(SamInputError, match=r"^predictor: expected a SamPredictor .*got 'vit_b'" + go_to_model):
+        ClickSegmenter(image, "vit_b")
+    with pytest.raises(SamInputError, match=r"^generator: expected a SamAutomaticMaskGenerator .*got a SAM model \(Sam\)" + go_to_model):
+        AutomaticMaskExplorer(image, generator=model)
+    with pytest.raises(SamInputError, match=r"^records: expected the generator's output .*" + go_to_model):
+        AutomaticMaskExplorer(image, model)
+
+
+def test_an_unknown_model_name_is_reported_as_the_widgets_model_argument(scene):
+    for make in (ClickSegmenter, AutomaticMaskExplorer):
+        with pytest.raises(SamInputError, match=r"^model: expected 'tiny', .*got 'vitb'"):
+            make(scene[0], model="vitb")
+
+
 # ----- accepted objects and export -------------------------------------------------------------------------------------
 
 
@@ -390,6 +431,38 @@ def test_save_png_writes_the_overlay_and_the_label_map(segmenter, scene, tmp_pat
     assert (overlay[masks["C"]] != image[masks["C"]]).any(axis=1).all()  # tinted where the object is
     np.testing.assert_array_equal(overlay[~masks["C"]], image[~masks["C"]])  # untouched elsewhere
     np.testing.assert_array_equal(np.load(tmp_path / "objects_labels.npy"), masks["C"].astype(np.int32))
+
+
+def test_save_png_does_not_overwrite_the_picture_or_the_labels_unless_asked(segmenter, tmp_path):
+    click(segmenter, 60, 70)
+    segmenter.accept()
+    mine = tmp_path / "my_photo.png"
+    mine.write_bytes(b"my own photo")
+    with pytest.raises(SamInputError, match=r"^path: .*my_photo\.png already exists there\. Nothing was saved.*overwrite=True"):
+        segmenter.save_png(mine)
+    assert mine.read_bytes() == b"my own photo" and not (tmp_path / "my_photo_labels.npy").exists()
+    labels = tmp_path / "objects_labels.npy"
+    labels.write_bytes(b"my own labels")
+    with pytest.raises(SamInputError, match=r"objects_labels\.npy already exists"):
+        segmenter.save_png(tmp_path / "objects.png")
+    assert labels.read_bytes() == b"my own labels" and not (tmp_path / "objects.png").exists()
+    segmenter.save_png(mine, overwrite=True)
+    assert mine.read_bytes().startswith(b"\x89PNG")
+    np.testing.assert_array_equal(np.load(tmp_path / "my_photo_labels.npy"), segmenter.label_map())
+
+
+def test_the_save_button_does_not_overwrite_and_says_why_in_the_status_line(segmenter, tmp_path):
+    save_button = next(b for b in segmenter.widget.children[-1].children if getattr(b, "description", "") == "save PNG")
+    segmenter.save_name.value = str(tmp_path / "objects.png")
+    save_button.click()
+    assert "Saved objects.png" in segmenter.status.value
+    (tmp_path / "objects.png").write_bytes(b"edited since")
+    labels = (tmp_path / "objects_labels.npy").read_bytes()
+    click(segmenter, 60, 70)
+    save_button.click()  # must not raise
+    assert "objects.png and objects_labels.npy already exist there. Nothing was saved" in segmenter.status_text
+    assert (tmp_path / "objects.png").read_bytes() == b"edited since"
+    assert (tmp_path / "objects_labels.npy").read_bytes() == labels
 
 
 def test_object_colours_are_distinct_and_reproducible():

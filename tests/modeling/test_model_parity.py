@@ -42,6 +42,8 @@ PROMPTS = {
     "box only": dict(points=None, boxes=[[50.0, 60.0, 700.0, 650.0]], masks=None),
     "points and box": dict(points=([[[300.0, 300.0]]], [[0]]), boxes=[[50.0, 60.0, 700.0, 650.0]], masks=None),
     "mask input": dict(points=([[[400.0, 250.0]]], [[1]]), boxes=None, masks="random"),
+    "points in float64": dict(points=([[[120.0, 80.0], [640.5, 333.25]]], [[1, 0]]), boxes=None, masks=None,
+                              dtype=torch.float64),  # as the mask generator passes its grid
     "batch of boxes": dict(points=None, boxes=[[0.0, 0.0, 100.0, 100.0], [10.0, 500.0, 900.0, 680.0], [300, 40, 310, 600]], masks=None),
 }
 
@@ -50,7 +52,7 @@ def make_prompt(spec):
     points = None
     if spec["points"] is not None:
         coords, labels = spec["points"]
-        points = (torch.tensor(coords), torch.tensor(labels, dtype=torch.int))
+        points = (torch.tensor(coords, dtype=spec.get("dtype", torch.float)), torch.tensor(labels, dtype=torch.int))
     boxes = None if spec["boxes"] is None else torch.tensor(spec["boxes"], dtype=torch.float)
     masks = None
     if spec["masks"] == "random":

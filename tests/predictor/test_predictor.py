@@ -215,6 +215,14 @@ def prompt_errors(low_res):
                     r"^point_labels: expected values in \{0, 1\} .*got list \[1, 2\]"),
         "label -1": (dict(point_coords=one_point, point_labels=np.array([-1])), r"^point_labels: expected values in \{0, 1\}"),
         "labels without points": (dict(point_labels=np.array([1])), r"^point_coords: expected an \(N, 2\) array because point_labels"),
+        "point outside the image": (dict(point_coords=np.array([[10.0, 20.0], [600.0, 20.0]]), point_labels=np.array([1, 1])),
+                                    r"^point_coords: expected points \(x, y\) inside the 517x333 image .*got 1 outside, e\.g\. \[600\.0, 20\.0\]"),
+        "point given as (y, x)": (dict(point_coords=np.array([[20.0, 400.0]]), point_labels=np.array([1])),
+                                  r"^point_coords: expected points \(x, y\) inside"),
+        "point left of the image": (dict(point_coords=np.array([[-1.0, 20.0]]), point_labels=np.array([1])),
+                                    r"^point_coords: expected points \(x, y\) inside"),
+        "box outside the image": (dict(box=np.array([600, 10, 700, 40])),
+                                  r"^box: expected a box that overlaps the 517x333 image, got \[600, 10, 700, 40\]"),
         "box as a list": (dict(box=[1, 2, 3, 4]), r"^box: expected a numpy array \[x1, y1, x2, y2\].*got list"),
         "box of 3 numbers": (dict(box=np.array([1, 2, 3])), r"^box: expected 4 numbers .*shape \(3,\)"),
         "two boxes": (dict(box=np.zeros((2, 4))), r"^box: expected 4 numbers .*shape \(2, 4\).*"),
@@ -250,6 +258,44 @@ def test_bad_torch_images_are_explained(official_tiny_random):
     assert message.startswith(f"transformed_image: expected shape (1, 3, h, w) with max(h, w) == {size}")
     message = error_message(lambda: predictor.set_torch_image(torch.zeros(1, 3, size, size), (0, 5)))
     assert message.startswith("original_image_size: expected (H, W), two positive integers")
+
+
+def test_an_original_size_that_does_not_resize_to_the_image_is_refused(official_tiny_random, image):
+    # The masks come back at original_image_size: a swapped (W, H) would stretch them without a word.
+    predictor = SamPredictor(official_tiny_random)
+    resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None]  # (1, 3, h, w)
+    h, w = image.shape[:2]
+    message = error_message(lambda: predictor.set_torch_image(resized, (w, h)))
+    assert message.startswith(f"original_image_size: expected the size of the image before ResizeLongestSide, got ({w}, {h})")
+    assert "Is it (W, H)?" in message and not predictor.is_image_set
+
+
+@pytest.mark.parametrize("size", [np.array, torch.tensor, list], ids=["numpy", "tensor", "list"])
+def test_the_original_size_may_be_any_pair_of_integers(official_tiny_random, image, size):
+    predictor = SamPredictor(official_tiny_random)
+    resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None]
+    predictor.set_torch_image(resized, size(list(image.shape[:2])))  # the official predictor takes these too
+    assert predictor.original_size == image.shape[:2]
+    assert predictor.predict(**POINT)[0].shape[1:] == image.shape[:2]
+
+
+@pytest.mark.parametrize("scale, pattern", [
+    (lambda x: x / 255, r"Its values lie in \[0, 1\] \(largest 1\): multiply by 255\."),
+    (lambda x: (x - 127.5) / 58.0, r"Its values run from -2\.2 to 2\.2; pass the pixels before any normalisation"),
+], ids=["0..1", "normalised"])
+def test_float_pixels_on_another_scale_are_refused(official_tiny_random, image, scale, pattern):
+    predictor = SamPredictor(official_tiny_random)
+    resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None].float()
+    resized[0, 0, 0, 0], resized[0, 0, 0, 1] = 0, 255
+    message = error_message(lambda: predictor.set_torch_image(scale(resized), image.shape[:2]))
+    assert message.startswith("transformed_image: expected values 0..255, got Tensor of shape")
+    assert re.search(pattern, message), message
+    predictor.set_torch_image(resized, image.shape[:2])  # the same pixels 0..255 are fine
+
+
+def test_boolean_torch_labels_are_refused(predictor):
+    message = error_message(lambda: predictor.predict_torch(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool)))
+    assert message.startswith("point_labels: expected a tensor of numbers -1, 0 or 1, got Tensor of shape (1, 1) and dtype torch.bool")
 
 
 # ---- on a GPU ----------------------------------------------------------------------------------------------------

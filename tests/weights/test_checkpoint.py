@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from sam_from_scratch import CONFIGS, sam_model_registry
+from sam_from_scratch import CONFIGS, from_pretrained, sam_model_registry
 from sam_from_scratch.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -226,6 +226,22 @@ def test_tensor_of_another_shape_is_reported(tiny_state):
     width = CONFIGS["tiny"].prompt_embed_dim
     with pytest.raises(CheckpointError, match=rf"mask_decoder.mask_tokens.weight \(3, {width}\) \(model \(4, {width}\)\)"):
         load_into(sam_model_registry["tiny"](), three_mask_tokens(tiny_state), "tiny")
+
+
+def test_weights_that_are_not_finite_are_refused_naming_the_file_and_tensors(tiny_state, tmp_path):
+    # A diverged training run saves NaN weights; loaded, every mask would come out empty with score nan.
+    damaged = dict(tiny_state)
+    damaged["mask_decoder.iou_token.weight"] = torch.full_like(damaged["mask_decoder.iou_token.weight"], float("nan"))
+    damaged["image_encoder.pos_embed"] = damaged["image_encoder.pos_embed"].clone()
+    damaged["image_encoder.pos_embed"].view(-1)[7] = float("inf")
+    path = tmp_path / "diverged.pth"
+    torch.save(damaged, path)
+    pattern = (r"^checkpoint: .*diverged\.pth holds NaN or infinite values in 2 tensor\(s\): "
+               r"image_encoder\.pos_embed, mask_decoder\.iou_token\.weight\. The file is damaged")
+    with pytest.raises(CheckpointError, match=pattern):
+        sam_model_registry["tiny"](checkpoint=path)
+    with pytest.raises(CheckpointError, match=pattern):
+        from_pretrained(str(path), device="cpu")  # the file named, though it is read once into memory
 
 
 def test_failed_load_leaves_the_model_untouched(tiny_state):
