@@ -88,6 +88,19 @@ def build_sam(
     return speed_up(sam) if fast else sam
 
 
+def _check_download_arguments(download_kwargs: dict) -> None:
+    """from_pretrained's extra keywords go to download_checkpoint: a misspelt one is an error, not ignored."""
+    import inspect
+
+    from .download import download_checkpoint
+
+    known = [name for name in inspect.signature(download_checkpoint).parameters if name != "name"]
+    unknown = [name for name in download_kwargs if name not in known]
+    if unknown:
+        raise TypeError(f"from_pretrained() got an unexpected keyword argument {unknown[0]!r}; besides name, device "
+                        f"and dtype it takes download_checkpoint's: {', '.join(known)}.")
+
+
 def _check_checkpoint_argument(checkpoint) -> None:
     """None, a path or a state dict, else a SamInputError naming the argument (before any model is built)."""
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike, Mapping)):
@@ -131,6 +144,7 @@ def from_pretrained(
     the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
     check_dtype(dtype)  # before anything is loaded or downloaded
+    _check_download_arguments(download_kwargs)
     if not isinstance(name, (str, os.PathLike)):
         raise SamInputError(
             f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {type(name).__name__} "

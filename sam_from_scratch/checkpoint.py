@@ -262,7 +262,7 @@ def _what_the_file_is(path: Path) -> str:
     with open(path, "rb") as file:
         head = file.read(4096)
     if not head:
-        return "is empty (0 bytes), not a checkpoint"
+        return "is empty, not a checkpoint"
     if head.startswith(b"PK\x03\x04"):  # torch.save's zip archive, cut short or damaged
         return "is truncated or damaged (PyTorch's zip archive is incomplete: an interrupted download or copy?)"
     if head.startswith(b"\x80"):  # a pickle: torch.save's format before PyTorch 1.6

@@ -188,9 +188,9 @@ def _add_everything(subparsers, prog: str) -> None:
     parser.add_argument("--points-per-side", type=_positive_int, default=32, help="the point grid is N x N (default 32)")
     parser.add_argument("--points-per-batch", type=_positive_int, default=64,
                         help="points per decoder call (default 64)")
-    parser.add_argument("--pred-iou-thresh", type=float, default=None,
+    parser.add_argument("--pred-iou-thresh", type=_threshold, default=None,
                         help="keep masks rated above this (0.88; the small model: its card's value)")
-    parser.add_argument("--stability-score-thresh", type=float, default=None,
+    parser.add_argument("--stability-score-thresh", type=_threshold, default=None,
                         help="keep stable masks (0.95; the small model: its card's value)")
     parser.add_argument("--crop-n-layers", type=_count, default=0, help="extra layers of overlapping crops (0)")
     parser.add_argument("--min-mask-region-area", type=_count, default=0,
@@ -355,6 +355,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _model_argument(text: str) -> str:
     from .download import ALIASES, CHECKPOINTS
 
@@ -407,6 +417,9 @@ def run_download(args: argparse.Namespace) -> int:
     except DownloadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except SamInputError as error:
+        print(f"error: {str(error).replace('cache_dir:', '--cache-dir:', 1)}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 
@@ -526,12 +539,12 @@ def run_everything(args: argparse.Namespace) -> int:
                 dtype=args.dtype,
             )
         except SamInputError as error:
-            raise CliError(str(error), code=2) from error
+            raise CliError(_in_options(str(error)), code=2) from error
         _status(f"segmenting everything in the image ({image.shape[1]}x{image.shape[0]}) ...")
         try:
             records = generator.generate(image, progress=_progress_bar())
         except SamInputError as error:  # settings this image cannot take, e.g. more crop layers than its pixels allow
-            raise CliError(str(error), code=2) from error
+            raise CliError(_in_options(str(error)), code=2) from error
 
         if not records:
             _status(explain_no_masks(generator))
@@ -543,6 +556,16 @@ def run_everything(args: argparse.Namespace) -> int:
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.code
+
+
+def _in_options(message: str) -> str:
+    """The generator's message in the command line's words: --points-per-side for points_per_side, and no advice
+    to raise its class limits (Python only)."""
+    message = re.sub(r", or raise SamAutomaticMaskGenerator\.MAX_PLANNED_\w+\.", ".", message)
+    for name in ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "crop_n_layers",
+                 "min_mask_region_area"):
+        message = message.replace(name, "--" + name.replace("_", "-"))
+    return message
 
 
 def explain_no_masks(generator) -> str:

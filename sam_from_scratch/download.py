@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SamInputError
+
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 CACHE_ENV = "SAM_FROM_SCRATCH_CACHE"
 MIRROR_ENV = "SAM_FROM_SCRATCH_MIRROR"
@@ -163,7 +165,7 @@ def download_checkpoint(
         Path of the verified file. If it is already cached with the right SHA-256, no network is used.
 
     Raises:
-        ValueError: unknown `name`.
+        ValueError: unknown `name`; SamInputError (a ValueError): `cache_dir` is a file.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
             nothing new is left in the cache (a file already there stays as it was, and the message says so).
         KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
@@ -176,6 +178,8 @@ def download_checkpoint(
 
     entry = _entry(name)
     folder = cache_folder(cache_dir)
+    if folder.exists() and not folder.is_dir():
+        raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")
     url = checkpoint_url(name, mirror)
     target = folder / entry.filename
     remove_stale_downloads(folder, progress)

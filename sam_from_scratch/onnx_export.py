@@ -75,7 +75,11 @@ def export_onnx(
         raise SamInputError(f"model: expected float32 weights for the export, got {dtype}; call model.float() first.")
     if not isinstance(opset, int) or opset < DEFAULT_OPSET:
         raise SamInputError(f"opset: expected an int >= {DEFAULT_OPSET}, got {opset!r}.")
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise SamInputError(f"path: expected a file name for the ONNX model (e.g. 'sam.onnx'), got {path!r:.60}.")
     path = Path(path)
+    if path.is_dir():
+        raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
     if not path.parent.is_dir():
         raise SamInputError(f"path: the folder {path.parent} does not exist.")
     for package in ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript"):

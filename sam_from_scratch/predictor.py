@@ -43,6 +43,8 @@ def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     Rejects, with a message saying how to fix it: non-arrays, other dtypes, other numbers of dimensions,
     channel-first (CxHxW) layouts, empty images and more than four channels.
     """
+    if isinstance(image, np.matrix):  # a 2-D only subclass: a plain array first
+        image = np.asarray(image)
     if not isinstance(image, np.ndarray):
         hint = "Convert a PIL image with np.asarray(image.convert('RGB'))." if hasattr(image, "convert") else ""
         if isinstance(image, torch.Tensor):
@@ -468,10 +470,11 @@ class SamPredictor:
             raise input_error("mask_input", f"shape (1, {h}, {w}) (low-resolution logits)", mask_input, hint)
         if mask_input.dtype.kind not in "biuf":
             raise input_error("mask_input", "numbers (low-resolution logits)", mask_input)
-        if not np.isfinite(mask_input).all():
+        in_range = np.abs(mask_input) <= np.finfo(np.float32).max  # False for NaN, inf and what float32 cannot hold
+        if not in_range.all():
             raise input_error(
-                "mask_input", "finite logits (no NaN or inf)", mask_input,
-                f"{np.count_nonzero(~np.isfinite(mask_input))} value(s) are not finite.",
+                "mask_input", "finite logits (no NaN or inf, within float32's range)", mask_input,
+                f"{np.count_nonzero(~in_range)} value(s) are not.",
             )
         return mask_input
 

@@ -229,10 +229,16 @@ def test_everything_explains_bad_settings(sample, checkpoint, tmp_path, capsys):
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
                                "--out", str(tmp_path / "r"), "--points-per-side", "0")
     assert code == 2 and "argument --points-per-side: expected a whole number >= 1, got '0'" in err
-    # a threshold outside [0, 1] is the generator's refusal, naming its argument
+    # so is a threshold outside [0, 1]
     code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
                                "--out", str(tmp_path / "r"), "--pred-iou-thresh", "1.5")
-    assert code == 2 and "error: pred_iou_thresh: expected a number in [0, 1], got float 1.5" in err
+    assert code == 2 and "argument --pred-iou-thresh: expected a number in [0, 1], got '1.5'" in err
+    assert "loading the model" not in err
+    # a plan too large is the generator's refusal, in the command line's words
+    code, err = run_in_process(capsys, "everything", sample[0], "--model", checkpoint, "--device", "cpu",
+                               "--out", str(tmp_path / "r"), "--points-per-side", "100000")
+    assert code == 2 and "error: --points-per-side, --points-per-batch: expected at most 100,000 decoder batches" in err
+    assert "points_per_side" not in err and "MAX_PLANNED" not in err
     assert not (tmp_path / "r").exists()
 
 

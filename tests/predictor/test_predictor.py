@@ -6,6 +6,7 @@ bit-identical results to the official one; the comparison of the two models is t
 """
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -387,13 +388,26 @@ def test_padding_label_minus_one_is_accepted_like_official(predictors, image):
     assert_identical(*results)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["NaN", "inf"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39], ids=["NaN", "inf", "beyond float32"])
 def test_predict_refuses_a_mask_input_that_is_not_finite(predictor, low_res, bad):
-    mask = np.zeros((1, low_res, low_res), np.float32)
+    mask = np.zeros((1, low_res, low_res), np.float64)
     mask[0, 2, 3] = bad
     message = error_message(lambda: predictor.predict(**POINT, mask_input=mask))
-    assert message.startswith(f"mask_input: expected finite logits (no NaN or inf), got ndarray of shape (1, {low_res}, {low_res})")
-    assert "1 value(s) are not finite" in message
+    assert message.startswith("mask_input: expected finite logits (no NaN or inf, within float32's range), got "
+                              f"ndarray of shape (1, {low_res}, {low_res}) and dtype float64")
+    assert "1 value(s) are not." in message
+
+
+def test_a_numpy_matrix_is_an_image_like_its_array(official_tiny_random, image):
+    gray = image[..., 0]
+    predictor = SamPredictor(official_tiny_random)
+    with warnings.catch_warnings():  # numpy discourages its matrix class; users still have them
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.asmatrix(gray)
+    predictor.set_image(matrix)
+    from_matrix = predictor.get_image_embedding()
+    predictor.set_image(gray)
+    assert torch.equal(from_matrix, predictor.get_image_embedding())
 
 
 def test_predict_refuses_a_mask_input_of_text(predictor, low_res):

@@ -281,7 +281,7 @@ def test_damaged_cached_checkpoint_says_how_to_get_a_good_one(tiny_file, tmp_pat
         (b"  <!DOCTYPE html><html><body>Access denied</body></html>", "is an HTML page (a server's error or login page?), not a checkpoint"),
         (b"\x89PNG\r\n\x1a\n" + bytes(200), "is a PNG image, not a checkpoint"),
         (b"\xff\xd8\xff\xe0" + bytes(200), "is a JPEG image, not a checkpoint"),
-        (b"", "is empty (0 bytes), not a checkpoint"),
+        (b"", "is empty, not a checkpoint"),
         (b"PK\x03\x04" + bytes(300), "is truncated or damaged"),
         (b"\x94\x01\x07\xe3" * 500, "is binary data in no format PyTorch reads"),
     ],

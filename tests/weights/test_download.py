@@ -178,6 +178,26 @@ def test_cli_downloads_a_registered_file(host, fake, tmp_path, capsys):
     assert (tmp_path / fake.filename).read_bytes() == GOOD
 
 
+def test_a_cache_dir_that_is_a_file_is_named_before_any_download(host, fake, tmp_path, capsys):
+    from sam_from_scratch.cli import main
+
+    host.files["/" + fake.filename] = GOOD
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(ValueError, match=rf"^cache_dir: expected a folder to keep checkpoints in, got {a_file}, which is a file\.$"):
+        download_checkpoint("fake", cache_dir=a_file, mirror=host.url, progress=False)
+    code = main(["download", "fake", "--cache-dir", str(a_file), "--mirror", host.url, "--no-progress"])
+    assert code == 2 and "error: --cache-dir: expected a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "mine"
+
+
+def test_from_pretrained_refuses_a_misspelt_download_argument(tmp_path):
+    from sam_from_scratch import from_pretrained
+
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'cache_dri'.*cache_dir, mirror"):
+        from_pretrained("tiny", cache_dri=tmp_path)
+
+
 def test_cli_subprocess_refuses_a_mirror_serving_the_wrong_file(host, tmp_path):
     # The real vit_b name, through `python -m sam_from_scratch`: the mirror serves 64 KiB of something else.
     host.files["/sam_vit_b_01ec64.pth"] = GOOD
