@@ -73,3 +73,11 @@ def check_number(argument: str, value, low: float, high: float = math.inf, high_
         else:
             wanted = f"a number in [{low:g}, {high:g}{')' if high_open else ']'}"
         raise input_error(argument, wanted, value)
+
+
+def check_switch(argument: str, value) -> None:
+    """A yes/no argument: a bool (numpy's too) or 0/1, never a string such as "False", which would count as True."""
+    import numpy as np  # here: the command line's --help reads this module without numpy
+
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1))):
+        raise input_error(argument, "True or False", value)

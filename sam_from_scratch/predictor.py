@@ -21,7 +21,6 @@ changed: the encoder runs under ``torch.autocast`` and the embedding comes back 
 from __future__ import annotations
 
 import contextlib
-import numbers
 from collections.abc import Mapping
 from typing import Optional, Tuple
 
@@ -29,10 +28,11 @@ import numpy as np
 import torch
 
 from .device import resolve_dtype
-from .errors import SamInputError, check_box_corners, check_choice, input_error
+from .errors import SamInputError, check_box_corners, check_choice, check_switch, input_error
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
+from .utils.checks import check_original_size, check_resized_image, check_torch_prompts
 from .utils.transforms import ResizeLongestSide
 
 
@@ -92,12 +92,6 @@ def check_sam_model(argument: str, model) -> None:
     )
 
 
-def check_switch(argument: str, value) -> None:
-    """A yes/no argument: a bool (numpy's too) or 0/1, never a string such as "False", which would count as True."""
-    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1))):
-        raise input_error(argument, "True or False", value)
-
-
 def _dtype_of(module) -> Optional[torch.dtype]:
     """The dtype of a module's first floating-point parameter (None if it has none)."""
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
@@ -154,20 +148,9 @@ class SamPredictor:
             original_image_size: (H, W) of the image before resizing; masks are returned at this size.
         """
         img_size = self.model.image_encoder.img_size
-        if not isinstance(transformed_image, torch.Tensor):
-            raise input_error("transformed_image", "a torch.Tensor of shape (1, 3, h, w)", transformed_image)
+        check_resized_image("transformed_image", transformed_image, img_size, self.device, batch_axis=True)
         shape = tuple(transformed_image.shape)
-        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3 or max(shape[2:]) != img_size or min(shape[2:]) < 1:
-            raise input_error(
-                "transformed_image",
-                f"shape (1, 3, h, w) with max(h, w) == {img_size} (resize with ResizeLongestSide({img_size}))",
-                transformed_image,
-            )
-        if transformed_image.dtype == torch.bool or transformed_image.is_complex():
-            raise input_error("transformed_image", "numbers 0..255", transformed_image)
-        self._check_device("transformed_image", transformed_image)
-        self._check_pixel_values(transformed_image)
-        original_size = self._check_original_size(original_image_size, shape[2:])
+        original_size = check_original_size("original_image_size", original_image_size, shape[2:], img_size)
         self.reset_image()
         self.original_size = original_size
         self.input_size = tuple(shape[-2:])
@@ -190,48 +173,6 @@ class SamPredictor:
         if dtype == (_dtype_of(self.model.image_encoder) or torch.float32):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
-
-    @staticmethod
-    def _check_pixel_values(image: torch.Tensor) -> None:
-        """Pixels 0..255, as the model normalises them itself: not [0, 1], not already normalised."""
-        if not image.is_floating_point():
-            return
-        if not bool(torch.isfinite(image).all()):
-            raise input_error("transformed_image", "finite values 0..255 (no NaN or inf)", image)
-        low, high = float(image.min()), float(image.max())
-        if low < 0 or high > 255:
-            raise input_error(
-                "transformed_image", "values 0..255", image,
-                f"Its values run from {low:.3g} to {high:.3g}; pass the pixels before any normalisation "
-                "(the model subtracts its own pixel_mean and divides by pixel_std).",
-            )
-        if high <= 1 and bool((image != image.round()).any()):
-            raise input_error(
-                "transformed_image", "values 0..255", image,
-                f"Its values lie in [0, 1] (largest {high:.3g}): multiply by 255.",
-            )
-
-    def _check_original_size(self, original_image_size, input_size) -> Tuple[int, int]:
-        """(H, W) as two positive integers, and the size that resizes to the transformed image's (h, w)."""
-        sizes = original_image_size
-        if isinstance(sizes, (np.ndarray, torch.Tensor)):
-            sizes = sizes.tolist() if sizes.ndim == 1 else None
-        if (
-            not isinstance(sizes, (tuple, list, torch.Size))
-            or len(sizes) != 2
-            or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and int(s) == s and s > 0
-                       for s in sizes)
-        ):
-            raise input_error("original_image_size", "(H, W), two positive integers", original_image_size)
-        H, W = (int(s) for s in sizes)
-        resized = self.transform.get_preprocess_shape(H, W, self.transform.target_length)
-        if tuple(resized) != tuple(input_size):
-            raise SamInputError(
-                f"original_image_size: expected the size of the image before ResizeLongestSide, got ({H}, {W}), "
-                f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}. "
-                "Is it (W, H)? Pass (H, W), image.shape[:2]."
-            )
-        return H, W
 
     def _check_resizable(self, image: np.ndarray) -> None:
         """The long side is resized to img_size: a very thin image would keep a short side of 0 pixels."""
@@ -349,7 +290,7 @@ class SamPredictor:
         self._require_image("predict_torch")
         check_switch("multimask_output", multimask_output)
         check_switch("return_logits", return_logits)
-        self._check_torch_prompts(point_coords, point_labels, boxes, mask_input)
+        check_torch_prompts(point_coords, point_labels, boxes, mask_input, self.device, self._low_res_size)
         if mask_input is not None:
             mask_input = mask_input.to(self._mask_input_dtype)  # a float64 mask would stop the official Sam's conv
         prompts = (point_coords, point_labels, boxes, mask_input)
@@ -477,86 +418,6 @@ class SamPredictor:
                 f"{np.count_nonzero(~in_range)} value(s) are not.",
             )
         return mask_input
-
-    def _check_torch_prompts(self, point_coords, point_labels, boxes, mask_input) -> None:
-        """predict's checks, for tensors: shapes, one batch size B >= 1 for every prompt given, finite values,
-        known labels, box corners in order, the model's device. Cheap enough for the automatic generator's loop."""
-        batch_sizes = {}
-        if point_coords is not None:
-            self._check_tensor("point_coords", point_coords, "(B, N, 2)",
-                               lambda s: len(s) == 3 and s[1] >= 1 and s[2] == 2)
-            self._check_finite("point_coords", point_coords)
-            expected_labels = tuple(point_coords.shape[:2])
-            if not isinstance(point_labels, torch.Tensor) or tuple(point_labels.shape) != expected_labels:
-                raise input_error(
-                    "point_labels", f"a tensor of shape {expected_labels}, one label per point", point_labels
-                )
-            self._check_device("point_labels", point_labels)
-            if point_labels.dtype == torch.bool or point_labels.is_complex():
-                raise input_error("point_labels", "a tensor of numbers -1, 0 or 1", point_labels)
-            if not bool(torch.isin(point_labels, torch.tensor(TORCH_LABELS, device=point_labels.device)).all()):
-                raise input_error(
-                    "point_labels",
-                    "values in {-1, 0, 1} (1 = foreground, 0 = background, -1 = padding in a prompt with fewer points)",
-                    point_labels.tolist() if point_labels.numel() <= 20 else point_labels,
-                )
-            batch_sizes["point_coords"] = point_coords.shape[0]
-        elif point_labels is not None:
-            raise input_error(
-                "point_coords", "a tensor of shape (B, N, 2) because point_labels was given", point_coords
-            )
-        if boxes is not None:
-            self._check_tensor("boxes", boxes, "(B, 4)",
-                               lambda s: len(s) in (2, 3) and s[-1] == 4 and (len(s) == 2 or s[1] == 1))
-            self._check_finite("boxes", boxes)
-            corners = boxes.reshape(-1, 4)
-            wrong = ((corners[:, 2] < corners[:, 0]) | (corners[:, 3] < corners[:, 1])).nonzero().flatten()
-            if len(wrong):
-                row = int(wrong[0])
-                check_box_corners(f"boxes[{row}]", corners[row].tolist(), corners[row].tolist())
-            batch_sizes["boxes"] = boxes.shape[0]
-        if mask_input is not None:
-            h, w = self._low_res_size
-            self._check_tensor("mask_input", mask_input, f"(B, 1, {h}, {w})", lambda s: s[1:] == (1, h, w),
-                               floating=True)
-            self._check_finite("mask_input", mask_input)
-            batch_sizes["mask_input"] = mask_input.shape[0]
-
-        for name, size in batch_sizes.items():
-            if size == 0:
-                raise SamInputError(f"{name}: expected at least one prompt (B >= 1), got a batch of 0.")
-        if len(set(batch_sizes.values())) > 1:
-            given = ", ".join(f"{name} B={size}" for name, size in batch_sizes.items())
-            raise SamInputError(
-                f"{', '.join(batch_sizes)}: expected the same batch size B (one entry per prompt), got {given}."
-            )
-
-    def _check_tensor(self, argument: str, value, shape: str, shape_ok, floating: bool = False) -> None:
-        kind = "a floating-point tensor" if floating else "a tensor"
-        if not isinstance(value, torch.Tensor) or not shape_ok(tuple(value.shape)):
-            hint = "Convert with torch.as_tensor(...)." if isinstance(value, np.ndarray) else ""
-            raise input_error(argument, f"{kind} of shape {shape}", value, hint)
-        real_numbers = value.dtype != torch.bool and not value.is_complex()
-        if not (value.is_floating_point() if floating else real_numbers):
-            raise input_error(argument, f"{kind} of shape {shape}", value)
-        self._check_device(argument, value)
-
-    def _check_device(self, argument: str, value: torch.Tensor) -> None:
-        if value.device != self.device:
-            raise SamInputError(
-                f"{argument}: expected a tensor on the model's device {self.device}, got one on {value.device}. "
-                f"Move it with .to(predictor.device)."
-            )
-
-    @staticmethod
-    def _check_finite(argument: str, value: torch.Tensor) -> None:
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise input_error(argument, "finite numbers (no NaN or inf)", value, f"{bad} value(s) are not finite.")
-
-
-# predict_torch also takes -1: the label of a padding point, so prompts with fewer points can share a batch.
-TORCH_LABELS = (-1, 0, 1)
 
 
 __all__ = ["SamPredictor", "as_rgb_uint8", "check_sam_model"]

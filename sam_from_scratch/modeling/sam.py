@@ -11,6 +11,7 @@ from torch import nn
 from ..modeling.image_encoder import ImageEncoderViT
 from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.prompt_encoder import PromptEncoder
+from ..utils.checks import check_batched_input
 from ..utils.transforms import masks_to_original_size
 
 
@@ -62,7 +63,11 @@ class Sam(nn.Module):
         Returns:
             one dict per image with 'masks' (B, C, H0, W0) bool, 'iou_predictions' (B, C) and
             'low_res_logits' (B, C, 4h, 4w).
+
+        A bad input raises SamInputError naming it (e.g. "batched_input[0]['boxes']: expected ...").
         """
+        check_batched_input(batched_input, multimask_output, self.image_encoder.img_size, self.device,
+                            tuple(self.prompt_encoder.mask_input_size))
         input_images = torch.stack([self.preprocess(record["image"]) for record in batched_input], dim=0)
         image_embeddings = self.image_encoder(input_images)  # (num_images, C, h, w)
 

@@ -37,9 +37,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..device import auto_device
-from ..errors import SamInputError, check_int, check_number, input_error
+from ..errors import SamInputError, check_int, check_number, check_switch, input_error
 from ..modeling.sam import Sam
-from ..predictor import check_switch
 from ..utils.transforms import ResizeLongestSide
 from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dataset, read_masks, read_rgb
 from .forward import decode, encode_images

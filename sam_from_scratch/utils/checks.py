@@ -1,0 +1,195 @@
+"""Checks of the tensors SAM takes from its users: a resized image, its original size, batched prompts.
+
+``SamPredictor.set_torch_image`` / ``predict_torch`` and ``Sam.forward`` (the official batched call) take
+the same kinds of tensors; these functions check them once for both, and a bad one becomes a
+``SamInputError`` naming the argument (or the key of ``batched_input``), what was expected and what arrived.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import SamInputError, check_box_corners, check_switch, input_error
+from .transforms import ResizeLongestSide
+
+# Point labels of a prompt in tensors: 1 foreground, 0 background, and -1 for a padding point (so that prompts
+# with fewer points can share a batch).
+TORCH_LABELS = (-1, 0, 1)
+
+
+def check_device(argument: str, value: torch.Tensor, device: torch.device) -> None:
+    if value.device != device:
+        raise SamInputError(
+            f"{argument}: expected a tensor on the model's device {device}, got one on {value.device}. "
+            f"Move it with .to({device.type!r})."
+        )
+
+
+def check_finite(argument: str, value: torch.Tensor) -> None:
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise input_error(argument, "finite numbers (no NaN or inf)", value, f"{bad} value(s) are not finite.")
+
+
+def check_tensor(argument: str, value, shape: str, shape_ok, device: torch.device, floating: bool = False) -> None:
+    """A tensor of real numbers (floating point if asked) whose shape passes `shape_ok`, on `device`."""
+    kind = "a floating-point tensor" if floating else "a tensor"
+    if not isinstance(value, torch.Tensor) or not shape_ok(tuple(value.shape)):
+        hint = "Convert with torch.as_tensor(...)." if isinstance(value, np.ndarray) else ""
+        raise input_error(argument, f"{kind} of shape {shape}", value, hint)
+    real_numbers = value.dtype != torch.bool and not value.is_complex()
+    if not (value.is_floating_point() if floating else real_numbers):
+        raise input_error(argument, f"{kind} of shape {shape}", value)
+    check_device(argument, value, device)
+
+
+def check_resized_image(argument: str, image, img_size: int, device: torch.device, batch_axis: bool) -> None:
+    """An image resized with ResizeLongestSide(img_size): (1, 3, h, w) with `batch_axis`, else (3, h, w);
+    max(h, w) == img_size; numbers 0..255 on `device`."""
+    layout = "(1, 3, h, w)" if batch_axis else "(3, h, w)"
+    if not isinstance(image, torch.Tensor):
+        hint = "Convert an (H, W, 3) array with torch.as_tensor(a).permute(2, 0, 1)." if isinstance(image, np.ndarray) else ""
+        raise input_error(argument, f"a torch.Tensor of shape {layout}", image, hint)
+    shape = tuple(image.shape)
+    channels_first = shape[1:2] == (3,) and shape[:1] == (1,) if batch_axis else shape[:1] == (3,)
+    if len(shape) != (4 if batch_axis else 3) or not channels_first or max(shape[-2:]) != img_size or min(shape[-2:]) < 1:
+        hint = "It looks channels-last: use .permute(2, 0, 1)." if not batch_axis and shape[-1:] == (3,) else ""
+        raise input_error(
+            argument,
+            f"shape {layout} with max(h, w) == {img_size} (resize with ResizeLongestSide({img_size}))",
+            image, hint,
+        )
+    if image.dtype == torch.bool or image.is_complex():
+        raise input_error(argument, "numbers 0..255", image)
+    check_device(argument, image, device)
+    check_pixel_values(argument, image)
+
+
+def check_pixel_values(argument: str, image: torch.Tensor) -> None:
+    """Pixels 0..255, as the model normalises them itself: not [0, 1], not already normalised."""
+    if not image.is_floating_point():
+        return
+    if not bool(torch.isfinite(image).all()):
+        raise input_error(argument, "finite values 0..255 (no NaN or inf)", image)
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 255:
+        raise input_error(
+            argument, "values 0..255", image,
+            f"Its values run from {low:.3g} to {high:.3g}; pass the pixels before any normalisation "
+            "(the model subtracts its own pixel_mean and divides by pixel_std).",
+        )
+    if high <= 1 and bool((image != image.round()).any()):
+        raise input_error(argument, "values 0..255", image, f"Its values lie in [0, 1] (largest {high:.3g}): multiply by 255.")
+
+
+def check_original_size(argument: str, value, input_size: Sequence[int], img_size: int) -> Tuple[int, int]:
+    """(H, W), two positive integers (a tuple, list, torch.Size or 1-D array), that resize to `input_size` (give or
+    take a pixel: another resizer may round the other way)."""
+    sizes = value
+    if isinstance(sizes, (np.ndarray, torch.Tensor)):
+        sizes = sizes.tolist() if sizes.ndim == 1 else None
+    if (
+        not isinstance(sizes, (tuple, list, torch.Size))
+        or len(sizes) != 2
+        or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and int(s) == s and s > 0 for s in sizes)
+    ):
+        raise input_error(argument, "(H, W), two positive integers", value)
+    H, W = (int(s) for s in sizes)
+    resized = ResizeLongestSide.get_preprocess_shape(H, W, img_size)
+    if any(abs(a - b) > 1 for a, b in zip(resized, input_size)):
+        raise SamInputError(
+            f"{argument}: expected the size of the image before ResizeLongestSide, got ({H}, {W}), "
+            f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}. "
+            "Is it (W, H)? Pass (H, W), image.shape[:2]."
+        )
+    return H, W
+
+
+def check_torch_prompts(point_coords, point_labels, boxes, mask_input, device: torch.device,
+                        low_res_size: Tuple[int, int], names: Optional[Mapping[str, str]] = None) -> None:
+    """Batched prompts: shapes, one batch size B >= 1 for every prompt given, finite values, known labels, box
+    corners in order, the model's device. `names` renames the arguments in messages (e.g. for batched_input's
+    keys). Cheap enough for the automatic generator's loop."""
+    names = {key: key for key in ("point_coords", "point_labels", "boxes", "mask_input")} | dict(names or {})
+    batch_sizes = {}
+    if point_coords is not None:
+        check_tensor(names["point_coords"], point_coords, "(B, N, 2)",
+                     lambda s: len(s) == 3 and s[1] >= 1 and s[2] == 2, device)
+        check_finite(names["point_coords"], point_coords)
+        expected_labels = tuple(point_coords.shape[:2])
+        if not isinstance(point_labels, torch.Tensor) or tuple(point_labels.shape) != expected_labels:
+            raise input_error(names["point_labels"], f"a tensor of shape {expected_labels}, one label per point",
+                              point_labels)
+        check_device(names["point_labels"], point_labels, device)
+        if point_labels.dtype == torch.bool or point_labels.is_complex():
+            raise input_error(names["point_labels"], "a tensor of numbers -1, 0 or 1", point_labels)
+        if not bool(torch.isin(point_labels, torch.tensor(TORCH_LABELS, device=point_labels.device)).all()):
+            raise input_error(
+                names["point_labels"],
+                "values in {-1, 0, 1} (1 = foreground, 0 = background, -1 = padding in a prompt with fewer points)",
+                point_labels.tolist() if point_labels.numel() <= 20 else point_labels,
+            )
+        batch_sizes[names["point_coords"]] = point_coords.shape[0]
+    elif point_labels is not None:
+        raise input_error(names["point_coords"], "a tensor of shape (B, N, 2) because point_labels was given",
+                          point_coords)
+    if boxes is not None:
+        check_tensor(names["boxes"], boxes, "(B, 4)",
+                     lambda s: len(s) in (2, 3) and s[-1] == 4 and (len(s) == 2 or s[1] == 1), device)
+        check_finite(names["boxes"], boxes)
+        corners = boxes.reshape(-1, 4)
+        wrong = ((corners[:, 2] < corners[:, 0]) | (corners[:, 3] < corners[:, 1])).nonzero().flatten()
+        if len(wrong):
+            row = int(wrong[0])
+            check_box_corners(f"{names['boxes']}[{row}]", corners[row].tolist(), corners[row].tolist())
+        batch_sizes[names["boxes"]] = boxes.shape[0]
+    if mask_input is not None:
+        h, w = low_res_size
+        check_tensor(names["mask_input"], mask_input, f"(B, 1, {h}, {w})", lambda s: s[1:] == (1, h, w), device,
+                     floating=True)
+        check_finite(names["mask_input"], mask_input)
+        batch_sizes[names["mask_input"]] = mask_input.shape[0]
+
+    for name, size in batch_sizes.items():
+        if size == 0:
+            raise SamInputError(f"{name}: expected at least one prompt (B >= 1), got a batch of 0.")
+    if len(set(batch_sizes.values())) > 1:
+        given = ", ".join(f"{name} B={size}" for name, size in batch_sizes.items())
+        raise SamInputError(
+            f"{', '.join(batch_sizes)}: expected the same batch size B (one entry per prompt), got {given}."
+        )
+
+
+BATCHED_INPUT_KEYS = ("image", "original_size", "point_coords", "point_labels", "boxes", "mask_inputs")
+
+
+def check_batched_input(batched_input, multimask_output, img_size: int, device: torch.device,
+                        low_res_size: Tuple[int, int]) -> None:
+    """Sam.forward's input: a non-empty list of dicts, each with a resized 'image' (3, h, w), its
+    'original_size' (H, W), and optional prompts in the resized frame; `multimask_output` True or False."""
+    check_switch("multimask_output", multimask_output)
+    if not isinstance(batched_input, (list, tuple)) or not batched_input:
+        raise input_error("batched_input", "a non-empty list of dicts, one per image", batched_input,
+                          "Wrap a single image's dict in a list: [record]." if isinstance(batched_input, Mapping) else "")
+    for i, record in enumerate(batched_input):
+        where = f"batched_input[{i}]"
+        if not isinstance(record, Mapping):
+            raise input_error(where, "a dict with 'image' and 'original_size'", record)
+        unknown = sorted(set(record) - set(BATCHED_INPUT_KEYS))
+        if unknown:
+            raise SamInputError(f"{where}: expected keys among {', '.join(BATCHED_INPUT_KEYS)}, got {unknown[0]!r}.")
+        for key in ("image", "original_size"):
+            if key not in record:
+                raise SamInputError(f"{where}: expected the key {key!r}, got keys {sorted(record)}.")
+        image = record["image"]
+        check_resized_image(f"{where}['image']", image, img_size, device, batch_axis=False)
+        check_original_size(f"{where}['original_size']", record["original_size"], image.shape[-2:], img_size)
+        names = {key: f"{where}[{key!r}]" for key in ("point_coords", "point_labels", "boxes")}
+        names["mask_input"] = f"{where}['mask_inputs']"
+        check_torch_prompts(record.get("point_coords"), record.get("point_labels"), record.get("boxes"),
+                            record.get("mask_inputs"), device, low_res_size, names)
