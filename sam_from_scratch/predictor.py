@@ -10,7 +10,8 @@ argument, what was expected and what arrived. Conversions done for you, where th
 
 - a grayscale HxW (or HxWx1) image is repeated into three channels; an RGBA image loses its alpha;
 - a (256, 256) ``mask_input`` (more generally the model's low-resolution size) gains its batch axis;
-- a box of shape (1, 4) is accepted like one of shape (4,).
+- a box of shape (1, 4) is accepted like one of shape (4,);
+- point labels as a list, and mask logits as a tensor, as the official predictor takes them.
 
 One argument more than the official one, ``dtype``: the precision of the image encoder. "auto" (the default)
 runs it in bfloat16 where the hardware computes in it (a recent GPU, a CPU with AMX or AVX-512-BF16; see
@@ -367,6 +368,8 @@ class SamPredictor:
                 f"point_labels: expected an array of {n} labels (1 = foreground, 0 = background) "
                 "because point_coords was given, got None."
             )
+        if isinstance(point_labels, (list, tuple)):  # as the official predictor takes them
+            point_labels = np.asarray(point_labels)
         if not isinstance(point_labels, np.ndarray):
             raise input_error("point_labels", f"a numpy array of shape ({n},)", point_labels, "Wrap it: np.array(...).")
         if point_labels.shape != (n,):
@@ -400,6 +403,8 @@ class SamPredictor:
 
     def _check_mask_input(self, mask_input) -> np.ndarray:
         h, w = self._low_res_size
+        if isinstance(mask_input, torch.Tensor):  # e.g. a previous predict_torch's logits; the official takes them
+            mask_input = mask_input.detach().cpu().numpy()
         if not isinstance(mask_input, np.ndarray):
             raise input_error("mask_input", f"a numpy array of shape (1, {h}, {w})", mask_input)
         if mask_input.shape == (h, w):

@@ -12,6 +12,7 @@ Box non-maximum suppression is torchvision's ``batched_nms``; notebook 10 writes
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from itertools import product
@@ -120,9 +121,10 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
 
 
 def box_xyxy_to_xywh(box_xyxy: Any) -> Any:
-    """[x1, y1, x2, y2] -> [x, y, width, height] for one box (tensor, array or list); returns a copy."""
+    """[x1, y1, x2, y2] -> [x, y, width, height] for one box; returns a copy of the same kind (tensor, array or
+    list)."""
     x1, y1, x2, y2 = box_xyxy
-    box = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else np.array(box_xyxy)
+    box = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else copy.copy(box_xyxy)
     box[2], box[3] = x2 - x1, y2 - y1
     return box
 
@@ -300,8 +302,8 @@ class MaskData:
 
     def cat(self, new_stats: "MaskData") -> None:
         for key, value in new_stats.items():
-            if key not in self._columns:
-                self._columns[key] = value
+            if key not in self._columns:  # a copy: changing new_stats later must not change this table
+                self._columns[key] = value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
             elif isinstance(value, torch.Tensor):
                 self._columns[key] = torch.cat([self._columns[key], value], dim=0)
             elif isinstance(value, np.ndarray):

@@ -13,6 +13,7 @@ from sam_from_scratch.utils import amg as mask_utils
 from sam_from_scratch.utils.amg import (
     MaskData,
     batched_mask_to_box,
+    box_xyxy_to_xywh,
     calculate_stability_score,
     label_connected_components,
     mask_to_rle_pytorch,
@@ -218,6 +219,23 @@ def test_mask_data_filters_and_joins_every_column_alike():
     assert data["a"].tolist() == [9, 0] and data["b"].tolist() == [90, 0] and data["c"] == ["q", "w"]
     with pytest.raises(TypeError, match="'d'"):
         data["d"] = 5
+
+
+def test_joining_into_an_empty_table_copies_the_columns():
+    # as the official MaskData does: the generator's table must not change when a batch's table is reused
+    source = MaskData(a=torch.tensor([1]), b=np.array([2]), c=[[3.0, 4.0]])
+    table = MaskData()
+    table.cat(source)
+    source["a"][0], source["b"][0], source["c"][0][0] = 9, 9, 9.0
+    assert table["a"].tolist() == [1] and table["b"].tolist() == [2] and table["c"] == [[3.0, 4.0]]
+
+
+@pytest.mark.parametrize("box", [[1, 2, 5, 7], np.array([1, 2, 5, 7]), torch.tensor([1, 2, 5, 7])],
+                         ids=["list", "array", "tensor"])
+def test_box_to_xywh_keeps_the_kind_of_box_like_official(box):
+    ours, theirs = box_xyxy_to_xywh(box), official.box_xyxy_to_xywh(box)
+    assert type(ours) is type(theirs) and list(ours) == list(theirs) == [1, 2, 4, 5]
+    assert list(box) == [1, 2, 5, 7]  # a copy: the box given is unchanged
 
 
 @pytest.mark.parametrize("shape", [(0, 40, 70), (3, 0, 70), (2, 3, 40, 0)])

@@ -208,8 +208,8 @@ def prompt_errors(low_res):
                                 r"^point_coords: expected finite numbers.*inf"),
         "labels missing": (dict(point_coords=one_point),
                            r"^point_labels: expected an array of 1 labels .* because point_coords was given, got None"),
-        "labels as a list": (dict(point_coords=one_point, point_labels=[1]),
-                             r"^point_labels: expected a numpy array of shape \(1,\), got list"),
+        "labels as text": (dict(point_coords=one_point, point_labels="1"),
+                           r"^point_labels: expected a numpy array of shape \(1,\), got str"),
         "labels of another length": (dict(point_coords=one_point, point_labels=np.array([1, 0])),
                                      r"^point_labels: expected shape \(1,\), one label per point.*got ndarray of shape \(2,\)"),
         "label 2": (dict(point_coords=np.zeros((2, 2)), point_labels=np.array([1, 2])),
@@ -396,6 +396,13 @@ def test_predict_refuses_a_mask_input_that_is_not_finite(predictor, low_res, bad
     assert message.startswith("mask_input: expected finite logits (no NaN or inf, within float32's range), got "
                               f"ndarray of shape (1, {low_res}, {low_res}) and dtype float64")
     assert "1 value(s) are not." in message
+
+
+def test_labels_as_a_list_and_mask_logits_as_a_tensor_work_as_in_the_official(predictors, low_res):
+    ours, official = predictors
+    logits = torch.as_tensor(np.random.default_rng(1).normal(size=(1, low_res, low_res)).astype(np.float32))
+    prompt = dict(point_coords=np.array([[200.0, 150.0], [100.0, 40.0]]), point_labels=[1, 0], mask_input=logits)
+    assert_identical(ours.predict(**prompt), official.predict(**prompt))
 
 
 def test_a_numpy_matrix_is_an_image_like_its_array(official_tiny_random, image):
