@@ -73,7 +73,7 @@ class InstanceDataset:
         if n < 2:
             raise SamInputError(f"data: expected at least 2 images (one is held out for validation), got {n}.")
         if val_ids is not None:
-            if not isinstance(val_ids, (list, tuple)):
+            if not isinstance(val_ids, (list, tuple, range, np.ndarray)):  # in order (a set has none: run.json keeps it)
                 hint = f"For one image: [{val_ids!r}]." if isinstance(val_ids, str) else ""
                 raise input_error("val_ids", "a list of image ids or file names", val_ids, hint)
             wanted = {str(v) for v in val_ids}

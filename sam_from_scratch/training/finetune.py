@@ -320,7 +320,8 @@ def finetune(
             started from (the same prompts, its mask logits as soft targets with this weight, its IoU
             predictions by squared error): it keeps what it did on them, not only their ground truth.
     """
-    # every argument first: nothing is loaded or written before they all pass
+    # the arguments first, each on its own; those checked against the data (val_ids) or the model's name are
+    # checked when these are read, still before anything is written
     _check_model(model, checkpoint)
     _check_path("out", out, "the run folder (a path)")
     _check_path("checkpoint", checkpoint, "a checkpoint file (a path) or None", optional=True)

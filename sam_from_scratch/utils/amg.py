@@ -125,6 +125,8 @@ def box_xyxy_to_xywh(box_xyxy: Any) -> Any:
     list)."""
     x1, y1, x2, y2 = box_xyxy
     box = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else copy.copy(box_xyxy)
+    if isinstance(box, tuple):  # a tuple cannot be changed in place: a list
+        box = list(box)
     box[2], box[3] = x2 - x1, y2 - y1
     return box
 

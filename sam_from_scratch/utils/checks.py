@@ -7,6 +7,8 @@ the same kinds of tensors; these functions check them once for both, and a bad o
 
 from __future__ import annotations
 
+import difflib
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Optional, Sequence, Tuple
@@ -26,7 +28,7 @@ def check_device(argument: str, value: torch.Tensor, device: torch.device) -> No
     if value.device != device:
         raise SamInputError(
             f"{argument}: expected a tensor on the model's device {device}, got one on {value.device}. "
-            f"Move it with .to({device.type!r})."
+            f"Move it with .to({str(device)!r})."
         )
 
 
@@ -56,8 +58,9 @@ def check_resized_image(argument: str, image, img_size: int, device: torch.devic
         hint = "Convert an (H, W, 3) array with torch.as_tensor(a).permute(2, 0, 1)." if isinstance(image, np.ndarray) else ""
         raise input_error(argument, f"a torch.Tensor of shape {layout}", image, hint)
     shape = tuple(image.shape)
-    channels_first = shape[1:2] == (3,) and shape[:1] == (1,) if batch_axis else shape[:1] == (3,)
-    if len(shape) != (4 if batch_axis else 3) or not channels_first or max(shape[-2:]) != img_size or min(shape[-2:]) < 1:
+    expected_start = (1, 3) if batch_axis else (3,)
+    channels_first = shape[: len(expected_start)] == expected_start
+    if len(shape) != len(expected_start) + 2 or not channels_first or max(shape[-2:]) != img_size or min(shape[-2:]) < 1:
         hint = "It looks channels-last: use .permute(2, 0, 1)." if not batch_axis and shape[-1:] == (3,) else ""
         raise input_error(
             argument,
@@ -71,41 +74,52 @@ def check_resized_image(argument: str, image, img_size: int, device: torch.devic
 
 
 def check_pixel_values(argument: str, image: torch.Tensor) -> None:
-    """Pixels 0..255, as the model normalises them itself: not [0, 1], not already normalised."""
+    """Pixels on the 0..255 scale, as the model normalises them itself. Refused: values in [0, 1], values already
+    normalised (around 0, a few units wide), and 16-bit values. A bicubic resize may overshoot 0..255 a little:
+    that passes."""
     if not image.is_floating_point():
         return
     if not bool(torch.isfinite(image).all()):
         raise input_error(argument, "finite values 0..255 (no NaN or inf)", image)
     low, high = float(image.min()), float(image.max())
-    if low < 0 or high > 255:
-        raise input_error(
-            argument, "values 0..255", image,
-            f"Its values run from {low:.3g} to {high:.3g}; pass the pixels before any normalisation "
-            "(the model subtracts its own pixel_mean and divides by pixel_std).",
-        )
     if high <= 1 and bool((image != image.round()).any()):
         raise input_error(argument, "values 0..255", image, f"Its values lie in [0, 1] (largest {high:.3g}): multiply by 255.")
+    if low < 0 and high <= 10:
+        raise input_error(
+            argument, "values 0..255", image,
+            f"Its values run from {low:.3g} to {high:.3g}, as if normalised already: pass the pixels before any "
+            "normalisation (the model subtracts its own pixel_mean and divides by pixel_std).",
+        )
+    if high > 512:
+        raise input_error(argument, "values 0..255", image, f"Its values reach {high:.5g}: 16-bit? Scale them to 0..255.")
 
 
 def check_original_size(argument: str, value, input_size: Sequence[int], img_size: int) -> Tuple[int, int]:
-    """(H, W), two positive integers (a tuple, list, torch.Size or 1-D array), that resize to `input_size` (give or
-    take a pixel: another resizer may round the other way)."""
+    """(H, W), two positive integers (a tuple, list, torch.Size or 1-D array) that resize to `input_size`, give or
+    take a pixel (another resizer may round the other way). A square `input_size` of img_size may come from any
+    picture, stretched."""
     sizes = value
     if isinstance(sizes, (np.ndarray, torch.Tensor)):
         sizes = sizes.tolist() if sizes.ndim == 1 else None
     if (
         not isinstance(sizes, (tuple, list, torch.Size))
         or len(sizes) != 2
-        or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and int(s) == s and s > 0 for s in sizes)
+        or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and int(s) == s and s > 0
+                   for s in sizes)
     ):
         raise input_error(argument, "(H, W), two positive integers", value)
     H, W = (int(s) for s in sizes)
-    resized = ResizeLongestSide.get_preprocess_shape(H, W, img_size)
-    if any(abs(a - b) > 1 for a, b in zip(resized, input_size)):
+
+    def resizes_to_the_image(h: int, w: int) -> bool:
+        resized = ResizeLongestSide.get_preprocess_shape(h, w, img_size)
+        return all(abs(a - b) <= 1 for a, b in zip(resized, input_size))
+
+    if tuple(input_size) != (img_size, img_size) and not resizes_to_the_image(H, W):
+        resized = ResizeLongestSide.get_preprocess_shape(H, W, img_size)
+        hint = " Is it (W, H)? Pass (H, W), image.shape[:2]." if resizes_to_the_image(W, H) else ""
         raise SamInputError(
             f"{argument}: expected the size of the image before ResizeLongestSide, got ({H}, {W}), "
-            f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}. "
-            "Is it (W, H)? Pass (H, W), image.shape[:2]."
+            f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}.{hint}"
         )
     return H, W
 
@@ -166,6 +180,9 @@ def check_torch_prompts(point_coords, point_labels, boxes, mask_input, device: t
 
 
 BATCHED_INPUT_KEYS = ("image", "original_size", "point_coords", "point_labels", "boxes", "mask_inputs")
+# keys a user may write for one of them (a typo close to a key is caught too)
+LIKELY_MEANT = {"box": "boxes", "points": "point_coords", "coords": "point_coords", "labels": "point_labels",
+                "mask": "mask_inputs", "masks": "mask_inputs"}
 
 
 def check_batched_input(batched_input, multimask_output, img_size: int, device: torch.device,
@@ -180,9 +197,10 @@ def check_batched_input(batched_input, multimask_output, img_size: int, device: 
         where = f"batched_input[{i}]"
         if not isinstance(record, Mapping):
             raise input_error(where, "a dict with 'image' and 'original_size'", record)
-        unknown = sorted(set(record) - set(BATCHED_INPUT_KEYS))
-        if unknown:
-            raise SamInputError(f"{where}: expected keys among {', '.join(BATCHED_INPUT_KEYS)}, got {unknown[0]!r}.")
+        for key in sorted(set(record) - set(BATCHED_INPUT_KEYS), key=str):  # other keys (ids, labels) are the user's
+            near = [LIKELY_MEANT[key]] if key in LIKELY_MEANT else difflib.get_close_matches(str(key), BATCHED_INPUT_KEYS, 1, 0.8)
+            if near:  # but a misspelt prompt would be ignored without a word
+                raise SamInputError(f"{where}: got the key {key!r}, which SAM does not read; did you mean {near[0]!r}?")
         for key in ("image", "original_size"):
             if key not in record:
                 raise SamInputError(f"{where}: expected the key {key!r}, got keys {sorted(record)}.")

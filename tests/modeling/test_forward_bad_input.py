@@ -41,6 +41,23 @@ def test_a_good_batch_runs(sam):
     assert [tuple(o["masks"].shape) for o in outputs] == [(1, 3, 150, 225)] * 2
 
 
+GOOD = {  # what the official Sam.forward takes, and so must ours
+    "extra keys of the user's": record(image_id=7, gt_masks=torch.zeros(1, 150, 225)),
+    "uint8 pixels": record(image=torch.full((3, 64, SIZE), 100, dtype=torch.uint8)),
+    "a bicubic resize that overshoots 0..255": record(image=torch.linspace(-30.0, 290.0, 3 * 64 * SIZE).reshape(3, 64, SIZE)),
+    "a resize that rounds the other way": record(image=torch.full((3, 65, SIZE), 100.0)),
+    "a stretched, square resize": record(image=torch.full((3, SIZE, SIZE), 100.0)),
+    "numpy integers as the size": record(original_size=np.array([150, 225])),
+    "a point on the image's edge": record(point_coords=torch.tensor([[[float(SIZE), 64.0]]])),
+}
+
+
+@pytest.mark.parametrize("case", GOOD)
+def test_what_the_official_call_takes_passes(sam, case):
+    output = sam([GOOD[case]], multimask_output=False)[0]
+    assert output["masks"].shape[-2:] == (150, 225)
+
+
 CASES = {
     "an image that was not resized": ([record(image=torch.zeros(3, 400, 600))],
                                       r"^batched_input\[0\]\['image'\]: expected shape \(3, h, w\) with max\(h, w\) == 96"),
@@ -60,8 +77,11 @@ CASES = {
     "labels missing": ([record(point_labels=None)], r"^batched_input\[0\]\['point_labels'\]: expected a tensor of shape \(1, 1\)"),
     "mask logits of another size": ([record(mask_inputs=torch.zeros(1, 1, LOW + 1, LOW + 1))],
                                     rf"^batched_input\[0\]\['mask_inputs'\]: expected a floating-point tensor of shape \(B, 1, {LOW}, {LOW}\)"),
-    "a misspelt key": ([record(box=torch.tensor([[1.0, 2.0, 3.0, 4.0]]))],
-                       r"^batched_input\[0\]: expected keys among image, original_size, .*got 'box'"),
+    "box for boxes": ([record(box=torch.tensor([[1.0, 2.0, 3.0, 4.0]]))],
+                      r"^batched_input\[0\]: got the key 'box', which SAM does not read; did you mean 'boxes'\?"),
+    "a misspelt key": ([record(mask_input=torch.zeros(1, 1, LOW, LOW))], r"did you mean 'mask_inputs'\?"),
+    "a NaN original size": ([record(original_size=(float("nan"), 225))],
+                            r"^batched_input\[0\]\['original_size'\]: expected \(H, W\), two positive integers"),
     "one dict, not a list": (record(), r"^batched_input: expected a non-empty list of dicts.*Wrap a single image's dict in a list"),
     "an empty list": ([], r"^batched_input: expected a non-empty list of dicts, one per image, got list \[\]"),
 }

@@ -282,8 +282,9 @@ def test_the_original_size_may_be_any_pair_of_integers(official_tiny_random, ima
 
 @pytest.mark.parametrize("scale, pattern", [
     (lambda x: x / 255, r"Its values lie in \[0, 1\] \(largest 1\): multiply by 255\."),
-    (lambda x: (x - 127.5) / 58.0, r"Its values run from -2\.2 to 2\.2; pass the pixels before any normalisation"),
-], ids=["0..1", "normalised"])
+    (lambda x: (x - 127.5) / 58.0, r"Its values run from -2\.2 to 2\.2, as if normalised already: pass the pixels"),
+    (lambda x: x * 257, r"Its values reach 65535: 16-bit\? Scale them to 0\.\.255\."),
+], ids=["0..1", "normalised", "16-bit"])
 def test_float_pixels_on_another_scale_are_refused(official_tiny_random, image, scale, pattern):
     predictor = SamPredictor(official_tiny_random)
     resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None].float()
