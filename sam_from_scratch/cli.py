@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import SamInputError, check_box_corners
+from .errors import SamInputError, check_box_corners, renamed
 
 PROG = "sam-from-scratch"  # the console script; `python -m sam_from_scratch` passes its own name
 
@@ -418,7 +418,7 @@ def run_download(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SamInputError as error:
-        print(f"error: {str(error).replace('cache_dir:', '--cache-dir:', 1)}", file=sys.stderr)
+        print(f"error: {renamed(error, {'cache_dir': '--cache-dir'})}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -41,6 +41,16 @@ def check_choice(argument: str, value, choices: Iterable) -> None:
         raise SamInputError(f"{argument}: expected one of {', '.join(map(repr, choices))}, got {value!r}.")
 
 
+def renamed(error: SamInputError, names: dict[str, str]) -> SamInputError:
+    """`error` naming the caller's argument (a value of `names`) where it names the callee's (its key), e.g.
+    {"name": "model"} when a function passes its `model` on as from_pretrained's `name`; else `error` itself."""
+    message = str(error)
+    for theirs, ours in names.items():
+        if message.startswith(theirs + ": "):
+            return SamInputError(ours + message[len(theirs):])
+    return error
+
+
 def check_box_corners(argument: str, corners, shown) -> None:
     """A box is two corners [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2; `shown` is the box as the user wrote it."""
     x1, y1, x2, y2 = corners

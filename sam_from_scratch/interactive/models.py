@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import SamInputError, input_error
+from ..errors import SamInputError, input_error, renamed
 
 __all__ = ["check_methods", "default_model_name", "describe_model", "load_model", "load_predictor"]
 
@@ -35,10 +35,7 @@ def load_model(model=None, device="auto"):
     try:
         return from_pretrained(model, device=device)
     except SamInputError as error:  # from_pretrained names its own argument, `name`; here it is `model`
-        message = str(error)
-        if message.startswith("name:"):
-            raise SamInputError("model:" + message[len("name:"):]) from None
-        raise
+        raise renamed(error, {"name": "model"}) from None
 
 
 def load_predictor(model=None, device="auto", dtype="auto"):

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..device import auto_device
-from ..errors import SamInputError, check_int, check_number, check_switch, input_error
+from ..errors import SamInputError, check_int, check_number, check_switch, input_error, renamed
 from ..modeling.sam import Sam
 from ..utils.transforms import ResizeLongestSide
 from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dataset, read_masks, read_rgb
@@ -350,7 +350,7 @@ def finetune(
         try:
             replayed = load_dataset(replay, replay_images)
         except SamInputError as error:  # its messages name data and images: here they are replay's
-            raise _renamed(error, {"data": "replay", "images": "replay_images"}) from None
+            raise renamed(error, {"data": "replay", "images": "replay_images"}) from None
         train_set = InstanceDataset(train_set.records + replayed.records, train_set.source)
     steps = _steps(steps, epochs, len(train_set), batch)
     rank, world, owns_group = _join_workers(device)
@@ -401,15 +401,6 @@ def _check_path(argument: str, value, expected: str, optional: bool = False) -> 
         raise input_error(argument, expected, value)
 
 
-def _renamed(error: SamInputError, names: dict[str, str]) -> SamInputError:
-    """The same error, naming our argument (`names`' value) where it names the callee's (its key)."""
-    message = str(error)
-    for theirs, ours in names.items():
-        if message.startswith(theirs + ": "):
-            message = ours + message[len(theirs):]
-    return SamInputError(message)
-
-
 def _join_workers(device) -> tuple[int, int, bool]:
     """(rank, world size, whether we started the process group): torchrun's environment, or one process."""
     if dist.is_available() and dist.is_initialized():
@@ -448,7 +439,7 @@ def _load_model(model, checkpoint) -> tuple[Sam, str]:
     try:
         return from_pretrained(str(model), device="cpu"), str(model)
     except SamInputError as error:  # its messages name its own argument, name: here it is model
-        raise _renamed(error, {"name": "model"}) from None
+        raise renamed(error, {"name": "model"}) from None
 
 
 def config_name_of(sam: Sam) -> str:
