@@ -61,7 +61,7 @@ def check_box_corners(argument: str, corners, shown) -> None:
         )
 
 
-def _is_real(value) -> bool:
+def is_number(value) -> bool:
     """A plain number (int, float, or their numpy kinds, which register as numbers.Real), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -75,7 +75,7 @@ def check_int(argument: str, value, minimum: int) -> None:
 
 def check_number(argument: str, value, low: float, high: float = math.inf, high_open: bool = False) -> None:
     """`value` must be a finite number in [low, high] (or [low, high) with `high_open`)."""
-    below_high = _is_real(value) and (value < high if high_open else value <= high)
+    below_high = is_number(value) and (value < high if high_open else value <= high)
     in_range = below_high and math.isfinite(value) and low <= value
     if not in_range:
         if high == math.inf:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import SamInputError, check_int, describe, input_error
+from ..errors import SamInputError, check_int, describe, input_error, is_number
 from ..utils.images import as_rgb
 from ..utils.amg import rle_to_mask
 
@@ -94,7 +94,7 @@ class InstanceDataset:
 
 
 def check_val_fraction(value) -> None:
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1):
+    if not (is_number(value) and 0 < value < 1):
         raise input_error("val_fraction", "a number in (0, 1)", value)
 
 
@@ -288,11 +288,11 @@ def decode_segmentation(segmentation, size: tuple[int, int], where: str) -> np.n
 
 def polygons_to_mask(polygons: list, size: tuple[int, int], where: str) -> np.ndarray:
     """[[x1, y1, x2, y2, ...], ...] -> (H, W) bool, each polygon filled; one of fewer than three vertices adds nothing."""
-    if polygons and all(_is_number(v) for v in polygons):
+    if polygons and all(is_number(v) for v in polygons):
         raise SamInputError(f"{where}: expected a list of polygons, each a list [x1, y1, x2, y2, ...], got one flat list of {len(polygons)} numbers; wrap it in a list: [[x1, y1, ...]].")
     canvas = Image.new("L", (size[1], size[0]), 0)
     for k, polygon in enumerate(polygons):
-        if not (isinstance(polygon, (list, tuple)) and all(_is_number(v) and math.isfinite(v) for v in polygon)):
+        if not (isinstance(polygon, (list, tuple)) and all(is_number(v) and math.isfinite(v) for v in polygon)):
             raise SamInputError(f"{where}: polygon {k}: expected a list of finite numbers [x1, y1, x2, y2, ...], got {str(polygon)[:60]}.")
         if len(polygon) % 2:
             raise SamInputError(f"{where}: polygon {k}: expected x, y pairs (an even number of coordinates), got {len(polygon)}.")
@@ -318,10 +318,6 @@ def rle_dict_to_mask(rle: dict, size: tuple[int, int], where: str) -> np.ndarray
     if sum(counts) != h * w:
         raise SamInputError(f"{where}: expected RLE counts that add up to {h * w} pixels, got {sum(counts)}.")
     return rle_to_mask({"size": [h, w], "counts": counts})
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _is_compressed_rle(text: str) -> bool:

@@ -23,7 +23,6 @@ import copy
 import hashlib
 import json
 import math
-import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..device import auto_device
-from ..errors import SamInputError, check_int, check_number, check_switch, input_error, renamed
+from ..errors import SamInputError, check_int, check_number, check_switch, input_error, is_number, renamed
 from ..modeling.sam import Sam
 from ..utils.transforms import ResizeLongestSide
 from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dataset, read_masks, read_rgb
@@ -381,7 +380,7 @@ def _check_steps(steps, epochs) -> None:
         raise SamInputError(f"steps, epochs: expected one of them, got both (steps={steps}, epochs={epochs}).")
     if steps is not None:
         check_int("steps", steps, 1)
-    if epochs is not None and not (isinstance(epochs, numbers.Real) and not isinstance(epochs, bool) and 0 < epochs < math.inf):
+    if epochs is not None and not (is_number(epochs) and 0 < epochs < math.inf):
         raise input_error("epochs", "a finite number > 0", epochs)
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..errors import SamInputError, check_box_corners, check_switch, input_error
+from ..errors import SamInputError, check_box_corners, check_switch, input_error, is_number
 from .transforms import ResizeLongestSide
 
 # Point labels of a prompt in tensors: 1 foreground, 0 background, and -1 for a padding point (so that prompts
@@ -104,7 +103,7 @@ def check_original_size(argument: str, value, input_size: Sequence[int], img_siz
     if (
         not isinstance(sizes, (tuple, list, torch.Size))
         or len(sizes) != 2
-        or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and int(s) == s and s > 0
+        or not all(is_number(s) and math.isfinite(s) and int(s) == s and s > 0
                    for s in sizes)
     ):
         raise input_error(argument, "(H, W), two positive integers", value)
