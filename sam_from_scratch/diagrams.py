@@ -96,7 +96,8 @@ def model_overview(config: SamConfig) -> Figure:
     _arrow(ax, prompts["right"], prompt_encoder["left"])
     x0, x1 = prompt_encoder["right"][0], decoder["left"][0]
     _arrow(ax, encoder["right"], (x1, 1.45), f"image embedding {shape(1, C, g, g)}")
-    _arrow(ax, (x0, 3.1), (x1, 3.1), f"dense positional code {shape(1, C, g, g)}", COLORS["positional"])
+    # two lines: on one, the label is wider than the gap between the prompt encoder and the decoder
+    _arrow(ax, (x0, 3.1), (x1, 3.1), f"dense positional code\n{shape(1, C, g, g)}", COLORS["positional"])
     _arrow(ax, (x0, 3.7), (x1, 3.7), f"sparse tokens {shape(1, 2, C)}")
     _arrow(ax, (x0, 4.3), (x1, 4.3), f"dense prompt {shape(1, C, g, g)}")
     _box(ax, 10.9, 1.2, 1.4, 1.2, "mask logits", f"{shape(1, 3, 4 * g, 4 * g)}\nlow resolution", COLORS["data"])
