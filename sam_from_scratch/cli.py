@@ -20,6 +20,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import SamInputError, check_box_corners, renamed
@@ -134,7 +135,8 @@ def _add_download(subparsers, prog: str) -> None:
         "    prints where the file is; a file already in the cache is checked and used as it is",
         run_download,
     )
-    parser.add_argument("name", choices=sorted([*CHECKPOINTS, *ALIASES]), help="which official checkpoint")
+    parser.add_argument("name", choices=sorted([*CHECKPOINTS, *ALIASES]),
+                        help="which official checkpoint (default is vit_h, as in segment_anything's registry)")
     _add_download_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -142,8 +144,9 @@ def _add_download(subparsers, prog: str) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="the picture (any format Pillow reads: PNG, JPEG, ...)")
     parser.add_argument("--model", type=_model_argument, default=None,
-                        help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once), or a checkpoint file / Hugging "
-                        "Face folder (default: vit_b if its checkpoint is in the cache, else tiny)")
+                        help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once; 'default' is vit_h, as in "
+                        "segment_anything), or a checkpoint file / Hugging Face folder (default: vit_b if its "
+                        "checkpoint is in the cache, else tiny)")
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
@@ -252,7 +255,8 @@ def _add_finetune(subparsers, prog: str) -> None:
         run_finetune,
     )
     parser.add_argument("--model", type=_model_argument, default="vit_b",
-                        help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once), or a checkpoint file (default: vit_b)")
+                        help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once, or see `download`; 'default' is "
+                        "vit_h), or a checkpoint file (default: vit_b)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="weights for the --model variant instead of the bundled or official ones")
     parser.add_argument("--data", required=True, metavar="PATH",
@@ -299,8 +303,8 @@ def _add_export_onnx(subparsers, prog: str) -> None:
         run_export_onnx,
     )
     parser.add_argument("--model", type=_model_argument, default="tiny",
-                        help="tiny (bundled, the default), vit_b, vit_l, vit_h (downloaded once), or a checkpoint file "
-                        "/ Hugging Face folder")
+                        help="tiny (bundled, the default), vit_b, vit_l, vit_h (downloaded once; 'default' is vit_h), or a "
+                        "checkpoint file / Hugging Face folder")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="weights for the --model variant (e.g. --model vit_b --checkpoint my_vit_b.pth) instead "
                         "of the bundled or official ones")
@@ -428,6 +432,8 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         out = Path(args.out)
         overlay_path = out.with_name(f"{out.stem}_overlay{out.suffix}")
+        if out.is_dir() or args.out.endswith(("/", os.sep)):
+            raise CliError(f"--out: {args.out} is a folder; give the mask's file name, e.g. {out / 'mask.png'}", code=2)
         if out.suffix.lower() not in LOSSLESS_SUFFIXES:
             raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png, "
                            ".bmp or .tif name", code=2)
@@ -455,8 +461,11 @@ def _segment_and_save(model, image, positives, negatives, box, out: Path, overla
 
     from .predictor import SamPredictor
 
+    try:  # the precision: --dtype, or $SAM_FROM_SCRATCH_DTYPE with --dtype auto
+        predictor = SamPredictor(model, dtype=dtype)
+    except SamInputError as error:
+        raise CliError(str(error), code=2) from error
     _status(f"embedding the image ({image.shape[1]}x{image.shape[0]}) ...")
-    predictor = SamPredictor(model, dtype=dtype)
     predictor.set_image(image)
     points = list(positives) + list(negatives)
     labels = [1] * len(positives) + [0] * len(negatives)
@@ -504,7 +513,18 @@ def run_demo(args: argparse.Namespace) -> int:
                     reason = cause or "the transfer failed"
                 print(f"could not download Meta's vit_b ({reason}); using the bundled small model instead",
                       file=sys.stderr, flush=True)
-        model = _load_model(str(checkpoint) if checkpoint else "tiny", args.device)
+        model = None
+        if checkpoint is not None:
+            try:
+                model = _load_model(str(checkpoint), args.device)
+            except CliError as error:  # a damaged or foreign file in the cache: the demo still runs
+                if str(error).startswith("--device: "):
+                    raise
+                reason = str(error).removeprefix("--model/--device: ")
+                print(f"could not load Meta's vit_b ({reason}); using the bundled small model instead",
+                      file=sys.stderr, flush=True)
+        if model is None:
+            model = _load_model("tiny", args.device)
         image = load_sample_image(DEMO_IMAGE)
         _segment_and_save(model, image, [DEMO_POINT], [], None, mask_path, overlay_path, args.dtype)
         print(f"segmented the sample photo '{DEMO_IMAGE}' from one click with {describe_model(model)}; "
@@ -542,12 +562,14 @@ def run_everything(args: argparse.Namespace) -> int:
             raise CliError(_in_options(str(error)), code=2) from error
         _status(f"segmenting everything in the image ({image.shape[1]}x{image.shape[0]}) ...")
         try:
-            records = generator.generate(image, progress=_progress_bar())
+            with warnings.catch_warnings():  # its advice is in the Python API's words: said below in options
+                warnings.filterwarnings("ignore", message="no mask passed the quality filters")
+                records = generator.generate(image, progress=_progress_bar())
         except SamInputError as error:  # settings this image cannot take, e.g. more crop layers than its pixels allow
             raise CliError(_in_options(str(error)), code=2) from error
 
         if not records:
-            _status(explain_no_masks(generator))
+            _status(explain_no_masks(generator) + _card_filters_hint(generator))
         out_dir.mkdir(parents=True, exist_ok=True)
         _save(overlay_path, draw_everything_overlay(image, records))
         json_path.write_text(json.dumps([_json_ready(record) for record in records], allow_nan=False))
@@ -566,6 +588,17 @@ def _in_options(message: str) -> str:
                  "min_mask_region_area"):
         message = message.replace(name, "--" + name.replace("_", "-"))
     return message
+
+
+def _card_filters_hint(generator) -> str:
+    """The generator's warning in options: the small model, given Meta's filters, gets its card's without them."""
+    from .automatic_mask_generator import OFFICIAL_FILTERS, generator_filters
+
+    official = all(getattr(generator, name) == value for name, value in OFFICIAL_FILTERS.items())
+    if not official or generator_filters(generator.predictor.model)[1] is None:  # only a model with a card's filters
+        return ""
+    return ("; the small model rates its masks low: leave out --pred-iou-thresh and --stability-score-thresh for "
+            "the filters measured for it")
 
 
 def explain_no_masks(generator) -> str:
@@ -618,11 +651,12 @@ def run_train_tiny(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    from .download import DownloadError
     from .training.finetune import finetune
 
     try:
         _check_out_folder(Path(args.out), "--out")
-        card = finetune(
+        finetune(
             args.model, args.data, args.images, args.out, checkpoint=args.checkpoint, steps=args.steps,
             epochs=args.epochs, lr=args.lr, batch=args.batch, device=args.device, seed=args.seed,
             val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
@@ -633,12 +667,23 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.code
     except SamInputError as error:  # bad data or arguments, a run folder that is not ours
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {renamed(error, FINETUNE_OPTIONS)}", file=sys.stderr)
         return 2
+    except DownloadError as error:  # an official model not in the cache, and no network
+        print(f"error: --model {args.model}: {error} `python -m sam_from_scratch download {args.model}` fetches it "
+              "into the cache (with --mirror URL from a mirror); or give its file as --checkpoint FILE.",
+              file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0  # finetune said what it wrote (the lead process only, under torchrun)
+
+
+# finetune's arguments as the command line names them, for its messages
+FINETUNE_OPTIONS = {name: "--" + name.replace("_", "-") for name in (
+    "model", "checkpoint", "data", "images", "out", "steps", "epochs", "lr", "batch", "device", "seed", "val_fraction",
+    "val_ids", "lora_rank", "train_prompt_encoder", "replay", "replay_images", "replay_fraction", "distill")}
 
 
 def expected_training_time(steps: int, workers: int, eval_scenes: int) -> str:
@@ -699,6 +744,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 
         _status(f"exporting the prompt encoder and mask decoder to ONNX (opset {args.opset}) ...")
         try:
+            out.parent.mkdir(parents=True, exist_ok=True)  # checked before the model was loaded
             export_onnx(model.float().cpu(), out, opset=args.opset)
             written = [out]
             if args.quantize:
@@ -707,7 +753,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         except ImportError as error:
             raise CliError(f"export-onnx needs the onnx extra ({error.name or error}): {ONNX_EXTRA}", code=2) from error
         except SamInputError as error:
-            raise CliError(str(error), code=2) from error
+            raise CliError(str(renamed(error, {"path": "--out"})), code=2) from error
         except OSError as error:
             raise CliError(f"cannot write {out}: {error}") from error
         sizes = " and ".join(f"{path} ({path.stat().st_size / 2**20:.1f} MB)" for path in written)
@@ -756,8 +802,6 @@ def read_image(path: str, allow_large: bool = False):
     and transparency is dropped. Images above Pillow's decompression-bomb limit are refused unless
     `allow_large`.
     """
-    import warnings
-
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .utils.images import as_rgb
@@ -818,7 +862,9 @@ def _check_prompts_inside(args, size) -> None:
     for option, points in (("--point", args.point), ("--negative", args.negative)):
         for x, y in points:
             if not (0 <= x <= w and 0 <= y <= h):
-                raise CliError(f"{option} {x:g},{y:g} lies outside the {w}x{h} image", code=2)
+                swapped = 0 <= y <= w and 0 <= x <= h  # the point fits as (y, x): the likeliest slip
+                hint = f"; is it Y,X? {option} takes X,Y" if swapped else ""
+                raise CliError(f"{option} {x:g},{y:g} lies outside the {w}x{h} image{hint}", code=2)
     if args.box:
         x1, y1, x2, y2 = args.box
         try:  # the predictor's own check, made before the model is loaded
@@ -849,7 +895,10 @@ def _load_model(name: str | None, device: str, cache_dir: str | None = None, mir
     except DownloadError as error:
         raise CliError(f"--model {name}: {error}") from error
     except (ValueError, FileNotFoundError, TypeError, OSError) as error:  # SamInputError is a ValueError
-        raise CliError(f"--model/--device: {error}") from error
+        message = str(error)
+        if message.startswith("device: "):  # the device's own fault: name its option
+            raise CliError("--device: " + message.removeprefix("device: ")) from error
+        raise CliError(f"--model/--device: {message}") from error
 
 
 def _save(path: Path, array) -> None:

@@ -1,0 +1,149 @@
+"""The command line's messages in its own words: option names rather than Python arguments, one line rather than
+a traceback or a library's warning, and a fallback where the demo can still run.
+
+Everything runs in-process through `main`; nothing touches the internet (an "offline" host is a local port
+where nothing listens).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sam_from_scratch import cli, download
+from sam_from_scratch.cli import main
+
+
+def run(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty cache of our own and a mirror where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once the probe closes
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(download.MIRROR_ENV, f"http://127.0.0.1:{port}/")
+    return tmp_path
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 60 x 40 RGB PNG."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    def load(*args, **kwargs):
+        pytest.fail("the model was loaded before the refusal")
+
+    monkeypatch.setattr(cli, "_load_model", load)
+
+
+def test_a_point_that_fits_as_y_x_asks_whether_it_was_swapped(photo, tmp_path, capsys, no_model):
+    code, _, err = run(capsys, "segment", photo, "--point", "30,50", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "--point 30,50 lies outside the 60x40 image; is it Y,X? --point takes X,Y" in err
+    code, _, err = run(capsys, "segment", photo, "--point", "90,10", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "lies outside the 60x40 image" in err and "Y,X" not in err  # no reading of it fits
+
+
+@pytest.mark.parametrize("out", ["masks", "new_folder/"])
+def test_an_out_that_names_a_folder_asks_for_a_file_name(photo, tmp_path, capsys, no_model, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "masks").mkdir()
+    code, _, err = run(capsys, "segment", photo, "--point", "5,5", "--out", out)
+    assert code == 2 and f"--out: {out} is a folder; give the mask's file name" in err
+    assert "lossless" not in err and not (tmp_path / "new_folder").exists()
+
+
+def test_a_bad_precision_in_the_environment_is_one_line(photo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SAM_FROM_SCRATCH_DTYPE", "bogus")
+    code, _, err = run(capsys, "segment", photo, "--point", "5,5", "--model", "tiny", "--device", "cpu",
+                       "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "Traceback" not in err
+    assert "error: SAM_FROM_SCRATCH_DTYPE: expected one of" in err and "got 'bogus'" in err
+    assert not (tmp_path / "m.png").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_there_is_named_by_its_option(photo, tmp_path, capsys):
+    code, _, err = run(capsys, "segment", photo, "--point", "5,5", "--model", "tiny", "--device", "cuda",
+                       "--out", str(tmp_path / "m.png"))
+    assert code == 1 and "error: --device: 'cuda' was asked for" in err and "--model/--device" not in err
+
+
+def test_the_demo_falls_back_when_the_cached_checkpoint_does_not_load(offline, capsys):
+    cache = offline / "cache"
+    cache.mkdir()
+    damaged = cache / download.CHECKPOINTS["vit_b"].filename
+    damaged.write_text("not a checkpoint")
+    code, out, err = run(capsys, "demo", "--out", str(offline / "outputs"))
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if line.startswith("could not load Meta's vit_b")]
+    assert "is a text file" in line and line.endswith("using the bundled small model instead")
+    assert "--model" not in err  # the demo has no such option
+    assert "small course model (tiny)" in out and (offline / "outputs" / "demo_mask.png").exists()
+    assert damaged.read_text() == "not a checkpoint"  # the user's file is left as it was
+
+
+def test_everything_says_in_options_what_the_small_model_needs(photo, tmp_path, capsys):
+    code, out, err = run(capsys, "everything", photo, "--model", "tiny", "--device", "cpu", "--points-per-side", "4",
+                         "--pred-iou-thresh", "0.88", "--out", str(tmp_path / "result"))  # Meta's filters
+    assert code == 0, err
+    assert "UserWarning" not in err and "cli.py" not in err  # the generator's warning is not printed raw
+    (line,) = [line for line in err.splitlines() if line.startswith("no masks:")]
+    assert "leave out --pred-iou-thresh and --stability-score-thresh for the filters measured for it" in line
+
+
+def label_map_dataset(folder):
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((32, 48, 3), 40 * i, np.uint8)).save(folder / "images" / f"im{i}.png")
+        labels = np.zeros((32, 48), np.uint8)
+        labels[5:20, 5:20], labels[22:30, 30:45] = 1, 2
+        Image.fromarray(labels).save(folder / "masks" / f"im{i}.png")
+    return folder
+
+
+def test_finetune_without_a_network_says_how_to_get_the_checkpoint(offline, capsys):
+    data = label_map_dataset(offline / "data")
+    code, _, err = run(capsys, "finetune", "--data", str(data), "--out", str(offline / "run"))  # vit_b by default
+    assert code == 1 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: --model vit_b: could not download vit_b")
+    assert "python -m sam_from_scratch download vit_b" in line and "--checkpoint FILE" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--val-fraction", "1.0"], "error: --val-fraction: expected a number in (0, 1)"),
+    (["--val-ids", "nothere"], "error: --val-ids: expected ids or file names"),
+])
+def test_finetune_names_its_options(tmp_path, capsys, args, message):
+    data = label_map_dataset(tmp_path / "data")
+    code, _, err = run(capsys, "finetune", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
+                       *args)
+    assert code == 2 and message in err
+
+
+def test_export_onnx_makes_the_folder_of_out(tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "new" / "folder" / "decoder.onnx"
+    code, _, err = run(capsys, "export-onnx", "--model", "tiny", "--out", str(out))
+    assert code == 0, err
+    assert out.stat().st_size > 0
