@@ -6,7 +6,7 @@
 Where files go: `~/.cache/sam_from_scratch/` unless the environment variable SAM_FROM_SCRATCH_CACHE names
 another folder (or `cache_dir=` / `--cache-dir` is given). Where they come from: the official host
 https://dl.fbaipublicfiles.com/segment_anything/ unless SAM_FROM_SCRATCH_MIRROR (or `mirror=` / `--mirror`)
-names a base URL that serves the same file names.
+names a base URL (http:// or https://) that serves the same file names.
 
 The transfer itself is pooch's: it streams into a temporary file next to the target, checks the hash, and
 only then moves the file into place. So an interrupted transfer, Ctrl-C or a wrong checksum leaves nothing
@@ -17,16 +17,19 @@ its temporary file, up to the checkpoint's size, is removed by the next download
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .errors import SamInputError
+from .errors import SamInputError, describe
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+MIRROR_SCHEMES = ("http", "https")  # what the downloader (pooch's HTTPDownloader, through requests) fetches
 CACHE_ENV = "SAM_FROM_SCRATCH_CACHE"
 MIRROR_ENV = "SAM_FROM_SCRATCH_MIRROR"
 DEFAULT_CACHE_DIR = Path("~/.cache/sam_from_scratch")
@@ -122,9 +125,29 @@ def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def checkpoint_url(name: str, mirror: str | None = None) -> str:
-    """Where `name` is fetched from: `mirror` (else $SAM_FROM_SCRATCH_MIRROR, else the official host) + file name."""
-    base = mirror or os.environ.get(MIRROR_ENV) or OFFICIAL_BASE_URL
+    """Where `name` is fetched from: `mirror` (else $SAM_FROM_SCRATCH_MIRROR, else the official host) + file name.
+
+    Raises SamInputError for a mirror that is not an http:// or https:// URL."""
+    base = _mirror(mirror)[1] or OFFICIAL_BASE_URL
     return base.rstrip("/") + "/" + _entry(name).filename
+
+
+def _mirror(mirror: str | None) -> tuple[str | None, str | None]:
+    """(where the mirror was given, its base URL), checked: from `mirror`, else $SAM_FROM_SCRATCH_MIRROR, else
+    (None, None) for the official host."""
+    for argument, value in (("mirror", mirror), (f"${MIRROR_ENV}", os.environ.get(MIRROR_ENV))):
+        if value is None or value == "":
+            continue
+        try:
+            parts = urlsplit(value) if isinstance(value, str) else None
+        except ValueError:  # e.g. an unclosed [ in the host
+            parts = None
+        if parts is None or parts.scheme.lower() not in MIRROR_SCHEMES or not parts.netloc:
+            got = repr(value) if isinstance(value, str) else describe(value)
+            raise SamInputError(f"{argument}: expected an http:// or https:// URL of a folder that serves the "
+                                f"checkpoint files, got {got}.")
+        return argument, value
+    return None, None
 
 
 def _entry(name: str) -> RemoteCheckpoint:
@@ -165,7 +188,8 @@ def download_checkpoint(
         Path of the verified file. If it is already cached with the right SHA-256, no network is used.
 
     Raises:
-        ValueError: unknown `name`; SamInputError (a ValueError): `cache_dir` is a file.
+        ValueError: unknown `name`; SamInputError (a ValueError): `cache_dir` is a file, or `mirror` (or
+            $SAM_FROM_SCRATCH_MIRROR) is not an http:// or https:// URL.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
             nothing new is left in the cache (a file already there stays as it was, and the message says so).
         KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
@@ -181,9 +205,19 @@ def download_checkpoint(
     if folder.exists() and not folder.is_dir():
         raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")
     url = checkpoint_url(name, mirror)
+    given = _mirror(mirror)[0]
+    if given is None:
+        advice = f"Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
+    else:
+        where = "" if given == "mirror" else f" (set by {given})"
+        advice = f"Check that the mirror{where} serves the file at that URL, and try again."
     target = folder / entry.filename
     remove_stale_downloads(folder, progress)
     before = _temporary_files(folder)
+    # pooch announces each download on its own logger, naming the target even when nothing arrives: our
+    # progress bar and errors say what happens. Filtered for this call only (another call's filter is its own).
+    quiet = _OnlyWarnings()
+    pooch.get_logger().addFilter(quiet)
     try:
         fetched = pooch.retrieve(
             url,
@@ -194,7 +228,9 @@ def download_checkpoint(
         )
     except ValueError as error:
         if "hash" not in str(error).lower():
-            raise DownloadError(f"could not download {name} from {url}: {error}. {_what_is_left(target)}") from error
+            raise DownloadError(
+                f"could not download {name} from {url}: {error}. {_what_is_left(target)} {advice}"
+            ) from error
         raise DownloadError(
             f"refused {url}: its SHA-256 differs from the published {entry.sha256} for {entry.filename}, so it "
             f"is not the official {name} checkpoint (a broken mirror, a changed file or a corrupted transfer). "
@@ -203,10 +239,19 @@ def download_checkpoint(
     except Exception as error:  # requests' ConnectionError, HTTPError, ChunkedEncodingError, timeouts, OSError
         raise DownloadError(
             f"could not download {name} from {url} ({type(error).__name__}: {error}). {_what_is_left(target)} "
-            f"Try again, or pass a mirror (--mirror URL or ${MIRROR_ENV})."
+            f"{advice}"
         ) from error
     except BaseException:  # Ctrl-C, SystemExit: pooch removes its file; make sure of it, then let the stop through
         for path in _temporary_files(folder) - before:
             path.unlink(missing_ok=True)
         raise
+    finally:
+        pooch.get_logger().removeFilter(quiet)
     return Path(fetched)
+
+
+class _OnlyWarnings(logging.Filter):
+    """Keeps a logger's warnings and errors, drops its information."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING

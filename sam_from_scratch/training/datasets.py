@@ -269,8 +269,8 @@ def _read_png(path: Path, record: ImageRecord, label_map: bool = False) -> np.nd
         raise SamInputError(f"{path}: expected a PNG mask, got a file Pillow cannot read ({error}).") from error
     if label_map and mode == "P":
         values = np.where(values == 255, 0, values)
-    if values.ndim != 2 or values.shape != record.size:
-        raise SamInputError(f"{path}: expected a mask of {record.size[0]}x{record.size[1]} pixels (the size of {record.path}), got {values.shape[0]}x{values.shape[1]}.")
+    if values.ndim != 2 or values.shape != record.size:  # sizes written width x height, as everywhere
+        raise SamInputError(f"{path}: expected a mask of {record.size[1]}x{record.size[0]} pixels (the size of {record.path}), got {values.shape[1]}x{values.shape[0]}.")
     return values
 
 

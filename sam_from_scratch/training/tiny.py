@@ -2,13 +2,15 @@
 
 `python -m sam_from_scratch train-tiny --replace-bundled` calls `train_tiny(TINY_DIR)` and reproduces
 sam_from_scratch/data/tiny/sam_tiny.pt (without the flag it writes to a run folder); the card (card.json) records the architecture, the recipe, the seeds,
-the training time and the figures measured on held-out scenes.
+the training time and the figures measured on held-out scenes. A run folder that holds files of anyone else's
+is refused; one holding an earlier run's own files is where that run goes on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 
 from ..build import build_sam
 from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
+from ..errors import SamInputError
 from .evaluation import evaluate
 from .loop import TrainConfig, check_workers, train, write_atomically
 from .scenes import TRAIN_SEED, SceneConfig
@@ -24,6 +27,8 @@ TINY_DIR = TINY_CHECKPOINT.parent
 CHECKPOINT_NAME = TINY_CHECKPOINT.name
 CARD_NAME = "card.json"
 STATE_DIR_NAME = "state"  # inside `out` unless another work_dir is given
+STATE_FILES = ("state.pt", "loss_log.csv")  # what `train` writes into work_dir
+CARD_COMMAND = "python -m sam_from_scratch train-tiny"  # how every card of ours records its command
 # The automatic mask generator's filters for this model (notebook 10): it rates its masks far lower than Meta's
 # models, so the official 0.88 / 0.95 keep nothing. The command line uses these when the small model runs.
 GENERATOR_SETTINGS = {"pred_iou_thresh": 0.3, "stability_score_offset": 0.1, "stability_score_thresh": 0.8}
@@ -85,6 +90,10 @@ def train_tiny(
     Returns:
         The card (the figures alone with eval_only). The checkpoint and the card are replaced atomically;
         a run that fails before it saves anything removes the folders it created.
+
+    Raises:
+        SamInputError: `out` or `work_dir` holds files train-tiny did not write (an earlier run's checkpoint,
+            card and state are its own: a run goes on from them). The bundled model's folder is the exception.
     """
     for name, value in (("steps", steps), ("workers", workers), ("threads", threads), ("eval_scenes", eval_scenes)):
         if value < 1:
@@ -93,6 +102,8 @@ def train_tiny(
     check_workers(cfg, workers)
     out = Path(out)
     work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir)
+    if not eval_only:
+        _check_ours(out, work_dir)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -133,6 +144,74 @@ def _train_and_write(out, cfg, work_dir, workers, threads, fresh, eval_scenes, p
         print(f"saved {out / CHECKPOINT_NAME} and {out / CARD_NAME}")
         print(json.dumps(figures, indent=2))
     return card
+
+
+def _check_ours(out: Path, work_dir: Path) -> None:
+    """Refuse an `out` or `work_dir` that holds files train-tiny did not write; replacing the bundled model is
+    allowed (its folder holds more than a run writes)."""
+    for argument, folder in (("out", out), ("work_dir", work_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise SamInputError(f"{argument}: expected a folder for train-tiny's files, got {folder}, which is a file.")
+    bundled = out.resolve() == TINY_DIR.resolve()
+    state_dirs = {work_dir.resolve(), (out / STATE_DIR_NAME).resolve()}
+    for argument, folder in (("out", out), ("work_dir", work_dir)):
+        if not folder.is_dir() or (bundled and folder.resolve() == TINY_DIR.resolve()):
+            continue
+        foreign = _foreign_files(folder.resolve(), out.resolve(), state_dirs)
+        if foreign:
+            names = [_described(path, folder.resolve(), out.resolve()) for path in foreign[:5]]
+            more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            own = (f"{CHECKPOINT_NAME}, {CARD_NAME} and {STATE_DIR_NAME}/" if argument == "out"
+                   else " and ".join(STATE_FILES))
+            raise SamInputError(
+                f"{argument}: expected a new folder or one train-tiny wrote before (its {own}), got {folder}, which "
+                f"holds {', '.join(names)}{more}; train-tiny never overwrites files it did not create."
+            )
+
+
+def _foreign_files(folder: Path, out: Path, state_dirs: set[Path]) -> list[Path]:
+    """What `folder` holds that train-tiny did not write: only the checkpoint and a card of ours in `out`, the
+    state files in the state folders, and the folders on the way to these, are its own. Paths are resolved."""
+    mine = (CHECKPOINT_NAME, CARD_NAME) if folder == out else ()
+    mine += STATE_FILES if folder in state_dirs else ()
+    places = {out, *state_dirs}
+    foreign = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink() and (path.name in mine or _is_temporary_of(path.name, mine)):
+            if path.name == CARD_NAME and folder == out and not _is_our_card(path):
+                foreign.append(path)  # another tool's card, e.g. fine-tuning's
+            elif path.name == CHECKPOINT_NAME and folder == out and not _is_our_card(out / CARD_NAME):
+                foreign.append(path)  # a checkpoint without our card beside it may be anyone's
+        elif path.is_dir() and not path.is_symlink() and any(path == d or path in d.parents for d in places):
+            foreign += _foreign_files(path, out, state_dirs)
+        else:
+            foreign.append(path)
+    return foreign
+
+
+def _described(path: Path, folder: Path, out: Path) -> str:
+    """`path` relative to `folder`, with why a name train-tiny writes is not its own."""
+    name = str(path.relative_to(folder))
+    if path.parent == out and path.name == CARD_NAME and path.is_file():
+        return f"{name} (not a train-tiny card)"
+    if path.parent == out and path.name == CHECKPOINT_NAME and path.is_file() and not _is_our_card(out / CARD_NAME):
+        return f"{name} (without a train-tiny card)"
+    return name
+
+
+def _is_temporary_of(name: str, targets) -> bool:
+    """True for the temporary file write_atomically writes for one of `targets`: .<target>.<process id>.tmp."""
+    return any(re.fullmatch(rf"\.{re.escape(target)}\.\d+\.tmp", name) for target in targets)
+
+
+def _is_our_card(path: Path) -> bool:
+    """True for a card that train-tiny wrote (`write_card`), not another tool's card.json."""
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (isinstance(card, dict) and card.get("model") == "tiny"
+            and str(card.get("command", "")).startswith(CARD_COMMAND))
 
 
 def _missing_folders(paths: list[Path]) -> list[Path]:

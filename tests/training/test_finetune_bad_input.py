@@ -7,6 +7,7 @@ The datasets are a few pixels each, written to disk; the one model that trains i
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -98,6 +99,17 @@ def test_a_mask_that_is_not_an_image_is_named(tmp_path):
     (root / "masks" / "i_0.png").write_text("not a picture")
     with pytest.raises(SamInputError, match=r"i_0\.png: expected a PNG mask, got a file Pillow cannot read"):
         load_dataset(root)
+
+
+def test_a_mask_of_another_size_gives_both_sizes_as_width_x_height(tmp_path):
+    """IMAGE is 10 pixels wide and 8 high; the mask, 5 wide and 4 high (as in "a 600x400 image")."""
+    root = folder(tmp_path, {"w.png": IMAGE}, {"w_0.png": TOP[::2, ::2]})  # one PNG per instance
+    with pytest.raises(SamInputError, match=rf"w_0\.png: expected a mask of 10x8 pixels \(the size of "
+                                            rf"{re.escape(str(root / 'images' / 'w.png'))}\), got 5x4\.$"):
+        load_dataset(root)
+    labels = folder(tmp_path / "labels", {"v.png": IMAGE}, {"v.png": (TOP[:, :5] > 0).astype(np.uint8)})  # a label map
+    with pytest.raises(SamInputError, match=r"v\.png: expected a mask of 10x8 pixels \(the size of .*v\.png\), got 5x8\.$"):
+        load_dataset(labels)
 
 
 def test_mask_suffixes_are_read_in_any_case_and_only_png_is_read(tmp_path):

@@ -4,7 +4,9 @@ workers, evaluation, and `train_tiny`, which retrains the bundled model."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import torch
 import sam_from_scratch.training.loop as loop
 from sam_from_scratch.build import build_sam
 from sam_from_scratch.config import CONFIGS, SamConfig
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.training import (
     SceneConfig,
     TrainConfig,
@@ -300,6 +303,12 @@ def test_train_tiny_writes_the_checkpoint_and_the_card_into_out_and_nothing_else
     # eval_only measures the saved checkpoint: the figures of the model that was trained.
     assert train_tiny(out, eval_only=True, threads=1, eval_scenes=2, progress=False) == card["evaluation"]
 
+    # A second run into the same folder finds its own files: it goes on from its state (all steps done) and
+    # replaces its checkpoint and card.
+    again = train_tiny(out, steps=2, workers=1, threads=1, eval_scenes=2, progress=False)
+    assert again["steps"] == 2 and json.loads((out / CARD_NAME).read_text()) == again
+    assert sorted(p.name for p in out.iterdir()) == sorted([CHECKPOINT_NAME, CARD_NAME, "state"])
+
 
 def test_train_tiny_refuses_a_run_without_steps(tmp_path):
     with pytest.raises(ValueError, match=r"^steps: expected at least 1, got 0$"):
@@ -337,6 +346,107 @@ def test_an_interrupted_train_tiny_leaves_no_empty_folder_it_created(tmp_path, m
         train_tiny(existing / "new" / "out", steps=1, workers=1, threads=1, progress=False)
     assert [p.name for p in (existing / "new" / "out").iterdir()] == ["state"]  # no checkpoint, no card
     assert sorted(p.name for p in (existing / "new" / "out" / "state").iterdir()) == ["loss_log.csv", "state.pt"]
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """train_tiny's calls that passed its checks, with nothing trained or written."""
+    import sam_from_scratch.training.tiny as tiny
+
+    calls = []
+    monkeypatch.setattr(tiny, "_train_and_write", lambda out, cfg, work_dir, *rest: calls.append((out, work_dir)) or {})
+    return calls
+
+
+def earlier_run(out, work_dir=None):
+    """The files a finished train-tiny run leaves in `out` (and its state in `work_dir`, default out/state)."""
+    from sam_from_scratch.training.tiny import write_card
+
+    work_dir = out / "state" if work_dir is None else work_dir
+    work_dir.mkdir(parents=True)
+    out.mkdir(exist_ok=True)
+    (work_dir / "state.pt").write_bytes(b"state")
+    (work_dir / "loss_log.csv").write_text("step,loss\n")
+    (out / CHECKPOINT_NAME).write_bytes(b"weights")
+    seconds = {"wall_seconds": 1.0, "workers": 1, "threads_per_worker": 1}
+    write_card(out / CARD_NAME, "tiny", replace(TrainConfig(), steps=1), {"num_scenes": 1}, seconds)
+    return out
+
+
+def everything_in(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_tiny_goes_on_in_a_folder_only_it_wrote(tmp_path, runs):
+    out = earlier_run(tmp_path / "run")
+    (out / f".{CARD_NAME}.4242.tmp").write_text("{")  # what a killed run leaves while writing
+    (out / "state" / ".state.pt.4242.tmp").write_bytes(b"sta")
+    train_tiny(out, steps=1, progress=False)
+
+    interrupted = tmp_path / "interrupted"  # stopped before it saved a checkpoint: its state only
+    (interrupted / "state").mkdir(parents=True)
+    (interrupted / "state" / "state.pt").write_bytes(b"state")
+    train_tiny(interrupted, steps=1, progress=False)
+
+    elsewhere = earlier_run(tmp_path / "model", work_dir=tmp_path / "states" / "tiny")  # --work-dir
+    train_tiny(elsewhere, steps=1, work_dir=tmp_path / "states" / "tiny", progress=False)
+    deeper = earlier_run(tmp_path / "deeper", work_dir=tmp_path / "deeper" / "runs" / "a")
+    train_tiny(deeper, steps=1, work_dir=deeper / "runs" / "a", progress=False)
+
+    # Replacing the bundled model is deliberate: its folder holds more than a run writes.
+    train_tiny(TINY_DIR, steps=1, work_dir=tmp_path / "bundled-state", progress=False)
+    assert [out for out, _ in runs] == [out, interrupted, elsewhere, deeper, TINY_DIR]
+
+
+def test_train_tiny_refuses_a_folder_holding_files_it_did_not_write(tmp_path, runs):
+    finetuned = tmp_path / "finetuned"  # a fine-tuning run folder, and a checkpoint copied beside it
+    finetuned.mkdir()
+    (finetuned / "run.json").write_text('{"settings": {"model": "tiny"}}')
+    (finetuned / "card.json").write_text('{"model": "tiny", "checkpoint": "sam_tiny_finetuned.pth", "steps": 1}')
+    (finetuned / "sam_tiny_finetuned.pth").write_bytes(b"weights")
+    (finetuned / CHECKPOINT_NAME).write_bytes(b"weights")
+    masks = tmp_path / "masks"  # what `everything --out masks` wrote
+    masks.mkdir()
+    (masks / "overlay.png").write_bytes(b"png")
+    (masks / "masks.json").write_text("[]")
+    alone = tmp_path / "alone"  # a checkpoint with no card of train-tiny's: anyone's
+    alone.mkdir()
+    (alone / CHECKPOINT_NAME).write_bytes(b"weights")
+    notes = earlier_run(tmp_path / "notes")  # train-tiny's folder, and a file of the user's in its state
+    (notes / "state" / "notes.txt").write_text("mine")
+    before = everything_in(tmp_path)
+
+    with pytest.raises(SamInputError, match=(
+            rf"^out: expected a new folder or one train-tiny wrote before \(its sam_tiny\.pt, card\.json and state/\), "
+            rf"got {re.escape(str(finetuned))}, which holds card\.json \(not a train-tiny card\), run\.json, "
+            rf"sam_tiny\.pt \(without a train-tiny card\), sam_tiny_finetuned\.pth; train-tiny never overwrites "
+            rf"files it did not create\.$")):
+        train_tiny(finetuned, steps=1, progress=False)
+    with pytest.raises(SamInputError, match=rf"^out: .* got {re.escape(str(masks))}, which holds masks\.json, "
+                                            rf"overlay\.png;"):
+        train_tiny(masks, steps=1, progress=False)
+    with pytest.raises(SamInputError, match=r"which holds sam_tiny\.pt \(without a train-tiny card\);"):
+        train_tiny(alone, steps=1, progress=False)
+    with pytest.raises(SamInputError, match=rf"which holds {re.escape(str(Path('state') / 'notes.txt'))};"):
+        train_tiny(notes, steps=1, progress=False)
+    with pytest.raises(SamInputError, match=r"^work_dir: expected a new folder or one train-tiny wrote before \(its "
+                                            r"state\.pt and loss_log\.csv\), got .*masks, which holds masks\.json"):
+        train_tiny(tmp_path / "new", steps=1, work_dir=masks, progress=False)
+    with pytest.raises(SamInputError, match=r"^out: expected a folder for train-tiny's files, got .*overlay\.png, "
+                                            r"which is a file\.$"):
+        train_tiny(masks / "overlay.png", steps=1, progress=False)
+    assert runs == [] and everything_in(tmp_path) == before and not (tmp_path / "new").exists()
+
+
+def test_the_command_refuses_a_folder_holding_files_it_did_not_write(tmp_path, runs, capsys):
+    from sam_from_scratch.cli import main
+
+    (tmp_path / "overlay.png").write_bytes(b"png")
+    code = main(["train-tiny", "--out", str(tmp_path), "--steps", "1", "--eval-scenes", "1", "--workers", "1"])
+    assert code == 2 and runs == []
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "which holds overlay.png; train-tiny never overwrites files" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]
 
 
 def test_an_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):

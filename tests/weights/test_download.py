@@ -7,7 +7,9 @@ their own SHA-256, so every test runs the real download path offline in well und
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import pytest
 
 from sam_from_scratch import download
 from sam_from_scratch.download import CHECKPOINTS, DownloadError, RemoteCheckpoint, download_checkpoint, find_checkpoint
+from sam_from_scratch.errors import SamInputError
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = b"not really SAM weights, but 64 KiB of them " * 1500
@@ -326,3 +329,89 @@ def test_a_refused_mirror_says_what_is_in_the_cache(host, fake, tmp_path):
     with pytest.raises(DownloadError, match="SHA-256 differs") as error:
         download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
     assert "Nothing was saved" not in str(error.value) and "was left as it was" in str(error.value)
+
+
+# --- mirrors that cannot work, and what a failed download says ------------------------------------------------
+@pytest.mark.parametrize("mirror", ["127.0.0.1:8765/", "localhost:8765/sam/", "example.org/sam/",
+                                    "ftp://example.org/sam/", "file:///srv/sam/", "http://", "https:///sam/"])
+def test_a_mirror_that_is_not_an_http_url_is_refused_before_any_download(host, fake, tmp_path, mirror):
+    host.files["/" + fake.filename] = GOOD
+    with pytest.raises(SamInputError, match=rf"^mirror: expected an http:// or https:// URL of a folder that serves "
+                                            rf"the checkpoint files, got {re.escape(repr(mirror))}\.$"):
+        download_checkpoint("fake", cache_dir=tmp_path / "cache", mirror=mirror, progress=False)
+    assert host.requests == [] and not (tmp_path / "cache").exists()
+
+
+def test_a_mirror_from_the_environment_is_checked_and_named(host, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.MIRROR_ENV, "127.0.0.1:8765/")
+    with pytest.raises(SamInputError, match=r"^\$SAM_FROM_SCRATCH_MIRROR: expected an http:// or https:// URL .*, "
+                                            r"got '127.0.0.1:8765/'\.$"):
+        download_checkpoint("fake", cache_dir=tmp_path, progress=False)
+    # the argument comes first: a good one is used, whatever the environment says
+    host.files["/" + fake.filename] = GOOD
+    assert download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False).read_bytes() == GOOD
+
+
+def test_a_mirror_that_lacks_the_file_says_to_check_the_mirror(host, fake, tmp_path, monkeypatch):
+    url = f"{host.url}/sam/{fake.filename}"  # nothing there: 404
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url + "/sam/", progress=False)
+    message = str(error.value)
+    assert message.startswith(f"could not download fake from {url} (HTTPError: 404")
+    assert message.endswith("Check that the mirror serves the file at that URL, and try again.")
+    assert "--mirror" not in message
+
+    monkeypatch.setenv(download.MIRROR_ENV, host.url + "/sam/")
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("fake", cache_dir=tmp_path, progress=False)
+    assert str(error.value).endswith(
+        "Check that the mirror (set by $SAM_FROM_SCRATCH_MIRROR) serves the file at that URL, and try again.")
+
+
+def test_without_a_mirror_a_failed_download_suggests_one(fake, tmp_path, monkeypatch):
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(download, "OFFICIAL_BASE_URL", "http://127.0.0.1:1/")  # nothing listens on port 1
+    with pytest.raises(DownloadError, match=r"Try again, or pass a mirror \(--mirror URL or \$SAM_FROM_SCRATCH_MIRROR\)\.$"):
+        download_checkpoint("fake", cache_dir=tmp_path, progress=False, timeout=5)
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_pooch_adds_no_lines_of_its_own_and_its_logging_is_left_as_it_was(host, fake, tmp_path):
+    import pooch
+
+    logger = pooch.get_logger()
+    level, filters = logger.level, list(logger.filters)
+    records = Records()
+    logger.addHandler(records)
+    try:
+        with pytest.raises(DownloadError):  # 404: pooch's own line would name a file that is never written
+            download_checkpoint("fake", cache_dir=tmp_path / "a", mirror=host.url, progress=False)
+        host.files["/" + fake.filename] = GOOD
+        download_checkpoint("fake", cache_dir=tmp_path / "b", mirror=host.url, progress=False)
+        assert records.messages == []
+        assert logger.level == level and logger.filters == filters
+        logger.info("pooch's own use, after ours")
+        assert records.messages == ["pooch's own use, after ours"]
+    finally:
+        logger.removeHandler(records)
+
+
+def test_cli_subprocess_reports_a_failed_download_in_one_line(host, tmp_path):
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    env.pop(download.MIRROR_ENV, None)
+    result = subprocess.run(  # the mirror has no such file: 404
+        [sys.executable, "-m", "sam_from_scratch", "download", "vit_b", "--cache-dir", str(tmp_path), "--mirror", host.url],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: could not download vit_b from {host.url}/sam_vit_b_01ec64.pth")
+    assert result.stderr.count("\n") == 1 and "Downloading data" not in result.stderr, result.stderr
+    assert files_in(tmp_path) == []
