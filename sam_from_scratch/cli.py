@@ -422,7 +422,7 @@ def run_download(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SamInputError as error:
-        print(f"error: {renamed(error, {'cache_dir': '--cache-dir'})}", file=sys.stderr)
+        print(f"error: {renamed(error, {'cache_dir': '--cache-dir', 'mirror': '--mirror'})}", file=sys.stderr)
         return 2
     print(path)
     return 0
@@ -641,7 +641,7 @@ def run_train_tiny(args: argparse.Namespace) -> int:
             fresh=args.fresh, eval_scenes=args.eval_scenes, eval_only=args.eval_only, progress=True,
         )
     except ValueError as error:  # its arguments' checks, e.g. workers that do not divide the images of a step
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {renamed(error, {'out': '--out', 'work_dir': '--work-dir'})}", file=sys.stderr)
         return 2
     except OSError as error:  # no checkpoint to measure, a folder that cannot be written
         print(f"error: {error}", file=sys.stderr)
@@ -895,9 +895,9 @@ def _load_model(name: str | None, device: str, cache_dir: str | None = None, mir
     except DownloadError as error:
         raise CliError(f"--model {name}: {error}") from error
     except (ValueError, FileNotFoundError, TypeError, OSError) as error:  # SamInputError is a ValueError
-        message = str(error)
-        if message.startswith("device: "):  # the device's own fault: name its option
-            raise CliError("--device: " + message.removeprefix("device: ")) from error
+        message = str(renamed(error, {"device": "--device", "mirror": "--mirror", "cache_dir": "--cache-dir"}))
+        if message.startswith(("--device: ", "--mirror: ", "--cache-dir: ")):  # that option's own fault
+            raise CliError(message, code=2 if isinstance(error, SamInputError) else 1) from error
         raise CliError(f"--model/--device: {message}") from error
 
 
