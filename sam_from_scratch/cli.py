@@ -622,6 +622,7 @@ def run_train_tiny(args: argparse.Namespace) -> int:
     from .config import TINY_CHECKPOINT
     from .training import TrainConfig, train_tiny
     from .training.loop import check_workers
+    from .training.tiny import check_run_folder
 
     if args.quick and args.replace_bundled:
         print("error: --quick trains a worse model than the bundled one: give --out (or no folder: "
@@ -635,6 +636,7 @@ def run_train_tiny(args: argparse.Namespace) -> int:
     try:  # with progress=True it reports as it goes and prints the figures at the end
         if not args.eval_only:
             check_workers(TrainConfig(), args.workers)  # before saying how long a run it cannot do would take
+            check_run_folder(out, work_dir)
             print(expected_training_time(args.steps, args.workers, args.eval_scenes), flush=True)
         train_tiny(
             out, steps=args.steps, seed=args.seed, workers=args.workers, threads=args.threads, work_dir=work_dir,

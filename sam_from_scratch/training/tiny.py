@@ -103,7 +103,7 @@ def train_tiny(
     out = Path(out)
     work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir)
     if not eval_only:
-        _check_ours(out, work_dir)
+        check_run_folder(out, work_dir)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -146,9 +146,10 @@ def _train_and_write(out, cfg, work_dir, workers, threads, fresh, eval_scenes, p
     return card
 
 
-def _check_ours(out: Path, work_dir: Path) -> None:
+def check_run_folder(out: Path, work_dir: Path) -> None:
     """Refuse an `out` or `work_dir` that holds files train-tiny did not write; replacing the bundled model is
-    allowed (its folder holds more than a run writes)."""
+    allowed (its folder holds more than a run writes). train_tiny checks this first; the command line earlier
+    still, before it says how long the run will take."""
     for argument, folder in (("out", out), ("work_dir", work_dir)):
         if folder.exists() and not folder.is_dir():
             raise SamInputError(f"{argument}: expected a folder for train-tiny's files, got {folder}, which is a file.")

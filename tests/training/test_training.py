@@ -444,8 +444,10 @@ def test_the_command_refuses_a_folder_holding_files_it_did_not_write(tmp_path, r
     (tmp_path / "overlay.png").write_bytes(b"png")
     code = main(["train-tiny", "--out", str(tmp_path), "--steps", "1", "--eval-scenes", "1", "--workers", "1"])
     assert code == 2 and runs == []
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "which holds overlay.png; train-tiny never overwrites files" in err
+    captured = capsys.readouterr()
+    assert "expected time" not in captured.out  # refused before it says how long the run would take
+    err = captured.err
+    assert err.startswith("error: --out: ") and "which holds overlay.png; train-tiny never overwrites files" in err
     assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]
 
 
