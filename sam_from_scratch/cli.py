@@ -292,6 +292,7 @@ def _add_finetune(subparsers, prog: str) -> None:
                         help="share of each step's images drawn from --replay (default: its share of all the images)")
     parser.add_argument("--distill", type=float, default=0.0, metavar="W",
                         help="on the --replay images, also keep the starting model's answers, with weight W (default 0)")
+    _add_download_options(parser)
 
 
 def _add_export_onnx(subparsers, prog: str) -> None:
@@ -664,6 +665,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
             lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder, replay=args.replay,
             replay_images=args.replay_images, replay_fraction=args.replay_fraction, distill=args.distill,
+            cache_dir=args.cache_dir, mirror=args.mirror,
         )
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -672,9 +674,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"error: {renamed(error, FINETUNE_OPTIONS)}", file=sys.stderr)
         return 2
     except DownloadError as error:  # an official model not in the cache, and no network
-        print(f"error: --model {args.model}: {error} `python -m sam_from_scratch download {args.model}` fetches it "
-              "into the cache (with --mirror URL from a mirror); or give its file as --checkpoint FILE.",
-              file=sys.stderr)
+        print(f"error: --model {args.model}: {error} Or give its file as --checkpoint FILE.", file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written
         print(f"error: {error}", file=sys.stderr)
@@ -685,7 +685,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 # finetune's arguments as the command line names them, for its messages
 FINETUNE_OPTIONS = {name: "--" + name.replace("_", "-") for name in (
     "model", "checkpoint", "data", "images", "out", "steps", "epochs", "lr", "batch", "device", "seed", "val_fraction",
-    "val_ids", "lora_rank", "train_prompt_encoder", "replay", "replay_images", "replay_fraction", "distill")}
+    "val_ids", "lora_rank", "train_prompt_encoder", "replay", "replay_images", "replay_fraction", "distill",
+    "cache_dir", "mirror")}
 
 
 def expected_training_time(steps: int, workers: int, eval_scenes: int) -> str:

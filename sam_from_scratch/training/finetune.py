@@ -298,6 +298,8 @@ def finetune(
     replay_fraction: float | None = None,
     distill: float = 0.0,
     progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    mirror: str | None = None,
 ) -> dict:
     """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
 
@@ -318,6 +320,8 @@ def finetune(
         distill: > 0 also pulls, on the replayed images, the model's answers towards those of the model it
             started from (the same prompts, its mask logits as soft targets with this weight, its IoU
             predictions by squared error): it keeps what it did on them, not only their ground truth.
+        cache_dir, mirror: where an official model's checkpoint is kept, and where it is downloaded from when it
+            is not there yet (as for from_pretrained); neither changes the weights a run ends with.
     """
     # the arguments first, each on its own; those checked against the data (val_ids) or the model's name are
     # checked when these are read, still before anything is written
@@ -356,7 +360,7 @@ def finetune(
     if batch % world:
         raise SamInputError(f"batch: expected a multiple of the {world} processes, got {batch}.")
     target = _worker_device(device, world)
-    sam, name = _load_model(model, checkpoint)
+    sam, name = _load_model(model, checkpoint, cache_dir, mirror)
     # plain Python numbers (numpy's would not go into run.json), so that a run with the same settings resumes
     settings = FinetuneSettings(name, None if checkpoint is None else str(checkpoint), str(data),
                                 None if images is None else str(images), int(steps), float(lr), int(batch),
@@ -428,7 +432,7 @@ def _check_model(model, checkpoint) -> None:
         raise SamInputError(f"model: expected a variant ({', '.join(MODEL_NAMES)}) for the weights of --checkpoint, got {model!r}.")
 
 
-def _load_model(model, checkpoint) -> tuple[Sam, str]:
+def _load_model(model, checkpoint, cache_dir=None, mirror=None) -> tuple[Sam, str]:
     from ..build import from_pretrained, sam_model_registry
 
     if isinstance(model, Sam):
@@ -436,7 +440,7 @@ def _load_model(model, checkpoint) -> tuple[Sam, str]:
     if checkpoint is not None:
         return sam_model_registry[model](checkpoint=checkpoint), str(model)
     try:
-        return from_pretrained(str(model), device="cpu"), str(model)
+        return from_pretrained(str(model), device="cpu", cache_dir=cache_dir, mirror=mirror), str(model)
     except SamInputError as error:  # its messages name its own argument, name: here it is model
         raise renamed(error, {"name": "model"}) from None
 

@@ -127,7 +127,21 @@ def test_finetune_without_a_network_says_how_to_get_the_checkpoint(offline, caps
     assert code == 1 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.startswith("error: --model vit_b: could not download vit_b")
-    assert "python -m sam_from_scratch download vit_b" in line and "--checkpoint FILE" in line
+    assert "Check that the mirror (set by $SAM_FROM_SCRATCH_MIRROR) serves the file" in line  # the offline mirror
+    assert line.endswith("Or give its file as --checkpoint FILE.")
+    assert not (offline / "cache").exists() or not list((offline / "cache").glob("*.pth"))
+
+
+def test_finetune_takes_the_cache_and_the_mirror_of_the_other_commands(offline, capsys):
+    data = label_map_dataset(offline / "data")
+    cache, mirror = offline / "own_cache", "http://127.0.0.1:9/"  # port 9 (discard): nothing answers there
+    code, _, err = run(capsys, "finetune", "--data", str(data), "--out", str(offline / "run"), "--cache-dir",
+                       str(cache), "--mirror", mirror)
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"could not download vit_b from {mirror}" in line and f"Nothing was saved to {cache}" in line
+    code, _, err = run(capsys, "finetune", "--data", str(data), "--out", str(offline / "run2"), "--mirror", "nohost")
+    assert code == 2 and "error: --mirror: expected an http:// or https:// URL" in err
 
 
 @pytest.mark.parametrize("args, message", [
