@@ -805,9 +805,9 @@ def read_image(path: str, allow_large: bool = False):
     and transparency is dropped. Images above Pillow's decompression-bomb limit are refused unless
     `allow_large`.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
-    from .utils.images import as_rgb
+    from .utils.images import read_image as read_file
 
     file = Path(path)
     if not file.is_file():
@@ -818,9 +818,7 @@ def read_image(path: str, allow_large: bool = False):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(file) as picture:
-                picture = ImageOps.exif_transpose(picture)
-                return as_rgb(picture)
+            return read_file(file)
     except Image.DecompressionBombError as error:
         raise CliError(f"IMAGE: {path} is larger than {MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
                        "decompression bombs; if you trust the file, add --allow-large-images", code=2) from error

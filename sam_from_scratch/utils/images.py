@@ -1,4 +1,4 @@
-"""Pillow images of any mode as (H, W, 3) uint8 RGB arrays, read by their meaning."""
+"""Image files and Pillow images of any mode as (H, W, 3) uint8 RGB arrays, read by their meaning."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def as_rgb(picture) -> np.ndarray:
         grey = np.clip(np.nan_to_num(values) / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     return np.asarray(picture.convert("RGB"))
+
+
+def read_image(path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, what SamPredictor.set_image takes: turned upright as its EXIF data
+    says (as viewers show it, while Pillow alone returns a phone's photo on its side) and read by its meaning
+    (as_rgb: a 16-bit PNG is not white). The command line reads its IMAGE with this."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as picture:
+        return as_rgb(ImageOps.exif_transpose(picture))

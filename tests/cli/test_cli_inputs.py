@@ -18,6 +18,7 @@ from PIL import Image
 
 from sam_from_scratch import cli, download
 from sam_from_scratch.cli import MAX_IMAGE_PIXELS, main, read_image
+from sam_from_scratch.utils import images
 
 
 def run(capsys, *args):
@@ -88,15 +89,30 @@ MODES = [
 ]
 
 
+@pytest.mark.parametrize("reader", [read_image, images.read_image], ids=["command line", "python"])
 @pytest.mark.parametrize("mode, make, file_format, expected", MODES,
                          ids=[f"{mode}-{i}" for i, (mode, *_) in enumerate(MODES)])
-def test_every_pillow_mode_reads_as_rgb_by_its_meaning(tmp_path, mode, make, file_format, expected):
+def test_every_pillow_mode_reads_as_rgb_by_its_meaning(tmp_path, mode, make, file_format, expected, reader):
     path = tmp_path / f"image.{file_format}"
     make().save(path)
     assert Image.open(path).mode == mode  # the file really holds this mode
-    pixels = read_image(str(path))
+    pixels = reader(str(path))
     assert pixels.dtype == np.uint8 and pixels.shape == (1, 3, 3)
     assert pixels.tolist() == expected
+
+
+@pytest.mark.parametrize("reader", [read_image, images.read_image], ids=["command line", "python"])
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path, reader):
+    # a camera held upright stores the picture on its side and says so: orientation 6, turn it 90 degrees clockwise
+    stored = np.zeros((2, 3, 3), np.uint8)
+    stored[0, 0] = 255  # a white pixel in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    upright = reader(str(tmp_path / "phone.png"))
+    assert upright.shape == (3, 2, 3)  # as viewers show it: 3 rows, 2 columns
+    assert upright[0, 1].tolist() == [255, 255, 255]  # the corner turned to the top right
+    assert np.asarray(Image.open(tmp_path / "phone.png")).shape == (2, 3, 3)  # Pillow alone leaves it on its side
 
 
 # ---- images too large to open ----------------------------------------------------------------------------------------
