@@ -225,6 +225,48 @@ class LocalFileHost:
             self.thread.join()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The small model's steps are too small to share between threads: one is faster on a busy machine
+    (for a module of fine-tuning tests: `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def star_dataset(folder, count: int):
+    """`count` star scenes (sam_from_scratch.training.stars) saved as folder/images + folder/masks."""
+    from sam_from_scratch.training.datasets import save_folder_dataset
+    from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
+
+    scenes = [make_star_scene(STAR_SEED, i) for i in range(count)]
+    return save_folder_dataset(folder, [(f"star_{i}", scene.image, scene.masks) for i, scene in enumerate(scenes)])
+
+
+def run_cli(capsys, *args):
+    """The command line run in-process: (exit code, stdout, stderr); argparse's own errors give their code."""
+    from sam_from_scratch.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the command line loads a model: its refusals of bad input come first."""
+    from sam_from_scratch import cli
+
+    def load(*args, **kwargs):
+        pytest.fail("the model was loaded before the refusal")
+
+    monkeypatch.setattr(cli, "_load_model", load)
+
+
 @pytest.fixture
 def file_host(monkeypatch):
     """A LocalFileHost, stopped after the test; NO_PROXY keeps requests to it away from any proxy."""

@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_cli as run
 from sam_from_scratch import cli, download
-from sam_from_scratch.cli import MAX_IMAGE_PIXELS, main, read_image
+from sam_from_scratch.cli import MAX_IMAGE_PIXELS, read_image
 from sam_from_scratch.utils import images
-
-
-def run(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -36,16 +28,6 @@ def small_image(tmp_path):
     path = tmp_path / "small.png"
     Image.fromarray(np.full((10, 20, 3), (30, 60, 90), np.uint8)).save(path)
     return str(path)
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if the command loads a model: these refusals must come first."""
-
-    def load(*args, **kwargs):
-        pytest.fail("the model was loaded before the refusal")
-
-    monkeypatch.setattr(cli, "_load_model", load)
 
 
 # ---- image files: every Pillow mode becomes HxWx3 uint8, by its meaning --------------------------------------------

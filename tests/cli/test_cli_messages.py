@@ -14,17 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sam_from_scratch import cli, download
-from sam_from_scratch.cli import main
-
-
-def run(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import run_cli as run
+from sam_from_scratch import download
 
 
 @pytest.fixture
@@ -45,14 +36,6 @@ def photo(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
     return str(path)
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    def load(*args, **kwargs):
-        pytest.fail("the model was loaded before the refusal")
-
-    monkeypatch.setattr(cli, "_load_model", load)
 
 
 def test_a_point_that_fits_as_y_x_asks_whether_it_was_swapped(photo, tmp_path, capsys, no_model):

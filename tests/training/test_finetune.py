@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import star_dataset
 from sam_from_scratch import from_pretrained
 from sam_from_scratch.cli import main
 from sam_from_scratch.config import CONFIGS
@@ -35,20 +36,13 @@ ft = importlib.import_module("sam_from_scratch.training.finetune")
 FAST = dict(steps=3, batch=2, lr=1e-3, device="cpu", val_ids=["star_0", "star_1"], prompts_per_image=2, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The small model's steps are too small to share between threads: one is faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def star_folder(tmp_path_factory):
     """Six star scenes as images/ + masks/ (one PNG per instance)."""
-    samples = [(f"star_{i}", make_star_scene(STAR_SEED, i).image, make_star_scene(STAR_SEED, i).masks) for i in range(6)]
-    return save_folder_dataset(tmp_path_factory.mktemp("stars"), samples)
+    return star_dataset(tmp_path_factory.mktemp("stars"), 6)
 
 
 def small_model():

@@ -11,14 +11,13 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from conftest import star_dataset
 from sam_from_scratch.cli import main
 from sam_from_scratch.errors import SamInputError
-from sam_from_scratch.training.datasets import load_dataset, save_folder_dataset
+from sam_from_scratch.training.datasets import load_dataset
 from sam_from_scratch.training.finetune import finetune
-from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
 
 IMAGE = np.full((8, 10, 3), 100, np.uint8)
 TOP = np.zeros((8, 10), np.uint8)
@@ -26,19 +25,13 @@ TOP[:4] = 255
 QUICK = dict(model="tiny", steps=1, batch=2, device="cpu", val_ids=["star_0"], prompts_per_image=1, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def stars(tmp_path_factory):
     """Three star scenes as images/ + masks/."""
-    samples = [(f"star_{i}", make_star_scene(STAR_SEED, i).image, make_star_scene(STAR_SEED, i).masks) for i in range(3)]
-    return save_folder_dataset(tmp_path_factory.mktemp("stars"), samples)
+    return star_dataset(tmp_path_factory.mktemp("stars"), 3)
 
 
 def folder(root, images, masks):
