@@ -34,6 +34,7 @@ NEGATIVE_COLOR = "#ff4136"
 BOX_COLOR = "#ffdc00"
 
 OUTLINE_PX = 2  # mask outlines on screen, in screen pixels
+EDGE_SHADE = 0.3  # the line inside a mask's outline: its colour darkened to this fraction
 
 
 def object_colors(n: int) -> np.ndarray:
@@ -44,13 +45,18 @@ def object_colors(n: int) -> np.ndarray:
 def blend(
     image: np.ndarray, masks: Sequence[tuple[np.ndarray, np.ndarray]], outline: int = OUTLINE_PX, alpha: float = 0.45
 ) -> np.ndarray:
-    """(H, W, 3) uint8: `image` with each (mask (H, W) bool, colour (3,)) tinted in, and an opaque outline
-    `outline` pixels wide so a mask shows even on an object of its own colour. Later masks are drawn on top."""
+    """(H, W, 3) uint8: `image` with each (mask (H, W) bool, colour (3,)) tinted in, edged by an opaque band of
+    its colour `outline` pixels wide and, just inside the band, a one-pixel line in a dark shade of it. The band
+    shows against any background, the line on an object of the mask's own colour (an orange under an orange
+    mask). `outline=0` tints only. Pixels outside every mask stay as they are; later masks are drawn on top."""
     out = np.array(image, dtype=np.float32)
     for mask, color in masks:
         color = np.asarray(color, np.float32)
         out[mask] = out[mask] * (1 - alpha) + color * alpha
-        out[mask_outline(mask, outline)] = color
+        if outline > 0:
+            band = mask_outline(mask, outline)
+            out[mask_outline(mask, outline + 1) & ~band] = color * EDGE_SHADE
+            out[band] = color
     return out.round().astype(np.uint8)
 
 

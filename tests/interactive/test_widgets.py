@@ -472,6 +472,21 @@ def test_object_colours_are_distinct_and_reproducible():
     np.testing.assert_array_equal(colors, object_colors(12))
 
 
+def test_a_mask_on_an_object_of_its_own_colour_still_shows_where_it_ends():
+    from sam_from_scratch.interactive.drawing import blend
+
+    orange = object_colors(1)[0]
+    image = np.full((40, 60, 3), 128, np.uint8)
+    image[5:35, 5:55] = orange  # an orange object, and a mask in the same orange over its left part
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:30] = True
+    picture = blend(image, [(mask, orange)]).astype(int)
+    on_the_object = np.abs(picture - orange.astype(int)).sum(axis=2) > 150  # far from orange
+    assert on_the_object[20, 26:30].any()  # a dark line just inside the mask's right edge, on the object
+    assert not on_the_object[20, 10:24].any()  # the tint inside it stays orange
+    np.testing.assert_array_equal(picture[~mask], image[~mask])  # nothing outside the mask is touched
+
+
 # ----- the automatic generator's explorer ------------------------------------------------------------------------------
 
 
