@@ -18,7 +18,7 @@ timeout "${TESTS_S:-90}" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
     tests/fast/test_fast_paths.py tests/predictor/test_predictor.py tests/training/test_training.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
 if (( ${SCALING_S:-0} > 0 )); then
 echo "== tiny model: more compute ($((SECONDS - start)) s)"
-# 4,000 steps of 64 scenes (1.7x the shipped steps, 6.7x its scenes), prompts drawn on the GPU: see
+# 4,000 steps of 64 scenes (0.74x the shipped steps, 3x its scenes), prompts drawn on the GPU: see
 # sam_from_scratch/data/tiny/EXPERIMENTS.md for why steps, not scenes, are the question.
 timeout "${SCALING_S:-450}" "$PY" benchmarks/tiny_scaling.py --variants "${VARIANTS:-x8:360}" \
     --prompts-on-device --threads 2 --loaders 14 \

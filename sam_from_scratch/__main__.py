@@ -1,3 +1,5 @@
+"""`python -m sam_from_scratch`: the command line (cli.py)."""
+
 import sys
 
 from .cli import main

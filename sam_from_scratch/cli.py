@@ -69,7 +69,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Segment Anything, built from scratch: segment images, download the official checkpoints, "
-        "train the small course model, export the prompt side to ONNX.",
+        "train the small course model, fine-tune on your own images, export the prompt side to ONNX.",
         epilog=f"{EXIT_CODES}\n\n'{prog} COMMAND --help' describes a command, with an example.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

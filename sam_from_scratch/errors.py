@@ -1,7 +1,8 @@
 """Small helpers that turn bad input into one clear sentence.
 
 Every public entry point checks its arguments with these, so a learner sees
-"point_labels: expected values in {0, 1}, got [0 2]" instead of a traceback from deep inside torch.
+"point_labels: expected values in {0, 1} (1 = foreground, 0 = background), got list [1, 2]." instead of a
+traceback from deep inside torch.
 """
 
 from __future__ import annotations
