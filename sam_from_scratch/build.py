@@ -124,13 +124,20 @@ build_sam_vit_l = _builder("vit_l")
 build_sam_vit_h = _builder("vit_h")
 build_sam_tiny = _builder("tiny")
 
-sam_model_registry = {
+class _Registry(dict):
+    """The official registry is a plain dict; this one also says which names it knows when a name is wrong."""
+
+    def __missing__(self, name):
+        raise KeyError(f"{name!r} is not a SAM variant here; the registry knows {', '.join(map(repr, self))}")
+
+
+sam_model_registry = _Registry({
     "default": build_sam_vit_h,
     "vit_h": build_sam_vit_h,
     "vit_l": build_sam_vit_l,
     "vit_b": build_sam_vit_b,
     "tiny": build_sam_tiny,
-}
+})
 
 
 def from_pretrained(

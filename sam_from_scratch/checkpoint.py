@@ -167,6 +167,8 @@ def read_state_dict(path: str | os.PathLike, variant: str | None = None) -> Stat
         CheckpointNotFoundError: `path` does not exist.
         CheckpointError: the file is truncated, corrupt, not a checkpoint, or holds more than tensors.
     """
+    if str(path) == "":  # Path("") is the current folder
+        raise CheckpointNotFoundError("checkpoint: expected the path of a checkpoint file or folder, got ''.")
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointNotFoundError(

@@ -676,8 +676,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     except DownloadError as error:  # an official model not in the cache, and no network
         print(f"error: --model {args.model}: {error} Or give its file as --checkpoint FILE.", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written,
+        print(f"error: {renamed(error, {'device': '--device'})}", file=sys.stderr)  # no CUDA device here
         return 1
     return 0  # finetune said what it wrote (the lead process only, under torchrun)
 
@@ -805,7 +805,7 @@ def read_image(path: str, allow_large: bool = False):
     and transparency is dropped. Images above Pillow's decompression-bomb limit are refused unless
     `allow_large`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     from .utils.images import read_image as read_file
 
@@ -822,8 +822,8 @@ def read_image(path: str, allow_large: bool = False):
     except Image.DecompressionBombError as error:
         raise CliError(f"IMAGE: {path} is larger than {MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
                        "decompression bombs; if you trust the file, add --allow-large-images", code=2) from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise CliError(f"IMAGE: cannot read {path} as an image ({error})") from error
+    except SamInputError as error:  # read_file names its path; say what Pillow said
+        raise CliError(f"IMAGE: cannot read {path} as an image ({error.__cause__})") from error
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 

@@ -18,6 +18,7 @@ its temporary file, up to the checkpoint's size, is removed by the next download
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import SamInputError, describe
+from .errors import SamInputError, check_switch, describe, input_error, is_number
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 MIRROR_SCHEMES = ("http", "https")  # what the downloader (pooch's HTTPDownloader, through requests) fetches
@@ -119,7 +120,11 @@ def _what_is_left(target: Path) -> str:
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The folder checkpoints are kept in: the argument, else $SAM_FROM_SCRATCH_CACHE, else ~/.cache/sam_from_scratch."""
+    """The folder checkpoints are kept in: the argument, else $SAM_FROM_SCRATCH_CACHE, else ~/.cache/sam_from_scratch.
+
+    Raises SamInputError for a `cache_dir` that is not a path, or an empty one (which would mean the default)."""
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or str(cache_dir) == ""):
+        raise input_error("cache_dir", "a folder (a str or a path), or None for the default", cache_dir)
     chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     return Path(chosen).expanduser()
 
@@ -151,10 +156,11 @@ def _mirror(mirror: str | None) -> tuple[str | None, str | None]:
 
 
 def _entry(name: str) -> RemoteCheckpoint:
-    key = ALIASES.get(name, name)
+    key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in CHECKPOINTS:
         known = ", ".join(sorted([*CHECKPOINTS, *ALIASES]))
-        raise ValueError(f"name: expected one of {known}, got {name!r}.")
+        got = repr(name) if isinstance(name, str) else describe(name)
+        raise SamInputError(f"name: expected one of {known}, got {got}.")
     return CHECKPOINTS[key]
 
 
@@ -188,8 +194,9 @@ def download_checkpoint(
         Path of the verified file. If it is already cached with the right SHA-256, no network is used.
 
     Raises:
-        ValueError: unknown `name`; SamInputError (a ValueError): `cache_dir` is a file, or `mirror` (or
-            $SAM_FROM_SCRATCH_MIRROR) is not an http:// or https:// URL.
+        SamInputError (a ValueError): an unknown `name`; a `cache_dir` that is a file or not a path; a `mirror`
+            (or $SAM_FROM_SCRATCH_MIRROR) that is not an http:// or https:// URL; `progress` not True or False;
+            `timeout` not a number of seconds > 0.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
             nothing new is left in the cache (a file already there stays as it was, and the message says so).
         KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
@@ -201,6 +208,9 @@ def download_checkpoint(
     import pooch  # imported here: the package works offline without it for everything else
 
     entry = _entry(name)
+    check_switch("progress", progress)
+    if not (is_number(timeout) and math.isfinite(timeout) and timeout > 0):
+        raise input_error("timeout", "a number of seconds > 0", timeout)
     folder = cache_folder(cache_dir)
     if folder.exists() and not folder.is_dir():
         raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")

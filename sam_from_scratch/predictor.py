@@ -48,7 +48,9 @@ def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
         image = np.asarray(image)
     if not isinstance(image, np.ndarray):
         hint = "Convert a PIL image with np.asarray(image.convert('RGB'))." if hasattr(image, "convert") else ""
-        if isinstance(image, torch.Tensor):
+        if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[-1] in (1, 3, 4):
+            hint = "Use image.cpu().numpy() for an HxWxC tensor, or set_torch_image."
+        elif isinstance(image, torch.Tensor):
             hint = "Use image.permute(1, 2, 0).cpu().numpy() for a CxHxW tensor, or set_torch_image."
         raise input_error(argument, "a numpy array of shape (H, W, 3) and dtype uint8", image, hint)
     if image.ndim not in (2, 3):

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area, nms  # noqa: F401  (the generator's NMS, and notebook 10's)
 
+from ..errors import input_error
+
 # ---- point grids and crops -----------------------------------------------------------------------------
 
 
@@ -106,6 +108,7 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     An empty mask gets the box [0, 0, 0, 0]. No pixels at all (no masks, or masks of size 0) give float32
     zeros, as the official helper does: the generator's records inherit this type (see its ``generate``).
     """
+    _check_masks("masks", masks, "boolean masks (..., H, W)")
     if masks.numel() == 0:
         return torch.zeros(*masks.shape[:-2], 4, device=masks.device)
     h, w = masks.shape[-2:]
@@ -140,6 +143,7 @@ def calculate_stability_score(
     low-cut one, so the IoU is simply the ratio of their areas. A mask that barely changes when the
     cut-off moves is "stable"; a blurry one is not. (An all-background mask gives nan.)
     """
+    _check_masks("masks", masks, "mask logits (..., H, W)")
     area_high = (masks > mask_threshold + threshold_offset).sum(dim=(-2, -1))
     area_low = (masks > mask_threshold - threshold_offset).sum(dim=(-2, -1))
     return area_high / area_low
@@ -150,6 +154,7 @@ def calculate_stability_score(
 
 def mask_to_rle_pytorch(tensor: torch.Tensor) -> List[Dict[str, Any]]:
     """``tensor``: BxHxW boolean masks -> B uncompressed RLEs (COCO layout, see the module docstring)."""
+    _check_masks("tensor", tensor, "boolean masks (B, H, W)", ndim=3)
     b, h, w = tensor.shape
     if b == 0:
         return []
@@ -169,6 +174,7 @@ def mask_to_rle_pytorch(tensor: torch.Tensor) -> List[Dict[str, Any]]:
 
 def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
     """Uncompressed RLE -> HxW boolean mask."""
+    _check_rle(rle)
     h, w = rle["size"]
     counts = rle["counts"]
     values = np.arange(len(counts)) % 2 == 1  # runs alternate zeros, ones, zeros, ...
@@ -178,7 +184,35 @@ def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
 
 def area_from_rle(rle: Dict[str, Any]) -> int:
     """Number of pixels set in an uncompressed RLE: the sum of its runs of ones."""
+    _check_rle(rle)
     return sum(rle["counts"][1::2])
+
+
+def _check_masks(argument: str, masks, expected: str, ndim: int | None = None) -> None:
+    """Masks for the torch helpers: a tensor of at least 2 dimensions (exactly `ndim` if given)."""
+    is_tensor = isinstance(masks, torch.Tensor)
+    if not is_tensor or (masks.ndim < 2 if ndim is None else masks.ndim != ndim):
+        hint = "Pass torch.from_numpy(masks)." if isinstance(masks, np.ndarray) else ""
+        if is_tensor and masks.ndim == 2 and ndim == 3:
+            hint = "One mask? Pass tensor[None]."
+        raise input_error(argument, f"a tensor of {expected}", masks, hint)
+
+
+def _check_rle(rle) -> None:
+    """An uncompressed RLE: {"size": [H, W], "counts": [runs...]} whose runs cover the H x W pixels."""
+    counts = rle.get("counts") if isinstance(rle, dict) else None
+    if isinstance(counts, (str, bytes)):
+        raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]})", rle,
+                          "This is COCO's compressed form (output_mode='coco_rle'): decode it with "
+                          "pycocotools.mask.decode, or ask the generator for output_mode='uncompressed_rle'.")
+    try:
+        h, w = (int(s) for s in rle["size"])
+        covered = int(np.sum(counts)) == h * w and len(counts) > 0 and min(counts) >= 0
+    except (TypeError, ValueError, KeyError):
+        covered = False
+    if not covered:
+        raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]}) whose runs "
+                          "cover H x W pixels", rle)
 
 
 def coco_encode_rle(uncompressed_rle: Dict[str, Any]) -> Dict[str, Any]:

@@ -29,8 +29,26 @@ def as_rgb(picture) -> np.ndarray:
 def read_image(path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, what SamPredictor.set_image takes: turned upright as its EXIF data
     says (as viewers show it, while Pillow alone returns a phone's photo on its side) and read by its meaning
-    (as_rgb: a 16-bit PNG is not white). The command line reads its IMAGE with this."""
-    from PIL import Image, ImageOps
+    (as_rgb: a 16-bit PNG is not white). The command line reads its IMAGE with this.
 
-    with Image.open(path) as picture:
-        return as_rgb(ImageOps.exif_transpose(picture))
+    Raises SamInputError naming `path` for something that is not a path, a missing file, a folder, or a file
+    Pillow cannot read (the reason is the error's __cause__); Pillow's DecompressionBombError passes as it is.
+    """
+    import os
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from ..errors import SamInputError, input_error
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise input_error("path", "the path of an image file (a str or a path)", path)
+    try:
+        with Image.open(path) as picture:
+            return as_rgb(ImageOps.exif_transpose(picture))
+    except (UnidentifiedImageError, OSError) as error:
+        what = (
+            "which does not exist" if isinstance(error, FileNotFoundError)
+            else "which is a folder" if isinstance(error, IsADirectoryError)
+            else f"which Pillow cannot read as an image ({error})"
+        )
+        raise SamInputError(f"path: expected an image file, got {path}, {what}.") from error

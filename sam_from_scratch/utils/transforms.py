@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import check_int, input_error
+
 
 class ResizeLongestSide:
     """Resize so that the longest side equals ``target_length``; scale coordinates and boxes to match.
@@ -28,6 +30,7 @@ class ResizeLongestSide:
     """
 
     def __init__(self, target_length: int) -> None:
+        check_int("target_length", target_length, 1)
         self.target_length = target_length
 
     @staticmethod
@@ -36,6 +39,7 @@ class ResizeLongestSide:
 
         Rounds half up, as the official transform does: a 333x517 image at 1024 becomes 660x1024.
         """
+        _check_size("oldh, oldw", (oldh, oldw))
         scale = long_side_length * 1.0 / max(oldh, oldw)
         newh = int(oldh * scale + 0.5)
         neww = int(oldw * scale + 0.5)
@@ -50,6 +54,7 @@ class ResizeLongestSide:
         pixels as with the official code. Each channel is resampled on its own (for RGB this equals
         resizing the RGB picture in one go).
         """
+        _check_image(image)
         newh, neww = self.get_preprocess_shape(image.shape[0], image.shape[1], self.target_length)
         channels = image[:, :, None] if image.ndim == 2 else image
         resized = [
@@ -74,18 +79,20 @@ class ResizeLongestSide:
         """Scale (..., 2) pixel coordinates (x, y) of an ``original_size`` = (H, W) image into the resized
         frame. Returns a new float64 array."""
         scale_x, scale_y = self._scales(original_size)
-        coords = np.array(coords, dtype=float)  # a copy: the caller's array stays as it was
+        coords = _as_numbers("coords", coords, 2, "(x, y) coordinates")  # a copy: the caller's array stays as it was
         coords[..., 0] = coords[..., 0] * scale_x
         coords[..., 1] = coords[..., 1] * scale_y
         return coords
 
     def apply_boxes(self, boxes: np.ndarray, original_size: Tuple[int, ...]) -> np.ndarray:
         """Scale Bx4 boxes (x1, y1, x2, y2) into the resized frame; returns Bx4 float64."""
-        corners = self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size)  # (B, 2 corners, xy)
+        boxes = _as_numbers("boxes", boxes, 4, "boxes (x1, y1, x2, y2)")
+        corners = self.apply_coords(boxes.reshape(-1, 2, 2), original_size)  # (B, 2 corners, xy)
         return corners.reshape(-1, 4)
 
     def apply_coords_torch(self, coords: torch.Tensor, original_size: Tuple[int, ...]) -> torch.Tensor:
         """Torch version of ``apply_coords``: (..., 2) tensor in, new float32 tensor out."""
+        _check_tensor("coords", coords, 2, "(x, y) coordinates", "apply_coords")
         scale_x, scale_y = self._scales(original_size)
         coords = coords.detach().clone().to(torch.float)
         coords[..., 0] = coords[..., 0] * scale_x
@@ -94,13 +101,59 @@ class ResizeLongestSide:
 
     def apply_boxes_torch(self, boxes: torch.Tensor, original_size: Tuple[int, ...]) -> torch.Tensor:
         """Torch version of ``apply_boxes``: Bx4 tensor in, Bx4 float32 tensor out."""
+        _check_tensor("boxes", boxes, 4, "boxes (x1, y1, x2, y2)", "apply_boxes")
         corners = self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size)  # (B, 2 corners, xy)
         return corners.reshape(-1, 4)
 
     def _scales(self, original_size: Sequence[int]) -> Tuple[float, float]:
-        old_h, old_w = original_size
+        _check_size("original_size", original_size)
+        old_h, old_w = (int(s) for s in original_size)
         new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
         return new_w / old_w, new_h / old_h
+
+
+def _check_size(argument: str, size) -> None:
+    """An image size (H, W): two integers >= 1 (Python, numpy or 0-d tensors)."""
+    try:
+        pair = [int(s) for s in size] if len(size) == 2 and all(float(s) == int(s) for s in size) else []
+    except (TypeError, ValueError):
+        pair = []
+    if len(pair) != 2 or min(pair) < 1:
+        raise input_error(argument, "an image size (H, W) of two integers >= 1", size)
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] > 4):
+        hint = ""
+        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[0] <= 4:
+            hint = "Channels first? Pass image.transpose(1, 2, 0)."
+        elif isinstance(image, torch.Tensor):
+            hint = "For a (B, 3, H, W) tensor use apply_image_torch."
+        raise input_error("image", "a numpy array (H, W) or (H, W, C) with at most 4 channels", image, hint)
+    if min(image.shape[:2]) < 1:
+        raise input_error("image", "an image with at least one pixel", image)
+
+
+def _as_numbers(argument: str, values, last: int, what: str) -> np.ndarray:
+    """`values` as a new float64 array of shape (..., last), or a SamInputError naming `argument`."""
+    if isinstance(values, torch.Tensor):
+        raise input_error(argument, f"a numpy array (..., {last}) of {what}", values,
+                          f"For tensors use apply_{argument}_torch.")
+    try:
+        array = np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim == 0 or array.shape[-1] != last:
+        raise input_error(argument, f"an array (..., {last}) of {what}", values)
+    return array
+
+
+def _check_tensor(argument: str, values, last: int, what: str, numpy_method: str) -> None:
+    if not isinstance(values, torch.Tensor):
+        hint = f"For numpy arrays use {numpy_method}." if isinstance(values, np.ndarray) else ""
+        raise input_error(argument, f"a tensor (..., {last}) of {what}", values, hint)
+    if values.ndim == 0 or values.shape[-1] != last or values.dtype == torch.bool or values.is_complex():
+        raise input_error(argument, f"a tensor (..., {last}) of {what}", values)
 
 
 def masks_to_original_size(

@@ -243,3 +243,22 @@ def test_boxes_of_no_pixels_equal_official_including_their_dtype(shape):
     # The generator's records inherit this dtype: float boxes for a batch that kept no mask, as in the official.
     masks = torch.zeros(shape, dtype=torch.bool)
     torch.testing.assert_close(batched_mask_to_box(masks), official.batched_mask_to_box(masks), rtol=0, atol=0)
+
+
+def test_bad_inputs_to_the_mask_helpers_are_named():
+    from sam_from_scratch.errors import SamInputError
+
+    masks = torch.zeros(2, 5, 6, dtype=torch.bool)
+    compressed = coco_mask.encode(np.asfortranarray(masks[0].numpy().astype(np.uint8)))  # output_mode="coco_rle"
+    cases = [
+        (lambda: rle_to_mask(compressed), r"^rle: expected an uncompressed RLE .*compressed form \(output_mode='coco_rle'\): decode it with pycocotools\.mask\.decode"),
+        (lambda: mask_utils.area_from_rle(compressed), r"^rle: .*compressed form"),
+        (lambda: rle_to_mask({"size": [5, 6], "counts": [3, 4]}), r"^rle: expected .* whose runs cover H x W pixels, got dict"),
+        (lambda: mask_to_rle_pytorch(masks.numpy()), r"^tensor: expected a tensor of boolean masks \(B, H, W\), got ndarray .*Pass torch\.from_numpy\(masks\)\.$"),
+        (lambda: mask_to_rle_pytorch(masks[0]), r"^tensor: .*got Tensor of shape \(5, 6\).*One mask\? Pass tensor\[None\]\.$"),
+        (lambda: batched_mask_to_box(masks.numpy()), r"^masks: expected a tensor of boolean masks \(\.\.\., H, W\), got ndarray"),
+        (lambda: calculate_stability_score(masks.float().numpy(), 0.0, 1.0), r"^masks: expected a tensor of mask logits"),
+    ]
+    for call, message in cases:  # the official helpers fail inside numpy and torch (reshape, .sum(dim=...))
+        with pytest.raises(SamInputError, match=message):
+            call()

@@ -8,6 +8,7 @@ happen before the model loads.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import zlib
@@ -19,6 +20,7 @@ from PIL import Image
 from conftest import run_cli as run
 from sam_from_scratch import cli, download
 from sam_from_scratch.cli import MAX_IMAGE_PIXELS, read_image
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.utils import images
 
 
@@ -95,6 +97,19 @@ def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path, reader):
     assert upright.shape == (3, 2, 3)  # as viewers show it: 3 rows, 2 columns
     assert upright[0, 1].tolist() == [255, 255, 255]  # the corner turned to the top right
     assert np.asarray(Image.open(tmp_path / "phone.png")).shape == (2, 3, 3)  # Pillow alone leaves it on its side
+
+
+def test_what_read_image_cannot_read_is_named_with_the_reason(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    cases = [
+        (None, r"^path: expected the path of an image file \(a str or a path\), got NoneType None\.$"),
+        (tmp_path / "missing.png", rf"^path: expected an image file, got {re.escape(str(tmp_path))}/missing\.png, which does not exist\.$"),
+        (tmp_path, rf"^path: expected an image file, got {re.escape(str(tmp_path))}, which is a folder\.$"),
+        (tmp_path / "notes.txt", r"^path: expected an image file, got .*notes\.txt, which Pillow cannot read as an image \(cannot identify"),
+    ]
+    for path, message in cases:  # Pillow alone: AttributeError, FileNotFoundError, IsADirectoryError, UnidentifiedImageError
+        with pytest.raises(SamInputError, match=message):
+            images.read_image(path)
 
 
 # ---- images too large to open ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli as run
+from conftest import star_dataset
 from sam_from_scratch import download
 
 
@@ -68,6 +69,10 @@ def test_a_device_that_is_not_there_is_named_by_its_option(photo, tmp_path, caps
     code, _, err = run(capsys, "segment", photo, "--point", "5,5", "--model", "tiny", "--device", "cuda",
                        "--out", str(tmp_path / "m.png"))
     assert code == 1 and "error: --device: 'cuda' was asked for" in err and "--model/--device" not in err
+    data = star_dataset(tmp_path / "stars", 2)
+    code, _, err = run(capsys, "finetune", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
+                       "--steps", "1", "--device", "cuda")
+    assert code == 1 and err.startswith("error: --device: 'cuda' was asked for") and not (tmp_path / "run").exists()
 
 
 def test_the_demo_falls_back_when_the_cached_checkpoint_does_not_load(offline, capsys):

@@ -156,6 +156,8 @@ def error_message(call):
 IMAGE_ERRORS = {
     "a list": ([[0, 0, 0]], r"^image: expected a numpy array .* got list"),
     "a tensor": (torch.zeros(3, 8, 8, dtype=torch.uint8), r"^image: .*got Tensor of shape \(3, 8, 8\).*permute"),
+    "a channels-last tensor": (torch.zeros(8, 9, 3, dtype=torch.uint8),
+                               r"^image: .*got Tensor of shape \(8, 9, 3\).*Use image\.cpu\(\)\.numpy\(\) for an HxWxC tensor"),
     "4 dimensions": (np.zeros((1, 8, 8, 3), np.uint8), r"^image: expected an array with 2 .*got ndarray of shape \(1, 8, 8, 3\)"),
     "channels first": (np.zeros((3, 40, 60), np.uint8), r"^image: expected channels last.*transpose\(1, 2, 0\)"),
     "no pixels": (np.zeros((0, 10, 3), np.uint8), r"^image: expected an image with at least one pixel, got .*\(0, 10, 3\)"),

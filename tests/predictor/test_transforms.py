@@ -94,3 +94,31 @@ def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res
     ours = masks_to_original_size(logits, input_size, original_size, img_size)
     assert ours.shape == (2, 3, *original_size)
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t: t.apply_image(np.zeros((3, 50, 40), np.uint8)), r"^image: expected a numpy array \(H, W\) or \(H, W, C\) .*Channels first\? Pass image\.transpose\(1, 2, 0\)\.$"),
+    (lambda t: t.apply_image(torch.zeros(1, 3, 5, 5)), r"^image: .*use apply_image_torch\.$"),
+    (lambda t: t.apply_coords(np.array([1, 2, 3]), (50, 40)), r"^coords: expected an array \(\.\.\., 2\) of \(x, y\) coordinates, got ndarray of shape \(3,\)"),
+    (lambda t: t.apply_coords([["a", "b"]], (50, 40)), r"^coords: expected an array \(\.\.\., 2\)"),
+    (lambda t: t.apply_coords([[1, 2]], (0, 40)), r"^original_size: expected an image size \(H, W\) of two integers >= 1, got tuple \(0, 40\)\.$"),
+    (lambda t: t.apply_boxes([[1, 2, 3]], (50, 40)), r"^boxes: expected an array \(\.\.\., 4\) of boxes \(x1, y1, x2, y2\), got list \[\[1, 2, 3\]\]\.$"),
+    (lambda t: t.apply_boxes(torch.zeros(1, 4), (50, 40)), r"^boxes: .*use apply_boxes_torch\.$"),
+    (lambda t: t.apply_coords_torch(np.zeros((1, 2)), (50, 40)), r"^coords: expected a tensor \(\.\.\., 2\) .*use apply_coords\.$"),
+    (lambda t: t.apply_boxes_torch(torch.zeros(1, 3), (50, 40)), r"^boxes: expected a tensor \(\.\.\., 4\)"),
+    (lambda t: t.get_preprocess_shape(0, 0, 96), r"^oldh, oldw: expected an image size \(H, W\) of two integers >= 1, got tuple \(0, 0\)\.$"),
+    (lambda t: ResizeLongestSide(0), r"^target_length: expected a positive integer, got int 0\.$"),
+    (lambda t: ResizeLongestSide("96"), r"^target_length: expected a positive integer, got str '96'\.$"),
+], ids=["channels first", "a tensor image", "coords of 3", "coords of text", "original size 0", "boxes of 3",
+        "tensor boxes to numpy", "numpy coords to torch", "torch boxes of 3", "empty image size", "target 0", "target text"])
+def test_bad_arguments_are_named_instead_of_failing_inside_numpy(call, message):
+    # The official class resizes a channels-first image along the wrong axes and scales 3-vectors without a word.
+    with pytest.raises(ValueError, match=message):
+        call(ResizeLongestSide(96))
+
+
+def test_an_original_size_given_as_a_tensor_or_numpy_integers_scales_as_a_tuple():
+    transform, coords = ResizeLongestSide(96), np.array([[10.0, 20.0]])
+    expected = transform.apply_coords(coords, (50, 40))
+    np.testing.assert_array_equal(transform.apply_coords(coords, torch.tensor([50, 40])), expected)
+    np.testing.assert_array_equal(transform.apply_coords(coords, np.array([50, 40])), expected)

@@ -304,3 +304,14 @@ def test_legacy_checkpoint_cut_short_is_truncated(tiny_state, tmp_path):
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match=r"is truncated or damaged \(an old-format PyTorch file"):
         read_state_dict(path)
+
+
+def test_an_empty_checkpoint_path_is_named_not_read_as_the_current_folder():
+    with pytest.raises(CheckpointError, match=r"^checkpoint: expected the path of a checkpoint file or folder, got ''\.$"):
+        sam_model_registry["tiny"](checkpoint="")
+
+
+def test_a_misspelt_registry_name_lists_the_known_ones():
+    assert isinstance(sam_model_registry, dict)  # as the official registry
+    with pytest.raises(KeyError, match=r"'vit_B' is not a SAM variant here; the registry knows 'default', 'vit_h', 'vit_l', 'vit_b', 'tiny'"):
+        sam_model_registry["vit_B"]

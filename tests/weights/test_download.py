@@ -194,6 +194,34 @@ def test_a_cache_dir_that_is_a_file_is_named_before_any_download(host, fake, tmp
     assert a_file.read_text() == "mine"
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"name": ["vit_b"]}, r"^name: expected one of .*vit_b.*, got list \['vit_b'\]\.$"),
+    ({"cache_dir": 5}, r"^cache_dir: expected a folder \(a str or a path\), or None for the default, got int 5\.$"),
+    ({"cache_dir": ""}, r"^cache_dir: expected a folder .*, got str ''\.$"),
+    ({"timeout": 0}, r"^timeout: expected a number of seconds > 0, got int 0\.$"),
+    ({"timeout": -1.0}, r"^timeout: expected a number of seconds > 0, got float -1\.0\.$"),
+    ({"timeout": "5"}, r"^timeout: expected a number of seconds > 0, got str '5'\.$"),
+    ({"timeout": float("nan")}, r"^timeout: expected a number of seconds > 0, got float nan\.$"),
+    ({"progress": "no"}, r"^progress: expected True or False, got str 'no'\.$"),
+], ids=["name a list", "cache_dir a number", "cache_dir empty", "timeout 0", "timeout negative", "timeout text",
+        "timeout nan", "progress text"])
+def test_bad_download_arguments_are_named_before_any_download(host, fake, tmp_path, arguments, message):
+    host.files["/" + fake.filename] = GOOD
+    call = {"name": "fake", "cache_dir": tmp_path, "mirror": host.url, "progress": False, **arguments}
+    with pytest.raises(SamInputError, match=message):
+        download_checkpoint(**call)
+    assert host.requests == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_cache_dir_on_the_command_line_is_refused(host, fake, tmp_path, capsys, monkeypatch):
+    from sam_from_scratch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["download", "fake", "--cache-dir", "", "--mirror", host.url, "--no-progress"])
+    assert code == 2 and "error: --cache-dir: expected a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_from_pretrained_refuses_a_misspelt_download_argument(tmp_path):
     from sam_from_scratch import from_pretrained
 
