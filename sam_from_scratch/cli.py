@@ -45,6 +45,7 @@ QUICK_STEPS, QUICK_OUT = 2000, "runs/train-tiny-quick"
 # second, measured with 2 workers on 2 idle AMD EPYC cores.
 ESTIMATED_STEPS_PER_SECOND = 1.8
 ONNX_MIN_OPSET = 18  # onnx_export.DEFAULT_OPSET, kept here so that --help imports no torch (a test compares them)
+ONNX_MAX_OPSET = 25  # onnx_export.MAX_OPSET, the newest opset torch's exporter writes (compared by the same test)
 ONNX_EXTRA = 'pip install "sam-from-scratch[onnx]"'
 COORDINATE_OPTIONS = ("--point", "--negative", "--box")
 MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own limit for an error (twice its warning limit, 89,478,485)
@@ -312,8 +313,8 @@ def _add_export_onnx(subparsers, prog: str) -> None:
     parser.add_argument("--out", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
     parser.add_argument("--quantize", action="store_true",
                         help="also write an int8 copy beside it, OUT_int8.onnx (onnxruntime's dynamic quantization)")
-    parser.add_argument("--opset", type=_whole_number(ONNX_MIN_OPSET), default=ONNX_MIN_OPSET,
-                        help=f"ONNX opset version, {ONNX_MIN_OPSET} or newer (default {ONNX_MIN_OPSET})")
+    parser.add_argument("--opset", type=_whole_number(ONNX_MIN_OPSET, ONNX_MAX_OPSET), default=ONNX_MIN_OPSET,
+                        help=f"ONNX opset version, from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (default {ONNX_MIN_OPSET})")
     _add_download_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
@@ -334,14 +335,15 @@ def _numbers(count: int, names: str):
     return parse
 
 
-def _whole_number(minimum: int):
+def _whole_number(minimum: int, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            wanted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, got {text!r}")
         return value
 
     return parse
@@ -748,11 +750,11 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         _status(f"exporting the prompt encoder and mask decoder to ONNX (opset {args.opset}) ...")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)  # checked before the model was loaded
-            export_onnx(model.float().cpu(), out, opset=args.opset)
+            export_onnx(model.float().cpu(), out, opset=args.opset, overwrite=args.force)
             written = [out]
             if args.quantize:
                 _status("writing the int8 copy ...")
-                written.append(quantize_onnx(out, int8_path))
+                written.append(quantize_onnx(out, int8_path, overwrite=args.force))
         except ImportError as error:
             raise CliError(f"export-onnx needs the onnx extra ({error.name or error}): {ONNX_EXTRA}", code=2) from error
         except SamInputError as error:

@@ -11,6 +11,7 @@ official export (e.g. Meta's browser demo) can load it. Needs the `onnx` extra: 
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 import tempfile
 import warnings
@@ -19,13 +20,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SamInputError
+from .errors import SamInputError, check_switch, input_error
 from .modeling.sam import Sam
 from .utils.onnx import SamOnnxModel
 
 INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
 OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
 DEFAULT_OPSET = 18  # the oldest opset torch's exporter writes natively; onnxruntime-web runs it
+# The newest opset torch's exporter converts its graph to: it calls onnxscript's version converter, which takes
+# 18 to 25 (onnxscript 0.7); for a newer one it logs onnx's failure and leaves the graph at opset 18.
+MAX_OPSET = 25
 MAX_POINTS = 1024  # the exporter wants a bound on the point dimension; any realistic prompt is far below
 
 
@@ -54,6 +58,7 @@ def export_onnx(
     quantize: bool = False,
     return_single_mask: bool = True,
     use_stability_score: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write `model`'s prompt encoder and mask decoder to the ONNX file `path`; returns the path.
 
@@ -62,49 +67,56 @@ def export_onnx(
 
     Args:
         model: a Sam in float32 (plain or sped up, e.g. from_pretrained("tiny") or the registry's vit_b).
-        opset: ONNX opset version, 18 or newer.
+        opset: ONNX opset version, from 18 to 25 (MAX_OPSET, the newest torch's exporter converts to).
         quantize: write int8 weights (onnxruntime's dynamic quantization, see quantize_onnx): a smaller file,
             with masks close to, not equal to, the float32 file's.
         return_single_mask: one mask per prompt, chosen as the predictor does (else all four outputs).
         use_stability_score: scores are stability scores instead of predicted IoUs.
+        overwrite: replace a file already at `path`; without it, an existing file is kept and nothing is written.
     """
     if not isinstance(model, Sam):
         raise SamInputError(f"model: expected a Sam (e.g. from_pretrained('tiny')), got {type(model).__name__}.")
     dtype = model.mask_decoder.iou_token.weight.dtype
     if dtype != torch.float32:
         raise SamInputError(f"model: expected float32 weights for the export, got {dtype}; call model.float() first.")
-    if not isinstance(opset, int) or opset < DEFAULT_OPSET:
-        raise SamInputError(f"opset: expected an int >= {DEFAULT_OPSET}, got {opset!r}.")
-    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
-        raise SamInputError(f"path: expected a file name for the ONNX model (e.g. 'sam.onnx'), got {path!r:.60}.")
-    path = Path(path)
-    if path.is_dir():
-        raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
-    if not path.parent.is_dir():
-        raise SamInputError(f"path: the folder {path.parent} does not exist.")
+    for name, value in (("quantize", quantize), ("return_single_mask", return_single_mask),
+                        ("use_stability_score", use_stability_score), ("overwrite", overwrite)):
+        check_switch(name, value)
+    if (not isinstance(opset, numbers.Integral) or isinstance(opset, bool)
+            or not DEFAULT_OPSET <= opset <= MAX_OPSET):
+        raise input_error("opset", f"an integer from {DEFAULT_OPSET} to {MAX_OPSET}", opset)
+    path = _output_path(path, overwrite, "export_onnx(model, path, overwrite=True)")
     for package in ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:  # torch's exporter would fail deep inside, later
             raise ImportError(f"export_onnx needs {package}: pip install 'sam-from-scratch[onnx]'", name=package)
-    wrapper = SamOnnxModel(model, return_single_mask=return_single_mask, use_stability_score=use_stability_score)
+    wrapper = SamOnnxModel(model, return_single_mask=bool(return_single_mask),
+                           use_stability_score=bool(use_stability_score))
     wrapper.eval()
     if not quantize:
-        _export(wrapper, model, path, opset)
+        _export(wrapper, model, path, int(opset))
         return path
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float32.onnx"
-        _export(wrapper, model, float_path, opset)
-        return quantize_onnx(float_path, path)
+        _export(wrapper, model, float_path, int(opset))
+        return quantize_onnx(float_path, path, overwrite=overwrite)
 
 
-def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write an int8 copy of the float32 ONNX file `source` to `path` (onnxruntime's dynamic quantization).
 
     The weights of the matrix products and convolutions are stored as 8-bit integers with one scale each, and
     activations are quantized on the fly. Weights applied through Einsum (the cross-attentions of the fast
     decoder, the default) stay float32, as do biases and norms, and the graph's description does not shrink:
     vit_b's file is about 3x smaller (16.7 -> 5.7 MB; 3.5x built with fast=False), the small model's under 2x.
-    Masks are close to, not equal to, the float32 ones.
+    Masks are close to, not equal to, the float32 ones. A file already at `path` is only replaced with
+    ``overwrite=True``, and never when it is `source` itself.
     """
+    check_switch("overwrite", overwrite)
+    source = _onnx_source(source)
+    path = _output_path(path, overwrite, "quantize_onnx(source, path, overwrite=True)")
+    if path.exists() and path.resolve() == source.resolve():
+        raise SamInputError(f"path: expected another file than source, got {str(path)!r}, which is source. "
+                            "Nothing was saved: the int8 copy goes beside the float32 file, e.g. 'sam_int8.onnx'.")
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -112,9 +124,49 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike) -> Path:
         prepared = Path(tmp) / "prepared.onnx"
         # Shapes inferred, as onnxruntime advises; no graph optimization, which would fold the positional codes
         # of the embedding grid into a float32 constant (4 MB for vit_b) that the graph otherwise computes.
-        quant_pre_process(Path(source), prepared, skip_optimization=True)
-        quantize_dynamic(prepared, Path(path), weight_type=QuantType.QUInt8)
-    return Path(path)
+        quant_pre_process(source, prepared, skip_optimization=True)
+        quantize_dynamic(prepared, path, weight_type=QuantType.QUInt8)
+    return path
+
+
+def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
+    """`path` as a Path to write the ONNX file to: a file name in an existing folder, not in use unless
+    `overwrite` (`how_to_overwrite` is the call that says so, for the message)."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise SamInputError(f"path: expected a file name for the ONNX model (e.g. 'sam.onnx'), got {path!r:.60}.")
+    path = Path(path)
+    if path.is_dir():
+        raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
+    if not path.parent.is_dir():
+        raise SamInputError(f"path: the folder {path.parent} does not exist.")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise SamInputError(
+            f"path: expected a file name not in use, got {str(path)!r}, but {path.name} already exists there. "
+            f"Nothing was saved: choose another name, or call {how_to_overwrite} to overwrite."
+        )
+    return path
+
+
+def _onnx_source(source) -> Path:
+    """`source` as a Path to an ONNX model that onnx can read (the file quantize_onnx starts from)."""
+    expected = "an ONNX file written by export_onnx"
+    if not isinstance(source, (str, os.PathLike)) or str(source) == "":
+        raise input_error("source", expected, source)
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    source = Path(source)
+    if not source.is_file():
+        why = "is a folder" if source.is_dir() else "does not exist"
+        raise SamInputError(f"source: expected {expected}, got {str(source)!r}, which {why}.")
+    try:
+        graph = onnx.load(source, load_external_data=False).graph
+    except DecodeError as error:
+        raise SamInputError(f"source: expected {expected}, got {str(source)!r}, which onnx cannot read "
+                            f"as a model ({error}).") from None
+    if not graph.node:  # an empty file (or text, for instance) reads as a model without a graph
+        raise SamInputError(f"source: expected {expected}, got {str(source)!r}, which holds no ONNX graph.")
+    return source
 
 
 def _export(wrapper: nn.Module, model: Sam, path: Path, opset: int) -> None:
@@ -135,6 +187,10 @@ def _export(wrapper: nn.Module, model: Sam, path: Path, opset: int) -> None:
             external_data=False,  # one self-contained file, as a browser fetches it
             verbose=False,
         )
+    written = program.model.opset_imports.get("")
+    if written != opset:  # torch's exporter logs a failed conversion and goes on with the opset it began with
+        raise RuntimeError(f"opset: torch's exporter wrote opset {written}, not {opset}; nothing was saved. "
+                           f"Pass an opset it converts to ({DEFAULT_OPSET} works).")
     masks = program.model.graph.outputs[0]  # its last two sizes are read from orig_im_size: name them for users
     masks.shape = type(masks.shape)([*masks.shape[:2], "height", "width"])
     program.save(path)

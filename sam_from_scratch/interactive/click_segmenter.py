@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import SamInputError, check_choice, check_int
+from ..errors import SamInputError, check_choice, check_int, check_switch, input_error
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors, outline_width
 from .models import check_methods, describe_model, load_predictor
@@ -61,7 +62,8 @@ class ClickSegmenter(WidgetBase):
     """Interactive click-to-segment widget for one image.
 
     image: (H, W, 3) uint8 (or a PIL image); predictor: anything with the official ``SamPredictor`` API
-    (``set_image``, ``predict``); model: used when predictor is None (see :func:`load_predictor`).
+    (``set_image``, ``predict``); model: used when predictor is None (see :func:`load_predictor`); give
+    one of them, not both.
     mask_mode: "auto" (3 candidates for a single click, where a click is ambiguous, 1 mask once there are
     more prompts, as SAM was trained), "multi" (always 3) or "single" (always 1).
     refine: feed the previous mask's low-resolution logits back as ``mask_input``.
@@ -84,10 +86,16 @@ class ClickSegmenter(WidgetBase):
         save_path: str = "sam_objects.png",
     ) -> None:
         check_choice("mask_mode", mask_mode, MASK_MODES.values())
+        check_switch("refine", refine)
         check_int("display_width", display_width, 1)
+        if not isinstance(save_path, (str, os.PathLike)):
+            raise input_error("save_path", "a file name for the 'save PNG' button, e.g. 'objects.png'", save_path)
         if predictor is not None:
             check_methods("predictor", predictor, ("set_image", "predict"),
                           "a SamPredictor (an object with set_image() and predict())")
+            if model is not None:
+                raise input_error("model", "None beside a predictor (which brings its own model)", model,
+                                  "Pass predictor or model=..., not both.")
         self.image = as_rgb_uint8(image)
         self.predictor = predictor if predictor is not None else load_predictor(model)
         self.state = self._new_state(refine)
@@ -100,7 +108,7 @@ class ClickSegmenter(WidgetBase):
         self._thumbnail_widgets: list = []
 
         self._build_picture(display_width)
-        self._build_controls(mask_mode, save_path)
+        self._build_controls(mask_mode, str(save_path))
         self.set_image(self.image)
 
     def _build_picture(self, display_width: int) -> None:
@@ -267,6 +275,9 @@ class ClickSegmenter(WidgetBase):
         An existing file is only replaced with ``overwrite=True``; otherwise nothing is written and a
         ``SamInputError`` says which file is in the way (the "save PNG" button shows it in the status line).
         """
+        check_switch("overwrite", overwrite)
+        if not isinstance(path, (str, os.PathLike)):
+            raise input_error("path", "a file name ending in .png", path)
         path = Path(path)
         if path.suffix.lower() != ".png":
             raise SamInputError(f"path: expected a file name ending in .png, got {str(path)!r}.")

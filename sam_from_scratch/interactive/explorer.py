@@ -12,12 +12,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import SamInputError, check_int
+from ..errors import SamInputError, check_int, check_number, input_error
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import object_colors
 from .models import check_methods, load_model
 
 __all__ = ["AutomaticMaskExplorer"]
+
+RECORD_KEYS = ("segmentation", "area", "predicted_iou", "stability_score")  # what the explorer reads of a record
 
 
 class AutomaticMaskExplorer(WidgetBase):
@@ -28,9 +30,10 @@ class AutomaticMaskExplorer(WidgetBase):
     would keep at a high threshold can be missing here if a lower-scoring twin suppressed it: close enough to
     learn what the thresholds do.)
 
-    image: (H, W, 3) uint8; records: precomputed generator output (dicts with "segmentation",
+    image: (H, W, 3) uint8; records: precomputed generator output for this image (dicts with "segmentation",
     "predicted_iou", "stability_score", "area"), or None to run `generator` (default: the package's
-    ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`).
+    ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`). Give one of records, generator and
+    model (with its generator_kwargs); pred_iou_thresh and stability_score_thresh: None or in [0, 1].
 
     The sliders start at the official thresholds, or, for the small course model when none are given, at those
     its card recommends (``generator_filters``); the status line says which.
@@ -45,13 +48,19 @@ class AutomaticMaskExplorer(WidgetBase):
         from ..automatic_mask_generator import OFFICIAL_FILTERS, SamAutomaticMaskGenerator, generator_filters
 
         check_int("display_width", display_width, 1)  # before the generator runs, which takes a while
+        for name, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh)):
+            if value is not None:
+                check_number(name, value, 0, 1)  # the sliders' range
         if generator is not None:
             check_methods("generator", generator, ("generate",),
                           "a SamAutomaticMaskGenerator (an object with generate(image))")
         if isinstance(records, str) or hasattr(records, "image_encoder"):  # AutomaticMaskExplorer(image, model)
             raise SamInputError("records: expected the generator's output (a list of dicts), got a model. "
                                 "Pass the model as model=... instead.")
+        _check_unused(records, generator, model, generator_kwargs)
         self.image = as_rgb_uint8(image)
+        if records is not None:
+            _check_records(records, self.image.shape[:2])
         self.generate_seconds = 0.0
         filters, self.filter_note = dict(OFFICIAL_FILTERS), None
         if records is None:
@@ -64,10 +73,8 @@ class AutomaticMaskExplorer(WidgetBase):
             start = time.perf_counter()
             records = generator.generate(self.image)
             self.generate_seconds = time.perf_counter() - start
+            _check_records(records, self.image.shape[:2])
         self.records = sorted(records, key=lambda r: r["area"], reverse=True)  # big first, small drawn on top
-        for record in self.records:
-            if not isinstance(record.get("segmentation"), np.ndarray):
-                raise SamInputError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array)")
 
         self.picture = Picture(self.image, display_width)
         self.figure, self.canvas, self.axes = self.picture.figure, self.picture.canvas, self.picture.axes
@@ -100,3 +107,44 @@ class AutomaticMaskExplorer(WidgetBase):
         ran = f" (generator ran once, {self.generate_seconds:.1f} s)" if self.generate_seconds else ""
         note = f" Starting filters: {self.filter_note}." if self.filter_note else ""
         self._set_status(f"{len(kept)} of {len(self.records)} masks kept{ran}.{note}")
+
+
+def _check_unused(records, generator, model, generator_kwargs: dict) -> None:
+    """Refuse what the explorer would ignore: model and generator settings build a generator, so they have no
+    use beside records or a generator, and a generator has none beside records."""
+    if records is not None and generator is not None:
+        raise SamInputError("records, generator: expected one of them, got both; the generator would not run. "
+                            "Leave one out.")
+    given = "records" if records is not None else "generator" if generator is not None else None
+    unused = ({"model": model} if model is not None else {}) | generator_kwargs
+    if given is not None and unused:
+        got = ", ".join(f"{name}={value!r:.40}" for name, value in unused.items())
+        how = "build the generator with them" if given == "generator" else "pass them instead of the records"
+        raise SamInputError(f"{', '.join(unused)}: expected no model or generator settings beside {given}= "
+                            f"(they only build a generator), got {got}. Leave them out, or {how}.")
+
+
+def _check_records(records, size: tuple[int, int]) -> None:
+    """The generator's output for an image of `size` (H, W): a list of dicts with the keys the explorer reads
+    and a binary mask of that size each."""
+    if isinstance(records, dict):
+        raise input_error("records", "the generator's output (a list of dicts)", records,
+                          "For a single record: [record].")
+    if not isinstance(records, (list, tuple)):
+        raise input_error("records", "the generator's output (a list of dicts)", records)
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise input_error(f"records[{index}]", "a dict (one mask's record from the generator)", record)
+        missing = [key for key in RECORD_KEYS if key not in record]
+        if missing:
+            raise SamInputError(f"records[{index}]: expected the keys {', '.join(map(repr, RECORD_KEYS))}, got keys "
+                                f"{list(record)}; {', '.join(map(repr, missing))} missing.")
+        segmentation = record["segmentation"]
+        if not isinstance(segmentation, np.ndarray):
+            raise SamInputError("records: expected output_mode='binary_mask' (segmentation as an (H, W) bool array), "
+                                f"got records[{index}]['segmentation'] as {type(segmentation).__name__}.")
+        if segmentation.shape != tuple(size):
+            hint = ("Is one of them transposed (H and W swapped)?" if segmentation.shape == tuple(size)[::-1]
+                    else "Were the records made for another image? Pass the image they were generated from.")
+            raise SamInputError(f"records: expected masks of the image's size (H, W) = {tuple(size)}, got "
+                                f"records[{index}]['segmentation'] of shape {segmentation.shape}. {hint}")

@@ -13,12 +13,13 @@ into calls on this class and draws what it holds.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
-from ..errors import input_error
+from ..errors import check_int, check_switch, input_error
 
 __all__ = ["Prediction", "PromptSnapshot", "PromptState"]
 
@@ -81,10 +82,12 @@ class PromptState:
 
     def __init__(self, refine: bool = True, max_history: int = 100,
                  image_size: Optional[tuple[int, int]] = None) -> None:
-        if max_history < 1:
-            raise ValueError(f"max_history must be at least 1, got {max_history}")
-        self.refine = refine
-        self.max_history = max_history
+        check_switch("refine", refine)
+        check_int("max_history", max_history, 1)
+        if image_size is not None:
+            image_size = _image_size(image_size)
+        self.refine = bool(refine)
+        self.max_history = int(max_history)
         self.image_size = image_size
         self.current = PromptSnapshot()
         self._undo: list[PromptSnapshot] = []
@@ -153,6 +156,7 @@ class PromptState:
     def add_point(self, x: float, y: float, positive: bool = True) -> None:
         """Add a positive (label 1) or negative (label 0) point at pixel (x, y)."""
         x, y = self._coordinate("x", x), self._coordinate("y", y)
+        check_switch("positive", positive)
         snapshot = self.current
         self._push(
             PromptSnapshot(
@@ -194,8 +198,10 @@ class PromptState:
         prediction = self.current.prediction
         if prediction is None:
             raise ValueError("choose: there are no candidate masks yet; add a point or a box first")
-        if not 0 <= index < len(prediction.scores):
-            raise ValueError(f"choose: index must be in [0, {len(prediction.scores) - 1}], got {index}")
+        count = len(prediction.scores)
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool) or not 0 <= index < count:
+            raise input_error("index", f"an integer in [0, {count - 1}] ({count} candidate mask"
+                                       f"{'s' if count > 1 else ''}, numbered from 0)", index)
         self.current = replace(self.current, chosen=int(index))
 
     def record_prediction(self, masks: np.ndarray, scores: np.ndarray, low_res_logits: np.ndarray) -> None:
@@ -253,6 +259,16 @@ class PromptState:
         if not self.refine or index is None:
             return None
         return self.current.prediction.low_res_logits[index][None]  # (256, 256) -> (1, 256, 256)
+
+
+def _image_size(value) -> tuple[int, int]:
+    """(height, width) as two positive Python ints; anything else is a SamInputError naming image_size."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in pair):
+        raise input_error("image_size", "(H, W), two positive integers, or None", value,
+                          "For an image array: image.shape[:2].")
+    return int(pair[0]), int(pair[1])
 
 
 def _finite_number(name: str, value) -> float:

@@ -4,7 +4,10 @@
              or an RLE, with its counts compressed (COCO's string) or not (a list of run lengths)
     folder   images/ beside masks/: one PNG per instance named <image stem>_<k>.png, or one label-map PNG per
              image named <image stem>.png: one channel (mode L, P, I;16, I or 1), 0 is background, every other
-             value one instance, except 255 in a palette (P) map, which marks boundaries as in Pascal VOC
+             value one instance, except 255 in a palette (P) map, which marks boundaries as in Pascal VOC.
+             An instance PNG whose transparency varies (an alpha channel, or a transparent palette entry) is the
+             instance where it is not fully transparent (alpha > 0); any other is the instance where its grey
+             level is above 0. A label map's transparency must not vary: its values are the labels.
 
 `load_dataset` reads either and checks everything it can before any training starts: a missing file, a mask
 whose size differs from its image, an empty mask, a duplicated id, a malformed polygon or RLE. Each problem is
@@ -68,7 +71,10 @@ class InstanceDataset:
 
     def split(self, val_fraction: float = 0.1, seed: int = 0, val_ids=None) -> tuple["InstanceDataset", "InstanceDataset"]:
         """(train, held-out): the held-out images are `val_ids` (ids or file names) if given, else a random
-        `val_fraction` of the images (at least one, drawn with `seed`)."""
+        `val_fraction` of the images (at least one, drawn with `seed`).
+
+        Each value of `val_ids` names the image with that id; a value that is no image's id names the image of
+        that file name, else of that file name without its suffix. A value naming several images is refused."""
         n = len(self)
         if n < 2:
             raise SamInputError(f"data: expected at least 2 images (one is held out for validation), got {n}.")
@@ -76,12 +82,7 @@ class InstanceDataset:
             if not isinstance(val_ids, (list, tuple, range, np.ndarray)):  # in order (a set has none: run.json keeps it)
                 hint = f"For one image: [{val_ids!r}]." if isinstance(val_ids, str) else ""
                 raise input_error("val_ids", "a list of image ids or file names", val_ids, hint)
-            wanted = {str(v) for v in val_ids}
-            names = [{r.image_id, r.path.name, r.path.stem} for r in self.records]
-            unknown = sorted(v for v in wanted if not any(v in k for k in names))
-            if unknown:
-                raise SamInputError(f"val_ids: expected ids or file names of the dataset's images, got unknown {unknown[:5]}.")
-            held = [i for i, k in enumerate(names) if k & wanted]
+            held = self._held_out(val_ids)
         else:
             check_val_fraction(val_fraction)
             check_int("seed", seed, 0)
@@ -91,6 +92,29 @@ class InstanceDataset:
             raise SamInputError(f"val_ids: expected to hold out some but not all of the {n} images, got {len(held)}.")
         train = [i for i in range(n) if i not in set(held)]
         return self.subset(train), self.subset(held)
+
+    def _held_out(self, val_ids) -> list[int]:
+        """The indices of the images `val_ids` names (see split), in order."""
+        held, unknown = set(), []
+        for value in dict.fromkeys(str(v) for v in val_ids):
+            what, matches = self._images_named(value)
+            if len(matches) > 1:
+                paths = [str(self.records[i].path) for i in matches]
+                raise SamInputError(f"val_ids: expected values that each name one image, got {value!r}, the {what} of {len(matches)} images: {paths[:5]}. Give their ids instead.")
+            held.update(matches)
+            unknown += [] if matches else [value]
+        if unknown:
+            raise SamInputError(f"val_ids: expected ids or file names of the dataset's images, got unknown {sorted(unknown)[:5]}.")
+        return sorted(held)
+
+    def _images_named(self, value: str) -> tuple[str, list[int]]:
+        """(how, indices): the images whose id is `value`; if none, whose file name is; if none, whose stem is."""
+        for what, key in (("id", lambda r: r.image_id), ("file name", lambda r: r.path.name),
+                          ("file name without suffix", lambda r: r.path.stem)):
+            matches = [i for i, r in enumerate(self.records) if key(r) == value]
+            if matches:
+                return what, matches
+        return "", []
 
 
 def check_val_fraction(value) -> None:
@@ -212,11 +236,15 @@ def _is_id(value) -> bool:
 
 
 def _no_duplicates(values: list, what: str) -> None:
-    seen, repeated = set(), set()
+    """Values are compared as text, as ids are kept: 1 and "1" are one id."""
+    seen: dict[str, list] = {}
     for value in values:
-        (repeated if value in seen else seen).add(value)
+        seen.setdefault(str(value), []).append(value)
+    repeated = sorted(text for text, found in seen.items() if len(found) > 1)
     if repeated:
-        raise SamInputError(f"{what}: expected unique ids, got duplicates {sorted(map(str, repeated))[:5]}.")
+        alike = [" and ".join(map(repr, seen[text])) for text in repeated if len(set(map(repr, seen[text]))) > 1]
+        note = f" ({alike[0]} are one id: ids are kept as text)" if alike else ""
+        raise SamInputError(f"{what}: expected unique ids, got duplicates {repeated[:5]}{note}.")
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -232,8 +260,11 @@ def _image_size(path: Path) -> tuple[int, int]:
 def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 in the stored orientation, as the masks are: any Pillow mode by its meaning (a 16-bit
     image is scaled, not clipped)."""
-    with Image.open(path) as picture:
-        return as_rgb(picture)
+    try:
+        with Image.open(path) as picture:
+            return as_rgb(picture)
+    except OSError as error:  # cut short, damaged, or gone since the dataset was read
+        raise SamInputError(f"images: expected an image at {path}, got a file Pillow cannot read ({error}).") from error
 
 
 def read_masks(record: ImageRecord) -> np.ndarray:
@@ -257,21 +288,53 @@ def read_masks(record: ImageRecord) -> np.ndarray:
 
 
 def _read_png(path: Path, record: ImageRecord, label_map: bool = False) -> np.ndarray:
-    """A mask's values (H, W). An instance PNG of several channels reads as its grey levels; a label map must
-    have one channel (grey levels would merge colours), and in a palette one 255 marks boundaries: read as 0."""
+    """A mask's values (H, W). An instance PNG reads as its alpha where that varies (a shape drawn in the alpha
+    channel), else as its grey levels; a label map must have one channel (grey levels would merge colours) and
+    no varying alpha, and in a palette one 255 marks boundaries: read as 0."""
     try:
         with Image.open(path) as picture:
             mode = picture.mode
-            if label_map and mode not in LABEL_MODES:
-                raise SamInputError(f"{path}: expected a single-channel label map (mode L, P, I;16, I or 1), got mode {mode}. Store each instance as one value (1, 2, ...), not as a colour, or save one PNG per instance.")
-            values = np.asarray(picture if mode in LABEL_MODES else picture.convert("L"))
+            values = _label_values(picture, path) if label_map else _instance_values(picture)
     except OSError as error:  # not an image, or a damaged one
         raise SamInputError(f"{path}: expected a PNG mask, got a file Pillow cannot read ({error}).") from error
-    if label_map and mode == "P":
+    if label_map and mode in ("P", "PA"):
         values = np.where(values == 255, 0, values)
     if values.ndim != 2 or values.shape != record.size:  # sizes written width x height, as everywhere
         raise SamInputError(f"{path}: expected a mask of {record.size[1]}x{record.size[0]} pixels (the size of {record.path}), got {values.shape[1]}x{values.shape[0]}.")
     return values
+
+
+def _varying_alpha(picture: Image.Image) -> np.ndarray | None:
+    """The picture's alpha (H, W) uint8 if it has transparency (an alpha channel, or a transparent palette entry
+    or colour) that is not one value everywhere; else None."""
+    if "A" in picture.getbands():
+        alpha = np.asarray(picture.getchannel("A"))
+    elif "transparency" in picture.info and picture.mode in ("P", "L", "RGB"):
+        alpha = np.asarray(picture.convert("RGBA").getchannel("A"))
+    else:
+        return None
+    return alpha if alpha.size and alpha.min() != alpha.max() else None
+
+
+def _instance_values(picture: Image.Image) -> np.ndarray:
+    """An instance PNG's values (H, W), above 0 on the instance: its alpha where that varies, else its grey levels."""
+    alpha = _varying_alpha(picture)
+    if alpha is not None:
+        return alpha
+    return np.asarray(picture if picture.mode in LABEL_MODES else picture.convert("L"))
+
+
+def _label_values(picture: Image.Image, path: Path) -> np.ndarray:
+    """A label map's values (H, W): one channel, or a grey level or palette index (LA, PA) under an alpha that
+    is one value everywhere. A palette's transparent entry is only how it is shown: the indices are the labels."""
+    mode = picture.mode
+    if mode in ("LA", "PA", "RGBA") and _varying_alpha(picture) is not None:
+        raise SamInputError(f"{path}: expected a label map without transparency (its values are the labels), got mode {mode} with an alpha channel that varies. Save it without alpha (mode L or P), or save one PNG per instance.")
+    if mode in ("LA", "PA"):
+        return np.asarray(picture.getchannel(0))
+    if mode not in LABEL_MODES:
+        raise SamInputError(f"{path}: expected a single-channel label map (mode L, P, I;16, I or 1), got mode {mode}. Store each instance as one value (1, 2, ...), not as a colour, or save one PNG per instance.")
+    return np.asarray(picture)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ corrective click where the prediction is wrong, the previous logits fed back, fo
 differs is what trains:
 
 - the mask decoder, and optionally the prompt encoder; the image encoder stays frozen, so every image's
-  embedding is computed once, cached on disk in the run folder, and every step costs only the decoder;
+  embedding is computed once, cached on disk in the run folder (an image file changed since is embedded
+  again), and every step costs only the decoder;
 - or, with `lora_rank` > 0, also low-rank adapters on the encoder's attention (qkv): W x + B A x with A
   (r, C) and B (3C, r), B starting at zero. The embeddings then change at every step, so nothing is cached.
 
@@ -131,14 +132,22 @@ class _EmbeddedSam(nn.Module):
 
 class EmbeddingCache:
     """Each image's embedding (1, C, h, w): from the encoder every time (`folder` None: the adapters train), or
-    computed once and kept in `folder`, one file per image (the encoder is frozen)."""
+    computed once and kept in `folder`, one file per image (the encoder is frozen).
+
+    A file is named by the image's id and path and by its size and modification time, as they were when the
+    run first asked for it: an image edited since an earlier run is embedded again, not read from the cache."""
 
     def __init__(self, sam: Sam, folder: Path | None) -> None:
         self.sam, self.folder = sam, folder
+        self._paths: dict[tuple[str, Path], Path] = {}
 
     def path(self, record: ImageRecord) -> Path:
-        key = hashlib.sha1(f"{record.image_id}|{record.path.resolve()}".encode()).hexdigest()[:20]
-        return self.folder / f"{key}.pt"
+        known = (record.image_id, record.path)
+        if known not in self._paths:
+            stat = record.path.stat()
+            text = f"{record.image_id}|{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            self._paths[known] = self.folder / f"{hashlib.sha1(text.encode()).hexdigest()[:20]}.pt"
+        return self._paths[known]
 
     def compute(self, record: ImageRecord) -> torch.Tensor:
         image = frame_image(read_rgb(record.path), self.sam.image_encoder.img_size)
@@ -301,20 +310,28 @@ def finetune(
     cache_dir: str | os.PathLike | None = None,
     mirror: str | None = None,
 ) -> dict:
-    """Fine-tune SAM on `data` and write the run folder `out`; returns the card.
+    """Fine-tune SAM on `data` and write the run folder `out`; returns the card (a dict, as card.json holds it).
 
     Args:
-        model: "tiny", "vit_b", "vit_l", "vit_h", a checkpoint path, or a Sam already built.
+        model: "tiny", "vit_b", "vit_l", "vit_h", a checkpoint path, or a Sam already built. A Sam given is the
+            model that trains, in place: it ends fine-tuned, on `device` and in eval mode, only the trained parts
+            requiring gradients, and with `lora_rank` its encoder's qkv layers carry the adapters. Pass
+            copy.deepcopy(model) to keep the model as it was.
         data, images: a COCO instance JSON and its image folder, or a folder with images/ and masks/.
         checkpoint: weights for the `model` variant (default: the bundled or official ones).
         steps / epochs: optimizer steps, or passes over the training images (default 10 epochs).
+        lr: the learning rate, > 0. A run whose loss (or weights) becomes NaN or infinite stops with an error
+            naming the step, keeping the state saved before it and writing no checkpoint or card.
         batch: images per step (split between the processes under torchrun), each with `prompts_per_image`
             prompts followed by `clicks` - 1 corrective clicks.
-        val_fraction / val_ids: the held-out images, drawn with `seed`, or given as ids or file names.
+        val_fraction / val_ids: the held-out images, drawn with `seed`, or given as ids or file names (a value
+            names the image of that id; if none has it, of that file name, then that name without its suffix).
         lora_rank: > 0 adds adapters of that rank to the image encoder's qkv (no embedding cache then).
         train_prompt_encoder: train the prompt encoder as well as the mask decoder.
         replay, replay_images: a second dataset (same formats) whose images all join the training images,
-            none held out: images of the kind the model already knows, so that it keeps knowing them.
+            none held out: images of the kind the model already knows, so that it keeps knowing them. An image
+            held out from `data` (the same file) never trains: it is left out of the replay set, and the card's
+            data.replay_heldout_excluded counts those left out.
         replay_fraction: the share of each step's images drawn from `replay` (default: its share of all the
             training images); a large replay set then reminds the model of much, at the share you choose.
         distill: > 0 also pulls, on the replayed images, the model's answers towards those of the model it
@@ -329,7 +346,8 @@ def finetune(
     _check_path("out", out, "the run folder (a path)")
     _check_path("checkpoint", checkpoint, "a checkpoint file (a path) or None", optional=True)
     _check_steps(steps, epochs)
-    check_number("lr", lr, 0.0)
+    if not (is_number(lr) and 0 < lr < math.inf):
+        raise input_error("lr", "a finite number > 0", lr)
     check_int("batch", batch, 1)
     check_int("seed", seed, 0)
     check_val_fraction(val_fraction)
@@ -354,9 +372,12 @@ def finetune(
             replayed = load_dataset(replay, replay_images)
         except SamInputError as error:  # its messages name data and images: here they are replay's
             raise renamed(error, {"data": "replay", "images": "replay_images"}) from None
-        train_set = InstanceDataset(train_set.records + replayed.records, train_set.source)
+        train_set = _with_replay(train_set, val_set, replayed)
     steps = _steps(steps, epochs, len(train_set), batch)
     rank, world, owns_group = _join_workers(device)
+    left_out = train_set.source.get("replay_heldout_excluded")
+    if left_out and progress and rank == 0:
+        print(f"replay: left out {left_out} of its images that are held out for validation")
     if batch % world:
         raise SamInputError(f"batch: expected a multiple of the {world} processes, got {batch}.")
     target = _worker_device(device, world)
@@ -377,6 +398,18 @@ def finetune(
     finally:
         if owns_group:
             dist.destroy_process_group()
+
+
+def _with_replay(train_set: InstanceDataset, val_set: InstanceDataset, replayed: InstanceDataset) -> InstanceDataset:
+    """The training images followed by the replayed ones, less any held-out image (the same file): a held-out
+    image never trains. Its source counts those left out, for the card."""
+    held_out = {record.path.resolve() for record in val_set.records}
+    kept = [record for record in replayed.records if record.path.resolve() not in held_out]
+    if not kept:
+        raise SamInputError(f"replay: expected images besides the held-out ones, got {replayed.source['path']}, "
+                            f"whose {len(replayed)} images are all held out for validation.")
+    left_out = len(replayed) - len(kept)
+    return InstanceDataset(train_set.records + kept, {**train_set.source, "replay_heldout_excluded": left_out})
 
 
 def _check_steps(steps, epochs) -> None:
@@ -458,9 +491,9 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: 
         raise SamInputError(f"out: expected a folder for the run, got {out}, which is a file.")
     run_file = out / RUN_FILE
     if run_file.exists():
-        recorded = json.loads(run_file.read_text()).get("settings")
+        recorded = _recorded_settings(run_file)
         if recorded != _jsonable(asdict(settings)):
-            changed = sorted(k for k, v in _jsonable(asdict(settings)).items() if (recorded or {}).get(k) != v)
+            changed = sorted(k for k, v in _jsonable(asdict(settings)).items() if recorded.get(k) != v)
             raise SamInputError(f"out: expected a new folder or a run with the same settings, got {out}, a run with "
                                 f"other {', '.join(changed)}; choose another --out to start a new run.")
     else:
@@ -474,6 +507,21 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: 
             write_atomically(run_file, lambda tmp: tmp.write_text(text))
     if world > 1:
         dist.barrier()
+
+
+def _recorded_settings(run_file: Path) -> dict:
+    """The settings a run.json of ours records; a file of that name that finetune did not write is refused."""
+    try:
+        recorded = json.loads(run_file.read_text())
+    except (OSError, ValueError) as error:  # a folder, or not JSON text
+        recorded, why = None, f"not readable as JSON: {error}"
+    else:
+        why = f"a JSON {type(recorded).__name__} without the settings finetune records"
+    if not (isinstance(recorded, dict) and isinstance(recorded.get("settings"), dict)):
+        raise SamInputError(f"out: expected an empty folder or a fine-tuning run folder, got {run_file.parent}, whose "
+                            f"{run_file.name} is not one finetune wrote ({why}); fine-tuning never overwrites files "
+                            "it did not create.")
+    return recorded["settings"]
 
 
 def _train_config(settings: FinetuneSettings) -> TrainConfig:
@@ -529,23 +577,40 @@ def _run(sam, settings, dataset, train_set, val_set, out, rank, world, progress)
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)
     sam.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fine-tune", disable=not (progress and lead))
-    t0 = time.perf_counter() - elapsed
+    t0, saved = time.perf_counter() - elapsed, start  # saved: the step of the state in state.pt
     for step in bar:
         figures = optimizer_step(step_loss(step, rank, world), trainable.values(), optimizer, scheduler, cfg, world)
         elapsed = time.perf_counter() - t0
+        saving = (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1
+        _stop_if_diverged(float(figures[0]), trainable.values() if saving else (), step, settings.lr, out, saved)
+        saved = step + 1 if saving else saved
         if not lead:
             continue
         row = {"step": step, **dict(zip(FIGURES, figures.tolist())), "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2)}
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1:
+        if saving:
             save_state(step + 1)
     sam.eval()
     card = _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elapsed, progress) if lead else {}
     if world > 1:
         dist.barrier()
     return card
+
+
+def _stop_if_diverged(loss: float, params, step: int, lr: float, out: Path, saved: int) -> None:
+    """Refuse to go on (and so to save) once the loss, or one of `params`, is NaN or infinite: the run diverged.
+    The state saved before (after `saved` steps) stays in `out`; no checkpoint or card is written."""
+    if math.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in params):
+        return
+    if math.isfinite(loss):
+        what = "the weights became NaN or infinite"
+    else:
+        what = f"the loss became {'NaN' if math.isnan(loss) else 'infinite'}"
+    kept = f"{out} keeps its state after {saved} step(s)" if saved else f"no trained state was saved in {out}"
+    raise SamInputError(f"lr: {what} at step {step} (lr {lr:g}); try a smaller lr, with another out ({kept}; "
+                        "no checkpoint or card was written).")
 
 
 class _Params(nn.Module):
@@ -569,6 +634,7 @@ def _finish(sam, settings, dataset, train_set, val_set, embed, out, before, elap
         "checkpoint": checkpoint.name,
         "data": {**dataset.source, "train_images": len(dataset) - len(val_set), "heldout_images": len(val_set),
                  "replay_images": len(train_set) - (len(dataset) - len(val_set)),
+                 "replay_heldout_excluded": train_set.source.get("replay_heldout_excluded", 0),
                  "heldout_ids": val_set.image_ids},
         "settings": asdict(settings),
         "trained": "mask decoder" + (", prompt encoder" if settings.train_prompt_encoder else "")

@@ -504,8 +504,8 @@ def export_calls(monkeypatch):
         Path(path).write_bytes(b"float32 graph")
         return Path(path)
 
-    def quantize(source, path):
-        calls.append(("quantize", Path(source), Path(path)))
+    def quantize(source, path, overwrite=False):
+        calls.append(("quantize", Path(source), Path(path), overwrite))
         Path(path).write_bytes(b"int8 graph")
         return Path(path)
 
@@ -561,8 +561,8 @@ def test_export_onnx_with_force_quantize_and_opset(tmp_path, capsys, export_call
     assert stdout.startswith(f"wrote {out} (0.0 MB) and {tmp_path / 'decoder_int8.onnx'} (0.0 MB)")
     (_, model, path, kwargs), quantized = export_calls
     assert isinstance(model, Sam) and model.device.type == "cpu" and model.mask_decoder.iou_token.weight.dtype == torch.float32
-    assert (path, kwargs) == (out, {"opset": 19})
-    assert quantized == ("quantize", out, tmp_path / "decoder_int8.onnx")
+    assert (path, kwargs) == (out, {"opset": 19, "overwrite": True})
+    assert quantized == ("quantize", out, tmp_path / "decoder_int8.onnx", True)
     assert out.read_bytes() == b"float32 graph" and (tmp_path / "decoder_int8.onnx").read_bytes() == b"int8 graph"
 
 
@@ -586,12 +586,13 @@ def test_export_onnx_without_the_onnx_extra_says_how_to_install_it(tmp_path, cap
 
 
 def test_export_onnx_explains_bad_arguments(tmp_path, capsys, export_calls):
-    from sam_from_scratch.cli import ONNX_MIN_OPSET
-    from sam_from_scratch.onnx_export import DEFAULT_OPSET
+    from sam_from_scratch.cli import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+    from sam_from_scratch.onnx_export import DEFAULT_OPSET, MAX_OPSET
 
-    assert ONNX_MIN_OPSET == DEFAULT_OPSET
-    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "d.onnx"), "--opset", "17")
-    assert code == 2 and "argument --opset: expected a whole number >= 18, got '17'" in err
+    assert (ONNX_MIN_OPSET, ONNX_MAX_OPSET) == (DEFAULT_OPSET, MAX_OPSET)
+    for opset in ("17", "26"):
+        code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "d.onnx"), "--opset", opset)
+        assert code == 2 and f"argument --opset: expected a whole number from 18 to 25, got '{opset}'" in err
     code, err = run_in_process(capsys, "export-onnx")
     assert code == 2 and "the following arguments are required: --out" in err
     (tmp_path / "file").write_text("not a folder")

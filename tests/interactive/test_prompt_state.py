@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.interactive.prompt_state import PromptState
 
 
@@ -107,8 +108,22 @@ def test_choose_rejects_an_index_that_is_not_a_candidate():
         state.choose(0)
     state.add_point(1, 1)
     state.record_prediction(*fake_prediction(n=1, best=0))
-    with pytest.raises(ValueError, match=r"index must be in \[0, 0\], got 2"):
+    with pytest.raises(SamInputError, match=r"^index: expected an integer in \[0, 0\] \(1 candidate mask, numbered "
+                                            r"from 0\), got int 2\.$"):
         state.choose(2)
+
+
+@pytest.mark.parametrize("index", [1.7, True, "1", None, -1, 3])
+def test_choose_takes_only_an_integer_of_a_candidate(index):
+    state = PromptState()
+    state.add_point(1, 1)
+    state.record_prediction(*fake_prediction(n=3, best=0))
+    with pytest.raises(SamInputError, match=r"^index: expected an integer in \[0, 2\] \(3 candidate masks, numbered "
+                                            r"from 0\), got " + type(index).__name__):
+        state.choose(index)
+    assert state.chosen_index == 0  # the best one, still
+    state.choose(np.int64(2))  # numpy integers are integers
+    assert state.chosen_index == 2 and type(state.current.chosen) is int
 
 
 def test_a_new_prompt_refines_with_the_logits_of_the_chosen_mask():
@@ -195,3 +210,39 @@ def test_record_prediction_checks_that_the_shapes_agree():
     masks, scores, logits = fake_prediction(n=3)
     with pytest.raises(ValueError, match="same C"):
         state.record_prediction(masks, scores[:2], logits)
+
+
+def test_positive_must_be_true_or_false():
+    state = PromptState()
+    with pytest.raises(SamInputError, match=r"^positive: expected True or False, got str 'no'\.$"):
+        state.add_point(1, 1, positive="no")  # a non-empty string would have made a positive point
+    assert not state.can_undo and state.points == ()
+    state.add_point(1, 1, positive=np.bool_(False))
+    state.add_point(2, 2, positive=1)
+    assert state.labels == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(refine="no"), r"^refine: expected True or False, got str 'no'\.$"),
+        (dict(max_history="5"), r"^max_history: expected a positive integer, got str '5'\.$"),
+        (dict(max_history=2.5), r"^max_history: expected a positive integer, got float 2\.5\.$"),
+        (dict(max_history=0), r"^max_history: expected a positive integer, got int 0\.$"),
+        (dict(image_size=100), r"^image_size: expected \(H, W\), two positive integers, or None, got int 100\. "
+                               r"For an image array: image\.shape\[:2\]\.$"),
+        (dict(image_size=(96, 128, 3)), r"^image_size: expected \(H, W\), .*got tuple \(96, 128, 3\)"),
+        (dict(image_size=(96.0, 128)), r"^image_size: expected \(H, W\), .*got tuple \(96\.0, 128\)"),
+        (dict(image_size=(0, 128)), r"^image_size: expected \(H, W\), .*got tuple \(0, 128\)"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(SamInputError, match=match):
+        PromptState(**kwargs)
+
+
+def test_image_size_may_be_a_list_or_numpy_integers():
+    state = PromptState(image_size=[np.int64(96), 128])
+    assert state.image_size == (96, 128)
+    with pytest.raises(SamInputError, match=r"^x: expected a number in \[0, 128\]"):
+        state.add_point(200, 10)

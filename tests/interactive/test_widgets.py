@@ -393,6 +393,55 @@ def test_a_model_where_a_predictor_or_generator_goes_is_refused_with_where_it_go
         AutomaticMaskExplorer(image, model)
 
 
+def test_a_model_beside_a_predictor_is_refused_not_ignored(scene):
+    with pytest.raises(SamInputError, match=r"^model: expected None beside a predictor \(which brings its own model\), "
+                                            r"got str 'vit_h'\. Pass predictor or model=\.\.\., not both\.$"):
+        ClickSegmenter(scene[0], RegionPredictor(), model="vit_h")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(refine="no"), r"^refine: expected True or False, got str 'no'\.$"),
+        (dict(save_path=5), r"^save_path: expected a file name for the 'save PNG' button, e\.g\. 'objects\.png', "
+                            r"got int 5\.$"),
+    ],
+)
+def test_bad_settings_of_the_click_segmenter_are_named(scene, kwargs, match):
+    predictor = RegionPredictor()
+    with pytest.raises(SamInputError, match=match):
+        ClickSegmenter(scene[0], predictor, **kwargs)
+    assert predictor.set_image_calls == 0  # refused before the embedding
+
+
+def test_a_path_as_save_path_is_the_save_buttons_file_name(scene, tmp_path):
+    segmenter = ClickSegmenter(scene[0], RegionPredictor(), save_path=tmp_path / "objects.png")
+    assert segmenter.save_name.value == str(tmp_path / "objects.png")
+
+
+def test_add_point_and_choose_take_only_what_they_say(segmenter):
+    with pytest.raises(SamInputError, match=r"^positive: expected True or False, got str 'no'\.$"):
+        segmenter.add_point(25, 20, positive="no")
+    assert segmenter.state.current.is_empty and segmenter.predictor.calls == []
+    segmenter.add_point(25, 20)
+    for index in (1.7, True, "1"):
+        with pytest.raises(SamInputError, match=r"^index: expected an integer in \[0, 2\] \(3 candidate masks"):
+            segmenter.choose(index)
+    assert segmenter.state.chosen_index == 1  # still the best, as shown
+    segmenter.choose(2)
+    assert segmenter.choice_buttons.value == 2
+
+
+def test_save_png_checks_its_arguments_and_keeps_the_file(segmenter, tmp_path):
+    mine = tmp_path / "keep.png"
+    mine.write_bytes(b"my own photo")
+    with pytest.raises(SamInputError, match=r"^overwrite: expected True or False, got str 'no'\.$"):
+        segmenter.save_png(mine, overwrite="no")  # a non-empty string would have overwritten
+    assert mine.read_bytes() == b"my own photo" and not (tmp_path / "keep_labels.npy").exists()
+    with pytest.raises(SamInputError, match=r"^path: expected a file name ending in \.png, got NoneType None\.$"):
+        segmenter.save_png(None)
+
+
 def test_an_unknown_model_name_is_reported_as_the_widgets_model_argument(scene):
     for make in (ClickSegmenter, AutomaticMaskExplorer):
         with pytest.raises(SamInputError, match=r"^model: expected 'tiny', .*got 'vitb'"):
@@ -529,6 +578,76 @@ def test_the_explorer_draws_only_the_masks_it_keeps(scene):
     (kept,) = explorer.kept
     shown = np.asarray(explorer.picture.artist.get_array())  # (H, W, 3): the picture drawn on the canvas
     np.testing.assert_array_equal((shown != scene[0]).any(axis=2), kept["segmentation"])
+
+
+def test_records_of_another_image_are_refused_with_both_sizes(scene):
+    image = scene[0]  # 96 x 128
+    other = fake_records()
+    for record in other:
+        record["segmentation"] = np.pad(record["segmentation"], ((0, 24), (0, 32)))  # made for a 120 x 160 image
+    with pytest.raises(SamInputError, match=r"^records: expected masks of the image's size \(H, W\) = \(96, 128\), got "
+                                            r"records\[0\]\['segmentation'\] of shape \(120, 160\)\. Were the records "
+                                            r"made for another image\? Pass the image they were generated from\.$"):
+        AutomaticMaskExplorer(image, other)
+    smaller = [dict(record, segmentation=record["segmentation"][:60, :80]) for record in fake_records()]
+    with pytest.raises(SamInputError, match=r"^records: .* = \(96, 128\), got records\[0\]\['segmentation'\] of shape "
+                                            r"\(60, 80\)\. Were the records made for another image"):
+        AutomaticMaskExplorer(image, smaller)
+    with pytest.raises(SamInputError, match=r"^records: .* = \(128, 96\), got .* of shape \(96, 128\)\. Is one of them "
+                                            r"transposed \(H and W swapped\)\?$"):
+        AutomaticMaskExplorer(image.transpose(1, 0, 2), fake_records())
+    generator = CountingGenerator(other)  # a generator's output is checked too
+    with pytest.raises(SamInputError, match=r"^records: expected masks of the image's size"):
+        AutomaticMaskExplorer(image, generator=generator)
+
+
+def test_records_that_are_not_a_list_of_full_records_are_refused(scene):
+    image, records = scene[0], fake_records()
+    with pytest.raises(SamInputError, match=r"^records: expected the generator's output \(a list of dicts\), got dict "
+                                            r".*For a single record: \[record\]\.$"):
+        AutomaticMaskExplorer(image, records[0])
+    with pytest.raises(SamInputError, match=r"^records\[0\]: expected a dict \(one mask's record from the generator\), "
+                                            r"got list"):
+        AutomaticMaskExplorer(image, (records, 1))
+    without_iou = [{k: v for k, v in record.items() if k != "predicted_iou"} for record in records]
+    with pytest.raises(SamInputError, match=r"^records\[0\]: expected the keys 'segmentation', 'area', 'predicted_iou', "
+                                            r"'stability_score', got keys \[.*\]; 'predicted_iou' missing\.$"):
+        AutomaticMaskExplorer(image, without_iou)
+    rle = [dict(record, segmentation={"size": [H, W], "counts": [H * W]}) for record in records]
+    with pytest.raises(SamInputError, match=r"^records: expected output_mode='binary_mask' .*got "
+                                            r"records\[0\]\['segmentation'\] as dict\.$"):
+        AutomaticMaskExplorer(image, rle)
+    assert len(AutomaticMaskExplorer(image, []).kept) == 0  # no masks at all is fine
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pred_iou_thresh=1.5), r"^pred_iou_thresh: expected a number in \[0, 1\], got float 1\.5\.$"),
+        (dict(stability_score_thresh=-1), r"^stability_score_thresh: expected a number in \[0, 1\], got int -1\.$"),
+        (dict(pred_iou_thresh="0.5"), r"^pred_iou_thresh: expected a number in \[0, 1\], got str '0\.5'\.$"),
+        (dict(stability_score_thresh=float("nan")), r"^stability_score_thresh: expected a number in \[0, 1\], got float nan"),
+    ],
+)
+def test_thresholds_outside_the_sliders_range_are_refused_not_clamped(scene, kwargs, match):
+    with pytest.raises(SamInputError, match=match):
+        AutomaticMaskExplorer(scene[0], fake_records(), **kwargs)
+
+
+def test_what_the_explorer_would_ignore_is_refused(scene):
+    image, records = scene[0], fake_records()
+    generator = CountingGenerator(records)
+    with pytest.raises(SamInputError, match=r"^points_per_side: expected no model or generator settings beside records= "
+                                            r"\(they only build a generator\), got points_per_side=2\. Leave them out, "
+                                            r"or pass them instead of the records\.$"):
+        AutomaticMaskExplorer(image, records, points_per_side=2)
+    with pytest.raises(SamInputError, match=r"^model, crop_n_layers: expected no model or generator settings beside "
+                                            r"generator= .*got model='vitb', crop_n_layers=1\. Leave them out, or build "
+                                            r"the generator with them\.$"):
+        AutomaticMaskExplorer(image, generator=generator, model="vitb", crop_n_layers=1)
+    with pytest.raises(SamInputError, match=r"^records, generator: expected one of them, got both"):
+        AutomaticMaskExplorer(image, records, generator=generator)
+    assert generator.calls == 0
 
 
 # ----- with the package's real SamPredictor ---------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ from segment_anything.utils.onnx import SamOnnxModel as OfficialOnnxModel  # noq
 
 from sam_from_scratch.config import CONFIGS, TINY_CHECKPOINT  # noqa: E402
 from sam_from_scratch.errors import SamInputError  # noqa: E402
-from sam_from_scratch.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_onnx, quantize_onnx  # noqa: E402
+from sam_from_scratch import onnx_export  # noqa: E402
+from sam_from_scratch.onnx_export import (  # noqa: E402
+    DEFAULT_OPSET, INPUT_NAMES, MAX_OPSET, OUTPUT_NAMES, export_onnx, quantize_onnx,
+)
 from sam_from_scratch.utils.onnx import SamOnnxModel  # noqa: E402
 
 # Mask logits of the small model reach about 50: float32 rounding in a different order of operations gives
@@ -185,7 +188,14 @@ def test_int8_file_is_smaller_and_its_masks_close(tiny, embedding, exported, ses
     "kwargs,match",
     [
         (dict(model="tiny"), r"^model: expected a Sam"),
-        (dict(opset=11), r"^opset: expected an int >= 18, got 11"),
+        (dict(opset=11), r"^opset: expected an integer from 18 to 25, got int 11\.$"),
+        (dict(opset=26), r"^opset: expected an integer from 18 to 25, got int 26\.$"),
+        (dict(opset="18"), r"^opset: expected an integer from 18 to 25, got str '18'\.$"),
+        (dict(opset=18.0), r"^opset: expected an integer from 18 to 25, got float 18\.0\.$"),
+        (dict(return_single_mask="False"), r"^return_single_mask: expected True or False, got str 'False'\.$"),
+        (dict(quantize="no"), r"^quantize: expected True or False, got str 'no'\.$"),
+        (dict(use_stability_score=None), r"^use_stability_score: expected True or False, got NoneType None\.$"),
+        (dict(overwrite="yes"), r"^overwrite: expected True or False, got str 'yes'\.$"),
         (dict(path="/no/such/folder/sam.onnx"), r"^path: the folder /no/such/folder does not exist"),
         (dict(path=None), r"^path: expected a file name for the ONNX model \(e\.g\. 'sam\.onnx'\), got None"),
         (dict(path="/"), r"^path: expected a file name for the ONNX model, got /, which is a folder"),
@@ -196,3 +206,84 @@ def test_bad_arguments_are_named(tiny, tmp_path, kwargs, match):
     model, path = arguments.pop("model"), arguments.pop("path")
     with pytest.raises(SamInputError, match=match):
         export_onnx(model, path, **arguments)
+
+
+def test_the_default_export_has_the_default_opset(exported):
+    import onnx
+
+    assert [o.version for o in onnx.load(exported).opset_import if o.domain == ""] == [DEFAULT_OPSET]
+
+
+@pytest.mark.parametrize("name", ["my_checkpoint.pth", "sam.onnx", "notes.txt"])
+@pytest.mark.parametrize("quantize", [False, True])
+def test_an_existing_file_is_kept_unless_overwrite_is_true(tiny, tmp_path, name, quantize):
+    mine = tmp_path / name
+    mine.write_bytes(b"my own file")
+    with pytest.raises(SamInputError, match=rf"^path: expected a file name not in use, got '.*{name}', but {name} "
+                                            r"already exists there\. Nothing was saved: choose another name, or call "
+                                            r"export_onnx\(model, path, overwrite=True\) to overwrite\.$"):
+        export_onnx(tiny, mine, quantize=quantize)
+    assert mine.read_bytes() == b"my own file" and list(tmp_path.iterdir()) == [mine]
+
+
+def test_overwrite_true_replaces_the_file_and_the_newest_opset_is_written(tiny, embedding, tmp_path):
+    import onnx
+
+    path = tmp_path / "sam.onnx"
+    path.write_bytes(b"an older export")
+    assert export_onnx(tiny, path, opset=np.int64(MAX_OPSET), overwrite=True) == path  # numpy ints count too
+    assert [o.version for o in onnx.load(path).opset_import if o.domain == ""] == [MAX_OPSET]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    masks, scores, _ = session.run(None, prompt(tiny, embedding, 1, False))
+    np.testing.assert_allclose(scores, run_torch(SamOnnxModel(tiny, return_single_mask=True),
+                                                 prompt(tiny, embedding, 1, False))[1], **SCORE_TOLERANCE)
+
+
+def test_an_opset_the_exporter_does_not_reach_writes_nothing(tiny, tmp_path, monkeypatch):
+    # Were MAX_OPSET ahead of torch's exporter, which then keeps opset 18 and only logs its failure, the file
+    # would say 18 where the caller asked for 26: refused instead, before anything is written.
+    monkeypatch.setattr(onnx_export, "MAX_OPSET", MAX_OPSET + 1)
+    with pytest.raises(RuntimeError, match=rf"^opset: torch's exporter wrote opset 18, not {MAX_OPSET + 1}; "
+                                           "nothing was saved"):
+        export_onnx(tiny, tmp_path / "sam.onnx", opset=MAX_OPSET + 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_onnx_keeps_an_existing_file_unless_overwrite_is_true(exported, tmp_path):
+    mine = tmp_path / "sam_int8.onnx"
+    mine.write_bytes(b"my own file")
+    with pytest.raises(SamInputError, match=r"^path: expected a file name not in use, got '.*sam_int8\.onnx', but "
+                                            r"sam_int8\.onnx already exists there\. Nothing was saved: choose another "
+                                            r"name, or call quantize_onnx\(source, path, overwrite=True\)"):
+        quantize_onnx(exported, mine)
+    assert mine.read_bytes() == b"my own file"
+    with pytest.raises(SamInputError, match=r"^overwrite: expected True or False, got str 'no'\.$"):
+        quantize_onnx(exported, mine, overwrite="no")
+    assert mine.read_bytes() == b"my own file"
+    size = exported.stat().st_size
+    with pytest.raises(SamInputError, match=r"^path: expected another file than source, got '.*', which is source"):
+        quantize_onnx(exported, exported, overwrite=True)
+    assert exported.stat().st_size == size
+    assert quantize_onnx(exported, mine, overwrite=True) == mine
+    ort.InferenceSession(str(mine), providers=["CPUExecutionProvider"])
+
+
+def test_quantize_onnx_wants_an_onnx_file_as_its_source(tmp_path):
+    import torch
+
+    checkpoint, folder, empty = tmp_path / "mine.pth", tmp_path / "folder", tmp_path / "empty.onnx"
+    torch.save({"weight": torch.zeros(2)}, checkpoint)
+    folder.mkdir()
+    empty.write_bytes(b"")
+    expected = r"^source: expected an ONNX file written by export_onnx, got "
+    cases = [
+        (tmp_path / "missing.onnx", r"'.*missing\.onnx', which does not exist\.$"),
+        (folder, r"'.*folder', which is a folder\.$"),
+        (checkpoint, r"'.*mine\.pth', which onnx cannot read as a model \(.*\)\.$"),
+        (empty, r"'.*empty\.onnx', which holds no ONNX graph\.$"),
+        (None, r"NoneType None\.$"),
+    ]
+    for source, what in cases:
+        with pytest.raises(SamInputError, match=expected + what):
+            quantize_onnx(source, tmp_path / "int8.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.onnx", "folder", "mine.pth"]

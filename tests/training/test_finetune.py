@@ -406,3 +406,58 @@ def test_a_bad_distill_is_named(star_folder, tmp_path):
     with pytest.raises(SamInputError, match=r"^distill: expected a finite number >= 0, got float -1\.0"):
         finetune(small_model(), star_folder, out=tmp_path / "run", distill=-1.0, **FAST)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_held_out_image_is_never_replayed(star_folder, tmp_path, monkeypatch, capsys):
+    """replay = the data itself: its held-out images (the same files) are left out of the replay set."""
+    trained = []  # the images the training steps read
+    real_record_at = ft._FinetuneStep.record_at
+    monkeypatch.setattr(ft._FinetuneStep, "record_at",
+                        lambda self, position: trained.append(real_record_at(self, position)) or trained[-1])
+    card = finetune(small_model(), star_folder, out=tmp_path / "run", replay=star_folder, **{**FAST, "progress": True})
+    assert card["data"]["replay_heldout_excluded"] == 2 and card["data"]["replay_images"] == 4
+    assert card["data"]["heldout_ids"] == ["star_0", "star_1"]
+    assert trained and not {r.path.stem for r in trained} & {"star_0", "star_1"}
+    assert "replay: left out 2 of its images that are held out for validation" in capsys.readouterr().out
+
+
+def test_a_replay_set_of_held_out_images_only_is_refused(star_folder, tmp_path):
+    replay = tmp_path / "replay.json"  # star_0 again, as a COCO file
+    replay.write_text(json.dumps({"images": [{"id": 1, "file_name": "star_0.png"}],
+                                  "annotations": [{"id": 1, "image_id": 1, "segmentation": [[5, 5, 30, 5, 30, 30]]}]}))
+    with pytest.raises(SamInputError, match=r"^replay: expected images besides the held-out ones, got .*replay\.json, "
+                                            r"whose 1 images are all held out for validation\."):
+        finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, replay_images=star_folder / "images",
+                 **FAST)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_image_edited_since_the_last_run_is_embedded_again(tmp_path):
+    """The cache is named by the file's size and time too: the run after an edit does not train on the old picture."""
+    import os
+
+    root = star_dataset(tmp_path / "stars", 4)
+    arguments = {**FAST, "val_ids": ["star_0"], "steps": 2}
+    finetune(small_model(), root, out=tmp_path / "run", **arguments)
+    edited = root / "images" / "star_2.png"
+    Image.fromarray(255 - np.asarray(Image.open(edited))).save(edited)
+    os.utime(edited, ns=(edited.stat().st_atime_ns, edited.stat().st_mtime_ns + 10**9))  # even on a coarse clock
+    model = small_model()
+    passes = count_encoder_passes(model)
+    finetune(model, root, out=tmp_path / "run", **arguments)
+    assert len(passes) == 1  # star_2 only; the others come from the cache
+    cache = ft.EmbeddingCache(model, tmp_path / "run" / "embeddings")
+    record = next(r for r in load_dataset(root).records if r.path == edited)
+    torch.testing.assert_close(torch.load(cache.path(record), weights_only=True), cache.compute(record))
+
+
+def test_a_model_passed_in_is_the_one_trained(star_folder, tmp_path):
+    """As finetune's docstring says: the Sam given trains in place (a deep copy keeps the original)."""
+    model, original = small_model(), small_model()
+    kept = ft.copy.deepcopy(original)
+    finetune(model, star_folder, out=tmp_path / "a", lora_rank=2, **FAST)
+    finetune(kept, star_folder, out=tmp_path / "b", **FAST)
+    assert not model.training and isinstance(model.image_encoder.blocks[0].attn.qkv, ft.LoRALinear)
+    assert all(p.requires_grad == (".lora_" in n or n.startswith("mask_decoder.")) for n, p in model.named_parameters())
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in original.state_dict().items())
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in small_model().state_dict().items())

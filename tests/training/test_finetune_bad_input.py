@@ -6,11 +6,13 @@ The datasets are a few pixels each, written to disk; the one model that trains i
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import star_dataset
@@ -18,6 +20,9 @@ from sam_from_scratch.cli import main
 from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.training.datasets import load_dataset
 from sam_from_scratch.training.finetune import finetune
+
+# the module itself: sam_from_scratch.training exports the function `finetune` under the same name
+ft = importlib.import_module("sam_from_scratch.training.finetune")
 
 IMAGE = np.full((8, 10, 3), 100, np.uint8)
 TOP = np.zeros((8, 10), np.uint8)
@@ -71,6 +76,52 @@ def test_a_colour_label_map_is_refused(tmp_path):
     with pytest.raises(SamInputError, match=r"b\.png: expected a single-channel label map \(mode L, P, I;16, I or 1\)"
                                             r", got mode RGB"):
         load_dataset(root)
+
+
+def with_alpha(mode, grey, alpha):
+    """An instance PNG of `mode` (RGBA or LA) whose colour is `grey` everywhere and whose alpha is `alpha`."""
+    bands = 4 if mode == "RGBA" else 2
+    pixels = np.full((*alpha.shape, bands), grey, np.uint8)
+    pixels[..., -1] = alpha
+    return Image.fromarray(pixels, mode)
+
+
+@pytest.mark.parametrize("mode, grey", [("RGBA", 255), ("RGBA", 0), ("LA", 255), ("LA", 0)])
+def test_an_instance_drawn_in_the_alpha_channel_is_read_from_it(tmp_path, mode, grey):
+    """White everywhere read as grey levels would be the whole image; black, an empty mask."""
+    root = folder(tmp_path, {"c.png": IMAGE}, {"c_0.png": with_alpha(mode, grey, TOP)})
+    _, masks = load_dataset(root)[0]
+    assert masks.shape == (1, 8, 10) and (masks[0] == (TOP > 0)).all()
+
+
+def test_an_instance_png_with_a_transparent_palette_entry_is_read_from_its_transparency(tmp_path):
+    """The instance is entry 0 (opaque black), the rest entry 1 (transparent): not the entries above 0."""
+    palette = Image.fromarray((TOP == 0).astype(np.uint8), mode="L").convert("P")
+    palette.putpalette([0, 0, 0] * 256)
+    palette.info["transparency"] = 1
+    root = folder(tmp_path, {"t.png": IMAGE}, {"t_0.png": palette})
+    assert Image.open(root / "masks" / "t_0.png").info.get("transparency") == 1
+    _, masks = load_dataset(root)[0]
+    assert (masks[0] == (TOP > 0)).all()
+
+
+def test_an_instance_png_under_an_even_alpha_is_read_from_its_grey_levels(tmp_path):
+    root = folder(tmp_path, {"d.png": IMAGE}, {"d_0.png": Image.fromarray(np.stack([TOP] * 3 + [np.full_like(TOP, 255)], -1))})
+    _, masks = load_dataset(root)[0]
+    assert (masks[0] == (TOP > 0)).all()
+
+
+def test_a_label_map_whose_alpha_varies_is_refused_and_an_even_alpha_is_read_through(tmp_path):
+    labels = (TOP > 0).astype(np.uint8) * 2
+    varying = np.stack([labels, TOP], -1)  # the labels, and an alpha that varies
+    root = folder(tmp_path / "varying", {"e.png": IMAGE}, {"e.png": Image.fromarray(varying, "LA")})
+    with pytest.raises(SamInputError, match=r"e\.png: expected a label map without transparency \(its values are the "
+                                            r"labels\), got mode LA with an alpha channel that varies"):
+        load_dataset(root)
+    even = np.stack([labels, np.full_like(TOP, 255)], -1)
+    root = folder(tmp_path / "even", {"e.png": IMAGE}, {"e.png": Image.fromarray(even, "LA")})
+    _, masks = load_dataset(root)[0]
+    assert masks.shape == (1, 8, 10) and (masks[0] == (labels == 2)).all()
 
 
 def test_255_in_a_palette_label_map_marks_boundaries_not_an_instance(tmp_path):
@@ -165,6 +216,15 @@ def test_a_bad_coco_entry_names_the_file_and_the_entry(tmp_path, images, annotat
         load_dataset(coco_file(tmp_path, images=images, annotations=annotations))
 
 
+def test_ids_1_and_text_1_are_one_id_and_refused_as_duplicates(tmp_path):
+    """Both become the image id "1": annotations of one would count as the other's."""
+    images = [{"id": 1, "file_name": "a.png"}, {"id": "1", "file_name": "a.png"}]
+    annotations = [{"id": 7, "image_id": 1, "segmentation": SQUARE}, {"id": 8, "image_id": "1", "segmentation": SQUARE}]
+    with pytest.raises(SamInputError, match=r"coco\.json: images\[\]\.id: expected unique ids, got duplicates \['1'\] "
+                                            r"\(1 and '1' are one id: ids are kept as text\)"):
+        load_dataset(coco_file(tmp_path, images=images, annotations=annotations))
+
+
 def test_the_command_names_the_annotation_of_a_bad_polygon(tmp_path, capsys):
     path = coco_file(tmp_path, [[1, 1, 8, 1, 8, 6, 1]])
     code = main(["finetune", "--model", "tiny", "--data", str(path), "--out", str(tmp_path / "run"), "--device", "cpu"])
@@ -181,6 +241,39 @@ def test_val_ids_must_be_a_list(stars):
         data.split(val_ids="star_1")
     with pytest.raises(SamInputError, match=r"^val_ids: expected a list of image ids or file names, got int 1"):
         data.split(val_ids=1)
+
+
+def numbered_coco(tmp_path, file_names):
+    """coco.json with ids 1, 2, ... for the images `file_names` (beside it or in subfolders), one square each."""
+    for name in file_names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(IMAGE).save(tmp_path / name)
+    images = [{"id": i + 1, "file_name": name} for i, name in enumerate(file_names)]
+    annotations = [{"id": i + 1, "image_id": i + 1, "segmentation": SQUARE} for i in range(len(file_names))]
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return load_dataset(path)
+
+
+def test_val_ids_name_an_image_by_its_id_before_its_file_name(tmp_path):
+    """Ids 1..4 on files 0.png..3.png: 1 is the image of id 1 (0.png), not also the file 1.png."""
+    data = numbered_coco(tmp_path, ["0.png", "1.png", "2.png", "3.png"])
+    held = data.split(val_ids=[1])[1]
+    assert held.image_ids == ["1"] and [r.path.name for r in held.records] == ["0.png"]
+    assert data.split(val_ids=["3.png"])[1].image_ids == ["4"]  # no id 3.png: the file of that name
+    with pytest.raises(SamInputError, match=r"^val_ids: expected ids or file names of the dataset's images, got "
+                                            r"unknown \['5'\]"):
+        data.split(val_ids=["5"])
+
+
+def test_a_val_id_naming_several_images_is_refused_with_the_images(tmp_path):
+    data = numbered_coco(tmp_path, ["day/x.png", "night/x.png", "x.jpg"])
+    with pytest.raises(SamInputError, match=r"^val_ids: expected values that each name one image, got 'x\.png', the "
+                                            r"file name of 2 images: \[.*day/x\.png', .*night/x\.png'\]\. Give their ids"):
+        data.split(val_ids=["x.png"])
+    with pytest.raises(SamInputError, match=r"^val_ids: .* got 'x', the file name without suffix of 3 images"):
+        data.split(val_ids=["x"])
+    assert data.split(val_ids=["x.jpg", 2])[1].image_ids == ["2", "3"]
 
 
 def test_one_image_is_too_few_to_hold_one_out(tmp_path):
@@ -209,6 +302,9 @@ def test_one_image_is_too_few_to_hold_one_out(tmp_path):
     ("model", "vitb", r"^model: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got 'vitb'"),
     ("model", 3, r"^model: expected tiny, vit_b, vit_l, vit_h, a checkpoint path or a Sam, got int"),
     ("epochs", 0, r"^epochs: expected a finite number > 0, got int 0"),
+    ("lr", 0, r"^lr: expected a finite number > 0, got int 0"),
+    ("lr", float("nan"), r"^lr: expected a finite number > 0, got float nan"),
+    ("lr", float("inf"), r"^lr: expected a finite number > 0, got float inf"),
     ("val_fraction", "x", r"^val_fraction: expected a number in \(0, 1\), got str 'x'"),
     ("replay", 3, r"^replay: expected a COCO \.json file or a folder with images/ and masks/, got int 3"),
     ("replay_images", "photos", r"^replay_images: expected None without a replay dataset, got 'photos'"),
@@ -235,3 +331,68 @@ def test_numpy_numbers_are_recorded_as_plain_ones(stars, tmp_path):
     card = finetune(data=stars, out=tmp_path / "run", **arguments)
     assert card["settings"]["seed"] == 3 and card["settings"]["batch"] == 2 and card["steps"] == 1
     assert card["settings"]["lr"] == pytest.approx(1e-3)
+
+
+# ---- the run folder, and a run that cannot go on -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, why", [
+    ('["my experiment notes"]', r"a JSON list without the settings finetune records"),
+    ('{"notes": 1}', r"a JSON dict without the settings finetune records"),
+    ("not json", r"not readable as JSON: Expecting value"),
+])
+def test_a_run_json_finetune_did_not_write_is_refused_and_kept(stars, tmp_path, text, why):
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(SamInputError, match=rf"^out: expected an empty folder or a fine-tuning run folder, got "
+                                            rf"{re.escape(str(tmp_path))}, whose run\.json is not one finetune wrote "
+                                            rf"\({why}.*\); fine-tuning never overwrites files it did not create\.$"):
+        finetune(data=stars, out=tmp_path, **QUICK)
+    assert (tmp_path / "run.json").read_text() == text and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_a_truncated_image_is_named_when_it_is_read(tmp_path):
+    """Reading the dataset reads each image's header only; the pixels are read when the image is embedded."""
+    root = star_dataset(tmp_path / "stars", 3)
+    Image.open(root / "images" / "star_2.png").convert("RGB").save(root / "images" / "star_2.jpg")
+    (root / "images" / "star_2.png").unlink()
+    whole = (root / "images" / "star_2.jpg").read_bytes()
+    (root / "images" / "star_2.jpg").write_bytes(whole[: len(whole) // 2])
+    jpeg = re.escape(str(root / "images" / "star_2.jpg"))
+    with pytest.raises(SamInputError, match=rf"^images: expected an image at {jpeg}, got a file Pillow cannot read "
+                                            r"\(image file is truncated"):
+        finetune(data=root, out=tmp_path / "run", **QUICK)
+    (root / "images" / "star_2.jpg").write_bytes(whole)  # mended: the same folder takes the run
+    assert finetune(data=root, out=tmp_path / "run", **QUICK)["steps"] == 1
+
+
+def test_a_diverging_run_stops_at_the_first_nan_loss_and_writes_no_checkpoint(stars, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(SamInputError, match=r"^lr: the loss became (NaN|infinite) at step \d+ \(lr 1e\+06\); try a "
+                                            r"smaller lr, with another out \(.*no checkpoint or card was written\)\.$"):
+        finetune(data=stars, out=run, **{**QUICK, "steps": 20, "lr": 1e6})
+    assert not (run / "card.json").exists() and not list(run.glob("*.pth"))
+    if (run / "state.pt").exists():  # what was saved before is kept, and finite
+        state = torch.load(run / "state.pt", weights_only=True)
+        assert all(torch.isfinite(v).all() for v in state["trainable"].values())
+
+
+def test_weights_that_become_nan_are_not_saved(stars, tmp_path, monkeypatch):
+    """The loss of step 1 is still finite, but its update leaves a weight NaN: the state of step 1 stays."""
+    real_step = ft.optimizer_step
+
+    def spoiled(parts, params, optimizer, scheduler, cfg, world):
+        params = list(params)
+        figures = real_step(parts, params, optimizer, scheduler, cfg, world)
+        if scheduler.last_epoch == 2:  # the update of step 1
+            with torch.no_grad():
+                params[0].fill_(float("nan"))
+        return figures
+
+    monkeypatch.setattr(ft, "optimizer_step", spoiled)
+    run = tmp_path / "run"
+    with pytest.raises(SamInputError, match=rf"^lr: the weights became NaN or infinite at step 1 \(lr 0\.0001\); try a "
+                                            rf"smaller lr, with another out \({re.escape(str(run))} keeps its state "
+                                            r"after 1 step\(s\); no checkpoint or card was written\)\.$"):
+        finetune(data=stars, out=run, **{**QUICK, "steps": 4, "lr": 1e-4})
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == 1
+    assert not (run / "card.json").exists() and not list(run.glob("*.pth"))
