@@ -245,6 +245,8 @@ class SamAutomaticMaskGenerator:
 
         Afterwards ``last_filter_counts`` says how many candidate masks each filter removed.
         """
+        if isinstance(image, torch.Tensor):  # the predictor's hint names set_torch_image, which a generator lacks
+            raise input_error("image", "a numpy array of shape (H, W, 3) and dtype uint8", image, _tensor_hint(image))
         image = as_rgb_uint8(image)
         if progress is not None and not callable(progress):
             raise input_error("progress", "a function progress(done, total) or None", progress)
@@ -499,3 +501,17 @@ def generator_filters(model, pred_iou_thresh: Optional[float] = None,
     if stability_score_thresh is not None:
         settings["stability_score_thresh"] = stability_score_thresh
     return settings, note
+
+
+def _tensor_hint(image: torch.Tensor) -> str:
+    """How to turn a tensor image into what generate takes (it has no set_torch_image, unlike the predictor)."""
+    scale = "" if image.dtype == torch.uint8 else " (as uint8 values 0..255)"
+    if image.ndim == 3 and image.shape[-1] in (1, 3, 4):
+        return f"Pass image.cpu().numpy() for an (H, W, C) tensor{scale}."
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4):
+        return f"Pass image.permute(1, 2, 0).cpu().numpy() for a (C, H, W) tensor{scale}."
+    if image.ndim == 2:
+        return f"Pass image.cpu().numpy() for a grey (H, W) tensor{scale}."
+    if image.ndim == 4 and image.shape[0] == 1:  # a batch of one
+        return _tensor_hint(image[0]).replace("image.", "image[0].", 1)
+    return "Pass a numpy array (H, W, 3)."

@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoint import load_into, read_state_dict
 from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, guess_variant
 from .device import auto_device
-from .errors import SamInputError
+from .errors import SamInputError, check_switch
 from .fast import check_dtype, speed_up
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
@@ -45,6 +45,7 @@ def build_sam(
             f"config: expected a SamConfig (e.g. sam_from_scratch.CONFIGS['vit_b']), got {type(config).__name__}."
         )
     _check_checkpoint_argument(checkpoint)
+    check_switch("fast", fast)  # fast="no" would count as True
     grid = config.image_embedding_size
     sam = Sam(
         image_encoder=ImageEncoderViT(
@@ -89,16 +90,19 @@ def build_sam(
 
 
 def _check_download_arguments(download_kwargs: dict) -> None:
-    """from_pretrained's extra keywords go to download_checkpoint: a misspelt one is an error, not ignored."""
+    """from_pretrained's extra keywords go to download_checkpoint: a misspelt one is an error, not ignored, and
+    their values are checked whatever the name ("tiny" and a path download nothing, but a bad mirror= or
+    timeout= is still a mistake to report, not to ignore)."""
     import inspect
 
-    from .download import download_checkpoint
+    from .download import check_download_arguments, download_checkpoint
 
     known = [name for name in inspect.signature(download_checkpoint).parameters if name != "name"]
     unknown = [name for name in download_kwargs if name not in known]
     if unknown:
         raise TypeError(f"from_pretrained() got an unexpected keyword argument {unknown[0]!r}; besides name, device "
                         f"and dtype it takes download_checkpoint's: {', '.join(known)}.")
+    check_download_arguments(**download_kwargs)
 
 
 def _check_checkpoint_argument(checkpoint) -> None:

@@ -216,7 +216,7 @@ def _add_train_tiny(subparsers, prog: str) -> None:
     how_long.add_argument("--quick", action=_QuickRecipe,
                           help=f"the quick recipe: {QUICK_STEPS:,} steps (with the default 2 workers), written to "
                           f"{QUICK_OUT} unless --out is given; a worse model, in about a third of the time")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="training seed (default 0)")
     parser.add_argument("--workers", type=_positive_int, default=2,
                         help="training processes, one CPU core each (default 2)")
     parser.add_argument("--threads", type=_positive_int, default=2,

@@ -7,7 +7,9 @@ notebook 08 can assemble `Sam` from them and notebook 09 can put a predictor on 
     python -m sam_from_scratch.course          # rewrite learner.py from the notebooks
     python -m sam_from_scratch.course --check  # exit with status 1 if learner.py is out of date
 
-after editing a saved cell. tests/course/test_learner.py fails while the two disagree.
+after editing a saved cell. tests/course/test_learner.py fails while the two disagree. Both need the repository's
+notebooks/ folder (an installed wheel has none); without it, or when it holds no `# save` cells, the command
+prints one line, exits with status 2 and leaves learner.py as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .errors import SamInputError
 
 SAVE_MARKER = "# save"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -64,11 +68,17 @@ def save_cells(notebook_path: Path) -> list[str]:
 def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
     """The text of learner.py: the header, then each notebook's saved cells under a comment naming it."""
     parts = [HEADER]
-    for path in notebook_paths(notebook_dir):
+    paths = notebook_paths(notebook_dir)
+    for path in paths:
         cells = [cell for cell in save_cells(path) if cell.strip()]
         if cells:
             parts.append(f"# ---- notebooks/{path.name} " + "-" * max(0, 100 - len(path.name) - 17))
             parts.extend(cells)
+    if len(parts) == 1:  # a header alone would replace the whole learner's SAM
+        raise SamInputError(
+            f"notebook_dir: expected the course's notebooks ({NOTEBOOK_PATTERN}) with `{SAVE_MARKER}` cells, got "
+            f"{notebook_dir}, with {len(paths)} such notebook(s) and no `{SAVE_MARKER}` cell."
+        )
     return "\n\n\n".join(part.rstrip("\n") for part in parts) + "\n"
 
 
@@ -76,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sam_from_scratch.course", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that learner.py is up to date")
     args = parser.parse_args(argv)
-    text = learner_source()
+    try:
+        text = learner_source(NOTEBOOK_DIR)
+    except (FileNotFoundError, SamInputError) as error:  # no notebooks/ (an installed wheel), or none to collect
+        outcome = "nothing was checked" if args.check else f"{LEARNER_PATH} was left as it is"
+        print(f"error: {str(error).rstrip('.')}; {outcome}.", file=sys.stderr)
+        return 2
     if args.check:
         current = LEARNER_PATH.read_text(encoding="utf-8") if LEARNER_PATH.exists() else ""
         if current != text:

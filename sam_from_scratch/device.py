@@ -8,36 +8,72 @@ computes in it (a recent GPU, a CPU with AMX or AVX-512-BF16), float32 elsewhere
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
-from .errors import SamInputError, check_choice
+from .errors import SamInputError, check_choice, input_error
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda)(?::(\d+))?")  # "cuda:1"; torch takes an index after cpu and mps too
+DEVICE_EXPECTED = "'auto', 'cuda', 'cuda:N' (N a GPU's index), 'mps', 'cpu', or a torch.device"
+
+
+def parse_device(argument: str, preferred) -> torch.device | None:
+    """`preferred` as a torch.device without asking whether it is there (None for "auto" or None), else a
+    SamInputError naming `argument`: the name torch would refuse deep inside (or read as something else, such as
+    an integer for a CUDA index) is named here, with a hint where a likely mistake shows."""
+    if preferred is None or isinstance(preferred, torch.device):
+        return preferred
+    if isinstance(preferred, str):
+        if _is_device_name(preferred):
+            return None if preferred == "auto" else torch.device(preferred)
+        text, hint = preferred.strip().lower(), ""
+        if _is_device_name(text):
+            hint = f"Did you mean {text!r}?"
+        elif "gpu" in text:
+            hint = "For an NVIDIA GPU: 'cuda' (or 'cuda:N'); for Apple's: 'mps'."
+        elif text.removeprefix("torch.") in ("float32", "float16", "bfloat16", "half", "float", "fp16", "bf16"):
+            hint = "That is a precision: pass it as dtype=..., not as the device."
+        raise input_error(argument, DEVICE_EXPECTED, preferred, hint)
+    hint = ""
+    if isinstance(preferred, torch.dtype):
+        hint = "That is a precision: pass it as dtype=..., not as the device."
+    elif isinstance(preferred, int) and not isinstance(preferred, bool):
+        hint = f"For GPU {preferred}: 'cuda:{preferred}'."
+    raise input_error(argument, DEVICE_EXPECTED, preferred, hint)
+
+
+def _is_device_name(text: str) -> bool:
+    match = DEVICE_NAME.fullmatch(text)
+    return bool(match) and not (match.group(1) == "auto" and match.group(2))  # "auto:0" is nothing
 
 
 def auto_device(preferred: str | torch.device | None = "auto") -> torch.device:
     """Return a torch.device for `preferred` ("auto", "cuda", "cuda:1", "mps", "cpu" or a torch.device).
 
-    "auto" (or None) picks cuda, then mps, then cpu. Asking for a device that is not available raises a
-    ValueError that says what is available.
+    "auto" (or None) picks cuda, then mps, then cpu. A name torch does not take raises SamInputError; asking for
+    a device that is not available (a string or a torch.device: "cuda", "cuda:3" on a machine with one GPU,
+    "mps:0" off a Mac) raises a ValueError that says what is available.
     """
-    if isinstance(preferred, torch.device):
-        return preferred
-    if preferred is None or preferred == "auto":
+    device = parse_device("device", preferred)
+    if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if not isinstance(preferred, str):
-        raise TypeError(f"device: expected a string such as 'auto' or 'cpu', or a torch.device; got {type(preferred).__name__}")
-    check_choice("device", preferred.split(":")[0], DEVICE_CHOICES)
-    if preferred.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: '{preferred}' was asked for but CUDA is not available here; available: {available_devices()}")
-    if preferred == "mps" and not _mps_available():
-        raise ValueError(f"device: 'mps' was asked for but MPS is not available here; available: {available_devices()}")
-    return torch.device(preferred)
+    asked = preferred if isinstance(preferred, str) else str(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: '{asked}' was asked for but CUDA is not available here; available: {available_devices()}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device: '{asked}' was asked for but this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}; available: {available_devices()}")
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"device: '{asked}' was asked for but MPS is not available here; available: {available_devices()}")
+    return device
 
 
 def available_devices() -> list[str]:
@@ -76,17 +112,23 @@ def cpu_bf16_flags() -> list[str]:
     return [flag for flag, name in helpers if getattr(torch.cpu, name, lambda: False)()]
 
 
-def auto_dtype(device: str | torch.device = "cpu") -> torch.dtype:
+def auto_dtype(device: str | torch.device | None = "cpu") -> torch.dtype:
     """The precision that pays on `device`: bfloat16 on a GPU that computes in it (compute capability 8 or
     more) and on a CPU with AMX or AVX-512-BF16; float32 elsewhere (on an AVX2 CPU bfloat16 matrix products
     are converted to float32 and back, several times slower). The environment variable SAM_FROM_SCRATCH_DTYPE
-    ("float32", "bfloat16", "float16" or "auto") overrides the choice."""
+    ("float32", "bfloat16", "float16" or "auto") overrides the choice.
+
+    `device` is what auto_device takes: "cpu", "cuda", "cuda:N", "mps" or a torch.device (whether it is there
+    is not asked: this says what would pay on it), and "auto" or None for the device auto_device picks. Anything
+    else, such as "gpu", a dtype (torch.float32, "bfloat16": this function returns one) or an integer, raises a
+    SamInputError naming `device`."""
+    chosen = parse_device("device", device)
+    device = auto_device() if chosen is None else chosen
     forced = os.environ.get(DTYPE_ENVIRONMENT, "auto")
     if forced not in DTYPE_CHOICES:
         raise SamInputError(f"{DTYPE_ENVIRONMENT}: expected one of {', '.join(map(repr, DTYPE_CHOICES))}, got {forced!r}.")
     if forced != "auto":
         return getattr(torch, forced)
-    device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
     if device.type == "cpu" and cpu_bf16_flags():

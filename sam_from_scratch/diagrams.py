@@ -13,7 +13,8 @@ import math
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-from .config import SamConfig
+from .config import CONFIGS, SamConfig, guess_variant
+from .errors import SamInputError, check_int, input_error
 
 # One colour per room of the model, the same in every diagram.
 COLORS = {
@@ -39,6 +40,20 @@ def _numbers(values) -> str:
 def texts(figure: Figure) -> list[str]:
     """Every text drawn on a figure (box titles, shape labels, arrow labels)."""
     return [t.get_text() for ax in figure.axes for t in ax.texts]
+
+
+def _check_config(config) -> None:
+    """Every diagram but the generator's draws one SamConfig; a name or a model gets a hint to its config."""
+    if isinstance(config, SamConfig):
+        return
+    expected = "a SamConfig, e.g. CONFIGS['tiny'] or CONFIGS['vit_b']"
+    if hasattr(config, "image_encoder") and hasattr(config, "state_dict"):  # its repr is the whole module tree
+        name = guess_variant(config.state_dict())
+        hint = f"pass its config, CONFIGS[{name!r}]" if name is not None else "pass the SamConfig it was built from"
+        raise SamInputError(f"config: expected {expected}, got a {type(config).__name__} model; {hint}.")
+    known = isinstance(config, str) and config in CONFIGS
+    hint = f"Pass CONFIGS[{config!r}] (from sam_from_scratch import CONFIGS)." if known else ""
+    raise input_error("config", expected, config, hint)
 
 
 # ---- drawing helpers: positions in inches, y growing downwards -----------------------------------------
@@ -78,6 +93,7 @@ def _arrow(ax, start, end, label="", color="0.25", offset=(0.0, -0.12), ha="cent
 
 def model_overview(config: SamConfig) -> Figure:
     """The three parts and the tensors between them, for one image and one click (batch 1)."""
+    _check_config(config)
     S, g, C = config.image_size, config.image_embedding_size, config.prompt_embed_dim
     fig, ax = _canvas(12.6, 5.2, f"SAM: one image, one click (image {S}x{S}, embedding grid {g}x{g})")
     image = _box(ax, 0.2, 0.8, 2.3, 1.3, "image", f"resized, normalized, padded\n{shape(1, 3, S, S)}",
@@ -115,28 +131,36 @@ def model_overview(config: SamConfig) -> Figure:
 
 
 def encoder_blocks(config: SamConfig) -> Figure:
-    """A windowed block and a global block of the image encoder, side by side, with their shapes."""
+    """A windowed block and a global block of the image encoder, side by side, with their shapes.
+
+    A config with one kind only (window_size 0 or every block global; no global block) draws that kind alone.
+    """
+    _check_config(config)
     g, D, ws, nh = config.image_embedding_size, config.encoder_embed_dim, config.window_size, config.encoder_num_heads
-    padded = math.ceil(g / ws) * ws
-    windows = (padded // ws) ** 2
     hidden = int(D * config.mlp_ratio)
-    windowed_ids = tuple(i for i in range(config.encoder_depth) if i not in config.encoder_global_attn_indexes)
+    every = tuple(range(config.encoder_depth))
+    global_ids = every if ws == 0 else tuple(config.encoder_global_attn_indexes)  # window_size 0: all global
+    windowed_ids = tuple(i for i in every if i not in global_ids)
     fig, ax = _canvas(11.4, 9.0, f"The image encoder's blocks ({nh} heads of width {D // nh})")
-    columns = [
-        (0.3, f"windowed block (blocks {_numbers(windowed_ids)})", [
+    columns = []
+    if windowed_ids:
+        padded = math.ceil(g / ws) * ws
+        windows = (padded // ws) ** 2
+        columns.append((f"windowed block (blocks {_numbers(windowed_ids)})", [
             ("LayerNorm", shape(1, g, g, D)),
             ("window partition", (f"pad {g}x{g} to {padded}x{padded}, " if padded > g else "")
              + f"cut into {windows} windows\n{shape(windows, ws, ws, D)}"),
             ("attention inside each window", f"{ws * ws} keys per query + relative-position bias\n"
                                              f"rel_pos_h, rel_pos_w {shape(2 * ws - 1, D // nh)}"),
             ("window unpartition", f"back to the grid: {shape(1, g, g, D)}"),
-        ]),
-        (5.9, f"global block (blocks {_numbers(config.encoder_global_attn_indexes)})", [
+        ]))
+    if global_ids:
+        columns.append((f"global block (blocks {_numbers(global_ids)})", [
             ("LayerNorm", shape(1, g, g, D)),
             ("attention over the whole grid", f"{g * g} keys per query + relative-position bias\n"
                                               f"rel_pos_h, rel_pos_w {shape(2 * g - 1, D // nh)}"),
-        ]),
-    ]
+        ]))
+    columns = [(x, heading, steps) for x, (heading, steps) in zip((0.3, 5.9), columns)]
     for x, heading, steps in columns:
         ax.text(x + 2.6, 0.85, heading, ha="center", fontsize=10.5, fontweight="bold")
         _box(ax, x + 0.9, 1.15, 3.4, 0.55, f"x {shape(1, g, g, D)}", color=COLORS["data"])
@@ -153,8 +177,14 @@ def encoder_blocks(config: SamConfig) -> Figure:
         _arrow(ax, plus["bottom"], mlp["top"])
         out = _box(ax, x + 0.9, y + 1.75, 3.4, 0.55, f"+ residual: {shape(1, g, g, D)}", color=COLORS["data"])
         _arrow(ax, mlp["bottom"], out["top"])
-    ax.text(0.3, 8.8, "Both kinds share every layer; only the partition around the attention, and the size of the "
-            "relative-position tables, differ.", fontsize=8.5, color="0.35")
+    if windowed_ids and global_ids:
+        footnote = ("Both kinds share every layer; only the partition around the attention, and the size of the "
+                    "relative-position tables, differ.")
+    elif global_ids:
+        footnote = f"No windowed blocks: {'window_size is 0, so ' if ws == 0 else ''}every block attends over the whole grid."
+    else:
+        footnote = "No global blocks: every block attends inside its windows."
+    ax.text(0.3, 8.8, footnote, fontsize=8.5, color="0.35")
     return fig
 
 
@@ -163,6 +193,8 @@ def encoder_blocks(config: SamConfig) -> Figure:
 
 def two_way_block(config: SamConfig, num_prompt_tokens: int = 2) -> Figure:
     """One block of the two-way transformer: where tokens and image meet, and where positional codes are added."""
+    _check_config(config)
+    check_int("num_prompt_tokens", num_prompt_tokens, 0)
     g, C, nh = config.image_embedding_size, config.prompt_embed_dim, config.decoder_num_heads
     T = 5 + num_prompt_tokens  # IoU token, 4 mask tokens, the prompt tokens
     inner = C // 2  # the cross-attentions' downsample rate is 2
@@ -204,6 +236,7 @@ def two_way_block(config: SamConfig, num_prompt_tokens: int = 2) -> Figure:
 
 def hypernetwork(config: SamConfig) -> Figure:
     """How the mask tokens become masks: an MLP per token gives the weights of a per-pixel linear classifier."""
+    _check_config(config)
     g, C = config.image_embedding_size, config.prompt_embed_dim
     c8, side = C // 8, 4 * g
     fig, ax = _canvas(11.6, 5.0, "From mask tokens to masks: a dot product at every pixel")
@@ -239,13 +272,17 @@ def hypernetwork(config: SamConfig) -> Figure:
 
 def mask_generator_pipeline(points_per_side: int = 32, points_per_batch: int = 64) -> Figure:
     """The automatic mask generator's steps, from a grid of clicks to one record per mask."""
+    check_int("points_per_side", points_per_side, 1)
+    check_int("points_per_batch", points_per_batch, 1)
     n_points = points_per_side**2
     batches = math.ceil(n_points / points_per_batch)
+    per_batch = min(n_points, points_per_batch)  # a grid smaller than a batch goes in one batch of its size
     fig, ax = _canvas(12.4, 4.4, "The automatic mask generator: from a grid of clicks to one record per mask")
     row1 = [
         ("point grid", f"{points_per_side} x {points_per_side} = {n_points} points\none click each"),
-        ("prompt in batches", f"{batches} batches of {points_per_batch} points\n3 masks per point"),
-        ("decoder output", f"logits ({points_per_batch * 3}, H, W)\npredicted IoU ({points_per_batch * 3},)"),
+        ("prompt in batches", f"{batches} {'batch' if batches == 1 else 'batches'} of {per_batch} points\n"
+                              "3 masks per point"),
+        ("decoder output", f"logits ({per_batch * 3}, H, W)\npredicted IoU ({per_batch * 3},)"),
         ("filter", "predicted IoU > its threshold,\nstability score >= its threshold"),
     ]
     row2 = [

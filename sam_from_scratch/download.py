@@ -143,16 +143,21 @@ def _mirror(mirror: str | None) -> tuple[str | None, str | None]:
     for argument, value in (("mirror", mirror), (f"${MIRROR_ENV}", os.environ.get(MIRROR_ENV))):
         if value is None or value == "":
             continue
-        try:
-            parts = urlsplit(value) if isinstance(value, str) else None
-        except ValueError:  # e.g. an unclosed [ in the host
-            parts = None
-        if parts is None or parts.scheme.lower() not in MIRROR_SCHEMES or not parts.netloc:
-            got = repr(value) if isinstance(value, str) else describe(value)
-            raise SamInputError(f"{argument}: expected an http:// or https:// URL of a folder that serves the "
-                                f"checkpoint files, got {got}.")
+        _check_mirror(argument, value)
         return argument, value
     return None, None
+
+
+def _check_mirror(argument: str, value) -> None:
+    """`value` must be an http:// or https:// URL with a host, else a SamInputError naming `argument`."""
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # e.g. an unclosed [ in the host
+        parts = None
+    if parts is None or parts.scheme.lower() not in MIRROR_SCHEMES or not parts.netloc:
+        got = repr(value) if isinstance(value, str) else describe(value)
+        raise SamInputError(f"{argument}: expected an http:// or https:// URL of a folder that serves the "
+                            f"checkpoint files, got {got}.")
 
 
 def _entry(name: str) -> RemoteCheckpoint:
@@ -172,6 +177,33 @@ def find_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> Pa
     """
     path = cache_folder(cache_dir) / _entry(name).filename
     return path if path.is_file() and path.stat().st_size > 0 else None
+
+
+def check_download_arguments(
+    cache_dir: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Check download_checkpoint's arguments besides `name`, without any network or file written; returns the
+    cache folder they choose.
+
+    from_pretrained calls it for every name, so a bad `mirror=` or `timeout=` is refused for "tiny" or a path too
+    (where nothing is downloaded), not ignored. Only the `mirror` argument is checked here: $SAM_FROM_SCRATCH_MIRROR
+    is checked when a download needs it.
+
+    Raises SamInputError (a ValueError): `progress` not True or False; `timeout` not a number of seconds > 0; a
+    `cache_dir` that is not a path, is empty, or is a file; a `mirror` that is not an http:// or https:// URL.
+    """
+    check_switch("progress", progress)
+    if not (is_number(timeout) and math.isfinite(timeout) and timeout > 0):
+        raise input_error("timeout", "a number of seconds > 0", timeout)
+    folder = cache_folder(cache_dir)
+    if folder.exists() and not folder.is_dir():
+        raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")
+    if mirror is not None and mirror != "":
+        _check_mirror("mirror", mirror)
+    return folder
 
 
 def download_checkpoint(
@@ -208,12 +240,7 @@ def download_checkpoint(
     import pooch  # imported here: the package works offline without it for everything else
 
     entry = _entry(name)
-    check_switch("progress", progress)
-    if not (is_number(timeout) and math.isfinite(timeout) and timeout > 0):
-        raise input_error("timeout", "a number of seconds > 0", timeout)
-    folder = cache_folder(cache_dir)
-    if folder.exists() and not folder.is_dir():
-        raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")
+    folder = check_download_arguments(cache_dir, mirror, progress, timeout)
     url = checkpoint_url(name, mirror)
     given = _mirror(mirror)[0]
     if given is None:

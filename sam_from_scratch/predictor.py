@@ -33,7 +33,8 @@ from .errors import SamInputError, check_box_corners, check_choice, check_switch
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
-from .utils.checks import check_original_size, check_resized_image, check_torch_prompts
+from .utils.checks import (check_original_size, check_resized_image, check_torch_prompts, mask_input_dtype,
+                           pixels_dtype, resized_frame)
 from .utils.transforms import ResizeLongestSide
 
 
@@ -147,7 +148,8 @@ class SamPredictor:
         """Compute and keep the embedding of an image already resized with ``ResizeLongestSide``.
 
         Args:
-            transformed_image: (1, 3, h, w) tensor, values 0..255, with max(h, w) == img_size.
+            transformed_image: (1, 3, h, w) tensor, values 0..255, with max(h, w) == img_size; floating pixels
+                of another dtype (float64) are converted to float32 (the model's dtype where wider).
             original_image_size: (H, W) of the image before resizing; masks are returned at this size.
         """
         img_size = self.model.image_encoder.img_size
@@ -157,6 +159,8 @@ class SamPredictor:
         self.reset_image()
         self.original_size = original_size
         self.input_size = tuple(shape[-2:])
+        if transformed_image.is_floating_point():  # float64 would stop the plain encoder's first convolution
+            transformed_image = transformed_image.to(pixels_dtype(self.model))
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
         with self._encoder_precision():
             features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
@@ -273,7 +277,8 @@ class SamPredictor:
         return_logits: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masks for a batch of B prompts on the current image. Prompts must already be in the resized
-        frame (``predictor.transform.apply_coords_torch`` / ``apply_boxes_torch``).
+        frame (``predictor.transform.apply_coords_torch`` / ``apply_boxes_torch``): a point outside it (but a
+        padding point) or a box that misses it is refused, as prompts left in the original image's pixels.
 
         Args:
             point_coords: (B, N, 2) tensor of points (x, y), or None.
@@ -293,7 +298,9 @@ class SamPredictor:
         self._require_image("predict_torch")
         check_switch("multimask_output", multimask_output)
         check_switch("return_logits", return_logits)
-        check_torch_prompts(point_coords, point_labels, boxes, mask_input, self.device, self._low_res_size)
+        frame = resized_frame(self.input_size, self.original_size, self.model.image_encoder.img_size)
+        check_torch_prompts(point_coords, point_labels, boxes, mask_input, self.device, self._low_res_size,
+                            frame=frame)
         if mask_input is not None:
             mask_input = mask_input.to(self._mask_input_dtype)  # a float64 mask would stop the official Sam's conv
         prompts = (point_coords, point_labels, boxes, mask_input)
@@ -345,9 +352,7 @@ class SamPredictor:
     @property
     def _mask_input_dtype(self) -> torch.dtype:
         """The dtype the prompt encoder's mask convolutions hold (float32 unless the model was converted)."""
-        downscaling = getattr(self.model.prompt_encoder, "mask_downscaling", None)
-        parameter = next(downscaling.parameters(), None) if downscaling is not None else None
-        return parameter.dtype if parameter is not None else torch.float32
+        return mask_input_dtype(self.model)
 
     @property
     def _low_res_size(self) -> Tuple[int, int]:

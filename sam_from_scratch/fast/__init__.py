@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ..modeling import image_encoder, layers, mask_decoder, positional_encoding, prompt_encoder, transformer
-from ..errors import SamInputError
+from ..errors import SamInputError, check_switch
 from ..modeling.sam import Sam
+from .checks import check_model
 from .attention import FastDecoderAttention, FastEncoderAttention
 from .compile import compile_image_encoder
 from .decoder import FastMaskDecoder, FastTwoWayAttentionBlock, FastTwoWayTransformer
@@ -53,10 +54,19 @@ def check_dtype(dtype: torch.dtype | None) -> None:
 def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
     """Swap in the fast subclasses (in place; calling it again changes nothing); returns `model`.
 
+    model: a Sam, or one of its modules (a block, an attention layer): its plain submodules are swapped.
     dtype: convert the weights (torch.float32, torch.bfloat16, or torch.float16 on a GPU).
-    compile: also compile the image encoder (see compile_image_encoder).
+    compile: also compile the image encoder (see compile_image_encoder; needs a whole Sam).
+
+    Raises SamInputError for a `model` that is not an nn.Module (a name, a state dict, a predictor: the hint
+    says what to pass), `compile` that is not True or False (a string such as "no" would count as True), or
+    compile=True for a module without an image encoder; all before anything is changed.
     """
+    check_model("model", model, whole=False)
     check_dtype(dtype)
+    check_switch("compile", compile)
+    if compile:
+        check_model("model", model, whole=True)
     for module in model.modules():
         fast = FAST_CLASSES.get(type(module))
         if fast is not None:
@@ -71,7 +81,8 @@ def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool =
 
 
 def is_fast(model: nn.Module) -> bool:
-    """True when no module of `model` is left that speed_up would swap."""
+    """True when no module of `model` (a Sam or one of its modules) is left that speed_up would swap."""
+    check_model("model", model, whole=False)
     return not any(type(module) in FAST_CLASSES for module in model.modules())
 
 

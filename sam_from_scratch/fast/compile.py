@@ -7,6 +7,8 @@ import warnings
 import torch
 from torch import nn
 
+from .checks import check_model
+
 
 def compile_image_encoder(model: nn.Module, **compile_kwargs) -> nn.Module:
     """Compile `model.image_encoder` in place with nn.Module.compile; returns `model`.
@@ -15,7 +17,9 @@ def compile_image_encoder(model: nn.Module, **compile_kwargs) -> nn.Module:
     the first call (slow: minutes for vit_h on a CPU), so we make that call here on a zero image of the
     model's input size; if it fails (no C++ compiler, an unsupported device) the encoder warns once and
     stays eager, and `model.image_encoder.compile_failed` is True. `compile_kwargs` go to torch.compile.
+    A `model` that is not a Sam (a name, a predictor: the hint says what to pass) raises SamInputError.
     """
+    check_model("model", model, whole=True)
     encoder = model.image_encoder
     encoder.compile(**compile_kwargs)
     weight = encoder.patch_embed.proj.weight

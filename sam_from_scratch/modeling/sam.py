@@ -11,7 +11,7 @@ from torch import nn
 from ..modeling.image_encoder import ImageEncoderViT
 from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.prompt_encoder import PromptEncoder
-from ..utils.checks import check_batched_input
+from ..utils.checks import as_model_input, check_batched_input, check_image_to_preprocess, check_postprocess_sizes
 from ..utils.transforms import masks_to_original_size
 
 
@@ -56,18 +56,23 @@ class Sam(nn.Module):
             batched_input: one dict per image with
                 'image': (3, H, W) tensor already resized so its longest side is image_encoder.img_size,
                 'original_size': (H0, W0) before resizing,
-                optional 'point_coords' (B, N, 2) and 'point_labels' (B, N) in the resized frame,
-                optional 'boxes' (B, 4), optional 'mask_inputs' (B, 1, 4h, 4w).
+                optional 'point_coords' (B, N, 2) and 'point_labels' (B, N) in the resized frame
+                (map pixels with ResizeLongestSide(img_size).apply_coords_torch; label -1 marks a padding point),
+                optional 'boxes' (B, 4) in the resized frame (apply_boxes_torch), optional 'mask_inputs'
+                (B, 1, 4h, 4w). A prompt given as None counts as absent. Floating images and mask logits of
+                another dtype (float64) are converted to the model's.
             multimask_output: three masks per prompt instead of one.
 
         Returns:
             one dict per image with 'masks' (B, C, H0, W0) bool, 'iou_predictions' (B, C) and
             'low_res_logits' (B, C, 4h, 4w).
 
-        A bad input raises SamInputError naming it (e.g. "batched_input[0]['boxes']: expected ...").
+        A bad input raises SamInputError naming it (e.g. "batched_input[0]['boxes']: expected ..."), also a point
+        outside the resized image or a box that misses it (prompts left in the original image's pixels).
         """
         check_batched_input(batched_input, multimask_output, self.image_encoder.img_size, self.device,
                             tuple(self.prompt_encoder.mask_input_size))
+        batched_input = as_model_input(batched_input, self)  # None prompts left out, floats in the model's dtype
         input_images = torch.stack([self.preprocess(record["image"]) for record in batched_input], dim=0)
         image_embeddings = self.image_encoder(input_images)  # (num_images, C, h, w)
 
@@ -95,12 +100,16 @@ class Sam(nn.Module):
     ) -> torch.Tensor:
         """Low-resolution logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H0, W0).
 
-        Upscale to the padded input, cut the padding away, then resize to the original size.
+        Upscale to the padded input, cut the padding away, then resize to the original size. input_size is
+        the resized image's (h, w) before padding, original_size the (H, W) it was resized from.
         """
+        check_postprocess_sizes(masks, input_size, original_size, self.image_encoder.img_size)
         return masks_to_original_size(masks, input_size, original_size, self.image_encoder.img_size)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalize a (3, H, W) image with values in 0..255 and pad it bottom-right to a square."""
+        """Normalize a (3, H, W) (or (B, 3, H, W)) image with values in 0..255, H, W <= img_size, and pad it
+        bottom-right to a square."""
+        check_image_to_preprocess(x, self.image_encoder.img_size, self.device)
         x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
         size = self.image_encoder.img_size

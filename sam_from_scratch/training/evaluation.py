@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
+from ..errors import SamInputError, check_int, check_switch, input_error
 from ..modeling.sam import Sam
+from ..predictor import check_sam_model
 from ..utils.amg import batched_mask_to_box
 from .forward import decode, encode_images
 from .losses import mask_iou
 from .prompts import center_error_clicks, random_points_in
 from .scenes import HELDOUT_SEED, SceneConfig, make_scene
+
+
+REPORTED_CLICKS = (1, 2, 3)  # the card has single_click, two_clicks and three_clicks figures
+
+
+def check_evaluate_arguments(model, num_scenes, seed, scene_config, first_scene, clicks, progress) -> SceneConfig:
+    """Refuse what evaluate cannot use; returns the scene config (the model's image size by default)."""
+    check_sam_model("model", model)
+    check_int("num_scenes", num_scenes, 1)
+    check_int("seed", seed, 0)
+    check_int("first_scene", first_scene, 0)
+    if not isinstance(clicks, numbers.Integral) or isinstance(clicks, bool) or clicks not in REPORTED_CLICKS:
+        raise input_error("clicks", "1, 2 or 3 (clicks per object; the figures go up to three_clicks_miou)", clicks)
+    check_switch("progress", progress)
+    S = model.image_encoder.img_size
+    if scene_config is None:
+        return SceneConfig(image_size=S)
+    if not isinstance(scene_config, SceneConfig):
+        raise input_error("scene_config", "a SceneConfig or None", scene_config)
+    if scene_config.image_size != S:
+        raise SamInputError(
+            f"scene_config: expected image_size {S} (the model's image size), got image_size "
+            f"{scene_config.image_size!r}. Pass SceneConfig(image_size={S}, ...), or leave scene_config out."
+        )
+    return scene_config
 
 
 @torch.no_grad()
@@ -28,12 +57,15 @@ def evaluate(
     single_click_best_of_3_miou: of the best of its three masks; two/three_clicks_miou: after corrective clicks
     at the centre of the largest error (single-mask output, previous logits fed back); box_miou: from the tight
     box; iou_prediction_correlation: Pearson correlation of predicted and true IoU over the three masks.
+
+    clicks is how many clicks each object gets (1, 2 or 3); figures for clicks it did not get are None.
+    scene_config, if given, must have the model's image size.
     """
     from tqdm.auto import tqdm
 
+    scene_config = check_evaluate_arguments(model, num_scenes, seed, scene_config, first_scene, clicks, progress)
     model.eval()
     S = model.image_encoder.img_size
-    scene_config = scene_config or SceneConfig(image_size=S)
     results = {"single": [], "best": [], "clicks": [[] for _ in range(clicks)], "box": [], "pred": [], "true": []}
     for index in tqdm(range(first_scene, first_scene + num_scenes), disable=not progress, desc="evaluate"):
         scene = make_scene(seed, index, scene_config)

@@ -14,9 +14,34 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import input_error
+
 FOCAL_WEIGHT = 20.0
 DICE_WEIGHT = 1.0
 IOU_WEIGHT = 1.0
+
+
+def as_mask_targets(targets, argument: str = "targets") -> torch.Tensor:
+    """`targets` as a float tensor in 0..1: bool masks become 0./1.; integer dtypes and values outside [0, 1]
+    are refused (0/255 masks would give a huge negative loss instead of an error)."""
+    if not isinstance(targets, torch.Tensor):
+        raise input_error(argument, "a torch.Tensor of masks in 0..1", targets)
+    if targets.dtype == torch.bool:
+        return targets.float()
+    if not targets.is_floating_point():
+        raise input_error(
+            argument, "bool or float masks in 0..1", targets,
+            "For 0/255 masks pass targets > 0 (bool) or targets / 255.",
+        )
+    outside = (targets < 0) | (targets > 1) | targets.isnan()
+    if bool(outside.any()):
+        low, high = targets.min().item(), targets.max().item()
+        raise input_error(
+            argument, "values in [0, 1]", targets,
+            f"Its values run from {low:g} to {high:g}{' (with NaN)' if bool(targets.isnan().any()) else ''}; "
+            "for 0/255 masks divide by 255.",
+        )
+    return targets
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -31,7 +56,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     Returns:
         (N, M) loss of each mask.
     """
-    targets = targets.expand_as(logits)
+    targets = as_mask_targets(targets).expand_as(logits)
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)  # probability given to the right answer
@@ -44,7 +69,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - soft Dice coefficient: (N, M, H, W) logits, (N, 1 or M, H, W) targets -> (N, M)."""
     prob = torch.sigmoid(logits).flatten(2)
-    targets = targets.expand_as(logits).flatten(2)
+    targets = as_mask_targets(targets).expand_as(logits).flatten(2)
     overlap = (prob * targets).sum(-1)
     return 1 - (2 * overlap + eps) / (prob.sum(-1) + targets.sum(-1) + eps)
 
@@ -73,6 +98,21 @@ class SamLoss:
     true_iou: torch.Tensor  # (N, M) IoU of every predicted mask with its target
 
 
+def check_loss_inputs(mask_logits, iou_predictions, targets) -> None:
+    """The shapes sam_loss needs: logits (N, M, H, W), IoU predictions (N, M), targets (N, 1, H, W)."""
+    if not isinstance(mask_logits, torch.Tensor) or mask_logits.ndim != 4:
+        raise input_error("mask_logits", "a torch.Tensor of shape (N, M, H, W)", mask_logits)
+    n, m, h, w = mask_logits.shape
+    if not isinstance(targets, torch.Tensor):
+        raise input_error("targets", "a torch.Tensor of masks in 0..1", targets)
+    if tuple(targets.shape) != (n, 1, h, w):
+        raise input_error("targets", f"shape {(n, 1, h, w)} to match mask_logits {(n, m, h, w)}", targets)
+    if not isinstance(iou_predictions, torch.Tensor) or tuple(iou_predictions.shape) != (n, m):
+        raise input_error(
+            "iou_predictions", f"shape {(n, m)} (one per mask of mask_logits {(n, m, h, w)})", iou_predictions
+        )
+
+
 def sam_loss(
     mask_logits: torch.Tensor,
     iou_predictions: torch.Tensor,
@@ -84,17 +124,14 @@ def sam_loss(
     Args:
         mask_logits: (N, M, H, W).
         iou_predictions: (N, M) the decoder's guess of each mask's IoU.
-        targets: (N, 1, H, W) ground-truth masks in 0..1 at the logits' resolution.
+        targets: (N, 1, H, W) ground-truth masks in 0..1 (float, or bool) at the logits' resolution.
         focal_alpha: see `sigmoid_focal_loss`.
 
     Returns:
         SamLoss; `total` = mean over prompts of min over masks (20 * focal + dice) + MSE(IoU prediction, IoU).
     """
-    if mask_logits.ndim != 4 or targets.shape != (mask_logits.shape[0], 1, *mask_logits.shape[2:]):
-        raise ValueError(
-            f"targets: expected shape {(mask_logits.shape[0], 1, *mask_logits.shape[2:])} to match mask_logits "
-            f"{tuple(mask_logits.shape)}, got {tuple(targets.shape)}"
-        )
+    check_loss_inputs(mask_logits, iou_predictions, targets)
+    targets = as_mask_targets(targets)
     focal = sigmoid_focal_loss(mask_logits, targets, alpha=focal_alpha)  # (N, M)
     dice = dice_loss(mask_logits, targets)  # (N, M)
     per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice

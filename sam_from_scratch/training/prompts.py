@@ -11,9 +11,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import SamInputError, input_error
+
+
+def as_masks(argument: str, masks) -> torch.Tensor:
+    """(N, H, W) bool masks; 0/1 masks of another dtype are converted, anything else (logits, 0/255) refused."""
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 3:
+        hint = "For one mask pass it as mask[None]." if isinstance(masks, torch.Tensor) and masks.ndim == 2 else ""
+        raise input_error(argument, "a torch.Tensor of N masks, shape (N, H, W)", masks, hint)
+    if masks.dtype == torch.bool:
+        return masks
+    if not bool(((masks == 0) | (masks == 1)).all()):
+        raise input_error(
+            argument, "bool masks (or values 0 and 1)", masks, "Threshold them first: logits > 0, or values > 0.5."
+        )
+    return masks.bool()
+
+
+def check_generator(generator) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise input_error("generator", "a torch.Generator, e.g. torch.Generator().manual_seed(0)", generator)
+
 
 def random_points_in(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One uniformly random pixel inside each mask: (N, H, W) bool -> (N, 2) float (x, y) pixel indices."""
+    masks = as_masks("masks", masks)
+    check_generator(generator)
     weights = masks.flatten(1).float()
     weights[weights.sum(1) == 0] = 1.0  # an empty mask: any pixel
     flat = torch.multinomial(weights, 1, generator=generator)[:, 0]
@@ -50,6 +73,14 @@ def error_regions(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor
     return truth & ~pred, pred & ~truth
 
 
+def as_mask_pair(pred, truth) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and truth as (N, H, W) bool masks of one shape."""
+    pred, truth = as_masks("pred", pred), as_masks("truth", truth)
+    if pred.shape != truth.shape:
+        raise SamInputError(f"pred: expected the shape of truth {tuple(truth.shape)}, got {tuple(pred.shape)}.")
+    return pred, truth
+
+
 def sample_error_clicks(
     pred: torch.Tensor, truth: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +93,8 @@ def sample_error_clicks(
         (N, 2) pixel indices (x, y) and (N,) labels: 1 where the pixel was missed, 0 where it is spurious.
         A perfect prediction gets a positive click inside the object.
     """
+    pred, truth = as_mask_pair(pred, truth)
+    check_generator(generator)
     fn, fp = error_regions(pred, truth)
     error = fn | fp
     inner = erode(error)
@@ -81,6 +114,7 @@ def center_error_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.
 
     Same shapes as `sample_error_clicks`; a perfect prediction gets label -1 (SAM's "not a point").
     """
+    pred, truth = as_mask_pair(pred, truth)
     fn, fp = error_regions(pred, truth)
     d_fn = distance_to_border(fn).flatten(1)
     d_fp = distance_to_border(fp).flatten(1)

@@ -14,9 +14,13 @@ be regenerated instead of stored.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import SamInputError, check_int, check_number, input_error
 
 TRAIN_SEED = 0
 HELDOUT_SEED = 1
@@ -48,6 +52,59 @@ class SceneConfig:
     min_area_fraction: float = 0.01
     thin_half_width: tuple[float, float] = (0.045, 0.065)  # of a thin bar, as a fraction of the image side
     part_scale: tuple[float, float] = (0.4, 0.6)  # radius of a nested part relative to its whole
+
+    def __post_init__(self) -> None:
+        """Refuse a config that cannot draw scenes, naming the field (numpy's errors came at the first scene)."""
+        check_int("image_size", self.image_size, 1)
+        check_int("min_objects", self.min_objects, 1)
+        check_int("max_objects", self.max_objects, 1)
+        if self.max_objects < self.min_objects:
+            raise SamInputError(
+                f"max_objects: expected at least min_objects ({self.min_objects}), got {self.max_objects}."
+            )
+        weights = self.kind_weights
+        if (isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__") or len(weights) != len(KINDS)
+                or not all(_is_finite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
+            raise input_error(
+                "kind_weights", f"{len(KINDS)} weights >= 0, not all 0, in the order {KINDS}", weights
+            )
+        object.__setattr__(self, "kind_weights", tuple(weights))  # a list would make the config unhashable
+        for name in ("min_radius", "max_radius"):
+            check_number(name, getattr(self, name), 0.0, 1.0)
+        if self.max_radius < self.min_radius:
+            raise SamInputError(
+                f"max_radius: expected at least min_radius ({self.min_radius:g}), got {self.max_radius:g}."
+            )
+        for name in ("texture_prob", "gradient_prob", "clutter_prob", "min_visible_fraction", "min_area_fraction"):
+            check_number(name, getattr(self, name), 0.0, 1.0)
+        for name in ("texture_strength", "max_noise", "min_color_distance"):
+            check_number(name, getattr(self, name), 0.0)
+        for name in ("thin_half_width", "part_scale"):
+            pair = getattr(self, name)
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_finite(v) and v > 0 for v in pair)
+                    and pair[0] <= pair[1]):
+                raise input_error(name, "a pair (low, high) of numbers > 0 with low <= high", pair)
+            object.__setattr__(self, name, tuple(pair))
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_split(seed, index) -> None:
+    """A scene is named by two integers >= 0 (numpy's seed sequence takes nothing else)."""
+    check_int("seed", seed, 0)
+    check_int("index", index, 0)
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, SceneConfig):
+        hint = ""
+        if isinstance(config, dict):
+            hint = "Pass SceneConfig(**config)."
+        elif isinstance(config, numbers.Integral):
+            hint = f"For an image size pass SceneConfig(image_size={config})."
+        raise input_error("config", "a SceneConfig", config, hint)
 
 
 @dataclass
@@ -210,12 +267,29 @@ def _background(canvas: _Canvas, rng: np.random.Generator, cfg: SceneConfig):
     return image, colors
 
 
+MAX_ATTEMPTS = 1000  # random streams make_scene tries before it calls the config too strict (about 3 s)
+
+
 def make_scene(seed: int, index: int, config: SceneConfig = SceneConfig()) -> Scene:
     """The scene number `index` of the split with seed `seed` (deterministic).
 
     Returns a Scene with image (S, S, 3) uint8 and masks (N, S, S) bool, S = config.image_size, N >= 1.
     """
-    rng = np.random.default_rng([seed, index])
+    _check_split(seed, index)
+    _check_config(config)
+    for attempt in range(MAX_ATTEMPTS):  # every object hidden: try the next random stream of the same index
+        scene = _draw_scene(np.random.default_rng([seed, index + attempt * 7919 * 1_000_003]), config)
+        if scene is not None:
+            return scene
+    raise SamInputError(
+        f"config: expected settings that leave an object visible, got no visible object in {MAX_ATTEMPTS} "
+        f"scenes (min_area_fraction={config.min_area_fraction:g}, min_visible_fraction="
+        f"{config.min_visible_fraction:g}, radii {config.min_radius:g}..{config.max_radius:g}). Lower the fractions."
+    )
+
+
+def _draw_scene(rng: np.random.Generator, config: SceneConfig) -> Scene | None:
+    """One scene from `rng`'s stream; None when no object stays visible enough to be a target."""
     S = config.image_size
     canvas = _Canvas(S)
     image, bg_colors = _background(canvas, rng, config)
@@ -260,8 +334,8 @@ def make_scene(seed: int, index: int, config: SceneConfig = SceneConfig()) -> Sc
         masks.append(visible)
         kinds.append(kind)
         parents.append(keep_index.get(parent, -1))
-    if not masks:  # every object hidden: try the next random stream of the same index
-        return make_scene(seed, index + 7919 * 1_000_003, config)
+    if not masks:
+        return None
     return Scene(image=image, masks=np.stack(masks), kinds=kinds, parents=parents)
 
 
@@ -269,12 +343,17 @@ class SceneDataset:
     """`length` scenes of one split, generated on demand: dataset[i] == make_scene(seed, i)."""
 
     def __init__(self, seed: int = TRAIN_SEED, length: int = 10_000, config: SceneConfig = SceneConfig()) -> None:
+        check_int("seed", seed, 0)
+        check_int("length", length, 1)
+        _check_config(config)
         self.seed, self.length, self.config = seed, length, config
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Scene:
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool):
+            raise input_error("index", f"an integer from 0 to {self.length - 1}", index)
         if not 0 <= index < self.length:
             raise IndexError(f"index: expected 0 <= index < {self.length}, got {index}")
         return make_scene(self.seed, index, self.config)

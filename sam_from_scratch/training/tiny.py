@@ -19,7 +19,7 @@ import torch
 
 from ..build import build_sam
 from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
-from ..errors import SamInputError
+from ..errors import SamInputError, check_int, check_switch, input_error
 from .evaluation import evaluate
 from .loop import TrainConfig, check_workers, train, write_atomically
 from .scenes import TRAIN_SEED, SceneConfig
@@ -96,9 +96,8 @@ def train_tiny(
         SamInputError: `out` or `work_dir` holds files train-tiny did not write (an earlier run's checkpoint,
             card and state are its own: a run goes on from them). The bundled model's folder is the exception.
     """
-    for name, value in (("steps", steps), ("workers", workers), ("threads", threads), ("eval_scenes", eval_scenes)):
-        if value < 1:
-            raise ValueError(f"{name}: expected at least 1, got {value}")
+    check_train_tiny_arguments(out, steps, seed, workers, threads, work_dir, fresh, eval_scenes, eval_only, progress)
+    steps, seed, workers, threads, eval_scenes = map(int, (steps, seed, workers, threads, eval_scenes))  # numpy's too
     cfg = replace(TrainConfig(), steps=steps, seed=seed)
     check_workers(cfg, workers)
     out = Path(out)
@@ -119,6 +118,20 @@ def train_tiny(
             raise
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def check_train_tiny_arguments(out, steps, seed, workers, threads, work_dir, fresh, eval_scenes, eval_only, progress):
+    """Refuse what train_tiny cannot use before anything runs (a float or a string failed mid-training)."""
+    for name, value in (("steps", steps), ("workers", workers), ("threads", threads), ("eval_scenes", eval_scenes)):
+        check_int(name, value, 1)
+    check_int("seed", seed, 0)
+    for name, value in (("fresh", fresh), ("eval_only", eval_only), ("progress", progress)):
+        check_switch(name, value)
+    for name, value in (("out", out), ("work_dir", work_dir)):
+        if value is None and name == "work_dir":
+            continue
+        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+            raise input_error(name, "a folder path (a str or a Path)", value)
 
 
 def _measure(checkpoint: Path, eval_scenes: int, progress: bool) -> dict:

@@ -93,10 +93,8 @@ def check_pixel_values(argument: str, image: torch.Tensor) -> None:
         raise input_error(argument, "values 0..255", image, f"Its values reach {high:.5g}: 16-bit? Scale them to 0..255.")
 
 
-def check_original_size(argument: str, value, input_size: Sequence[int], img_size: int) -> Tuple[int, int]:
-    """(H, W), two positive integers (a tuple, list, torch.Size or 1-D array) that resize to `input_size`, give or
-    take a pixel (another resizer may round the other way). A square `input_size` of img_size may come from any
-    picture, stretched."""
+def size_pair(argument: str, value, what: str = "(H, W), two positive integers", hint: str = "") -> Tuple[int, int]:
+    """Two positive integers (a tuple, list, torch.Size or 1-D array / tensor) as a tuple of ints."""
     sizes = value
     if isinstance(sizes, (np.ndarray, torch.Tensor)):
         sizes = sizes.tolist() if sizes.ndim == 1 else None
@@ -106,16 +104,29 @@ def check_original_size(argument: str, value, input_size: Sequence[int], img_siz
         or not all(is_number(s) and math.isfinite(s) and int(s) == s and s > 0
                    for s in sizes)
     ):
-        raise input_error(argument, "(H, W), two positive integers", value)
-    H, W = (int(s) for s in sizes)
+        if not hint and isinstance(sizes, (tuple, list, torch.Size)) and len(sizes) == 3:
+            hint = "For an image array: image.shape[:2]."
+        raise input_error(argument, what, value, hint)
+    return int(sizes[0]), int(sizes[1])
 
-    def resizes_to_the_image(h: int, w: int) -> bool:
-        resized = ResizeLongestSide.get_preprocess_shape(h, w, img_size)
-        return all(abs(a - b) <= 1 for a, b in zip(resized, input_size))
 
-    if tuple(input_size) != (img_size, img_size) and not resizes_to_the_image(H, W):
+def resizes_to(original_size: Sequence[int], input_size: Sequence[int], img_size: int) -> bool:
+    """Whether an image of `original_size` (H, W) resized with ResizeLongestSide(img_size) is `input_size`, give or
+    take a pixel (another resizer may round the other way). A square `input_size` of img_size may come from any
+    picture, stretched."""
+    if tuple(input_size) == (img_size, img_size):
+        return True
+    resized = ResizeLongestSide.get_preprocess_shape(*original_size, img_size)
+    return all(abs(a - b) <= 1 for a, b in zip(resized, input_size))
+
+
+def check_original_size(argument: str, value, input_size: Sequence[int], img_size: int) -> Tuple[int, int]:
+    """(H, W), two positive integers (a tuple, list, torch.Size or 1-D array) that resize to `input_size` (see
+    resizes_to)."""
+    H, W = size_pair(argument, value)
+    if not resizes_to((H, W), input_size, img_size):
         resized = ResizeLongestSide.get_preprocess_shape(H, W, img_size)
-        hint = " Is it (W, H)? Pass (H, W), image.shape[:2]." if resizes_to_the_image(W, H) else ""
+        hint = " Is it (W, H)? Pass (H, W), image.shape[:2]." if resizes_to((W, H), input_size, img_size) else ""
         raise SamInputError(
             f"{argument}: expected the size of the image before ResizeLongestSide, got ({H}, {W}), "
             f"which resizes to {tuple(resized)}, not to the transformed image's {tuple(input_size)}.{hint}"
@@ -123,10 +134,51 @@ def check_original_size(argument: str, value, input_size: Sequence[int], img_siz
     return H, W
 
 
+def resized_frame(input_size: Sequence[int], original_size: Sequence[int], img_size: int) -> Tuple[int, int]:
+    """(h, w) of the frame prompts live in: the resized image, or the size ResizeLongestSide.apply_coords maps the
+    original image to where another resizer rounded the other way (a click on the last row stays inside)."""
+    expected = ResizeLongestSide.get_preprocess_shape(*original_size, img_size)
+    return max(int(input_size[0]), expected[0]), max(int(input_size[1]), expected[1])
+
+
+# Prompts may overshoot the frame by float rounding (apply_coords maps x = W to new_w * (W / W)).
+FRAME_TOLERANCE = 0.01
+
+
+def check_prompts_in_frame(point_coords, point_labels, boxes, frame: Tuple[int, int], mapper: str,
+                           names: Mapping[str, str]) -> None:
+    """Points (but padding points, label -1) inside the resized frame (h, w), and boxes that overlap it: a prompt
+    in the original image's pixels lands outside (for an image larger than the model's input) and would give
+    a wrong mask without a word. `mapper` names the transform in the hint."""
+    h, w = frame
+    low, high_x, high_y = -FRAME_TOLERANCE, w + FRAME_TOLERANCE, h + FRAME_TOLERANCE
+    where = f"(0 <= x <= {w}, 0 <= y <= {h}: the image as the model sees it)"
+    if point_coords is not None:
+        x, y = point_coords[..., 0], point_coords[..., 1]
+        outside = ((x < low) | (x > high_x) | (y < low) | (y > high_y)) & (point_labels != -1)
+        if bool(outside.any()):
+            raise SamInputError(
+                f"{names['point_coords']}: expected points (x, y) in the resized frame {where}, got "
+                f"{int(outside.sum())} outside, e.g. {point_coords[outside][0].tolist()}. Are they in the original "
+                f"image's pixels? Map them with {mapper}.apply_coords_torch(coords, original_size)."
+            )
+    if boxes is not None:
+        corners = boxes.reshape(-1, 4)
+        outside = (corners[:, 2] < low) | (corners[:, 3] < low) | (corners[:, 0] > high_x) | (corners[:, 1] > high_y)
+        if bool(outside.any()):
+            raise SamInputError(
+                f"{names['boxes']}: expected boxes that overlap the resized frame {where}, got "
+                f"{int(outside.sum())} outside it, e.g. {corners[outside][0].tolist()}. Are they in the original "
+                f"image's pixels? Map them with {mapper}.apply_boxes_torch(boxes, original_size)."
+            )
+
+
 def check_torch_prompts(point_coords, point_labels, boxes, mask_input, device: torch.device,
-                        low_res_size: Tuple[int, int], names: Optional[Mapping[str, str]] = None) -> None:
+                        low_res_size: Tuple[int, int], names: Optional[Mapping[str, str]] = None,
+                        frame: Optional[Tuple[int, int]] = None, mapper: str = "predictor.transform") -> None:
     """Batched prompts: shapes, one batch size B >= 1 for every prompt given, finite values, known labels, box
-    corners in order, the model's device. `names` renames the arguments in messages (e.g. for batched_input's
+    corners in order, the model's device; with `frame` (h, w), points inside the resized frame and boxes that
+    overlap it (check_prompts_in_frame). `names` renames the arguments in messages (e.g. for batched_input's
     keys). Cheap enough for the automatic generator's loop."""
     names = {key: key for key in ("point_coords", "point_labels", "boxes", "mask_input")} | dict(names or {})
     batch_sizes = {}
@@ -176,18 +228,40 @@ def check_torch_prompts(point_coords, point_labels, boxes, mask_input, device: t
         raise SamInputError(
             f"{', '.join(batch_sizes)}: expected the same batch size B (one entry per prompt), got {given}."
         )
+    if frame is not None:
+        check_prompts_in_frame(point_coords, point_labels, boxes, frame, mapper, names)
 
 
 BATCHED_INPUT_KEYS = ("image", "original_size", "point_coords", "point_labels", "boxes", "mask_inputs")
-# keys a user may write for one of them (a typo close to a key is caught too)
-LIKELY_MEANT = {"box": "boxes", "points": "point_coords", "coords": "point_coords", "labels": "point_labels",
-                "mask": "mask_inputs", "masks": "mask_inputs"}
+PROMPT_KEYS = ("point_coords", "point_labels", "boxes", "mask_inputs")
+# Prompt-like keys a user may write for one of them; the model would ignore them without a word. A near-miss of
+# a key (difflib) is caught too; other keys (an 'image_id', ground truth) are the user's and pass.
+LIKELY_MEANT = {"box": "boxes", "bbox": "boxes", "points": "point_coords", "point": "point_coords",
+                "coords": "point_coords", "labels": "point_labels", "label": "point_labels",
+                "mask": "mask_inputs", "masks": "mask_inputs", "mask_input": "mask_inputs",
+                "input_points": "point_coords", "input_labels": "point_labels", "input_boxes": "boxes"}
+HUGGING_FACE_KEYS = ("input_points", "input_labels", "input_boxes")
+
+
+def check_record_keys(where: str, record: Mapping) -> None:
+    """Refuse a key that looks like a prompt SAM does not read (`box`, Hugging Face's `input_points`, a typo)."""
+    for key in sorted(set(record) - set(BATCHED_INPUT_KEYS), key=str):  # other keys (ids, labels) are the user's
+        near = [LIKELY_MEANT[key]] if key in LIKELY_MEANT else difflib.get_close_matches(str(key), BATCHED_INPUT_KEYS, 1, 0.8)
+        if near:  # but a misspelt prompt would be ignored without a word
+            hint = ""
+            if key in HUGGING_FACE_KEYS:
+                hint = (f" ({key!r} is the name in Hugging Face's SamModel; here prompts are tensors in the resized "
+                        "frame: 'point_coords' (B, N, 2), 'point_labels' (B, N), 'boxes' (B, 4).)")
+            raise SamInputError(
+                f"{where}: got the key {key!r}, which SAM does not read; did you mean {near[0]!r}?{hint}"
+            )
 
 
 def check_batched_input(batched_input, multimask_output, img_size: int, device: torch.device,
                         low_res_size: Tuple[int, int]) -> None:
     """Sam.forward's input: a non-empty list of dicts, each with a resized 'image' (3, h, w), its
-    'original_size' (H, W), and optional prompts in the resized frame; `multimask_output` True or False."""
+    'original_size' (H, W), and optional prompts in the resized frame (a prompt given as None counts as absent);
+    `multimask_output` True or False."""
     check_switch("multimask_output", multimask_output)
     if not isinstance(batched_input, (list, tuple)) or not batched_input:
         raise input_error("batched_input", "a non-empty list of dicts, one per image", batched_input,
@@ -196,17 +270,106 @@ def check_batched_input(batched_input, multimask_output, img_size: int, device: 
         where = f"batched_input[{i}]"
         if not isinstance(record, Mapping):
             raise input_error(where, "a dict with 'image' and 'original_size'", record)
-        for key in sorted(set(record) - set(BATCHED_INPUT_KEYS), key=str):  # other keys (ids, labels) are the user's
-            near = [LIKELY_MEANT[key]] if key in LIKELY_MEANT else difflib.get_close_matches(str(key), BATCHED_INPUT_KEYS, 1, 0.8)
-            if near:  # but a misspelt prompt would be ignored without a word
-                raise SamInputError(f"{where}: got the key {key!r}, which SAM does not read; did you mean {near[0]!r}?")
+        check_record_keys(where, record)
         for key in ("image", "original_size"):
             if key not in record:
                 raise SamInputError(f"{where}: expected the key {key!r}, got keys {sorted(record)}.")
         image = record["image"]
         check_resized_image(f"{where}['image']", image, img_size, device, batch_axis=False)
-        check_original_size(f"{where}['original_size']", record["original_size"], image.shape[-2:], img_size)
+        original_size = check_original_size(f"{where}['original_size']", record["original_size"], image.shape[-2:],
+                                            img_size)
         names = {key: f"{where}[{key!r}]" for key in ("point_coords", "point_labels", "boxes")}
         names["mask_input"] = f"{where}['mask_inputs']"
         check_torch_prompts(record.get("point_coords"), record.get("point_labels"), record.get("boxes"),
-                            record.get("mask_inputs"), device, low_res_size, names)
+                            record.get("mask_inputs"), device, low_res_size, names,
+                            frame=resized_frame(image.shape[-2:], original_size, img_size),
+                            mapper=f"ResizeLongestSide({img_size})")
+
+
+def _float_dtype(module: torch.nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype of a module's first floating-point parameter (`default` if it has none)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), default)
+
+
+def pixels_dtype(model) -> torch.dtype:
+    """The dtype a floating image enters Sam.preprocess in: float32, or the image encoder's dtype where wider.
+    A float64 image would otherwise reach the float32 encoder (plain model: "Input type (double) and bias type
+    (float) should be the same"); a bfloat16 model normalises float32 pixels in float32 and its fast encoder casts
+    them where they enter (sam_from_scratch/fast/precision.py)."""
+    return torch.promote_types(torch.float32, _float_dtype(model.image_encoder))
+
+
+def mask_input_dtype(model) -> torch.dtype:
+    """The dtype of the prompt encoder's mask convolutions (float32 unless the model was converted)."""
+    downscaling = getattr(model.prompt_encoder, "mask_downscaling", None)
+    return _float_dtype(downscaling) if downscaling is not None else torch.float32
+
+
+def as_model_input(batched_input, model) -> list:
+    """Sam.forward's records (checked by check_batched_input) as the model reads them, in new dicts (the user's
+    are left as they are): a prompt given as None left out, as if its key were absent; a floating 'image' in
+    pixels_dtype(model) and 'mask_inputs' in the prompt encoder's dtype, as predict_torch converts mask_input."""
+    image_dtype, mask_dtype = pixels_dtype(model), mask_input_dtype(model)
+    records = []
+    for record in batched_input:
+        record = {key: value for key, value in record.items() if not (key in PROMPT_KEYS and value is None)}
+        if record["image"].is_floating_point():
+            record["image"] = record["image"].to(image_dtype)
+        if "mask_inputs" in record:
+            record["mask_inputs"] = record["mask_inputs"].to(mask_dtype)
+        records.append(record)
+    return records
+
+
+def check_image_to_preprocess(image, img_size: int, device: torch.device) -> None:
+    """Sam.preprocess's input: (3, h, w) or (B, 3, h, w) with 1 <= h, w <= img_size (it pads to img_size; a larger
+    image would be cropped without a word), numbers on `device`."""
+    if not isinstance(image, torch.Tensor):
+        hint = ""
+        if isinstance(image, np.ndarray):
+            hint = "Convert an (H, W, 3) array with torch.as_tensor(a).permute(2, 0, 1)."
+        raise input_error("x", "a torch.Tensor of shape (3, h, w) or (B, 3, h, w)", image, hint)
+    shape = tuple(image.shape)
+    if image.ndim not in (3, 4) or shape[-3] != 3 or not (1 <= min(shape[-2:]) and max(shape[-2:]) <= img_size):
+        hint = ""
+        if image.ndim in (3, 4) and shape[-1] == 3 and shape[-3] != 3:
+            hint = "It looks channels-last: use .permute(2, 0, 1) (.permute(0, 3, 1, 2) for a batch)."
+        elif image.ndim in (3, 4) and shape[-3] == 3 and max(shape[-2:]) > img_size:
+            hint = f"Resize it first: ResizeLongestSide({img_size}).apply_image_torch(x), or apply_image for an array."
+        raise input_error("x", f"shape (3, h, w) or (B, 3, h, w) with h, w <= {img_size} (it is padded to "
+                               f"{img_size} x {img_size})", image, hint)
+    if image.dtype == torch.bool or image.is_complex():
+        raise input_error("x", "numbers 0..255", image)
+    check_device("x", image, device)
+
+
+def check_postprocess_sizes(masks, input_size, original_size, img_size: int) -> None:
+    """Sam.postprocess_masks's input: logits (B, C, h, w); input_size (h, w) of the resized image before padding
+    (max == img_size); original_size (H, W) that resizes to input_size (resizes_to). A swapped or unresized size
+    would give wrong masks without a word. Pure Python on a few numbers: cheap enough for every click."""
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or min(masks.shape[-2:], default=0) < 1:
+        hint = "Convert with torch.as_tensor(...)." if isinstance(masks, np.ndarray) else ""
+        if isinstance(masks, torch.Tensor) and masks.ndim in (2, 3):
+            hint = "Add the missing axes: masks[None] for (C, h, w), masks[None, None] for (h, w)."
+        raise input_error("masks", "a tensor of mask logits of shape (B, C, h, w)", masks, hint)
+    if not masks.is_floating_point():
+        raise input_error("masks", "floating-point mask logits (B, C, h, w)", masks,
+                          "Pass the model's logits (low_res_logits), not thresholded masks.")
+    wanted = f"(h, w), two positive integers with max(h, w) == {img_size} (the resized image's size, before padding)"
+    three = isinstance(input_size, (tuple, list, torch.Size)) and len(input_size) == 3
+    h, w = size_pair("input_size", input_size, wanted, "For a (3, h, w) image: image.shape[-2:]." if three else "")
+    if max(h, w) != img_size:
+        hint = ""
+        if isinstance(original_size, (tuple, list, torch.Size)) and tuple(original_size) == tuple(input_size):
+            hint = (f"It equals original_size: pass the resized image's size, e.g. image.shape[-2:] after "
+                    f"ResizeLongestSide({img_size}).")
+        raise input_error("input_size", wanted, input_size, hint)
+    H, W = size_pair("original_size", original_size)
+    if not resizes_to((H, W), (h, w), img_size):
+        expected = ResizeLongestSide.get_preprocess_shape(H, W, img_size)
+        swapped = resizes_to((H, W), (w, h), img_size) or resizes_to((W, H), (h, w), img_size)
+        hint = " (H, W), not (W, H)?" if swapped else ""
+        raise SamInputError(
+            f"input_size: expected the size of original_size ({H}, {W}) resized with ResizeLongestSide({img_size}), "
+            f"{tuple(expected)}, got ({h}, {w}).{hint}"
+        )

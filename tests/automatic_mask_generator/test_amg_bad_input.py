@@ -156,6 +156,27 @@ def test_an_image_too_thin_to_resize_is_explained(stand_in):
     assert re.search(r"^image: expected .*would be 0 pixels high.*got ndarray of shape \(1, 5000, 3\)", message), message
 
 
+@pytest.mark.parametrize("layout, hint", [
+    ("HWC", r"Pass image\.cpu\(\)\.numpy\(\) for an \(H, W, C\) tensor\.$"),
+    ("CHW", r"Pass image\.permute\(1, 2, 0\)\.cpu\(\)\.numpy\(\) for a \(C, H, W\) tensor\.$"),
+    ("1CHW", r"Pass image\[0\]\.permute\(1, 2, 0\)\.cpu\(\)\.numpy\(\) for a \(C, H, W\) tensor\.$"),
+    ("HW", r"Pass image\.cpu\(\)\.numpy\(\) for a grey \(H, W\) tensor\.$"),
+    ("HWC float", r"Pass image\.cpu\(\)\.numpy\(\) for an \(H, W, C\) tensor \(as uint8 values 0\.\.255\)\.$"),
+])
+def test_a_tensor_image_gets_a_hint_the_generator_can_follow(stand_in, layout, hint):
+    """The predictor suggests set_torch_image for a tensor; the generator has none, so it says how to make the
+    numpy array generate takes."""
+    import torch
+
+    image = torch.zeros(20, 30, 3, dtype=torch.uint8)
+    image = {"HWC": image, "CHW": image.permute(2, 0, 1), "1CHW": image.permute(2, 0, 1)[None], "HW": image[..., 0],
+             "HWC float": image.float()}[layout]
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=2)
+    message = error_message(lambda: generator.generate(image))
+    assert message.startswith("image: expected a numpy array of shape (H, W, 3) and dtype uint8, got Tensor of shape")
+    assert re.search(hint, message) and "set_torch_image" not in message, message
+
+
 @pytest.mark.parametrize("layout", ["flipped", "every other column", "Fortran order"])
 def test_non_contiguous_images_give_the_records_of_their_copy(stand_in, scene_images, layout):
     image = scene_images["landscape"][:90, :120]

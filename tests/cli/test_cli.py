@@ -338,8 +338,8 @@ def train_tiny_calls(monkeypatch):
 
     def record(out, **kwargs):
         calls.append((out, kwargs))
-        if kwargs["seed"] == -1:
-            raise ValueError("seed: expected a seed >= 0, got -1")
+        if kwargs["seed"] == 13:  # a stand-in for any refusal of the training's own checks
+            raise ValueError("seed: expected a lucky seed, got 13")
         if kwargs["eval_only"] and not Path(out, "sam_tiny.pt").exists():
             raise FileNotFoundError(f"out: expected a trained model at {out}/sam_tiny.pt, found none")
         return {"miou": 0.5}
@@ -393,8 +393,8 @@ def test_train_tiny_replaces_the_bundled_model_only_when_asked(train_tiny_calls,
 def test_train_tiny_reports_the_trainings_refusals_in_one_line(train_tiny_calls, capsys, tmp_path):
     from sam_from_scratch.training import TrainConfig
 
-    code, err = run_in_process(capsys, "train-tiny", "--seed", "-1")
-    assert code == 2 and err == "error: seed: expected a seed >= 0, got -1\n"
+    code, err = run_in_process(capsys, "train-tiny", "--seed", "13")
+    assert code == 2 and err == "error: seed: expected a lucky seed, got 13\n"
     # workers that do not divide a step's images are refused before the expected time is printed
     code = main(["train-tiny", "--workers", "5"])
     out, err = capsys.readouterr()
@@ -409,6 +409,13 @@ def test_train_tiny_reports_the_trainings_refusals_in_one_line(train_tiny_calls,
 def test_train_tiny_refuses_counts_below_one(train_tiny_calls, capsys, option, value):
     code, err = run_in_process(capsys, "train-tiny", option, value)
     assert code == 2 and f"argument {option}: expected a whole number >= 1, got '{value}'" in err
+    assert train_tiny_calls == []
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "x"])
+def test_train_tiny_refuses_a_seed_that_is_not_a_whole_number_naming_the_option(train_tiny_calls, capsys, value):
+    code, err = run_in_process(capsys, "train-tiny", "--seed", value)
+    assert code == 2 and f"argument --seed: expected a whole number >= 0, got '{value}'" in err
     assert train_tiny_calls == []
 
 

@@ -6,6 +6,8 @@ built once) run on one image and one click, and every shape they produce must ap
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 import pytest
 import torch
@@ -13,6 +15,7 @@ import torch
 from sam_from_scratch import diagrams
 from sam_from_scratch.build import build_sam
 from sam_from_scratch.config import CONFIGS
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.modeling.image_encoder import window_partition
 from sam_from_scratch.utils.amg import build_point_grid
 
@@ -112,3 +115,47 @@ def test_the_hypernetwork_diagram_labels_the_real_upscaling_and_dot_product(tiny
     assert label(seen["upscaled"]) in text
     assert label(hyper_in) in text
     assert label(masks) in text
+
+
+def test_a_grid_smaller_than_a_batch_is_drawn_as_one_batch_of_its_points():
+    text = labels(diagrams.mask_generator_pipeline(points_per_side=4, points_per_batch=64))
+    assert "4 x 4 = 16 points" in text
+    assert "1 batch of 16 points" in text and "logits (48, H, W)" in text  # not "1 batches of 64", (192, H, W)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(points_per_side=-3), r"^points_per_side: expected a positive integer, got int -3\."),  # "-3 x -3 = 9"
+    (dict(points_per_side=0), r"^points_per_side: expected a positive integer, got int 0\."),
+    (dict(points_per_batch=0), r"^points_per_batch: expected a positive integer, got int 0\."),  # ZeroDivisionError
+    (dict(points_per_side=4.0), r"^points_per_side: expected a positive integer, got float 4\.0\."),
+])
+def test_the_generator_pipeline_refuses_counts_below_one(arguments, message):
+    with pytest.raises(SamInputError, match=message):
+        diagrams.mask_generator_pipeline(**arguments)
+
+
+def test_window_size_zero_is_drawn_as_global_attention_in_every_block(tiny):
+    config = replace(CONFIGS["tiny"], window_size=0)  # builds and runs: every block global
+    assert all(block.window_size == 0 for block in build_sam(config, fast=False).image_encoder.blocks)
+    text = labels(diagrams.encoder_blocks(config))  # the config builds and runs: global attention in every block
+    assert "global block (blocks 0, 1, 2, 3)" in text and "windowed block (" not in text
+    assert "window_size is 0, so every block attends over the whole grid" in text
+    g = config.image_embedding_size
+    sam, _ = tiny
+    assert label(sam.image_encoder.blocks[config.encoder_global_attn_indexes[0]].attn.rel_pos_h) in text
+    assert f"{g * g} keys per query" in text
+
+
+@pytest.mark.parametrize("draw", DIAGRAMS, ids=lambda f: f.__name__)
+def test_a_diagram_of_a_name_or_a_model_points_to_its_config(tiny, draw):
+    sam, _ = tiny
+    with pytest.raises(SamInputError, match=r"^config: expected a SamConfig, .*got str 'tiny'\. Pass CONFIGS\['tiny'\]"):
+        draw("tiny")
+    with pytest.raises(SamInputError, match=r"^config: expected a SamConfig, .*got a Sam model; pass its config, "
+                                            r"CONFIGS\['tiny'\]\.$"):
+        draw(sam)
+
+
+def test_the_two_way_diagram_refuses_a_negative_number_of_prompt_tokens():
+    with pytest.raises(SamInputError, match=r"^num_prompt_tokens: expected an integer >= 0, got int -5\."):
+        diagrams.two_way_block(CONFIGS["tiny"], num_prompt_tokens=-5)

@@ -85,6 +85,34 @@ def test_the_check_command_fails_when_learner_py_is_stale(tmp_path, monkeypatch,
     assert "out of date" in capsys.readouterr().err
 
 
+def test_an_empty_notebook_folder_leaves_learner_py_as_it_is(tmp_path, monkeypatch, capsys):
+    learner_copy = tmp_path / "learner.py"
+    shutil.copy(course.LEARNER_PATH, learner_copy)
+    kept = learner_copy.read_text(encoding="utf-8")
+    empty = tmp_path / "notebooks"
+    empty.mkdir()
+    monkeypatch.setattr(course, "NOTEBOOK_DIR", empty)
+    monkeypatch.setattr(course, "LEARNER_PATH", learner_copy)
+    for argv in ([], ["--check"]):
+        assert course.main(argv) == 2  # it wrote a header-only learner.py over the whole model
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: notebook_dir: expected the course's notebooks (0[2-9]_*.ipynb) with `# save` "
+                              f"cells, got {empty}, with 0 such notebook(s) and no `# save` cell; ")
+        assert err.count("\n") == 1
+    assert learner_copy.read_text(encoding="utf-8") == kept
+
+
+def test_without_a_notebook_folder_the_command_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(course, "NOTEBOOK_DIR", tmp_path / "notebooks")  # an installed wheel has none
+    monkeypatch.setattr(course, "LEARNER_PATH", tmp_path / "learner.py")
+    assert course.main(["--check"]) == 2  # one line, no traceback
+    assert capsys.readouterr().err == (
+        f"error: notebook_dir: expected the course's notebooks/ folder, but {tmp_path / 'notebooks'} does not exist "
+        "(learner.py can only be regenerated from a checkout of the repository); nothing was checked.\n"
+    )
+    assert course.main([]) == 2 and not (tmp_path / "learner.py").exists()
+
+
 # ---- each class is written once -------------------------------------------------------------------------
 
 

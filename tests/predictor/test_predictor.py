@@ -391,6 +391,52 @@ def test_padding_label_minus_one_is_accepted_like_official(predictors, image):
     assert_identical(*results)
 
 
+# ---- predict_torch: prompts in the resized frame -----------------------------------------------------------------
+
+
+def test_torch_points_in_the_original_images_pixels_are_refused(predictor, image):
+    # The landscape (333 x 517) is 62 x 96 as the model sees it: a click at (200, 150) in its pixels gave a mask
+    # of another place without a word.
+    h, w = predictor.input_size
+    coords = torch.tensor([[[20.0, 30.0]], [[200.0, 150.0]]])
+    message = error_message(lambda: predictor.predict_torch(coords, torch.ones(2, 1)))
+    assert message == (
+        f"point_coords: expected points (x, y) in the resized frame (0 <= x <= {w}, 0 <= y <= {h}: the image as the "
+        "model sees it), got 1 outside, e.g. [200.0, 150.0]. Are they in the original image's pixels? Map them with "
+        "predictor.transform.apply_coords_torch(coords, original_size)."
+    )
+    message = error_message(lambda: predictor.predict_torch(torch.tensor([[[-2.0, 5.0]]]), torch.zeros(1, 1)))
+    assert message.startswith("point_coords: expected points (x, y) in the resized frame")
+
+
+def test_torch_boxes_in_the_original_images_pixels_are_refused(predictor):
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 40.0], [300.0, 10.0, 510.0, 200.0]])
+    message = error_message(lambda: predictor.predict_torch(None, None, boxes=boxes))
+    assert message.startswith(f"boxes: expected boxes that overlap the resized frame (0 <= x <= {predictor.input_size[1]}, ")
+    assert message.endswith("got 1 outside it, e.g. [300.0, 10.0, 510.0, 200.0]. Are they in the original image's "
+                            "pixels? Map them with predictor.transform.apply_boxes_torch(boxes, original_size).")
+
+
+def test_torch_prompts_on_the_frames_edge_padding_points_and_boxes_partly_outside_pass(predictors, image):
+    ours, official = predictors
+    H, W = image.shape[:2]
+    corner = ours.transform.apply_coords_torch(torch.tensor([[[float(W), float(H)], [900.0, -40.0]]]), (H, W))
+    labels = torch.tensor([[1, -1]])  # the second is padding: ignored by the model, wherever it lies
+    box = torch.tensor([[50.0, 20.0, 300.0, 200.0]])  # partly outside, as predict's boxes may be
+    results = [[t.numpy() for t in p.predict_torch(corner, labels, boxes=box, multimask_output=False)]
+               for p in (ours, official)]
+    assert_identical(*results)
+    ours.predict(point_coords=np.array([[W, H], [0, 0]]), point_labels=np.array([1, 0]))  # predict maps them itself
+
+
+def test_set_torch_image_converts_float64_pixels(official_tiny_random, image, predictor):
+    # The model's float32 convolution refused them: "Input type (double) and bias type (float) should be the same".
+    other = SamPredictor(official_tiny_random)
+    resized = torch.as_tensor(other.transform.apply_image(image)).permute(2, 0, 1)[None]
+    other.set_torch_image(resized.double(), image.shape[:2])
+    torch.testing.assert_close(other.get_image_embedding(), predictor.get_image_embedding(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39], ids=["NaN", "inf", "beyond float32"])
 def test_predict_refuses_a_mask_input_that_is_not_finite(predictor, low_res, bad):
     mask = np.zeros((1, low_res, low_res), np.float64)

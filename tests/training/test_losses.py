@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.training.losses import FOCAL_WEIGHT, dice_loss, mask_iou, sam_loss, sigmoid_focal_loss
 
 
@@ -79,3 +80,34 @@ def test_the_iou_head_is_trained_towards_the_true_iou_of_every_mask():
 def test_targets_of_the_wrong_shape_are_rejected():
     with pytest.raises(ValueError, match="targets"):
         sam_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2, 1, 16, 16))
+
+
+def test_bool_targets_are_read_as_zero_and_one():
+    logits, iou = torch.randn(2, 3, 8, 8), torch.rand(2, 3)
+    target = torch.rand(2, 1, 8, 8) > 0.5
+    expected = sam_loss(logits, iou, target.float())
+    assert sam_loss(logits, iou, target).total.item() == pytest.approx(expected.total.item())
+    torch.testing.assert_close(sigmoid_focal_loss(logits, target), sigmoid_focal_loss(logits, target.float()))
+    torch.testing.assert_close(dice_loss(logits, target), dice_loss(logits, target.float()))
+
+
+def test_integer_targets_and_values_outside_zero_to_one_are_refused_with_a_hint():
+    logits, iou = torch.randn(2, 3, 8, 8), torch.rand(2, 3)
+    target = torch.rand(2, 1, 8, 8) > 0.5
+    with pytest.raises(SamInputError, match=r"^targets: expected bool or float masks in 0..1, got Tensor .*torch.uint8.*/ 255"):
+        sam_loss(logits, iou, target.to(torch.uint8) * 255)
+    with pytest.raises(SamInputError, match=r"^targets: expected values in \[0, 1\], got .*from 0 to 255.*divide by 255"):
+        sam_loss(logits, iou, target.float() * 255)  # gave a loss of about -3.5e9
+    with pytest.raises(SamInputError, match=r"^targets: expected values in \[0, 1\]"):
+        sigmoid_focal_loss(logits, target.float() * 255)
+    with pytest.raises(SamInputError, match=r"^targets: expected a torch.Tensor"):
+        sam_loss(logits, iou, target.float().numpy())
+
+
+def test_iou_predictions_and_logits_of_the_wrong_shape_are_refused():
+    logits, target = torch.randn(2, 3, 8, 8), torch.zeros(2, 1, 8, 8)
+    for iou in (torch.rand(2, 1), torch.rand(2)):  # (2, 1) only warned about broadcasting
+        with pytest.raises(SamInputError, match=r"^iou_predictions: expected shape \(2, 3\) \(one per mask"):
+            sam_loss(logits, iou, target)
+    with pytest.raises(SamInputError, match=r"^mask_logits: expected a torch.Tensor of shape \(N, M, H, W\)"):
+        sam_loss(logits[:, 0], torch.rand(2, 3), target)

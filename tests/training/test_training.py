@@ -311,7 +311,7 @@ def test_train_tiny_writes_the_checkpoint_and_the_card_into_out_and_nothing_else
 
 
 def test_train_tiny_refuses_a_run_without_steps(tmp_path):
-    with pytest.raises(ValueError, match=r"^steps: expected at least 1, got 0$"):
+    with pytest.raises(SamInputError, match=r"^steps: expected a positive integer, got int 0\.$"):
         train_tiny(tmp_path / "out", steps=0, progress=False)
     with pytest.raises(ValueError, match="workers: expected a divisor of images_per_step=16, got 3"):
         train_tiny(tmp_path / "out", steps=1, workers=3, progress=False)

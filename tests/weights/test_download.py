@@ -229,6 +229,39 @@ def test_from_pretrained_refuses_a_misspelt_download_argument(tmp_path):
         from_pretrained("tiny", cache_dri=tmp_path)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"mirror": "not a url"}, r"^mirror: expected an http:// or https:// URL .*, got 'not a url'\.$"),
+    ({"timeout": -5}, r"^timeout: expected a number of seconds > 0, got int -5\.$"),
+    ({"cache_dir": 5}, r"^cache_dir: expected a folder \(a str or a path\), or None for the default, got int 5\.$"),
+    ({"cache_dir": ""}, r"^cache_dir: expected a folder .*, got str ''\.$"),
+    ({"progress": "no"}, r"^progress: expected True or False, got str 'no'\.$"),
+    ({"mirror": "not a url", "timeout": -5, "cache_dir": 5}, r"^timeout: expected a number of seconds > 0"),
+], ids=["mirror not a url", "timeout negative", "cache_dir a number", "cache_dir empty", "progress text", "all three"])
+@pytest.mark.parametrize("which", ["tiny", "a path"])
+def test_from_pretrained_checks_download_arguments_whatever_the_name(arguments, message, which):
+    from sam_from_scratch import from_pretrained
+    from sam_from_scratch.config import TINY_CHECKPOINT
+
+    name = "tiny" if which == "tiny" else str(TINY_CHECKPOINT)
+    with pytest.raises(SamInputError, match=message):
+        from_pretrained(name, **arguments)
+
+
+def test_from_pretrained_checks_a_cache_dir_that_is_a_file_and_takes_good_download_arguments(tmp_path):
+    from sam_from_scratch import from_pretrained
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(SamInputError, match=rf"^cache_dir: expected a folder to keep checkpoints in, got {a_file}, which is a file\.$"):
+        from_pretrained("tiny", cache_dir=a_file)
+    assert a_file.read_text() == "mine"
+    # what the command line passes for every model (often None), and good values, are taken; nothing is written
+    assert from_pretrained("tiny", device="cpu", cache_dir=None, mirror=None) is not None
+    assert from_pretrained("tiny", device="cpu", cache_dir=tmp_path / "cache", mirror="https://my.mirror/sam/",
+                           progress=False, timeout=3) is not None
+    assert list(tmp_path.iterdir()) == [a_file]
+
+
 def test_cli_subprocess_refuses_a_mirror_serving_the_wrong_file(host, tmp_path):
     # The real vit_b name, through `python -m sam_from_scratch`: the mirror serves 64 KiB of something else.
     host.files["/sam_vit_b_01ec64.pth"] = GOOD
