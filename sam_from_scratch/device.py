@@ -14,7 +14,6 @@ import torch
 
 from .errors import SamInputError, check_choice, input_error
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda)(?::(\d+))?")  # "cuda:1"; torch takes an index after cpu and mps too
 DEVICE_EXPECTED = "'auto', 'cuda', 'cuda:N' (N a GPU's index), 'mps', 'cpu', or a torch.device"
 

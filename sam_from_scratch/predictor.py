@@ -33,8 +33,8 @@ from .errors import SamInputError, check_box_corners, check_choice, check_switch
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
-from .utils.checks import (check_original_size, check_resized_image, check_torch_prompts, mask_input_dtype,
-                           pixels_dtype, resized_frame)
+from .utils.checks import (check_original_size, check_resized_image, check_torch_prompts, float_dtype,
+                           mask_input_dtype, pixels_dtype, resized_frame)
 from .utils.transforms import ResizeLongestSide
 
 
@@ -94,11 +94,6 @@ def check_sam_model(argument: str, model) -> None:
         argument, "a SAM model (e.g. sam_model_registry['vit_b'](checkpoint=path) or from_pretrained('tiny'))",
         model, hint,
     )
-
-
-def _dtype_of(module) -> Optional[torch.dtype]:
-    """The dtype of a module's first floating-point parameter (None if it has none)."""
-    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
 class SamPredictor:
@@ -164,20 +159,20 @@ class SamPredictor:
         input_image = self.model.preprocess(transformed_image)  # (1, 3, img_size, img_size)
         with self._encoder_precision():
             features = self.model.image_encoder(input_image)  # (1, C, img_size / patch, img_size / patch)
-        self.features = features.to(_dtype_of(self.model.mask_decoder) or features.dtype)  # the decoder's
+        self.features = features.to(float_dtype(self.model.mask_decoder, features.dtype))  # the decoder's
         self.is_image_set = True
 
     @property
     def dtype(self) -> torch.dtype:
         """The precision the image encoder runs in, on the model's current device."""
-        own = _dtype_of(self.model.image_encoder) or torch.float32
+        own = float_dtype(self.model.image_encoder)
         if own != torch.float32:  # converted by the user: it runs as it is
             return own
         return resolve_dtype("dtype", self.requested_dtype, self.device)
 
     def _encoder_precision(self):
         dtype = self.dtype
-        if dtype == (_dtype_of(self.model.image_encoder) or torch.float32):
+        if dtype == (float_dtype(self.model.image_encoder)):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
@@ -302,7 +297,7 @@ class SamPredictor:
         check_torch_prompts(point_coords, point_labels, boxes, mask_input, self.device, self._low_res_size,
                             frame=frame)
         if mask_input is not None:
-            mask_input = mask_input.to(self._mask_input_dtype)  # a float64 mask would stop the official Sam's conv
+            mask_input = mask_input.to(mask_input_dtype(self.model))  # a float64 mask would stop the official Sam's conv
         prompts = (point_coords, point_labels, boxes, mask_input)
         B = next((len(p) for p in prompts if p is not None), 1)  # no prompt at all: the model's batch of 1
         step = self._prompts_per_chunk(B)
@@ -348,11 +343,6 @@ class SamPredictor:
     def _require_image(self, method: str) -> None:
         if not self.is_image_set:
             raise RuntimeError(f"{method}: no image is set. Call predictor.set_image(image) first.")
-
-    @property
-    def _mask_input_dtype(self) -> torch.dtype:
-        """The dtype the prompt encoder's mask convolutions hold (float32 unless the model was converted)."""
-        return mask_input_dtype(self.model)
 
     @property
     def _low_res_size(self) -> Tuple[int, int]:

@@ -54,23 +54,28 @@ def blend(
         color = np.asarray(color, np.float32)
         out[mask] = out[mask] * (1 - alpha) + color * alpha
         if outline > 0:
-            band = mask_outline(mask, outline)
-            out[mask_outline(mask, outline + 1) & ~band] = color * EDGE_SHADE
-            out[band] = color
+            inside = _eroded(mask, outline)  # the mask less its band
+            out[inside & ~_eroded(inside, 1)] = color * EDGE_SHADE  # the line: the first pixels inside the band
+            out[mask & ~inside] = color
     return out.round().astype(np.uint8)
 
 
 def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
     """The pixels of `mask` (H, W) bool within `width` pixels of its border."""
+    return mask & ~_eroded(mask, width)
+
+
+def _eroded(mask: np.ndarray, width: int) -> np.ndarray:
+    """`mask` (H, W) bool eroded by one pixel (4-neighbourhood), `width` times."""
     inner = mask.copy()
-    for _ in range(width):  # erode by one pixel (4-neighbourhood), `width` times
+    for _ in range(width):
         shrunk = inner.copy()
         shrunk[1:] &= inner[:-1]
         shrunk[:-1] &= inner[1:]
         shrunk[:, 1:] &= inner[:, :-1]
         shrunk[:, :-1] &= inner[:, 1:]
         inner = shrunk
-    return mask & ~inner
+    return inner
 
 
 def outline_width(image_width: int, shown_width: int = 512) -> int:

@@ -286,7 +286,7 @@ def check_batched_input(batched_input, multimask_output, img_size: int, device: 
                             mapper=f"ResizeLongestSide({img_size})")
 
 
-def _float_dtype(module: torch.nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+def float_dtype(module: torch.nn.Module, default: Optional[torch.dtype] = torch.float32) -> Optional[torch.dtype]:
     """The dtype of a module's first floating-point parameter (`default` if it has none)."""
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), default)
 
@@ -296,13 +296,13 @@ def pixels_dtype(model) -> torch.dtype:
     A float64 image would otherwise reach the float32 encoder (plain model: "Input type (double) and bias type
     (float) should be the same"); a bfloat16 model normalises float32 pixels in float32 and its fast encoder casts
     them where they enter (sam_from_scratch/fast/precision.py)."""
-    return torch.promote_types(torch.float32, _float_dtype(model.image_encoder))
+    return torch.promote_types(torch.float32, float_dtype(model.image_encoder))
 
 
 def mask_input_dtype(model) -> torch.dtype:
     """The dtype of the prompt encoder's mask convolutions (float32 unless the model was converted)."""
     downscaling = getattr(model.prompt_encoder, "mask_downscaling", None)
-    return _float_dtype(downscaling) if downscaling is not None else torch.float32
+    return float_dtype(downscaling) if downscaling is not None else torch.float32
 
 
 def as_model_input(batched_input, model) -> list:

@@ -116,7 +116,7 @@ def _check_size(argument: str, size) -> None:
     """An image size (H, W): two integers >= 1 (Python, numpy or 0-d tensors)."""
     try:
         pair = [int(s) for s in size] if len(size) == 2 and all(float(s) == int(s) for s in size) else []
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not numbers, or inf
         pair = []
     if len(pair) != 2 or min(pair) < 1:
         raise input_error(argument, "an image size (H, W) of two integers >= 1", size)

@@ -107,10 +107,12 @@ def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res
     (lambda t: t.apply_coords_torch(np.zeros((1, 2)), (50, 40)), r"^coords: expected a tensor \(\.\.\., 2\) .*use apply_coords\.$"),
     (lambda t: t.apply_boxes_torch(torch.zeros(1, 3), (50, 40)), r"^boxes: expected a tensor \(\.\.\., 4\)"),
     (lambda t: t.get_preprocess_shape(0, 0, 96), r"^oldh, oldw: expected an image size \(H, W\) of two integers >= 1, got tuple \(0, 0\)\.$"),
+    (lambda t: t.get_preprocess_shape(float("inf"), 3, 96), r"^oldh, oldw: expected an image size \(H, W\) of two integers >= 1, got tuple \(inf, 3\)\.$"),
     (lambda t: ResizeLongestSide(0), r"^target_length: expected a positive integer, got int 0\.$"),
     (lambda t: ResizeLongestSide("96"), r"^target_length: expected a positive integer, got str '96'\.$"),
 ], ids=["channels first", "a tensor image", "coords of 3", "coords of text", "original size 0", "boxes of 3",
-        "tensor boxes to numpy", "numpy coords to torch", "torch boxes of 3", "empty image size", "target 0", "target text"])
+        "tensor boxes to numpy", "numpy coords to torch", "torch boxes of 3", "empty image size", "infinite image size",
+        "target 0", "target text"])
 def test_bad_arguments_are_named_instead_of_failing_inside_numpy(call, message):
     # The official class resizes a channels-first image along the wrong axes and scales 3-vectors without a word.
     with pytest.raises(ValueError, match=message):
