@@ -133,6 +133,7 @@ BIAS_PATH_CASES = {
     "one mask": ("mask", 2**40),
     "mask in chunks of query rows": ("mask", 5 * 2 * 64 * 4096),
     "bias folded into q and k": ("folded", 2**40),
+    "scores written out in chunks of query rows": ("scores", 2**40),
 }
 
 
@@ -144,6 +145,7 @@ def test_fused_global_attention_equals_plain_on_the_vit_b_grid(how):
     # 64 * 64 * 4096 elements per query row and head: 5 rows per chunk -> chunks of 5, ..., 5, 4 rows
     fused_attention = fast(attention)
     fused_attention.bias_path, fused_attention.max_mask_elements = BIAS_PATH_CASES[how]
+    fused_attention.max_score_elements = 3 * 2 * 64 * 4096  # 3 query rows a chunk: 3, ..., 3, 1 rows
     x = torch.randn(1, 64, 64, 64)
     with torch.no_grad():
         fused = fused_attention(x)
@@ -579,6 +581,21 @@ def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
     assert cosine >= BF16_MIN_COSINE
 
 
+def test_global_attention_in_bfloat16_on_the_cpu_writes_the_scores_out_and_agrees_with_float32():
+    """The default path of a global block in bfloat16 on a CPU, against the plain attention in float32."""
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
+    x = torch.randn(1, 64, 64, 64)
+    with torch.no_grad():
+        plain = attention(x)
+        half = fast(attention).to(torch.bfloat16)
+        half.max_mask_elements = half.max_score_elements = 3 * 2 * 64 * 4096  # 3 query rows a chunk
+        q = torch.zeros(1, 2, 64 * 64, 32, dtype=torch.bfloat16, device="meta")
+        assert half.bias_path_for(q, (64, 64)) == "scores"
+        got = half(x.to(torch.bfloat16)).float()
+    assert F.cosine_similarity(got.flatten(), plain.flatten(), dim=0).item() >= 0.999
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
 def test_each_bias_path_on_cuda_equals_plain_attention(path):
@@ -607,7 +624,8 @@ class _QueriesOnCuda:
 
 
 def test_the_default_bias_path_by_device_dtype_and_size():
-    """Folded only for half precision on a GPU when the mask would come in chunks; the mask otherwise."""
+    """When the mask would come in chunks: folded for half precision on a GPU, the scores written out for
+    bfloat16 on a CPU; the mask otherwise."""
     attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)))
     assert attention.bias_path is None
     shape = (8, 2, 64 * 64, 32)  # 2**28 elements / (8 * 2 * 64 * 4096) = 64 rows a chunk: the whole mask
@@ -617,7 +635,13 @@ def test_the_default_bias_path_by_device_dtype_and_size():
     assert attention.bias_path_for(_QueriesOnCuda(shape, torch.float16), (64, 64)) == "folded"
     assert attention.bias_path_for(_QueriesOnCuda(shape, torch.float32), (64, 64)) == "mask"
     on_cpu = torch.zeros(shape, dtype=torch.bfloat16, device="meta")
-    assert not on_cpu.is_cuda and attention.bias_path_for(on_cpu, (64, 64)) == "mask"
+    assert not on_cpu.is_cuda and attention.bias_path_for(on_cpu, (64, 64)) == "scores"  # 8 rows a chunk
+    attention.max_mask_elements = 2**28  # the whole mask at once
+    assert attention.bias_path_for(on_cpu, (64, 64)) == "mask"
+    attention.max_mask_elements = 2**25
+    assert attention.bias_path_for(on_cpu.float(), (64, 64)) == "mask"
+    windows = torch.zeros(25 * 8, 2, 14 * 14, 32, dtype=torch.bfloat16, device="meta")  # 25 windows a picture
+    assert attention.bias_path_for(windows, (14, 14)) == "mask"
     attention.bias_path = "folded"
     assert attention.bias_path_for(on_cpu, (64, 64)) == "folded"
 
@@ -642,7 +666,7 @@ def test_chunked_fused_attention_trains_like_the_plain_path(path):
         plain.rel_pos_w.normal_()
     fused = fast(plain)
     fused.bias_path = path
-    fused.max_mask_elements = 2**12  # small enough to force several chunks
+    fused.max_mask_elements = fused.max_score_elements = 2**12  # small enough to force several chunks
     x = torch.randn(1, 16, 16, 64)
     grads = []
     for attention in (fused, plain):
