@@ -67,10 +67,12 @@ def _bad(field: str, expected: str, value, hint: str = "") -> ValueError:
 
 
 def _is_int(value) -> bool:
+    # errors.is_int, repeated here for the same reason as _describe
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value) -> bool:
+    # errors.is_number that is also finite, repeated here for the same reason
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -67,9 +67,14 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def is_int(value) -> bool:
+    """An integer (int or a numpy integer, which register as numbers.Integral), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_int(argument: str, value, minimum: int) -> None:
     """`value` must be an integer (Python or numpy, not a bool) at least `minimum`."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    if not is_int(value) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise input_error(argument, wanted, value)
 

@@ -11,7 +11,6 @@ official export (e.g. Meta's browser demo) can load it. Needs the `onnx` extra: 
 from __future__ import annotations
 
 import importlib.util
-import numbers
 import os
 import tempfile
 import warnings
@@ -20,8 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SamInputError, check_switch, input_error
+from .errors import SamInputError, check_switch, input_error, is_int
 from .modeling.sam import Sam
+from .utils.checks import check_path
 from .utils.onnx import SamOnnxModel
 
 INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
@@ -82,8 +82,7 @@ def export_onnx(
     for name, value in (("quantize", quantize), ("return_single_mask", return_single_mask),
                         ("use_stability_score", use_stability_score), ("overwrite", overwrite)):
         check_switch(name, value)
-    if (not isinstance(opset, numbers.Integral) or isinstance(opset, bool)
-            or not DEFAULT_OPSET <= opset <= MAX_OPSET):
+    if not is_int(opset) or not DEFAULT_OPSET <= opset <= MAX_OPSET:
         raise input_error("opset", f"an integer from {DEFAULT_OPSET} to {MAX_OPSET}", opset)
     path = _output_path(path, overwrite, "export_onnx(model, path, overwrite=True)")
     for package in ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript"):
@@ -150,8 +149,7 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
 def _onnx_source(source) -> Path:
     """`source` as a Path to an ONNX model that onnx can read (the file quantize_onnx starts from)."""
     expected = "an ONNX file written by export_onnx"
-    if not isinstance(source, (str, os.PathLike)) or str(source) == "":
-        raise input_error("source", expected, source)
+    check_path("source", source, expected)
     import onnx
     from google.protobuf.message import DecodeError
 

@@ -13,13 +13,12 @@ into calls on this class and draws what it holds.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
-from ..errors import check_int, check_switch, input_error
+from ..errors import check_int, check_switch, input_error, is_int
 
 __all__ = ["Prediction", "PromptSnapshot", "PromptState"]
 
@@ -199,7 +198,7 @@ class PromptState:
         if prediction is None:
             raise ValueError("choose: there are no candidate masks yet; add a point or a box first")
         count = len(prediction.scores)
-        if not isinstance(index, numbers.Integral) or isinstance(index, bool) or not 0 <= index < count:
+        if not is_int(index) or not 0 <= index < count:
             raise input_error("index", f"an integer in [0, {count - 1}] ({count} candidate mask"
                                        f"{'s' if count > 1 else ''}, numbered from 0)", index)
         self.current = replace(self.current, chosen=int(index))
@@ -264,8 +263,7 @@ class PromptState:
 def _image_size(value) -> tuple[int, int]:
     """(height, width) as two positive Python ints; anything else is a SamInputError naming image_size."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else None
-    if pair is None or len(pair) != 2 or not all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in pair):
+    if pair is None or len(pair) != 2 or not all(is_int(n) and n > 0 for n in pair):
         raise input_error("image_size", "(H, W), two positive integers, or None", value,
                           "For an image array: image.shape[:2].")
     return int(pair[0]), int(pair[1])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import SamInputError, check_int, describe, input_error, is_number
+from ..errors import SamInputError, check_int, describe, input_error, is_int, is_number
 from ..utils.images import as_rgb
 from ..utils.amg import rle_to_mask
+from ..utils.checks import check_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LABEL_MODES = ("L", "P", "I;16", "I", "1")  # Pillow's modes of one value per pixel
@@ -128,8 +128,7 @@ def check_val_fraction(value) -> None:
 def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = None) -> InstanceDataset:
     """A COCO instance JSON (`data`, with its images in `images`, default: beside the JSON) or a folder with
     images/ and masks/ (`data`). Everything is checked here; see the module docstring."""
-    if not isinstance(data, (str, os.PathLike)) or str(data) == "":
-        raise input_error("data", "a COCO .json file or a folder with images/ and masks/", data)
+    check_path("data", data, "a COCO .json file or a folder with images/ and masks/")
     if images is not None and not isinstance(images, (str, os.PathLike)):
         raise input_error("images", "the folder of the COCO file's images (a path) or None", images)
     data = Path(data)
@@ -374,7 +373,7 @@ def rle_dict_to_mask(rle: dict, size: tuple[int, int], where: str) -> np.ndarray
         if not _is_compressed_rle(counts):
             raise SamInputError(f"{where}: expected COCO's compressed RLE counts (characters '0' to 'o', the last one below 'P'), got {counts[:20]!r}.")
         counts = decode_rle_counts(counts)
-    elif not (isinstance(counts, list) and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in counts)):
+    elif not (isinstance(counts, list) and all(map(is_int, counts))):
         raise SamInputError(f"{where}: expected RLE counts as a string (compressed) or a list of whole numbers (run lengths), got {describe(counts)}.")
     if counts and min(counts) < 0:
         raise SamInputError(f"{where}: expected RLE counts of 0 or more (run lengths), got {min(counts)}.")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from ..errors import SamInputError, check_int, check_switch, input_error
+from ..errors import SamInputError, check_int, check_switch, input_error, is_int
 from ..modeling.sam import Sam
 from ..predictor import check_sam_model
 from ..utils.amg import batched_mask_to_box
@@ -25,7 +23,7 @@ def check_evaluate_arguments(model, num_scenes, seed, scene_config, first_scene,
     check_int("num_scenes", num_scenes, 1)
     check_int("seed", seed, 0)
     check_int("first_scene", first_scene, 0)
-    if not isinstance(clicks, numbers.Integral) or isinstance(clicks, bool) or clicks not in REPORTED_CLICKS:
+    if not is_int(clicks) or clicks not in REPORTED_CLICKS:
         raise input_error("clicks", "1, 2 or 3 (clicks per object; the figures go up to three_clicks_miou)", clicks)
     check_switch("progress", progress)
     S = model.image_encoder.img_size

@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..device import auto_device
 from ..errors import SamInputError, check_int, check_number, check_switch, input_error, is_number, renamed
 from ..modeling.sam import Sam
+from ..utils.checks import check_path
 from ..utils.transforms import ResizeLongestSide
 from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dataset, read_masks, read_rgb
 from .forward import decode, encode_images
@@ -343,8 +344,8 @@ def finetune(
     # the arguments first, each on its own; those checked against the data (val_ids) or the model's name are
     # checked when these are read, still before anything is written
     _check_model(model, checkpoint)
-    _check_path("out", out, "the run folder (a path)")
-    _check_path("checkpoint", checkpoint, "a checkpoint file (a path) or None", optional=True)
+    check_path("out", out, "the run folder (a path)")
+    check_path("checkpoint", checkpoint, "a checkpoint file (a path) or None", optional=True)
     _check_steps(steps, epochs)
     if not (is_number(lr) and 0 < lr < math.inf):
         raise input_error("lr", "a finite number > 0", lr)
@@ -427,14 +428,6 @@ def _steps(steps, epochs, num_train: int, batch: int) -> int:
         return steps
     epochs = 10 if epochs is None else epochs
     return max(1, math.ceil(epochs * num_train / batch))
-
-
-def _check_path(argument: str, value, expected: str, optional: bool = False) -> None:
-    """`value` must be a path: a str that is not empty, or an os.PathLike (or None, where `optional`)."""
-    if optional and value is None:
-        return
-    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-        raise input_error(argument, expected, value)
 
 
 def _join_workers(device) -> tuple[int, int, bool]:

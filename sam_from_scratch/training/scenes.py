@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SamInputError, check_int, check_number, input_error
+from ..errors import SamInputError, check_int, check_number, input_error, is_int, is_number
 
 TRAIN_SEED = 0
 HELDOUT_SEED = 1
@@ -88,7 +88,7 @@ class SceneConfig:
 
 
 def _is_finite(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _check_split(seed, index) -> None:
@@ -352,7 +352,7 @@ class SceneDataset:
         return self.length
 
     def __getitem__(self, index: int) -> Scene:
-        if not isinstance(index, numbers.Integral) or isinstance(index, bool):
+        if not is_int(index):
             raise input_error("index", f"an integer from 0 to {self.length - 1}", index)
         if not 0 <= index < self.length:
             raise IndexError(f"index: expected 0 <= index < {self.length}, got {index}")

@@ -19,7 +19,8 @@ import torch
 
 from ..build import build_sam
 from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
-from ..errors import SamInputError, check_int, check_switch, input_error
+from ..errors import SamInputError, check_int, check_switch
+from ..utils.checks import check_path
 from .evaluation import evaluate
 from .loop import TrainConfig, check_workers, train, write_atomically
 from .scenes import TRAIN_SEED, SceneConfig
@@ -127,11 +128,8 @@ def check_train_tiny_arguments(out, steps, seed, workers, threads, work_dir, fre
     check_int("seed", seed, 0)
     for name, value in (("fresh", fresh), ("eval_only", eval_only), ("progress", progress)):
         check_switch(name, value)
-    for name, value in (("out", out), ("work_dir", work_dir)):
-        if value is None and name == "work_dir":
-            continue
-        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-            raise input_error(name, "a folder path (a str or a Path)", value)
+    check_path("out", out, "a folder path (a str or a Path)")
+    check_path("work_dir", work_dir, "a folder path (a str or a Path)", optional=True)
 
 
 def _measure(checkpoint: Path, eval_scenes: int, progress: bool) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from itertools import product
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area, nms  # noqa: F401  (the generator's NMS, and notebook 10's)
 
-from ..errors import input_error
+from ..errors import input_error, is_int
 
 # ---- point grids and crops -----------------------------------------------------------------------------
 
@@ -277,7 +276,7 @@ def batch_iterator(batch_size: int, *args) -> Iterator[List[Any]]:
     Each step yields ``[arg[i : i + batch_size] for arg in args]``; the last batch is shorter when the length
     is not a multiple of ``batch_size``. The arguments are checked here, before the first batch is asked for.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     if not args:
         raise ValueError("args: expected at least one sequence to cut into batches, got none")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping
 from typing import Optional, Sequence, Tuple
 
@@ -108,6 +109,14 @@ def size_pair(argument: str, value, what: str = "(H, W), two positive integers",
             hint = "For an image array: image.shape[:2]."
         raise input_error(argument, what, value, hint)
     return int(sizes[0]), int(sizes[1])
+
+
+def check_path(argument: str, value, expected: str, optional: bool = False) -> None:
+    """`value` must be a path: a str that is not empty, or an os.PathLike (or None, where `optional`)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise input_error(argument, expected, value)
 
 
 def resizes_to(original_size: Sequence[int], input_size: Sequence[int], img_size: int) -> bool:
