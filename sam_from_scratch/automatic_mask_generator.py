@@ -27,7 +27,8 @@ import torch
 from .errors import SamInputError, check_choice, check_int, check_number, input_error
 from .utils.amg import (
     MaskData,
-    area_from_rle,
+    _area_from_rle,
+    _rle_to_mask,
     batched_mask_to_box,
     batched_nms,
     box_area,
@@ -267,14 +268,14 @@ class SamAutomaticMaskGenerator:
         if self.output_mode == "coco_rle":
             segmentations = [coco_encode_rle(rle) for rle in mask_data["rles"]]
         elif self.output_mode == "binary_mask":
-            segmentations = [rle_to_mask(rle) for rle in mask_data["rles"]]
+            segmentations = [_rle_to_mask(rle) for rle in mask_data["rles"]]  # our own RLEs: no check
         else:
             segmentations = mask_data["rles"]
 
         return [
             {
                 "segmentation": segmentation,
-                "area": area_from_rle(mask_data["rles"][i]),
+                "area": _area_from_rle(mask_data["rles"][i]),
                 "bbox": box_xyxy_to_xywh(mask_data["boxes"][i]).tolist(),
                 "predicted_iou": mask_data["iou_preds"][i].item(),
                 "point_coords": [mask_data["points"][i].tolist()],

@@ -30,6 +30,7 @@ import torch
 
 from .device import resolve_dtype
 from .errors import SamInputError, check_box_corners, check_choice, check_switch, input_error
+from .fast.checks import OFFICIAL_NAMES
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
@@ -82,7 +83,7 @@ def check_sam_model(argument: str, model) -> None:
         return
     hint = ""
     if isinstance(model, str):
-        if model in ("vit_b", "vit_l", "vit_h", "default", "tiny"):
+        if model in OFFICIAL_NAMES:
             hint = f"Build it first: sam_model_registry[{model!r}](checkpoint=path), or from_pretrained({model!r})."
         else:
             hint = f"Build it first: from_pretrained({model!r}) reads a checkpoint file."

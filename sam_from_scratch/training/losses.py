@@ -56,7 +56,12 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     Returns:
         (N, M) loss of each mask.
     """
-    targets = as_mask_targets(targets).expand_as(logits)
+    return _focal_loss(logits, as_mask_targets(targets), alpha, gamma)
+
+
+def _focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """`sigmoid_focal_loss` for targets that `as_mask_targets` has already checked."""
+    targets = targets.expand_as(logits)
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)  # probability given to the right answer
@@ -68,8 +73,13 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - soft Dice coefficient: (N, M, H, W) logits, (N, 1 or M, H, W) targets -> (N, M)."""
+    return _dice_loss(logits, as_mask_targets(targets), eps)
+
+
+def _dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """`dice_loss` for targets that `as_mask_targets` has already checked."""
     prob = torch.sigmoid(logits).flatten(2)
-    targets = as_mask_targets(targets).expand_as(logits).flatten(2)
+    targets = targets.expand_as(logits).flatten(2)
     overlap = (prob * targets).sum(-1)
     return 1 - (2 * overlap + eps) / (prob.sum(-1) + targets.sum(-1) + eps)
 
@@ -132,8 +142,8 @@ def sam_loss(
     """
     check_loss_inputs(mask_logits, iou_predictions, targets)
     targets = as_mask_targets(targets)
-    focal = sigmoid_focal_loss(mask_logits, targets, alpha=focal_alpha)  # (N, M)
-    dice = dice_loss(mask_logits, targets)  # (N, M)
+    focal = _focal_loss(mask_logits, targets, alpha=focal_alpha)  # (N, M)
+    dice = _dice_loss(mask_logits, targets)  # (N, M)
     per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
     best = per_mask.argmin(dim=1)  # (N,) only the best of an ambiguous prompt's masks is trained
     pick = best[:, None]

@@ -167,12 +167,15 @@ def check_run_folder(out: Path, work_dir: Path) -> None:
             raise SamInputError(f"{argument}: expected a folder for train-tiny's files, got {folder}, which is a file.")
     bundled = out.resolve() == TINY_DIR.resolve()
     state_dirs = {work_dir.resolve(), (out / STATE_DIR_NAME).resolve()}
+    our_card = None  # whether out/card.json is train-tiny's, read once for both folders
     for argument, folder in (("out", out), ("work_dir", work_dir)):
         if not folder.is_dir() or (bundled and folder.resolve() == TINY_DIR.resolve()):
             continue
-        foreign = _foreign_files(folder.resolve(), out.resolve(), state_dirs)
+        if our_card is None:
+            our_card = _is_our_card(out.resolve() / CARD_NAME)
+        foreign = _foreign_files(folder.resolve(), out.resolve(), state_dirs, our_card)
         if foreign:
-            names = [_described(path, folder.resolve(), out.resolve()) for path in foreign[:5]]
+            names = [_described(path, folder.resolve(), out.resolve(), our_card) for path in foreign[:5]]
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
             own = (f"{CHECKPOINT_NAME}, {CARD_NAME} and {STATE_DIR_NAME}/" if argument == "out"
                    else " and ".join(STATE_FILES))
@@ -182,32 +185,33 @@ def check_run_folder(out: Path, work_dir: Path) -> None:
             )
 
 
-def _foreign_files(folder: Path, out: Path, state_dirs: set[Path]) -> list[Path]:
+def _foreign_files(folder: Path, out: Path, state_dirs: set[Path], our_card: bool) -> list[Path]:
     """What `folder` holds that train-tiny did not write: only the checkpoint and a card of ours in `out`, the
-    state files in the state folders, and the folders on the way to these, are its own. Paths are resolved."""
+    state files in the state folders, and the folders on the way to these, are its own. Paths are resolved;
+    `our_card` says whether `out`/card.json is train-tiny's (`_is_our_card`)."""
     mine = (CHECKPOINT_NAME, CARD_NAME) if folder == out else ()
     mine += STATE_FILES if folder in state_dirs else ()
     places = {out, *state_dirs}
     foreign = []
     for path in sorted(folder.iterdir()):
         if path.is_file() and not path.is_symlink() and (path.name in mine or _is_temporary_of(path.name, mine)):
-            if path.name == CARD_NAME and folder == out and not _is_our_card(path):
+            if path.name == CARD_NAME and folder == out and not our_card:
                 foreign.append(path)  # another tool's card, e.g. fine-tuning's
-            elif path.name == CHECKPOINT_NAME and folder == out and not _is_our_card(out / CARD_NAME):
+            elif path.name == CHECKPOINT_NAME and folder == out and not our_card:
                 foreign.append(path)  # a checkpoint without our card beside it may be anyone's
         elif path.is_dir() and not path.is_symlink() and any(path == d or path in d.parents for d in places):
-            foreign += _foreign_files(path, out, state_dirs)
+            foreign += _foreign_files(path, out, state_dirs, our_card)
         else:
             foreign.append(path)
     return foreign
 
 
-def _described(path: Path, folder: Path, out: Path) -> str:
+def _described(path: Path, folder: Path, out: Path, our_card: bool) -> str:
     """`path` relative to `folder`, with why a name train-tiny writes is not its own."""
     name = str(path.relative_to(folder))
     if path.parent == out and path.name == CARD_NAME and path.is_file():
         return f"{name} (not a train-tiny card)"
-    if path.parent == out and path.name == CHECKPOINT_NAME and path.is_file() and not _is_our_card(out / CARD_NAME):
+    if path.parent == out and path.name == CHECKPOINT_NAME and path.is_file() and not our_card:
         return f"{name} (without a train-tiny card)"
     return name
 

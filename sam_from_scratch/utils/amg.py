@@ -174,6 +174,11 @@ def mask_to_rle_pytorch(tensor: torch.Tensor) -> List[Dict[str, Any]]:
 def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
     """Uncompressed RLE -> HxW boolean mask."""
     _check_rle(rle)
+    return _rle_to_mask(rle)
+
+
+def _rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
+    """`rle_to_mask` without the check, for RLEs that `mask_to_rle_pytorch` made."""
     h, w = rle["size"]
     counts = rle["counts"]
     values = np.arange(len(counts)) % 2 == 1  # runs alternate zeros, ones, zeros, ...
@@ -184,6 +189,11 @@ def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
 def area_from_rle(rle: Dict[str, Any]) -> int:
     """Number of pixels set in an uncompressed RLE: the sum of its runs of ones."""
     _check_rle(rle)
+    return _area_from_rle(rle)
+
+
+def _area_from_rle(rle: Dict[str, Any]) -> int:
+    """`area_from_rle` without the check, for RLEs that `mask_to_rle_pytorch` made."""
     return sum(rle["counts"][1::2])
 
 
