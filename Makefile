@@ -82,7 +82,7 @@ test-real: install-dev  ## Run every notebook on a vit_b of random weights in Me
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b
 
-train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 50 min on 2 CPU cores)
+train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 1 h 40 min on 2 CPU cores)
 	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
 benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; about 30 min on 2 idle CPU cores)

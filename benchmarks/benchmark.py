@@ -317,8 +317,19 @@ def bench_bf16(table, official, ours, x, args, device, cache):
         reference = cache.get("official")
         if reference is None:
             reference = cache["official"] = official.image_encoder(x)
+        rates = {dtype: gemm_rate(device, dtype) for dtype in (torch.float32, torch.bfloat16)}
         times = alternate({"official": lambda: official.image_encoder(x), "autocast": autocast,
                            "converted": lambda: ours_bf16.image_encoder(x)}, args.bf16_repeats, device, warmup=1)
+        # The bound: every FLOP of a pass at the bf16 GEMM rate (attention, softmax, norms cost more).
+        flops, official_time = encoder_flops(args.variant), median(times["official"])
+        bound = flops / rates[torch.bfloat16]
+        table.add("bf16 GEMM rate, (4096 x 768) x (768 x 3072), and its ratio to fp32", "",
+                  f"{rates[torch.bfloat16] / 1e9:.0f} GFLOP/s ({rates[torch.bfloat16] / rates[torch.float32]:.1f}x "
+                  f"the fp32 {rates[torch.float32] / 1e9:.0f})")
+        table.add(f"image encoder bf16: {flops / 1e9:.0f} GFLOP at that rate (the bound), vs official fp32", "",
+                  f"{bound:.2f} s", f"{official_time / bound:.2f}x")
+        table.add("image encoder bf16 (weights converted), share of the bf16 GEMM rate", "",
+                  f"{flops / median(times['converted']) / rates[torch.bfloat16]:.0%}")
         for name, embedding in (("autocast", autocast()), ("converted", ours_bf16.image_encoder(x))):
             cosine = F.cosine_similarity(embedding.float().flatten(), reference.flatten(), dim=0).item()
             # Both decoded by our fp32 decoder, so only the embedding's precision differs.

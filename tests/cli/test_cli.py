@@ -353,7 +353,7 @@ def test_train_tiny_writes_to_a_run_folder_by_default(train_tiny_calls, capsys):
     assert code == 0
     ((out, kwargs),) = train_tiny_calls
     assert out == Path("runs/train-tiny")
-    assert kwargs == dict(steps=5400, seed=0, workers=2, threads=2, work_dir=Path("runs/train-tiny/state"),
+    assert kwargs == dict(steps=10800, seed=0, workers=2, threads=2, work_dir=Path("runs/train-tiny/state"),
                           fresh=False, eval_scenes=300, eval_only=False, progress=True)
 
 
@@ -471,7 +471,7 @@ def test_the_expected_time_uses_the_cards_rate_for_as_many_workers(monkeypatch, 
     card = json.loads((config.TINY_CHECKPOINT.parent / "card.json").read_text())
     shipped = card["training_time"]["wall_seconds"] / card["steps"]
     quick = card["quick"]["training_time"]["wall_seconds"] / card["quick"]["steps"]
-    line = expected_training_time(5400, card["training_time"]["workers"], 300)
+    line = expected_training_time(card["steps"], card["training_time"]["workers"], 300)
     assert line.startswith("expected time: about ") and f"{shipped:.2f} s a step" in line and "shipped recipe" in line
     line = expected_training_time(2000, card["quick"]["training_time"]["workers"], 300)
     assert f"about {round(2000 * quick / 60)} min for 2,000 steps" in line and "quick recipe" in line
