@@ -4,7 +4,7 @@
 under the same names, so the official checkpoints load either way and the results agree.
 
 - attention.py: fused attention (F.scaled_dot_product_attention), the encoder's relative-position bias built
-  in chunks;
+  in chunks (or, in bfloat16 on a CPU, the global blocks' scores written out a few query rows at a time);
 - attention.py also holds the decoder's cross-attentions with the small matrices multiplied first;
 - decoder.py: one shared image side for many prompts on one image, the first layer's projections of it kept
   between clicks, the upscaling as matrix products in block order;
