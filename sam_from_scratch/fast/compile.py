@@ -7,6 +7,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..errors import SamInputError
 from .checks import check_model
 
 
@@ -17,11 +18,17 @@ def compile_image_encoder(model: nn.Module, **compile_kwargs) -> nn.Module:
     the first call (slow: minutes for vit_h on a CPU), so we make that call here on a zero image of the
     model's input size; if it fails (no C++ compiler, an unsupported device) the encoder warns once and
     stays eager, and `model.image_encoder.compile_failed` is True. `compile_kwargs` go to torch.compile.
-    A `model` that is not a Sam (a name, a predictor: the hint says what to pass) raises SamInputError.
+    A `model` that is not a Sam (a name, a predictor: the hint says what to pass), or `compile_kwargs` that
+    torch.compile refuses (mode="fast", an unknown keyword), raise SamInputError.
     """
     check_model("model", model, whole=True)
     encoder = model.image_encoder
-    encoder.compile(**compile_kwargs)
+    try:
+        encoder.compile(**compile_kwargs)  # torch.compile checks its arguments here, before compiling anything
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise SamInputError(
+            f"compile_kwargs: expected arguments of torch.compile, got {compile_kwargs!r}, which it refused: {error}"
+        ) from error
     weight = encoder.patch_embed.proj.weight
     try:
         with torch.no_grad():

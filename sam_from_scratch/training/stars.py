@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenes import Scene, SceneConfig, _background, _Canvas, _pick_color, _texture
+from .scenes import Scene, SceneConfig, _background, _Canvas, _check_config, _check_split, _pick_color, _texture
 
 STAR_SEED = 7  # the stars' own split: make_star_scene(STAR_SEED, i) for training, HELDOUT_STAR_SEED to measure
 HELDOUT_STAR_SEED = 8
@@ -28,6 +28,8 @@ def _star(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 def make_star_scene(seed: int, index: int, config: SceneConfig = SceneConfig()) -> Scene:
     """One to three stars on a background (deterministic in (seed, index)); masks (N, S, S) bool, N >= 1."""
+    _check_split(seed, index)
+    _check_config(config)
     rng = np.random.default_rng([seed, index])
     canvas = _Canvas(config.image_size)
     image, avoid = _background(canvas, rng, config)

@@ -60,6 +60,23 @@ def test_compiling_needs_a_whole_sam(plain):
     assert not is_fast(block)  # refused before anything was swapped
 
 
+@pytest.mark.parametrize("kwargs, refusal", [
+    ({"mode": "fastest"}, r"Unrecognized mode=fastest"),
+    ({"fullgrph": True}, r"unexpected keyword argument 'fullgrph'"),
+    ({"backend": "no-such-backend"}, r"no-such-backend"),
+])
+def test_compile_arguments_that_torch_refuses_are_named(plain, kwargs, refusal):
+    """torch.compile checks its arguments before compiling anything: its refusal is raised at our API,
+    naming the argument and what arrived, and the encoder stays as it was (eager, not half compiled)."""
+    import copy
+
+    model = copy.deepcopy(plain)
+    with pytest.raises(SamInputError, match=rf"^compile_kwargs: expected arguments of torch\.compile, got "
+                                            rf"\{{'{next(iter(kwargs))}': .*which it refused: .*{refusal}"):
+        compile_image_encoder(model, **kwargs)
+    assert model.image_encoder._compiled_call_impl is None and not hasattr(model.image_encoder, "compile_failed")
+
+
 def test_a_module_of_sam_is_still_sped_up_alone(plain):
     """As notebooks 12 and A3 do: speed_up(block) swaps the block's attention, and is_fast answers for it."""
     import copy

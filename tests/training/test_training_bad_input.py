@@ -20,6 +20,7 @@ import sam_from_scratch.training.tiny as tiny_module
 from sam_from_scratch.training import SceneConfig, SceneDataset, evaluate, make_scene, train_tiny
 from sam_from_scratch.training.prompts import center_error_clicks, random_points_in, sample_error_clicks
 from sam_from_scratch.training.tiny import CARD_NAME, TINY_DIR
+from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,9 @@ def test_make_scene_and_scene_dataset_refuse_bad_arguments():
         (lambda: make_scene(0.5, 0), r"^seed: expected an integer >= 0, got float 0\.5\."),
         (lambda: make_scene(0, 0, 64), r"^config: expected a SceneConfig, got int 64\. For an image size pass SceneConfig\(image_size=64\)\."),
         (lambda: make_scene(0, 0, {"image_size": 64}), r"^config: expected a SceneConfig, got dict .*SceneConfig\(\*\*config\)"),
+        (lambda: make_star_scene(-1, 0), r"^seed: expected an integer >= 0, got int -1\."),
+        (lambda: make_star_scene(STAR_SEED, 1.5), r"^index: expected an integer >= 0, got float 1\.5\."),
+        (lambda: make_star_scene(STAR_SEED, 0, 64), r"^config: expected a SceneConfig, got int 64\."),
         (lambda: SceneDataset(length=-1), r"^length: expected a positive integer, got int -1\."),
         (lambda: SceneDataset(seed=-1), r"^seed: expected an integer >= 0, got int -1\."),
         (lambda: SceneDataset(length=5)[1.0], r"^index: expected an integer from 0 to 4, got float 1\.0\."),
@@ -104,6 +108,7 @@ def test_make_scene_and_scene_dataset_refuse_bad_arguments():
         with pytest.raises(SamInputError, match=message):
             call()
     assert make_scene(0, 0).masks.shape == SceneDataset(length=5)[np.int64(0)].masks.shape
+    assert make_star_scene(STAR_SEED, np.int64(0)).masks.shape[1:] == make_scene(0, 0).masks.shape[1:]
     assert len(list(SceneDataset(length=2))) == 2  # iteration still stops at the IndexError past the end
 
 
