@@ -275,7 +275,7 @@ def _add_finetune(subparsers, prog: str) -> None:
     parser.add_argument("--batch", type=_positive_int, default=4, help="images per step (default 4)")
     parser.add_argument("--device", type=_device_argument, default="auto",
                         help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the order and the prompts (default 0)")
+    parser.add_argument("--seed", type=_count, default=0, help="seed of the split, the order and the prompts (default 0)")
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--val-fraction", type=_positive_float, default=0.1,
                           help="share of the images held out to measure mIoU before and after (default 0.1)")

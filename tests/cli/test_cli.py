@@ -419,6 +419,14 @@ def test_train_tiny_refuses_a_seed_that_is_not_a_whole_number_naming_the_option(
     assert train_tiny_calls == []
 
 
+@pytest.mark.parametrize("value", ["-1", "1.5", "x"])
+def test_finetune_refuses_a_seed_that_is_not_a_whole_number_the_way_train_tiny_does(capsys, tmp_path, value):
+    code, err = run_in_process(capsys, "finetune", "--model", "tiny", "--data", str(tmp_path), "--out",
+                               str(tmp_path / "run"), "--seed", value)
+    assert code == 2 and f"argument --seed: expected a whole number >= 0, got '{value}'" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_train_tiny_calls_the_training_with_arguments_it_accepts():
     import inspect
 
