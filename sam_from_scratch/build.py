@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, guess_variant
+from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, data_dir_note, guess_variant
 from .device import auto_device
 from .errors import SamInputError, check_switch
 from .fast import check_dtype, speed_up
@@ -165,8 +165,8 @@ def from_pretrained(
     if name == "tiny":
         if not TINY_CHECKPOINT.exists():
             raise FileNotFoundError(
-                f"name: the bundled tiny model was not found at {TINY_CHECKPOINT}; "
-                "restore data/ from the repository or rebuild it with `python -m sam_from_scratch train-tiny`."
+                f"name: the bundled tiny model was not found at {TINY_CHECKPOINT}; restore data/ from the repository "
+                f"or rebuild it with `python -m sam_from_scratch train-tiny`.{data_dir_note()}"
             )
         model = sam_model_registry["tiny"](checkpoint=TINY_CHECKPOINT)
     elif name in ("vit_b", "vit_l", "vit_h", "default"):

@@ -19,9 +19,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-# The files that ship inside the package: the bundled small model and the sample photographs.
-DATA_DIR = Path(os.environ.get("SAM_FROM_SCRATCH_DATA", Path(__file__).resolve().parent / "data"))
+# The files that ship inside the package: the bundled small model and the sample photographs. The environment
+# variable SAM_FROM_SCRATCH_DATA points elsewhere (a folder with the same tiny/ and images/ inside).
+DATA_ENV = "SAM_FROM_SCRATCH_DATA"
+DATA_DIR = Path(os.environ.get(DATA_ENV, Path(__file__).resolve().parent / "data"))
 TINY_CHECKPOINT = DATA_DIR / "tiny" / "sam_tiny.pt"
+
+
+def data_dir_note() -> str:
+    """For messages about a missing bundled file: " <DATA_ENV> is set to '...': ..." when the data folder was
+    moved by the environment, else ""."""
+    if DATA_ENV not in os.environ:
+        return ""
+    return f" {DATA_ENV} is set to {os.environ[DATA_ENV]!r}: unset it to use the package's own data."
 
 
 @dataclass(frozen=True)

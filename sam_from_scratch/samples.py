@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import DATA_DIR
+from .config import DATA_DIR, data_dir_note
 from .errors import SamInputError
 
 IMAGES_DIR = DATA_DIR / "images"
@@ -38,7 +38,7 @@ def sample_image_path(name: str) -> Path:
     files = _files()
     if not isinstance(name, str) or name not in files:
         available = ", ".join(map(repr, sorted(files))) or f"none (is {IMAGES_DIR} missing?)"
-        raise SamInputError(f"name: expected one of {available}, got {name!r}.")
+        raise SamInputError(f"name: expected one of {available}, got {name!r}.{data_dir_note() if not files else ''}")
     return files[name]
 
 
