@@ -22,7 +22,12 @@ def parse_device(argument: str, preferred) -> torch.device | None:
     """`preferred` as a torch.device without asking whether it is there (None for "auto" or None), else a
     SamInputError naming `argument`: the name torch would refuse deep inside (or read as something else, such as
     an integer for a CUDA index) is named here, with a hint where a likely mistake shows."""
-    if preferred is None or isinstance(preferred, torch.device):
+    if preferred is None:
+        return None
+    if isinstance(preferred, torch.device):
+        if preferred.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without values, masks of nothing
+            raise input_error(argument, DEVICE_EXPECTED, preferred,
+                              f"The model runs on 'cpu', 'cuda' or 'mps', not on {preferred.type!r}.")
         return preferred
     if isinstance(preferred, str):
         if _is_device_name(preferred):

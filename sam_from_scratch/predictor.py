@@ -34,8 +34,8 @@ from .fast.checks import OFFICIAL_NAMES
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
-from .utils.checks import (check_original_size, check_resized_image, check_torch_prompts, float_dtype,
-                           mask_input_dtype, pixels_dtype, resized_frame)
+from .utils.checks import (FLOAT32_MAX, check_mask_logits, check_original_size, check_resized_image,
+                           check_torch_prompts, float_dtype, mask_input_dtype, pixels_dtype, resized_frame)
 from .utils.transforms import ResizeLongestSide
 
 
@@ -388,8 +388,8 @@ class SamPredictor:
             raise input_error("box", "a numpy array [x1, y1, x2, y2] of shape (4,)", box, "Wrap it: np.array(...).")
         if box.shape not in ((4,), (1, 4)) or box.dtype.kind not in "iuf":
             raise input_error("box", "4 numbers [x1, y1, x2, y2], shape (4,) or (1, 4)", box)
-        if not np.isfinite(box).all():
-            raise input_error("box", "finite numbers (no NaN or inf)", box.tolist())
+        if not (np.abs(box) <= FLOAT32_MAX).all():  # False for NaN and inf too
+            raise input_error("box", "finite numbers (no NaN or inf in float32)", box.tolist())
         check_box_corners("box", box.reshape(4).tolist(), box.tolist())
         x1, y1, x2, y2 = box.reshape(4).tolist()
         H, W = self.original_size
@@ -414,12 +414,7 @@ class SamPredictor:
             raise input_error("mask_input", f"shape (1, {h}, {w}) (low-resolution logits)", mask_input, hint)
         if mask_input.dtype.kind not in "biuf":
             raise input_error("mask_input", "numbers (low-resolution logits)", mask_input)
-        in_range = np.abs(mask_input) <= np.finfo(np.float32).max  # False for NaN, inf and what float32 cannot hold
-        if not in_range.all():
-            raise input_error(
-                "mask_input", "finite logits (no NaN or inf, within float32's range)", mask_input,
-                f"{np.count_nonzero(~in_range)} value(s) are not.",
-            )
+        check_mask_logits("mask_input", mask_input)
         return mask_input
 
 

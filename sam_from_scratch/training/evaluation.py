@@ -10,7 +10,7 @@ from ..predictor import check_sam_model
 from ..utils.amg import batched_mask_to_box
 from .forward import decode, encode_images
 from .losses import mask_iou
-from .prompts import center_error_clicks, random_points_in
+from .prompts import center_error_clicks, random_points_in, seeded_generator
 from .scenes import HELDOUT_SEED, SceneConfig, make_scene
 
 
@@ -67,7 +67,7 @@ def evaluate(
     results = {"single": [], "best": [], "clicks": [[] for _ in range(clicks)], "box": [], "pred": [], "true": []}
     for index in tqdm(range(first_scene, first_scene + num_scenes), disable=not progress, desc="evaluate"):
         scene = make_scene(seed, index, scene_config)
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        generator = seeded_generator(seed * 1_000_003 + index)
         truth = torch.from_numpy(scene.masks)  # (N, S, S)
         n = len(truth)
         embeddings = encode_images(model, torch.from_numpy(scene.image)[None])

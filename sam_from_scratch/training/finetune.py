@@ -45,7 +45,7 @@ from .datasets import ImageRecord, InstanceDataset, check_val_fraction, load_dat
 from .forward import decode, encode_images
 from .loop import FIGURES, TrainConfig, _jsonable, _LossLog, batch_loss, lr_factor, make_optimizer, optimizer_step, write_atomically
 from .losses import mask_iou
-from .prompts import random_points_in
+from .prompts import random_points_in, seeded_generator
 
 RUN_FILE, STATE_FILE, CARD_FILE, LOG_FILE, CACHE_DIR = "run.json", "state.pt", "card.json", "loss_log.csv", "embeddings"
 OUR_FILES = {RUN_FILE, STATE_FILE, CARD_FILE, LOG_FILE, CACHE_DIR}
@@ -248,7 +248,7 @@ def heldout_miou(sam: Sam, data: InstanceDataset, embed: EmbeddingCache, seed: i
     for index, record in enumerate(tqdm(data.records, desc="held-out mIoU", disable=not progress)):
         truth = torch.from_numpy(read_masks(record))  # (N, H, W)
         size = tuple(truth.shape[1:])
-        clicks = random_points_in(truth, torch.Generator().manual_seed(seed * 1_000_003 + index))[:, None]
+        clicks = random_points_in(truth, seeded_generator(seed * 1_000_003 + index))[:, None]
         coords = transform.apply_coords_torch(clicks + 0.5, size) - 0.5  # each clicked pixel's centre, resized
         n = len(truth)
         logits, predicted = decode(sam, embed(record), torch.zeros(n, dtype=torch.long), coords, torch.ones(n, 1), None, None, True)

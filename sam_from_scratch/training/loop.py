@@ -39,7 +39,7 @@ from ..modeling.sam import Sam
 from ..utils.amg import batched_mask_to_box
 from .forward import decode, encode_images
 from .losses import sam_loss
-from .prompts import jitter_boxes, low_res_to_input, random_points_in, sample_error_clicks
+from .prompts import jitter_boxes, low_res_to_input, random_points_in, sample_error_clicks, seeded_generator
 from .scenes import TRAIN_SEED, SceneConfig, make_scene
 
 
@@ -100,7 +100,7 @@ def prompt_generator(cfg: TrainConfig, step: int, rank: int = 0, world: int = 1)
 
     It lives on the CPU, so that a seed draws the same clicks whether the model sits on a CPU or a GPU.
     """
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * world + rank)
+    return seeded_generator((cfg.seed * 1_000_003 + step) * world + rank)
 
 
 def batch_loss(model: Sam, batch, cfg: TrainConfig, generator, distill=None) -> dict:
@@ -303,7 +303,7 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
 
     lead = rank == 0
     state_path = work_dir / "state.pt"
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed % 2**64)  # torch takes 64 bits; seeds below that are unchanged
     model = build_sam(model_config).train()
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))

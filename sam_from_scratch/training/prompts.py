@@ -28,6 +28,12 @@ def as_masks(argument: str, masks) -> torch.Tensor:
     return masks.bool()
 
 
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for any integer seed: torch takes 64 bits, Python's integers (a seed mixed with a step or
+    an index) may be longer, so the seed is taken modulo 2**64 (seeds below that are unchanged)."""
+    return torch.Generator().manual_seed(seed % 2**64)
+
+
 def check_generator(generator) -> None:
     if not isinstance(generator, torch.Generator):
         raise input_error("generator", "a torch.Generator, e.g. torch.Generator().manual_seed(0)", generator)

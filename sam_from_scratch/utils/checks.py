@@ -32,10 +32,37 @@ def check_device(argument: str, value: torch.Tensor, device: torch.device) -> No
         )
 
 
+# Mask logits fed back as mask_input: the model's own lie within about +-100; from about 1e20 they overflow its
+# float32 arithmetic (NaN masks and scores), and float16 holds nothing above 65504.
+MASK_LOGIT_LIMIT = 1e4
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def check_finite(argument: str, value: torch.Tensor) -> None:
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise input_error(argument, "finite numbers (no NaN or inf)", value, f"{bad} value(s) are not finite.")
+    """Finite numbers, also once in float32 (the model's dtype at most): a float64 1e300 is not."""
+    if not value.is_floating_point():
+        return
+    ok = torch.isfinite(value)
+    if value.dtype == torch.float64:
+        ok &= value.abs() <= FLOAT32_MAX
+    if not bool(ok.all()):
+        in_float32 = " in float32" if value.dtype == torch.float64 else ""
+        raise input_error(argument, f"finite numbers (no NaN or inf{in_float32})", value,
+                          f"{int((~ok).sum())} value(s) are not finite{in_float32}.")
+
+
+def check_mask_logits(argument: str, values) -> None:
+    """Low-resolution mask logits (a numpy array or a tensor of numbers): finite, within +-MASK_LOGIT_LIMIT."""
+    magnitude = values.abs() if isinstance(values, torch.Tensor) else np.abs(values)
+    bad = ~(magnitude <= MASK_LOGIT_LIMIT)  # NaN too
+    if bool(bad.any()):
+        numbers = magnitude[bad]
+        numbers = numbers[numbers == numbers]  # without the NaNs
+        largest = f"the largest of size {float(numbers.max()):.3g}" if len(numbers) else "NaN"
+        raise input_error(
+            argument, f"mask logits within +-{MASK_LOGIT_LIMIT:g} (the model's own lie within about +-100)", values,
+            f"{int(bad.sum())} value(s) are not: {largest}.",
+        )
 
 
 def check_tensor(argument: str, value, shape: str, shape_ok, device: torch.device, floating: bool = False) -> None:
@@ -76,8 +103,15 @@ def check_resized_image(argument: str, image, img_size: int, device: torch.devic
 def check_pixel_values(argument: str, image: torch.Tensor) -> None:
     """Pixels on the 0..255 scale, as the model normalises them itself. Refused: values in [0, 1], values already
     normalised (around 0, a few units wide), and 16-bit values. A bicubic resize may overshoot 0..255 a little:
-    that passes."""
+    that passes. Integer pixels must lie in 0..255 (uint8 always does)."""
+    if image.dtype == torch.uint8:
+        return
     if not image.is_floating_point():
+        low, high = int(image.min()), int(image.max())
+        if low < 0 or high > 255:
+            hint = f"Its values reach {high}: 16-bit? Scale them to 0..255." if high > 255 else \
+                f"Its values go down to {low}."
+            raise input_error(argument, "values 0..255", image, hint)
         return
     if not bool(torch.isfinite(image).all()):
         raise input_error(argument, "finite values 0..255 (no NaN or inf)", image)
@@ -226,7 +260,7 @@ def check_torch_prompts(point_coords, point_labels, boxes, mask_input, device: t
         h, w = low_res_size
         check_tensor(names["mask_input"], mask_input, f"(B, 1, {h}, {w})", lambda s: s[1:] == (1, h, w), device,
                      floating=True)
-        check_finite(names["mask_input"], mask_input)
+        check_mask_logits(names["mask_input"], mask_input)
         batch_sizes[names["mask_input"]] = mask_input.shape[0]
 
     for name, size in batch_sizes.items():
@@ -350,6 +384,8 @@ def check_image_to_preprocess(image, img_size: int, device: torch.device) -> Non
     if image.dtype == torch.bool or image.is_complex():
         raise input_error("x", "numbers 0..255", image)
     check_device("x", image, device)
+    if not image.is_floating_point():  # integers out of 0..255 (16-bit pixels); floats are the caller's to scale
+        check_pixel_values("x", image)
 
 
 def check_postprocess_sizes(masks, input_size, original_size, img_size: int) -> None:

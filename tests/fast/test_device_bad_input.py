@@ -28,6 +28,7 @@ BAD_NAMES = [
     (torch.float32, r"got dtype torch\.float32\. That is a precision: pass it as dtype=\.\.\., not as the device\.$"),
     (0, r"got int 0\. For GPU 0: 'cuda:0'\.$"),
     (True, r"got bool True\.$"),
+    (torch.device("meta"), r"got device device\(type='meta'\)\. The model runs on 'cpu', 'cuda' or 'mps', not on 'meta'\.$"),
 ]
 
 

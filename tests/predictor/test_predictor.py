@@ -14,6 +14,8 @@ import torch
 from segment_anything import SamPredictor as OfficialPredictor
 
 from sam_from_scratch import SamPredictor
+from sam_from_scratch.build import build_sam
+from sam_from_scratch.config import CONFIGS
 from sam_from_scratch.errors import SamInputError
 
 
@@ -297,6 +299,25 @@ def test_float_pixels_on_another_scale_are_refused(official_tiny_random, image, 
     predictor.set_torch_image(resized, image.shape[:2])  # the same pixels 0..255 are fine
 
 
+@pytest.mark.parametrize("dtype, scale, pattern", [
+    (torch.int32, lambda x: x * 257, r"Its values reach 65535: 16-bit\? Scale them to 0\.\.255\."),
+    (torch.int64, lambda x: x - 300, r"Its values go down to -300\."),
+    (torch.int16, lambda x: x + 1, r"Its values reach 256: 16-bit\?"),
+], ids=["int32 16-bit", "int64 negative", "int16 256"])
+def test_integer_pixels_outside_0_255_are_refused(official_tiny_random, image, dtype, scale, pattern):
+    """Integer pixels were never range-checked: 16-bit values gave another embedding without a word."""
+    predictor = SamPredictor(official_tiny_random)
+    resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None].to(dtype)
+    resized[0, 0, 0, 0], resized[0, 0, 0, 1] = 0, 255
+    message = error_message(lambda: predictor.set_torch_image(scale(resized), image.shape[:2]))
+    assert message.startswith("transformed_image: expected values 0..255, got Tensor of shape")
+    assert re.search(pattern, message), message
+    ours = build_sam(CONFIGS["tiny"])  # Sam.preprocess checks them too (the official one is the oracle here)
+    message = error_message(lambda: ours.preprocess(scale(resized)[0]))
+    assert message.startswith("x: expected values 0..255, got Tensor of shape") and re.search(pattern, message)
+    predictor.set_torch_image(resized, image.shape[:2])  # the same pixels 0..255 in that dtype are fine
+
+
 def test_boolean_torch_labels_are_refused(predictor):
     message = error_message(lambda: predictor.predict_torch(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool)))
     assert message.startswith("point_labels: expected a tensor of numbers -1, 0 or 1, got Tensor of shape (1, 1) and dtype torch.bool")
@@ -364,7 +385,12 @@ def torch_prompt_errors(low_res):
         "boxes of shape (B, 2, 4)": (dict(point_coords=None, point_labels=None, boxes=torch.zeros(1, 2, 4)),
                                      r"^boxes: expected a tensor of shape \(B, 4\), got Tensor of shape \(1, 2, 4\)"),
         "NaN mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.full((1, 1, low_res, low_res), float("nan"))),
-                           rf"^mask_input: expected finite numbers .*{low_res * low_res} value\(s\) are not finite"),
+                           rf"^mask_input: expected mask logits within \+-10000 .*{low_res * low_res} value\(s\) are not: NaN\."),
+        "mask_input of size 1e25": (dict(point_coords=point, point_labels=label, mask_input=torch.full((1, 1, low_res, low_res), 1e25)),
+                                    rf"^mask_input: expected mask logits within \+-10000 \(the model's own lie within about "
+                                    rf"\+-100\), got Tensor .*{low_res * low_res} value\(s\) are not: the largest of size 1e\+25\."),
+        "float64 box beyond float32": (dict(point_coords=None, point_labels=None, boxes=torch.tensor([[0, 0, 1e300, 1e300]], dtype=torch.float64)),
+                                       r"^boxes: expected finite numbers \(no NaN or inf in float32\), got Tensor .*2 value\(s\) are not finite in float32\."),
         "integer mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.zeros(1, 1, low_res, low_res, dtype=torch.long)),
                                rf"^mask_input: expected a floating-point tensor of shape \(B, 1, {low_res}, {low_res}\)"),
         "points on another device": (dict(point_coords=point.to("meta"), point_labels=label),
@@ -437,14 +463,27 @@ def test_set_torch_image_converts_float64_pixels(official_tiny_random, image, pr
     torch.testing.assert_close(other.get_image_embedding(), predictor.get_image_embedding(), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39], ids=["NaN", "inf", "beyond float32"])
-def test_predict_refuses_a_mask_input_that_is_not_finite(predictor, low_res, bad):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39, 1e25, -2e4], ids=["NaN", "inf", "beyond float32", "1e25", "-2e4"])
+def test_predict_refuses_a_mask_input_that_is_not_finite_or_too_large(predictor, low_res, bad):
+    """1e25 is finite, but logits of that size overflow the model's arithmetic: NaN scores, an empty mask."""
     mask = np.zeros((1, low_res, low_res), np.float64)
     mask[0, 2, 3] = bad
     message = error_message(lambda: predictor.predict(**POINT, mask_input=mask))
-    assert message.startswith("mask_input: expected finite logits (no NaN or inf, within float32's range), got "
-                              f"ndarray of shape (1, {low_res}, {low_res}) and dtype float64")
-    assert "1 value(s) are not." in message
+    assert message.startswith("mask_input: expected mask logits within +-10000 (the model's own lie within about "
+                              f"+-100), got ndarray of shape (1, {low_res}, {low_res}) and dtype float64")
+    assert "1 value(s) are not: " + ("NaN." if np.isnan(bad) else f"the largest of size {abs(bad):.3g}.") in message
+
+
+def test_mask_logits_up_to_the_limit_pass(predictor, low_res):
+    mask = np.full((1, low_res, low_res), -1e4, np.float32)
+    mask[0, :4, :4] = 1e4
+    masks, scores, _ = predictor.predict(**POINT, mask_input=mask)
+    assert np.isfinite(scores).all()
+
+
+def test_predict_refuses_a_box_beyond_float32(predictor):
+    message = error_message(lambda: predictor.predict(box=np.array([0.0, 0.0, 1e300, 1e300])))
+    assert message.startswith("box: expected finite numbers (no NaN or inf in float32), got list [0.0, 0.0, 1e+300, 1e+300]")
 
 
 def test_labels_as_a_list_and_mask_logits_as_a_tensor_work_as_in_the_official(predictors, low_res):

@@ -51,6 +51,17 @@ def test_evaluate_refuses_bad_arguments(tiny, arguments, message):
         evaluate(tiny, **{"num_scenes": 1, **arguments})
 
 
+def test_evaluate_takes_seeds_longer_than_64_bits(tiny):
+    """A seed mixed with the scene's index went straight to torch.Generator, which takes 64 bits ("Overflow when
+    unpacking long long" from seed 9e12 on). Seeds below 2**64 draw what they always drew."""
+    from sam_from_scratch.training.prompts import seeded_generator
+
+    for seed, first_scene in [(2**70, 0), (10**13, 2**70)]:
+        figures = evaluate(tiny, num_scenes=1, seed=seed, first_scene=first_scene, progress=False)
+        assert figures["num_scenes"] == 1 and 0 <= figures["single_click_miou"] <= 1
+    assert torch.equal(seeded_generator(12345).get_state(), torch.Generator().manual_seed(12345).get_state())
+
+
 def test_evaluate_refuses_what_is_not_a_model(tiny):
     with pytest.raises(SamInputError, match=r"^model: expected a SAM model .*got SamPredictor .*predictor\.model\."):
         evaluate(SamPredictor(tiny), num_scenes=1)
