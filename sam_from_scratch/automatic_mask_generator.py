@@ -291,6 +291,7 @@ class SamAutomaticMaskGenerator:
         # Tiles of an image smaller than the tiling (1 x 1 pixels, two crops per side) can hold no pixel.
         with_pixels = [i for i, (x0, y0, x1, y1) in enumerate(crop_boxes) if x1 > x0 and y1 > y0]
         crop_boxes, layer_idxs = [crop_boxes[i] for i in with_pixels], [layer_idxs[i] for i in with_pixels]
+        self._check_crops_resizable(image, crop_boxes, layer_idxs)  # before any crop is embedded
         batches_per_crop = [-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layer_idxs]
         counter = _Progress(progress, total=sum(batches_per_crop))
 
@@ -309,6 +310,23 @@ class SamAutomaticMaskGenerator:
             data.filter(keep)
         data.to_numpy()
         return data
+
+    def _check_crops_resizable(self, image: np.ndarray, crop_boxes, layer_idxs) -> None:
+        """Every crop is resized to the model's input size like an image: a crop so thin that its short side
+        would become 0 pixels is refused up front (the whole image by the predictor's check, naming `image`;
+        a smaller crop naming `crop_n_layers`)."""
+        transform = self.predictor.transform
+        for (x0, y0, x1, y1), layer in zip(crop_boxes, layer_idxs):
+            if min(transform.get_preprocess_shape(y1 - y0, x1 - x0, transform.target_length)) > 0:
+                continue
+            if layer == 0:
+                self.predictor._check_resizable(image)
+            raise SamInputError(
+                f"crop_n_layers: expected crops that resizing to a long side of {transform.target_length} pixels "
+                f"leaves at least one pixel across, got crop_n_layers={self.crop_n_layers}, whose layer-{layer} crops "
+                f"of this {image.shape[1]}x{image.shape[0]} image are {x1 - x0}x{y1 - y0} pixels. Use fewer crop "
+                "layers for so thin an image."
+            )
 
     def _process_crop(
         self, image: np.ndarray, crop_box: List[int], crop_layer_idx: int, orig_size: Tuple[int, ...], counter

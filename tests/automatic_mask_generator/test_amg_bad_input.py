@@ -156,6 +156,20 @@ def test_an_image_too_thin_to_resize_is_explained(stand_in):
     assert re.search(r"^image: expected .*would be 0 pixels high.*got ndarray of shape \(1, 5000, 3\)", message), message
 
 
+def test_crops_too_thin_to_resize_are_refused_before_any_work(stand_in):
+    """The whole image resizes, but crop_n_layers=2 cuts it into crops 1 pixel high: refused naming
+    crop_n_layers before anything is embedded (it used to fail after the whole image, describing a crop)."""
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=2, crop_n_layers=2)
+    target = generator.predictor.transform.target_length
+    image = np.zeros((5, 10 * target - 1, 3), np.uint8)  # long side below 2 * target times the short one
+    message = error_message(lambda: generator.generate(image))
+    assert re.search(rf"^crop_n_layers: expected crops that resizing to a long side of {target} pixels leaves at "
+                     rf"least one pixel across, got crop_n_layers=2, whose layer-2 crops of this {10 * target - 1}x5 "
+                     r"image are \d+x1 pixels\. Use fewer crop layers for so thin an image\.$", message), message
+    assert not generator.predictor.is_image_set
+    SamAutomaticMaskGenerator(stand_in, points_per_side=2).generate(image)  # without crops it is fine
+
+
 @pytest.mark.parametrize("layout, hint", [
     ("HWC", r"Pass image\.cpu\(\)\.numpy\(\) for an \(H, W, C\) tensor\.$"),
     ("CHW", r"Pass image\.permute\(1, 2, 0\)\.cpu\(\)\.numpy\(\) for a \(C, H, W\) tensor\.$"),
