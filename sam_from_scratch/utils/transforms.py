@@ -55,7 +55,7 @@ class ResizeLongestSide:
         resizing the RGB picture in one go).
         """
         _check_image(image)
-        newh, neww = self.get_preprocess_shape(image.shape[0], image.shape[1], self.target_length)
+        newh, neww = self._resized_shape(image, image.shape[0], image.shape[1])
         channels = image[:, :, None] if image.ndim == 2 else image
         resized = [
             np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c])).resize((neww, newh), Image.BILINEAR))
@@ -70,8 +70,30 @@ class ResizeLongestSide:
         Close to, but not bit-equal with, ``apply_image`` (Pillow rounds to uint8). The official version
         computes the target size from the batch and channel axes by mistake; this one uses H and W.
         """
-        newh, neww = self.get_preprocess_shape(image.shape[-2], image.shape[-1], self.target_length)
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or not 1 <= image.shape[1] <= 4 or min(image.shape) < 1:
+            hint = ""
+            if isinstance(image, np.ndarray):
+                hint = "For a numpy (H, W, C) image use apply_image."
+            elif isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[-1] <= 4 < image.shape[1]:
+                hint = "It looks channels-last: use .permute(0, 3, 1, 2)."
+            elif isinstance(image, torch.Tensor) and image.ndim == 3:
+                hint = "For one image add the batch axis: image[None]."
+            raise input_error("image", "a tensor of shape (B, C, H, W) with at most 4 channels", image, hint)
+        if not (image.is_floating_point() or image.dtype == torch.uint8):
+            raise input_error("image", "a floating-point (or uint8) tensor", image)
+        newh, neww = self._resized_shape(image, image.shape[-2], image.shape[-1])
         return F.interpolate(image, (newh, neww), mode="bilinear", align_corners=False, antialias=True)
+
+    def _resized_shape(self, image, h: int, w: int) -> Tuple[int, int]:
+        """get_preprocess_shape, for an image that must keep at least one pixel across."""
+        newh, neww = self.get_preprocess_shape(h, w, self.target_length)
+        if min(newh, neww) == 0:
+            raise input_error(
+                "image", f"a long side at most {2 * self.target_length} times the short side (resized to a long side "
+                f"of {self.target_length} pixels, this one would be 0 pixels {'high' if h < w else 'wide'})", image,
+                "Pad it, or cut it into shorter pieces.",
+            )
+        return newh, neww
 
     # ---- coordinates and boxes -----------------------------------------------------------------------
 
@@ -130,8 +152,11 @@ def _check_image(image) -> None:
         elif isinstance(image, torch.Tensor):
             hint = "For a (B, 3, H, W) tensor use apply_image_torch."
         raise input_error("image", "a numpy array (H, W) or (H, W, C) with at most 4 channels", image, hint)
-    if min(image.shape[:2]) < 1:
-        raise input_error("image", "an image with at least one pixel", image)
+    if min(image.shape) < 1:
+        raise input_error("image", "an image with at least one pixel (and one channel)", image)
+    if image.dtype != np.uint8:
+        hint = "For floats in [0, 1] use (image * 255).round().astype(np.uint8)." if image.dtype.kind == "f" else ""
+        raise input_error("image", "an array of dtype uint8", image, hint)
 
 
 def _as_numbers(argument: str, values, last: int, what: str) -> np.ndarray:

@@ -110,9 +110,19 @@ def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res
     (lambda t: t.get_preprocess_shape(float("inf"), 3, 96), r"^oldh, oldw: expected an image size \(H, W\) of two integers >= 1, got tuple \(inf, 3\)\.$"),
     (lambda t: ResizeLongestSide(0), r"^target_length: expected a positive integer, got int 0\.$"),
     (lambda t: ResizeLongestSide("96"), r"^target_length: expected a positive integer, got str '96'\.$"),
+    (lambda t: t.apply_image(np.zeros((50, 40, 3), np.int64)), r"^image: expected an array of dtype uint8, got ndarray of shape \(50, 40, 3\) and dtype int64\.$"),
+    (lambda t: t.apply_image(np.zeros((50, 40, 3))), r"^image: expected an array of dtype uint8, .*float64\. For floats in \[0, 1\] use \(image \* 255\)"),
+    (lambda t: t.apply_image(np.zeros((50, 40, 0), np.uint8)), r"^image: expected an image with at least one pixel \(and one channel\)"),
+    (lambda t: t.apply_image(np.zeros((1, 500, 3), np.uint8)), r"^image: expected a long side at most 192 times the short side .*0 pixels high\), got ndarray of shape \(1, 500, 3\)"),
+    (lambda t: t.apply_image_torch(torch.zeros(1, 60, 80, 3)), r"^image: expected a tensor of shape \(B, C, H, W\) with at most 4 channels, got Tensor of shape \(1, 60, 80, 3\) .*It looks channels-last: use \.permute\(0, 3, 1, 2\)\.$"),
+    (lambda t: t.apply_image_torch(np.zeros((1, 3, 60, 80))), r"^image: expected a tensor of shape \(B, C, H, W\) .*got ndarray.*For a numpy \(H, W, C\) image use apply_image\.$"),
+    (lambda t: t.apply_image_torch(torch.zeros(3, 60, 80)), r"^image: expected a tensor of shape \(B, C, H, W\) .*For one image add the batch axis: image\[None\]\.$"),
+    (lambda t: t.apply_image_torch(torch.zeros(1, 3, 1, 500)), r"^image: expected a long side at most 192 times the short side"),
+    (lambda t: t.apply_image_torch(torch.zeros(1, 3, 60, 80, dtype=torch.bool)), r"^image: expected a floating-point \(or uint8\) tensor, got Tensor .*torch\.bool\.$"),
 ], ids=["channels first", "a tensor image", "coords of 3", "coords of text", "original size 0", "boxes of 3",
         "tensor boxes to numpy", "numpy coords to torch", "torch boxes of 3", "empty image size", "infinite image size",
-        "target 0", "target text"])
+        "target 0", "target text", "int64 image", "float image", "no channels", "too thin", "torch channels last",
+        "numpy to torch", "torch without batch", "torch too thin", "torch bool"])
 def test_bad_arguments_are_named_instead_of_failing_inside_numpy(call, message):
     # The official class resizes a channels-first image along the wrong axes and scales 3-vectors without a word.
     with pytest.raises(ValueError, match=message):
