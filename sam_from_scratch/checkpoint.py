@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import guess_variant, signature
+from .errors import input_error
 
 StateDict = dict[str, Tensor]
 
@@ -167,6 +168,8 @@ def read_state_dict(path: str | os.PathLike, variant: str | None = None) -> Stat
         CheckpointNotFoundError: `path` does not exist.
         CheckpointError: the file is truncated, corrupt, not a checkpoint, or holds more than tensors.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise input_error("checkpoint", "the path of a checkpoint file or folder (a str or a Path)", path)
     if str(path) == "":  # Path("") is the current folder
         raise CheckpointNotFoundError("checkpoint: expected the path of a checkpoint file or folder, got ''.")
     path = Path(path).expanduser()
@@ -367,6 +370,8 @@ def load_into(
     Raises:
         CheckpointNotFoundError, CheckpointError: with the path and what to do about it.
     """
+    if not isinstance(model, nn.Module):
+        raise input_error("model", f"the SAM model (an nn.Module) built as {variant!r} to load the weights into", model)
     if isinstance(checkpoint, Mapping):
         source = source or "the state dict"
         state_dict = dict(checkpoint)

@@ -20,6 +20,7 @@ from sam_from_scratch.checkpoint import (
     load_into,
     read_state_dict,
 )
+from sam_from_scratch.errors import SamInputError
 
 
 @pytest.fixture(scope="module")
@@ -315,3 +316,15 @@ def test_a_misspelt_registry_name_lists_the_known_ones():
     assert isinstance(sam_model_registry, dict)  # as the official registry
     with pytest.raises(KeyError, match=r"'vit_B' is not a SAM variant here; the registry knows 'default', 'vit_h', 'vit_l', 'vit_b', 'tiny'"):
         sam_model_registry["vit_B"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: read_state_dict(None), r"^checkpoint: expected the path of a checkpoint file or folder \(a str or a Path\), got NoneType None\.$"),
+    (lambda: read_state_dict(5), r"^checkpoint: expected the path .*got int 5\.$"),
+    (lambda: load_into("tiny", "sam_tiny.pt", "tiny"),
+     r"^model: expected the SAM model \(an nn\.Module\) built as 'tiny' to load the weights into, got str 'tiny'\.$"),
+], ids=["None", "a number", "a name for the model"])
+def test_the_loading_functions_name_what_is_not_a_path_or_a_model(call, message):
+    """Called directly (sam_model_registry checks first), they raised pathlib's TypeError or an AttributeError."""
+    with pytest.raises(SamInputError, match=message):
+        call()
