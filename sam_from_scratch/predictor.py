@@ -97,6 +97,20 @@ def check_sam_model(argument: str, model) -> None:
     )
 
 
+def _check_plain_precision(model) -> None:
+    """The plain model computes in float32 only (its positional codes, LayerNorms and casts are the official
+    ones); converted with .half() or .double() it would embed an image, then fail at the first click."""
+    from .fast import DTYPES, is_fast
+
+    dtype = float_dtype(model)
+    if dtype != torch.float32 and not is_fast(model):
+        fix = f"speed_up(model, {dtype}) from sam_from_scratch.fast, or model.float()" if dtype in DTYPES else "model.float()"
+        raise SamInputError(
+            f"sam_model: expected a model in float32, or one sped up for another precision (the plain model computes "
+            f"in float32 only), got a plain model in {dtype}. Use {fix}."
+        )
+
+
 class SamPredictor:
     """Predict masks for one image from points, boxes and low-resolution mask prompts.
 
@@ -111,6 +125,7 @@ class SamPredictor:
 
     def __init__(self, sam_model, dtype="auto") -> None:
         check_sam_model("sam_model", sam_model)
+        _check_plain_precision(sam_model)
         resolve_dtype("dtype", dtype, "cpu")  # a bad value fails here, not at the first image
         self.model = sam_model
         self.requested_dtype = dtype

@@ -318,6 +318,18 @@ def test_integer_pixels_outside_0_255_are_refused(official_tiny_random, image, d
     predictor.set_torch_image(resized, image.shape[:2])  # the same pixels 0..255 in that dtype are fine
 
 
+@pytest.mark.parametrize("dtype, fix", [(torch.float16, r"speed_up\(model, torch\.float16\) from sam_from_scratch\.fast, or "
+                                                      r"model\.float\(\)\.$"),
+                                        (torch.float64, r"model\.float\(\)\.$")])
+def test_a_plain_model_converted_to_another_precision_is_refused_before_the_first_image(dtype, fix):
+    """It embedded an image, then failed at the first click inside the positional encoding (m1 and m2 dtypes)."""
+    plain = build_sam(CONFIGS["tiny"], fast=False).to(dtype)
+    message = error_message(lambda: SamPredictor(plain))
+    assert re.search(rf"^sam_model: expected a model in float32, or one sped up for another precision \(the plain model "
+                     rf"computes in float32 only\), got a plain model in {dtype}\. Use " + fix, message), message
+    SamPredictor(build_sam(CONFIGS["tiny"]).to(dtype))  # the fast paths compute in it
+
+
 def test_boolean_torch_labels_are_refused(predictor):
     message = error_message(lambda: predictor.predict_torch(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool)))
     assert message.startswith("point_labels: expected a tensor of numbers -1, 0 or 1, got Tensor of shape (1, 1) and dtype torch.bool")
