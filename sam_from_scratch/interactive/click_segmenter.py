@@ -36,6 +36,7 @@ from .prompt_state import PromptState
 __all__ = ["AcceptedObject", "ClickSegmenter"]
 
 DRAG_THRESHOLD_PX = 6  # a press and release further apart than this (screen pixels) is a box, not a click
+EMBEDDED_FOR = "_sam_click_segmenter_image"  # set on the predictor: the token of the widget whose image it holds
 MASK_MODES = {"auto": "auto", "3 masks": "multi", "1 mask": "single"}
 
 
@@ -63,7 +64,7 @@ class ClickSegmenter(WidgetBase):
 
     image: (H, W, 3) uint8 (or a PIL image); predictor: anything with the official ``SamPredictor`` API
     (``set_image``, ``predict``); model: used when predictor is None (see :func:`load_predictor`); give
-    one of them, not both.
+    one of them, not both. Widgets may share a predictor: each embeds its image again when another was set since.
     mask_mode: "auto" (3 candidates for a single click, where a click is ambiguous, 1 mask once there are
     more prompts, as SAM was trained), "multi" (always 3) or "single" (always 1).
     refine: feed the previous mask's low-resolution logits back as ``mask_input``.
@@ -106,6 +107,8 @@ class ClickSegmenter(WidgetBase):
         self._thumbnails_of = None  # the prediction the thumbnails show
         self._thumbnail_photo = None
         self._thumbnail_widgets: list = []
+        self._token = object()  # ours on the predictor while it holds our image (see _holds_own_image)
+        self._embedding = None  # the predictor's features for our image (kept alive: one embedding, a few MB)
 
         self._build_picture(display_width)
         self._build_controls(mask_mode, str(save_path))
@@ -171,9 +174,7 @@ class ClickSegmenter(WidgetBase):
             raise SamInputError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
                                 "for an image of another size, make a new ClickSegmenter")
         self._set_status("Computing the image embedding…")
-        start = time.perf_counter()
-        self.predictor.set_image(image)
-        self.timings["embedding_s"] = time.perf_counter() - start
+        self._embed(image)
         self.image = image
         self.picture.set_image(image)
         self._thumbnail_photo = None
@@ -354,14 +355,39 @@ class ClickSegmenter(WidgetBase):
             return len(self.state.points) + (self.state.box is not None) <= 1
         return mode == "multi"
 
+    def _embed(self, image: np.ndarray) -> None:
+        """Set `image` on the predictor (the image encoder runs) and remember that it holds our image."""
+        start = time.perf_counter()
+        self.predictor.set_image(image)
+        self.timings["embedding_s"] = time.perf_counter() - start
+        try:
+            setattr(self.predictor, EMBEDDED_FOR, self._token)
+        except AttributeError:  # a predictor with __slots__: its features alone tell
+            pass
+        self._embedding = getattr(self.predictor, "features", None)
+
+    def _holds_own_image(self) -> bool:
+        """Whether the predictor still holds our image. Widgets may share one predictor (one model in memory), and
+        the user may call its set_image too: each set_image makes a new features tensor, and each widget leaves its
+        own token on the predictor. (For a predictor without features, only the widgets' set_image calls show.)"""
+        own_token = getattr(self.predictor, EMBEDDED_FOR, self._token) is self._token
+        return own_token and getattr(self.predictor, "features", None) is self._embedding
+
     def _predict(self) -> None:
-        """Run the prompt encoder + mask decoder for the current prompts (the embedding is reused)."""
+        """Run the prompt encoder + mask decoder for the current prompts (the embedding is reused, unless the
+        predictor has been given another image since: then ours is embedded again, or the masks would be the other
+        image's)."""
+        prefix = ""
         if not self.state.current.is_empty:
+            if not self._holds_own_image():
+                self._embed(self.image)
+                prefix = (f"Image embedded again ({self.timings['embedding_s']:.2f} s): the predictor had been given "
+                          "another image.")
             start = time.perf_counter()
             masks, scores, logits = self.predictor.predict(**self.state.predictor_kwargs(self._multimask()))
             self.timings["predict_ms"] = (time.perf_counter() - start) * 1e3
             self.state.record_prediction(masks, scores, logits)
-        self._show_state()
+        self._show_state(prefix)
 
     def _show_state(self, prefix: str = "") -> None:
         start = time.perf_counter()

@@ -7,14 +7,15 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import SamInputError, check_int, check_number, input_error
+from ..errors import SamInputError, check_int, check_number, input_error, is_number
 from .canvas import Picture, WidgetBase, as_rgb_uint8
-from .drawing import object_colors
+from .drawing import as_bool_masks, object_colors
 from .models import check_methods, load_model
 
 __all__ = ["AutomaticMaskExplorer"]
@@ -31,9 +32,10 @@ class AutomaticMaskExplorer(WidgetBase):
     learn what the thresholds do.)
 
     image: (H, W, 3) uint8; records: precomputed generator output for this image (dicts with "segmentation",
-    "predicted_iou", "stability_score", "area"), or None to run `generator` (default: the package's
-    ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`). Give one of records, generator and
-    model (with its generator_kwargs); pred_iou_thresh and stability_score_thresh: None or in [0, 1].
+    (H, W) bool or 0/1 integers, and the numbers "predicted_iou", "stability_score", "area"), or None to run
+    `generator` (default: the package's ``SamAutomaticMaskGenerator`` on `model`, with `generator_kwargs`).
+    Give one of records, generator and model (with its generator_kwargs); pred_iou_thresh and
+    stability_score_thresh: None or in [0, 1].
 
     The sliders start at the official thresholds, or, for the small course model when none are given, at those
     its card recommends (``generator_filters``); the status line says which.
@@ -60,7 +62,7 @@ class AutomaticMaskExplorer(WidgetBase):
         _check_unused(records, generator, model, generator_kwargs)
         self.image = as_rgb_uint8(image)
         if records is not None:
-            _check_records(records, self.image.shape[:2])
+            records = _checked_records(records, self.image.shape[:2])
         self.generate_seconds = 0.0
         filters, self.filter_note = dict(OFFICIAL_FILTERS), None
         if records is None:
@@ -73,7 +75,7 @@ class AutomaticMaskExplorer(WidgetBase):
             start = time.perf_counter()
             records = generator.generate(self.image)
             self.generate_seconds = time.perf_counter() - start
-            _check_records(records, self.image.shape[:2])
+            records = _checked_records(records, self.image.shape[:2])
         self.records = sorted(records, key=lambda r: r["area"], reverse=True)  # big first, small drawn on top
 
         self.picture = Picture(self.image, display_width)
@@ -124,14 +126,16 @@ def _check_unused(records, generator, model, generator_kwargs: dict) -> None:
                             f"(they only build a generator), got {got}. Leave them out, or {how}.")
 
 
-def _check_records(records, size: tuple[int, int]) -> None:
-    """The generator's output for an image of `size` (H, W): a list of dicts with the keys the explorer reads
-    and a binary mask of that size each."""
+def _checked_records(records, size: tuple[int, int]) -> list[dict]:
+    """The generator's output for an image of `size` (H, W): a list of dicts with the keys the explorer reads,
+    a binary mask of that size and numbers for the scores and area. A mask stored as 0/1 integers comes back as
+    bool in a copy of its record (the caller's records stay as they are); the other records come back as given."""
     if isinstance(records, dict):
         raise input_error("records", "the generator's output (a list of dicts)", records,
                           "For a single record: [record].")
     if not isinstance(records, (list, tuple)):
         raise input_error("records", "the generator's output (a list of dicts)", records)
+    checked = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise input_error(f"records[{index}]", "a dict (one mask's record from the generator)", record)
@@ -148,3 +152,11 @@ def _check_records(records, size: tuple[int, int]) -> None:
                     else "Were the records made for another image? Pass the image they were generated from.")
             raise SamInputError(f"records: expected masks of the image's size (H, W) = {tuple(size)}, got "
                                 f"records[{index}]['segmentation'] of shape {segmentation.shape}. {hint}")
+        mask = as_bool_masks(f"records[{index}]['segmentation']", segmentation)
+        for key in ("predicted_iou", "stability_score"):  # NaN passes: the generator's stability of an empty mask
+            if not is_number(record[key]):
+                raise input_error(f"records[{index}][{key!r}]", "a number", record[key])
+        if not (is_number(record["area"]) and 0 <= record["area"] < math.inf):  # the drawing order, largest first
+            raise input_error(f"records[{index}]['area']", "a number >= 0 (the mask's pixel count)", record["area"])
+        checked.append(record if mask is segmentation else dict(record, segmentation=mask))
+    return checked

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import check_int, check_switch, input_error, is_int
+from .drawing import as_bool_masks
 
 __all__ = ["Prediction", "PromptSnapshot", "PromptState"]
 
@@ -204,17 +205,18 @@ class PromptState:
         self.current = replace(self.current, chosen=int(index))
 
     def record_prediction(self, masks: np.ndarray, scores: np.ndarray, low_res_logits: np.ndarray) -> None:
-        """Attach the predictor's answer (masks C×H×W, scores C, logits C×256×256) to the current snapshot."""
-        masks, scores, low_res_logits = np.asarray(masks), np.asarray(scores), np.asarray(low_res_logits)
-        if masks.ndim != 3 or scores.shape != (masks.shape[0],) or low_res_logits.shape[0] != masks.shape[0]:
-            raise ValueError(
-                "record_prediction: expected masks (C, H, W), scores (C,) and low_res_logits (C, h, w) with the "
-                f"same C; got masks {masks.shape}, scores {scores.shape}, low_res_logits {low_res_logits.shape}"
-            )
+        """Attach the predictor's answer (masks C×H×W bool, scores C, logits C×256×256) to the current snapshot.
+        With an image size, the masks must have it; masks of 0/1 integers are taken as bool."""
+        masks = as_bool_masks("masks", masks, self.image_size, stacked=True).copy()  # the history keeps its own
+        count, same = len(masks), f"(the same C as masks {masks.shape})"
+        scores = _per_mask("scores", scores, count, 1, "iuf",
+                           f"one predicted IoU per mask, numbers of shape ({count},) {same}")
+        low_res_logits = _per_mask("low_res_logits", low_res_logits, count, 3, "f",
+                                   f"(C, h, w) float logits with C = {count} {same}")
         chosen = self.current.chosen if self.current.chosen is not None and self.current.chosen < len(scores) else None
         self.current = replace(
             self.current,
-            prediction=Prediction(masks=masks.astype(bool), scores=scores, low_res_logits=low_res_logits),
+            prediction=Prediction(masks=masks, scores=scores, low_res_logits=low_res_logits),
             chosen=chosen,
         )
 
@@ -267,6 +269,18 @@ def _image_size(value) -> tuple[int, int]:
         raise input_error("image_size", "(H, W), two positive integers, or None", value,
                           "For an image array: image.shape[:2].")
     return int(pair[0]), int(pair[1])
+
+
+def _per_mask(argument: str, value, count: int, ndim: int, kinds: str, expected: str) -> np.ndarray:
+    """`value` as an array of `ndim` dimensions, one entry per mask along the first (`count`), of numpy kinds
+    `kinds` ("f" floats, "iu" integers); anything else is a SamInputError naming `argument`."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists, a tensor on the GPU
+        array = None
+    if array is None or array.dtype.kind not in kinds or array.ndim != ndim or len(array) != count:
+        raise input_error(argument, expected, value)
+    return array
 
 
 def _finite_number(name: str, value) -> float:

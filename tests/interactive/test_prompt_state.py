@@ -212,6 +212,50 @@ def test_record_prediction_checks_that_the_shapes_agree():
         state.record_prediction(masks, scores[:2], logits)
 
 
+def test_record_prediction_refuses_masks_of_another_size_than_the_image():
+    state = PromptState(image_size=(60, 80))
+    state.add_point(1, 1)
+    masks, scores, logits = fake_prediction(n=3, h=10, w=10)
+    with pytest.raises(SamInputError, match=r"^masks: expected \(C, H, W\) = \(C, 60, 80\) \(the image's size\), got "
+                                            r"ndarray of shape \(3, 10, 10\) and dtype bool\.$"):
+        state.record_prediction(masks, scores, logits)
+    assert state.prediction is None
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(masks=np.full((3, 4, 5), 0.7, np.float32)),
+         r"^masks: expected \(C, H, W\) = \(C, 4, 5\) masks of bools or of 0/1 integers, got ndarray of shape "
+         r"\(3, 4, 5\) and dtype float32\. Probabilities or logits\?"),
+        (dict(masks=np.ones((4, 5), bool)),
+         r"^masks: expected \(C, H, W\) = \(C, 4, 5\) masks .*got ndarray of shape \(4, 5\)"),
+        (dict(masks=np.ones((0, 4, 5), bool)),
+         r"^masks: expected \(C, H, W\) = \(C, 4, 5\) masks .*, C >= 1, got ndarray of shape \(0, 4, 5\)"),
+        (dict(scores=["a", "b", "c"]), r"^scores: expected one predicted IoU per mask, numbers of shape \(3,\) .*got list"),
+        (dict(low_res_logits=np.zeros((3, 256), np.float32)), r"^low_res_logits: expected \(C, h, w\) float logits .*"
+                                                              r"got ndarray of shape \(3, 256\)"),
+        (dict(low_res_logits=np.zeros((3, 256, 256), bool)), r"^low_res_logits: expected \(C, h, w\) float logits"),
+    ],
+)
+def test_record_prediction_names_the_argument_that_is_wrong(change, match):
+    state = PromptState(image_size=(4, 5))
+    state.add_point(1, 1)
+    masks, scores, logits = fake_prediction(n=3)
+    given = dict(masks=masks, scores=scores, low_res_logits=logits) | change
+    with pytest.raises(SamInputError, match=match):
+        state.record_prediction(**given)
+    assert state.prediction is None
+
+
+def test_record_prediction_takes_0_1_integer_masks_as_booleans():
+    state = PromptState(image_size=(4, 5))
+    masks, scores, logits = fake_prediction(n=3)
+    state.record_prediction(masks.astype(np.uint8), scores, logits)
+    assert state.prediction.masks.dtype == bool
+    np.testing.assert_array_equal(state.prediction.masks, masks)
+
+
 def test_positive_must_be_true_or_false():
     state = PromptState()
     with pytest.raises(SamInputError, match=r"^positive: expected True or False, got str 'no'\.$"):

@@ -311,6 +311,21 @@ def test_the_embedding_is_computed_once_per_image(segmenter):
 # ----- drawing ---------------------------------------------------------------------------------------------------------
 
 
+def test_widgets_sharing_a_predictor_embed_their_image_again_only_when_it_was_replaced(scene):
+    image, masks = scene
+    other = image[:, ::-1].copy()  # A and B swap places
+    shared = RegionPredictor()  # no features attribute: the widgets' note on the predictor tells
+    a = ClickSegmenter(image, shared, display_width=DISPLAY_WIDTH)
+    b = ClickSegmenter(other, shared, display_width=DISPLAY_WIDTH)
+    a.add_point(20, 20)
+    np.testing.assert_array_equal(a.mask, masks["A"] | masks["B"])
+    a.add_point(60, 70, positive=False)  # the predictor still holds a's image: no new embedding
+    assert shared.set_image_calls == 3  # a, b, a again
+    b.add_point(88, 70)  # background on b's image, the blue bar C on a's
+    assert not b.mask.any()
+    assert shared.set_image_calls == 4
+
+
 def test_the_mask_is_drawn_over_the_object_and_nowhere_else(segmenter, scene):
     _, masks = scene
     before = rendered(segmenter)
@@ -536,6 +551,38 @@ def test_a_mask_on_an_object_of_its_own_colour_still_shows_where_it_ends():
     np.testing.assert_array_equal(picture[~mask], image[~mask])  # nothing outside the mask is touched
 
 
+def test_masks_stored_as_0_1_integers_are_drawn_as_masks():
+    from sam_from_scratch.interactive import blend
+
+    image, orange = np.full((40, 60, 3), 128, np.uint8), object_colors(1)[0]
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:30] = True
+    expected = blend(image, [(mask, orange)])
+    for stored in (mask.astype(np.uint8), mask.astype(np.int64)):  # as indices, 0/1 would tint rows 0 and 1
+        np.testing.assert_array_equal(blend(image, [(stored, orange)]), expected)
+
+
+@pytest.mark.parametrize(
+    "mask, match",
+    [
+        (np.full((40, 60), 0.7, np.float32),
+         r"^masks\[0\]\[0\]: expected an \(H, W\) = \(40, 60\) mask of bools or of 0/1 integers, got ndarray of shape "
+         r"\(40, 60\) and dtype float32\. Probabilities or logits\?"),
+        (np.full((40, 60), 255, np.uint8),
+         r"^masks\[0\]\[0\]: expected .*got ndarray of shape \(40, 60\) and dtype uint8\. It holds 255: a 0/255 mask\? "
+         r"Pass mask > 0\."),
+        (np.ones((60, 40), bool),
+         r"^masks\[0\]\[0\]: expected \(H, W\) = \(40, 60\) \(the image's size\), got ndarray of shape \(60, 40\) and "
+         r"dtype bool\. Transposed \(H and W swapped\)\?$"),
+    ],
+)
+def test_blend_refuses_masks_that_are_not_booleans_of_the_images_size(mask, match):
+    from sam_from_scratch.interactive import blend
+
+    with pytest.raises(SamInputError, match=match):
+        blend(np.zeros((40, 60, 3), np.uint8), [(mask, object_colors(1)[0])])
+
+
 # ----- the automatic generator's explorer ------------------------------------------------------------------------------
 
 
@@ -620,6 +667,45 @@ def test_records_that_are_not_a_list_of_full_records_are_refused(scene):
     assert len(AutomaticMaskExplorer(image, []).kept) == 0  # no masks at all is fine
 
 
+def test_records_with_0_1_integer_masks_are_shown_as_their_boolean_twins(scene):
+    records = fake_records()
+    stored = [dict(record, segmentation=record["segmentation"].astype(np.uint8)) for record in records]
+    explorer = AutomaticMaskExplorer(scene[0], stored, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    twin = AutomaticMaskExplorer(scene[0], records, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    np.testing.assert_array_equal(explorer.picture.artist.get_array(), twin.picture.artist.get_array())
+    assert all(record["segmentation"].dtype == bool for record in explorer.kept)
+    assert all(record["segmentation"].dtype == np.uint8 for record in stored)  # the caller's records unchanged
+
+
+def test_records_with_the_generators_nan_stability_of_an_empty_mask_are_kept_only_at_threshold_0(scene):
+    records = fake_records()
+    records[3] = dict(records[3], stability_score=float("nan"), predicted_iou=np.float32(0.99))  # numpy scores too
+    explorer = AutomaticMaskExplorer(scene[0], records, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    assert len(explorer.kept) == 5
+    explorer.stability_slider.value = 0.5  # as in the generator: NaN >= 0.5 is False
+    assert len(explorer.kept) == 4 and all(record is not records[3] for record in explorer.kept)
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("segmentation", np.full((H, W), 0.9, np.float32),
+         r"^records\[3\]\['segmentation'\]: expected an \(H, W\) mask of bools or of 0/1 integers, got ndarray of shape "
+         r"\(96, 128\) and dtype float32\. Probabilities or logits\? Threshold them, e\.g\. mask > 0\.5 \(logits: > 0\)\.$"),
+        ("segmentation", np.full((H, W), 2, np.uint8), r"^records\[3\]\['segmentation'\]: expected .*\. It holds 2: "),
+        ("predicted_iou", "0.9", r"^records\[3\]\['predicted_iou'\]: expected a number, got str '0\.9'\.$"),
+        ("stability_score", None, r"^records\[3\]\['stability_score'\]: expected a number, got NoneType None\.$"),
+        ("predicted_iou", True, r"^records\[3\]\['predicted_iou'\]: expected a number, got bool True\.$"),
+        ("area", "120", r"^records\[3\]\['area'\]: expected a number >= 0 \(the mask's pixel count\), got str '120'\.$"),
+    ],
+)
+def test_records_with_masks_or_scores_of_the_wrong_kind_are_refused_by_name(scene, key, value, match):
+    records = fake_records()
+    records[3] = dict(records[3], **{key: value})
+    with pytest.raises(SamInputError, match=match):
+        AutomaticMaskExplorer(scene[0], records, pred_iou_thresh=0.5, stability_score_thresh=0.5)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -678,6 +764,40 @@ def test_with_the_real_predictor_a_click_runs_only_the_prompt_encoder_and_decode
     assert segmenter.mask.shape == (H, W) and segmenter.mask.dtype == bool
     assert segmenter.state.current.mask_input.shape[0] == 1
     assert "Error" not in segmenter.status.value, segmenter.status.value
+
+
+def test_widgets_sharing_a_predictor_each_segment_their_own_image(one_thread):
+    """Each widget's masks come from its own image's embedding, whoever set another image on the predictor since."""
+    from sam_from_scratch.build import from_pretrained
+    from sam_from_scratch.predictor import SamPredictor
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
+
+    model = from_pretrained("tiny", device="cpu")
+    image_a, image_b, image_c = (make_scene(HELDOUT_SEED, index).image for index in range(3))
+    point = (40, 30)
+
+    def alone(image):
+        segmenter = ClickSegmenter(image, SamPredictor(model), display_width=DISPLAY_WIDTH)
+        segmenter.add_point(*point)
+        return segmenter.mask
+
+    on_a, on_b = alone(image_a), alone(image_b)
+    assert not np.array_equal(on_a, on_b)  # the click means another mask on the other image
+    shared = SamPredictor(model)
+    a = ClickSegmenter(image_a, shared, display_width=DISPLAY_WIDTH)
+    b = ClickSegmenter(image_b, shared, display_width=DISPLAY_WIDTH)  # the predictor now holds B
+    a.add_point(*point)
+    np.testing.assert_array_equal(a.mask, on_a)
+    assert a.status_text.startswith("Image embedded again"), a.status_text
+    shared.set_image(image_c)  # the user's own call, no widget involved
+    a.add_point(*point)  # a second click: the mask a lone widget shows after the same two clicks
+    lone = ClickSegmenter(image_a, SamPredictor(model), display_width=DISPLAY_WIDTH)
+    lone.add_point(*point)
+    lone.add_point(*point)
+    np.testing.assert_array_equal(a.mask, lone.mask)
+    b.add_point(*point)
+    np.testing.assert_array_equal(b.mask, on_b)
+    assert "Error" not in a.status.value + b.status.value
 
 
 def deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
