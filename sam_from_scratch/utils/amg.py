@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area, nms  # noqa: F401  (the generator's NMS, and notebook 10's)
 
-from ..errors import input_error, is_int
+from ..errors import check_int, input_error, is_int
 
 # ---- point grids and crops -----------------------------------------------------------------------------
 
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
     """(n_per_side**2, 2) points (x, y) in [0, 1], the centres of an n x n grid of cells, row by row."""
+    check_int("n_per_side", n_per_side, 1)
     offset = 1 / (2 * n_per_side)
     ticks = np.linspace(offset, 1 - offset, n_per_side)
     ys, xs = np.meshgrid(ticks, ticks, indexing="ij")  # (n, n) each; x changes fastest along a row
@@ -107,7 +108,7 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     An empty mask gets the box [0, 0, 0, 0]. No pixels at all (no masks, or masks of size 0) give float32
     zeros, as the official helper does: the generator's records inherit this type (see its ``generate``).
     """
-    _check_masks("masks", masks, "boolean masks (..., H, W)")
+    _check_masks("masks", masks, "boolean masks (..., H, W)", boolean=True)
     if masks.numel() == 0:
         return torch.zeros(*masks.shape[:-2], 4, device=masks.device)
     h, w = masks.shape[-2:]
@@ -125,6 +126,8 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
 def box_xyxy_to_xywh(box_xyxy: Any) -> Any:
     """[x1, y1, x2, y2] -> [x, y, width, height] for one box; returns a copy of the same kind (tensor, array or
     list)."""
+    if not hasattr(box_xyxy, "__len__") or len(box_xyxy) != 4:
+        raise input_error("box_xyxy", "one box [x1, y1, x2, y2]", box_xyxy)
     x1, y1, x2, y2 = box_xyxy
     box = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else copy.copy(box_xyxy)
     if isinstance(box, tuple):  # a tuple cannot be changed in place: a list
@@ -142,7 +145,7 @@ def calculate_stability_score(
     low-cut one, so the IoU is simply the ratio of their areas. A mask that barely changes when the
     cut-off moves is "stable"; a blurry one is not. (An all-background mask gives nan.)
     """
-    _check_masks("masks", masks, "mask logits (..., H, W)")
+    _check_masks("masks", masks, "mask logits (..., H, W)", boolean=False)
     area_high = (masks > mask_threshold + threshold_offset).sum(dim=(-2, -1))
     area_low = (masks > mask_threshold - threshold_offset).sum(dim=(-2, -1))
     return area_high / area_low
@@ -153,7 +156,7 @@ def calculate_stability_score(
 
 def mask_to_rle_pytorch(tensor: torch.Tensor) -> List[Dict[str, Any]]:
     """``tensor``: BxHxW boolean masks -> B uncompressed RLEs (COCO layout, see the module docstring)."""
-    _check_masks("tensor", tensor, "boolean masks (B, H, W)", ndim=3)
+    _check_masks("tensor", tensor, "boolean masks (B, H, W)", ndim=3, boolean=True)
     b, h, w = tensor.shape
     if b == 0:
         return []
@@ -197,14 +200,20 @@ def _area_from_rle(rle: Dict[str, Any]) -> int:
     return sum(rle["counts"][1::2])
 
 
-def _check_masks(argument: str, masks, expected: str, ndim: int | None = None) -> None:
-    """Masks for the torch helpers: a tensor of at least 2 dimensions (exactly `ndim` if given)."""
+def _check_masks(argument: str, masks, expected: str, ndim: int | None = None, boolean: bool = True) -> None:
+    """Masks for the torch helpers: a tensor of at least 2 dimensions (exactly `ndim` if given), of bools (or,
+    with boolean=False, of real-valued logits): logits where masks belong give whole-image boxes and RLEs of
+    nothing, masks where logits belong stability scores of 0, all without a word."""
     is_tensor = isinstance(masks, torch.Tensor)
     if not is_tensor or (masks.ndim < 2 if ndim is None else masks.ndim != ndim):
         hint = "Pass torch.from_numpy(masks)." if isinstance(masks, np.ndarray) else ""
         if is_tensor and masks.ndim == 2 and ndim == 3:
             hint = "One mask? Pass tensor[None]."
         raise input_error(argument, f"a tensor of {expected}", masks, hint)
+    if boolean and masks.dtype != torch.bool:
+        raise input_error(argument, f"a tensor of {expected}", masks, "Threshold logits first: masks > 0.")
+    if not boolean and (masks.dtype == torch.bool or masks.is_complex()):
+        raise input_error(argument, f"a tensor of {expected}", masks, "Pass the logits, not masks thresholded from them.")
 
 
 def _check_rle(rle) -> None:
@@ -216,12 +225,14 @@ def _check_rle(rle) -> None:
                           "pycocotools.mask.decode, or ask the generator for output_mode='uncompressed_rle'.")
     try:
         h, w = (int(s) for s in rle["size"])
-        covered = int(np.sum(counts)) == h * w and len(counts) > 0 and min(counts) >= 0
+        runs = np.asarray(counts)
+        covered = (runs.ndim == 1 and runs.dtype.kind in "iu" and len(runs) > 0 and runs.min() >= 0 and min(h, w) >= 0
+                   and int(runs.sum()) == h * w)
     except (TypeError, ValueError, KeyError):
         covered = False
     if not covered:
-        raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]}) whose runs "
-                          "cover H x W pixels", rle)
+        raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]}) whose runs, "
+                          "whole numbers >= 0, cover H x W pixels", rle)
 
 
 def coco_encode_rle(uncompressed_rle: Dict[str, Any]) -> Dict[str, Any]:
