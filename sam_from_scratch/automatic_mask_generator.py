@@ -53,6 +53,19 @@ FILTER_COUNT_KEYS = ("candidates", "pred_iou_thresh", "stability_score_thresh", 
                      "crop_nms_thresh", "min_mask_region_area", "kept")
 
 
+def _takes_two_arguments(function) -> bool:
+    """Whether `function` can be called as function(done, total) (builtins without a signature count as yes)."""
+    if not callable(function):
+        return False
+    try:
+        inspect.signature(function).bind(0, 0)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some builtins): let the call tell
+        return True
+    return True
+
+
 class SamAutomaticMaskGenerator:
     """Generate masks for everything in an image.
 
@@ -249,7 +262,7 @@ class SamAutomaticMaskGenerator:
         if isinstance(image, torch.Tensor):  # the predictor's hint names set_torch_image, which a generator lacks
             raise input_error("image", "a numpy array of shape (H, W, 3) and dtype uint8", image, _tensor_hint(image))
         image = as_rgb_uint8(image)
-        if progress is not None and not callable(progress):
+        if progress is not None and not _takes_two_arguments(progress):
             raise input_error("progress", "a function progress(done, total) or None", progress)
         self.last_filter_counts = None
         self._counts = dict.fromkeys(FILTER_COUNT_KEYS, 0)

@@ -180,6 +180,9 @@ def read_state_dict(path: str | os.PathLike, variant: str | None = None) -> Stat
         )
     if path.is_dir():
         state_dict = _read_hf_folder(path)
+    elif not path.is_file():  # a named pipe or a device would block the read, or never end
+        raise CheckpointError(f"checkpoint: {path} is not a regular file (a pipe, a socket or a device), so it holds "
+                              "no checkpoint to read.")
     else:
         state_dict = _read_file(path, variant)
     if is_hf_layout(state_dict):

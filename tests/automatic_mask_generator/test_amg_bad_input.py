@@ -291,3 +291,10 @@ def test_a_progress_that_cannot_be_called_is_refused_before_any_work(stand_in, s
     message = error_message(lambda: generator.generate(scene_images["landscape"][:50, :60], progress=5))
     assert message.startswith("progress: expected a function progress(done, total) or None, got int 5")
     assert generator.last_filter_counts is None
+    for wrong in (lambda done: None, lambda: None, lambda done, total, extra: None):  # gave a TypeError mid-run
+        message = error_message(lambda: generator.generate(scene_images["landscape"][:50, :60], progress=wrong))
+        assert message.startswith("progress: expected a function progress(done, total) or None, got function")
+    calls = []
+    generator.generate(scene_images["landscape"][:50, :60], progress=lambda *counts: calls.append(counts))
+    generator.generate(scene_images["landscape"][:50, :60], progress=lambda done, total, note="": None)
+    assert calls and calls[-1][0] == calls[-1][1]

@@ -6,6 +6,7 @@ costs no memory, when only their shapes matter.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 
@@ -328,3 +329,11 @@ def test_the_loading_functions_name_what_is_not_a_path_or_a_model(call, message)
     """Called directly (sam_model_registry checks first), they raised pathlib's TypeError or an AttributeError."""
     with pytest.raises(SamInputError, match=message):
         call()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_a_named_pipe_is_refused_instead_of_waiting_forever(tmp_path):
+    pipe = tmp_path / "sam.pth"
+    os.mkfifo(pipe)
+    with pytest.raises(CheckpointError, match=r"^checkpoint: .*sam\.pth is not a regular file \(a pipe, a socket or a device\)"):
+        read_state_dict(pipe)
