@@ -51,6 +51,7 @@ COORDINATE_OPTIONS = ("--point", "--negative", "--box")
 MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own limit for an error (twice its warning limit, 89,478,485)
 LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 DEMO_IMAGE, DEMO_POINT = "coffee", (280.0, 190.0)  # a click on the cup
+DOWNLOAD_OPTIONS = {"cache_dir": "--cache-dir", "mirror": "--mirror"}  # download_checkpoint's arguments as options
 
 
 class CliError(Exception):
@@ -401,6 +402,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SamInputError as error:  # bad input a command did not put in its own words: still one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
@@ -425,7 +429,7 @@ def run_download(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SamInputError as error:
-        print(f"error: {renamed(error, {'cache_dir': '--cache-dir', 'mirror': '--mirror'})}", file=sys.stderr)
+        print(f"error: {renamed(error, DOWNLOAD_OPTIONS)}", file=sys.stderr)
         return 2
     print(path)
     return 0
@@ -469,7 +473,10 @@ def _segment_and_save(model, image, positives, negatives, box, out: Path, overla
     except SamInputError as error:
         raise CliError(str(error), code=2) from error
     _status(f"embedding the image ({image.shape[1]}x{image.shape[0]}) ...")
-    predictor.set_image(image)
+    try:
+        predictor.set_image(image)
+    except SamInputError as error:  # e.g. too thin to resize for this model: known only once it is loaded
+        raise CliError(str(renamed(error, {"image": "IMAGE"})), code=2) from error
     points = list(positives) + list(negatives)
     labels = [1] * len(positives) + [0] * len(negatives)
     ambiguous = len(points) == 1 and box is None  # one click: let the model offer three masks
@@ -484,9 +491,10 @@ def _segment_and_save(model, image, positives, negatives, box, out: Path, overla
         raise CliError(f"bad prompt: {error}", code=2) from error
     best = int(np.argmax(iou))
     mask = masks[best]
+    overlay = draw_prompt_overlay(image, mask, positives, negatives, box)  # drawn before either file is written
     out.parent.mkdir(parents=True, exist_ok=True)
     _save(out, mask.astype(np.uint8) * 255)
-    _save(overlay_path, draw_prompt_overlay(image, mask, positives, negatives, box))
+    _save(overlay_path, overlay)
     return mask, float(iou[best])
 
 
@@ -500,22 +508,24 @@ def run_demo(args: argparse.Namespace) -> int:
         mask_path, overlay_path = out_dir / "demo_mask.png", out_dir / "demo_overlay.png"
         _check_out_folder(out_dir, "--out")
         _refuse_to_overwrite([mask_path, overlay_path], args.force)
-        checkpoint = find_checkpoint("vit_b", args.cache_dir)
-        if checkpoint is None and not args.offline:
-            _status("downloading Meta's vit_b checkpoint (once; it stays in the cache) ...")
-            try:
+        try:
+            checkpoint = find_checkpoint("vit_b", args.cache_dir)
+            if checkpoint is None and not args.offline:
+                _status("downloading Meta's vit_b checkpoint (once; it stays in the cache) ...")
                 checkpoint = download_checkpoint("vit_b", cache_dir=args.cache_dir, mirror=args.mirror,
                                                  timeout=args.timeout)
-            except DownloadError as error:
-                cause = type(error.__cause__).__name__ if error.__cause__ else ""
-                if "SHA-256" in str(error):
-                    reason = "the file that arrived is not the published one"
-                elif "Connection" in cause or "Timeout" in cause:
-                    reason = f"no network, or the host did not answer within {args.timeout:g} s"
-                else:
-                    reason = cause or "the transfer failed"
-                print(f"could not download Meta's vit_b ({reason}); using the bundled small model instead",
-                      file=sys.stderr, flush=True)
+        except SamInputError as error:  # --cache-dir, --mirror, --timeout or their variables, before any request
+            raise CliError(str(renamed(error, DOWNLOAD_OPTIONS | {"timeout": "--timeout"})), code=2) from error
+        except DownloadError as error:
+            cause = type(error.__cause__).__name__ if error.__cause__ else ""
+            if "SHA-256" in str(error):
+                reason = "the file that arrived is not the published one"
+            elif "Connection" in cause or "Timeout" in cause:
+                reason = f"no network, or the host did not answer within {args.timeout:g} s"
+            else:
+                reason = cause or "the transfer failed"
+            print(f"could not download Meta's vit_b ({reason}); using the bundled small model instead",
+                  file=sys.stderr, flush=True)
         model = None
         if checkpoint is not None:
             try:
@@ -568,14 +578,20 @@ def run_everything(args: argparse.Namespace) -> int:
             with warnings.catch_warnings():  # its advice is in the Python API's words: said below in options
                 warnings.filterwarnings("ignore", message="no mask passed the quality filters")
                 records = generator.generate(image, progress=_progress_bar())
-        except SamInputError as error:  # settings this image cannot take, e.g. more crop layers than its pixels allow
-            raise CliError(_in_options(str(error)), code=2) from error
+        except SamInputError as error:  # settings this image cannot take (more crop layers than its pixels allow),
+            raise CliError(_in_options(str(renamed(error, {"image": "IMAGE"}))), code=2) from error  # or the image
 
         if not records:
             _status(explain_no_masks(generator) + _card_filters_hint(generator))
+        # both outputs made before either file is written
+        overlay = draw_everything_overlay(image, records)
+        text = json.dumps([_json_ready(record) for record in records], allow_nan=False)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _save(overlay_path, draw_everything_overlay(image, records))
-        json_path.write_text(json.dumps([_json_ready(record) for record in records], allow_nan=False))
+        _save(overlay_path, overlay)
+        try:
+            json_path.write_text(text)
+        except OSError as error:
+            raise CliError(f"cannot write {json_path}: {error}") from error
         print(f"wrote {len(records)} masks to {json_path} and {overlay_path}")
         return 0
     except CliError as error:
@@ -845,6 +861,12 @@ def _check_out_folder(folder: Path, option: str) -> None:
 
 
 def _refuse_to_overwrite(paths, force: bool) -> None:
+    """Outputs already there are kept unless `force`; one that is a folder is refused, --force or not, before
+    any output is written (a folder cannot be written over, and the other files would be half a result)."""
+    for path in paths:
+        if path.is_dir():
+            raise CliError(f"--out: {path} is a folder, where a file would be written; move it or choose another "
+                           "--out (--force replaces files, never folders)", code=2)
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
         raise CliError(f"{', '.join(existing)} already exist(s); add --force to overwrite")
@@ -882,24 +904,25 @@ def _load_model(name: str | None, device: str, cache_dir: str | None = None, mir
     """The model the widgets would use: `name`, or without one the best model here without a download.
     Official checkpoints not in the cache are downloaded (from `mirror` if given) into `cache_dir`."""
     from .build import from_pretrained
-    from .download import DownloadError, find_checkpoint
+    from .download import CACHE_ENV, MIRROR_ENV, DownloadError, find_checkpoint
 
-    if name is None:
-        name = "vit_b" if find_checkpoint("vit_b", cache_dir) is not None else "tiny"
-        if name == "vit_b":
-            why = "Meta's checkpoint is in the cache"
-        else:
-            why = "the bundled small model; `download vit_b` for Meta's"
-        _status(f"loading the model {name!r} (no --model given: {why}) ...")
-    else:
-        _status(f"loading the model {name!r} ...")
     try:
+        if name is None:
+            name = "vit_b" if find_checkpoint("vit_b", cache_dir) is not None else "tiny"
+            if name == "vit_b":
+                why = "Meta's checkpoint is in the cache"
+            else:
+                why = "the bundled small model; `download vit_b` for Meta's"
+            _status(f"loading the model {name!r} (no --model given: {why}) ...")
+        else:
+            _status(f"loading the model {name!r} ...")
         return from_pretrained(name, device=device, cache_dir=cache_dir, mirror=mirror)
     except DownloadError as error:
         raise CliError(f"--model {name}: {error}") from error
     except (ValueError, FileNotFoundError, TypeError, OSError) as error:  # SamInputError is a ValueError
-        message = str(renamed(error, {"device": "--device", "mirror": "--mirror", "cache_dir": "--cache-dir"}))
-        if message.startswith(("--device: ", "--mirror: ", "--cache-dir: ")):  # that option's own fault
+        message = str(renamed(error, {"device": "--device"} | DOWNLOAD_OPTIONS))
+        # that option's own fault, or its environment variable's
+        if message.startswith(("--device: ", "--mirror: ", "--cache-dir: ", f"${CACHE_ENV}: ", f"${MIRROR_ENV}: ")):
             raise CliError(message, code=2 if isinstance(error, SamInputError) else 1) from error
         raise CliError(f"--model/--device: {message}") from error
 

@@ -34,6 +34,9 @@ MIRROR_SCHEMES = ("http", "https")  # what the downloader (pooch's HTTPDownloade
 CACHE_ENV = "SAM_FROM_SCRATCH_CACHE"
 MIRROR_ENV = "SAM_FROM_SCRATCH_MIRROR"
 DEFAULT_CACHE_DIR = Path("~/.cache/sam_from_scratch")
+# The longest `timeout` taken: a day is far beyond any host worth waiting for, and a larger number (1e308) would
+# overflow inside the socket layer and be reported as a failed download.
+MAX_TIMEOUT_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,40 @@ def _what_is_left(target: Path) -> str:
 def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder checkpoints are kept in: the argument, else $SAM_FROM_SCRATCH_CACHE, else ~/.cache/sam_from_scratch.
 
-    Raises SamInputError for a `cache_dir` that is not a path, or an empty one (which would mean the default)."""
+    Raises SamInputError for a `cache_dir` that is not a path, or an empty one (which would mean the default), and
+    for a ~ that names no home folder here (naming $SAM_FROM_SCRATCH_CACHE where the folder came from it)."""
+    return _cache(cache_dir)[1]
+
+
+def _cache(cache_dir) -> tuple[str, Path]:
+    """(where the cache folder was given: "cache_dir", or "$SAM_FROM_SCRATCH_CACHE"; the folder, ~ expanded)."""
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or str(cache_dir) == ""):
         raise input_error("cache_dir", "a folder (a str or a path), or None for the default", cache_dir)
-    chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
-    return Path(chosen).expanduser()
+    for argument, value in (("cache_dir", cache_dir), (f"${CACHE_ENV}", os.environ.get(CACHE_ENV))):
+        if value is not None and str(value) != "":  # an empty variable means the default
+            return argument, _expanded(argument, value)
+    return "cache_dir", _expanded("cache_dir", DEFAULT_CACHE_DIR, f" Pass cache_dir, or set ${CACHE_ENV}.")
+
+
+def _expanded(argument: str, value, hint: str = " Write the folder out in full.") -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory": ~user of no user, or no $HOME
+        raise SamInputError(f"{argument}: expected a folder to keep checkpoints in, got {str(value)!r}, whose "
+                            f"{Path(value).parts[0]} names no home folder here.{hint}") from None
+
+
+def _checked_cache_folder(cache_dir) -> Path:
+    """The cache folder, refused unless it is a folder or can be made one: a SamInputError naming where it was
+    given (the argument, or $SAM_FROM_SCRATCH_CACHE)."""
+    argument, folder = _cache(cache_dir)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "which is a file" if existing == folder else f"which cannot be created: {existing} is a file"
+        raise SamInputError(f"{argument}: expected a folder to keep checkpoints in, got {folder}, {why}.")
+    return folder
 
 
 def checkpoint_url(name: str, mirror: str | None = None) -> str:
@@ -184,26 +216,27 @@ def check_download_arguments(
     mirror: str | None = None,
     progress: bool = True,
     timeout: float = 60.0,
-) -> Path:
-    """Check download_checkpoint's arguments besides `name`, without any network or file written; returns the
-    cache folder they choose.
+) -> None:
+    """Check download_checkpoint's arguments besides `name`, without any network or file written.
 
-    from_pretrained calls it for every name, so a bad `mirror=` or `timeout=` is refused for "tiny" or a path too
-    (where nothing is downloaded), not ignored. Only the `mirror` argument is checked here: $SAM_FROM_SCRATCH_MIRROR
-    is checked when a download needs it.
+    from_pretrained calls it for every name, so a bad `cache_dir=`, `mirror=` or `timeout=` is refused for "tiny"
+    or a path too (where nothing is downloaded), not ignored. Only the arguments are checked here:
+    $SAM_FROM_SCRATCH_CACHE and $SAM_FROM_SCRATCH_MIRROR are checked when a download needs them.
 
-    Raises SamInputError (a ValueError): `progress` not True or False; `timeout` not a number of seconds > 0; a
-    `cache_dir` that is not a path, is empty, or is a file; a `mirror` that is not an http:// or https:// URL.
+    Raises SamInputError (a ValueError): `progress` not True or False; `timeout` not a number of seconds > 0, or
+    more than MAX_TIMEOUT_S (a day); a `cache_dir` that is not a path, is empty, is a file or lies under one, or
+    starts with a ~ that names no home folder; a `mirror` that is not an http:// or https:// URL.
     """
     check_switch("progress", progress)
     if not (is_number(timeout) and math.isfinite(timeout) and timeout > 0):
         raise input_error("timeout", "a number of seconds > 0", timeout)
-    folder = cache_folder(cache_dir)
-    if folder.exists() and not folder.is_dir():
-        raise SamInputError(f"cache_dir: expected a folder to keep checkpoints in, got {folder}, which is a file.")
+    if timeout > MAX_TIMEOUT_S:
+        raise input_error("timeout", f"at most {MAX_TIMEOUT_S:g} seconds (a day)", timeout,
+                          "It is how long to wait for the server to answer, not for the whole download.")
+    if cache_dir is not None:
+        _checked_cache_folder(cache_dir)
     if mirror is not None and mirror != "":
         _check_mirror("mirror", mirror)
-    return folder
 
 
 def download_checkpoint(
@@ -226,9 +259,10 @@ def download_checkpoint(
         Path of the verified file. If it is already cached with the right SHA-256, no network is used.
 
     Raises:
-        SamInputError (a ValueError): an unknown `name`; a `cache_dir` that is a file or not a path; a `mirror`
-            (or $SAM_FROM_SCRATCH_MIRROR) that is not an http:// or https:// URL; `progress` not True or False;
-            `timeout` not a number of seconds > 0.
+        SamInputError (a ValueError): an unknown `name`; a `cache_dir` (or $SAM_FROM_SCRATCH_CACHE) that is
+            not a path, is a file or lies under one; a `mirror` (or $SAM_FROM_SCRATCH_MIRROR) that is not an
+            http:// or https:// URL; `progress` not True or False; `timeout` not a number of seconds from 0 to
+            MAX_TIMEOUT_S (a day). All before any request.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
             nothing new is left in the cache (a file already there stays as it was, and the message says so).
         KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
@@ -240,7 +274,8 @@ def download_checkpoint(
     import pooch  # imported here: the package works offline without it for everything else
 
     entry = _entry(name)
-    folder = check_download_arguments(cache_dir, mirror, progress, timeout)
+    check_download_arguments(cache_dir, mirror, progress, timeout)
+    folder = _checked_cache_folder(cache_dir)  # $SAM_FROM_SCRATCH_CACHE too, now that a download needs it
     url = checkpoint_url(name, mirror)
     given = _mirror(mirror)[0]
     if given is None:

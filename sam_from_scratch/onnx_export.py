@@ -133,17 +133,32 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
     `overwrite` (`how_to_overwrite` is the call that says so, for the message)."""
     if not isinstance(path, (str, os.PathLike)) or str(path) == "":
         raise SamInputError(f"path: expected a file name for the ONNX model (e.g. 'sam.onnx'), got {path!r:.60}.")
-    path = Path(path)
+    path = _expanded("path", path, "a file name for the ONNX model")
     if path.is_dir():
         raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
     if not path.parent.is_dir():
-        raise SamInputError(f"path: the folder {path.parent} does not exist.")
+        folder = path.parent
+        while not folder.exists() and folder.parent != folder:  # the nearest part of the path that is there
+            folder = folder.parent
+        if folder.is_dir():
+            raise SamInputError(f"path: the folder {path.parent} does not exist.")
+        which = "is a file" if folder == path.parent else f"cannot be a folder: {folder} is a file"
+        raise SamInputError(f"path: expected a file name in a folder, got {str(path)!r}, but {path.parent} {which}.")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise SamInputError(
             f"path: expected a file name not in use, got {str(path)!r}, but {path.name} already exists there. "
             f"Nothing was saved: choose another name, or call {how_to_overwrite} to overwrite."
         )
     return path
+
+
+def _expanded(argument: str, path, expected: str) -> Path:
+    """`path` with a leading ~ or ~user expanded, as a shell would: a SamInputError where it names no home folder."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory"
+        raise SamInputError(f"{argument}: expected {expected}, got {str(path)!r}, whose {Path(path).parts[0]} names "
+                            "no home folder here. Write the path out in full.") from None
 
 
 def _onnx_source(source) -> Path:
@@ -153,7 +168,7 @@ def _onnx_source(source) -> Path:
     import onnx
     from google.protobuf.message import DecodeError
 
-    source = Path(source)
+    source = _expanded("source", source, expected)
     if not source.is_file():
         why = "is a folder" if source.is_dir() else "does not exist"
         raise SamInputError(f"source: expected {expected}, got {str(source)!r}, which {why}.")

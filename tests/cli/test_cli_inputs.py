@@ -196,7 +196,49 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_model_loads(small
     assert (tmp_path / "not_a_folder").read_text() == "a file"
 
 
+# every output is checked before any is written: with --force too, a folder in one output's place writes nothing
+@pytest.mark.parametrize("command, out, folder", [
+    ("segment", "m.png", "m_overlay.png"),
+    ("segment", "m.png", "m.png/"),
+    ("everything", "result", "result/masks.json"),
+    ("everything", "result", "result/overlay.png"),
+    ("export-onnx", "d.onnx", "d_int8.onnx"),
+], ids=["segment's overlay", "segment's mask", "everything's masks.json", "everything's overlay", "export's int8 copy"])
+def test_an_output_that_is_a_folder_is_refused_before_anything_is_written(small_image, tmp_path, capsys, no_model,
+                                                                          command, out, folder):
+    outputs = {"segment": ["m.png", "m_overlay.png"], "everything": ["result/overlay.png", "result/masks.json"],
+               "export-onnx": ["d.onnx", "d_int8.onnx"]}[command]
+    for name in outputs:  # an earlier run's files, which --force may replace, but only all together
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        if name != folder.rstrip("/"):
+            (tmp_path / name).write_text("an earlier result")
+    (tmp_path / folder).mkdir()
+    args = {"segment": [small_image, "--point", "5,5"], "everything": [small_image], "export-onnx": ["--quantize"]}
+    code, _, err = run(capsys, command, *args[command], "--out", str(tmp_path / out), "--force")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --out: "), err
+    assert "is a folder" in err
+    for name in outputs:
+        path = tmp_path / name
+        assert path.is_dir() if name == folder.rstrip("/") else path.read_text() == "an earlier result"
+
+
 # ---- tiny images ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["segment", "everything"])
+def test_an_image_too_thin_for_the_model_is_one_line_and_exit_code_2(tmp_path, capsys, command):
+    # 1 x 300: the small model resizes its long side to 96 pixels, which leaves 0 rows. Known once it is loaded.
+    thin = tmp_path / "thin.png"
+    Image.fromarray(np.zeros((1, 300, 3), np.uint8)).save(thin)
+    prompt = ["--point", "1,0"] if command == "segment" else []
+    out = tmp_path / ("m.png" if command == "segment" else "result")
+    code, _, err = run(capsys, command, str(thin), *prompt, "--model", "tiny", "--device", "cpu", "--out", str(out))
+    assert code == 2, err
+    (line,) = [line for line in err.splitlines() if "error" in line or "Traceback" in line]
+    assert line.startswith("error: IMAGE: expected a long side at most 192 times the short side"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thin.png"]
+
+
 
 
 def test_crops_of_a_one_pixel_image_do_not_crash(tmp_path, capsys):
@@ -216,6 +258,25 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # free once the probe closes: nothing listens there
+
+
+def test_a_cache_folder_from_the_environment_is_named_and_not_needed_by_the_small_model(small_image, tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    monkeypatch.setenv(download.CACHE_ENV, str(a_file))
+    code, _, err = run(capsys, "segment", small_image, "--point", "5,5", "--model", "tiny", "--device", "cpu",
+                       "--out", str(tmp_path / "m.png"))
+    assert code == 0, err  # the bundled model needs no cache: a cache variable it cannot use is no concern of it
+    mirror = f"http://127.0.0.1:{closed_port()}/"
+    message = (f"error: ${download.CACHE_ENV}: expected a folder to keep checkpoints in, got {a_file}, which is a "
+               "file.\n")
+    for args in (["segment", small_image, "--point", "5,5", "--model", "vit_b", "--out", str(tmp_path / "v.png")],
+                 ["download", "vit_b"]):
+        code, _, err = run(capsys, *args, "--mirror", mirror)
+        assert code == 2 and err.endswith(message) and err.count("\n") <= 2, err  # not --cache-dir: it was not given
+    assert a_file.read_text() == "mine" and not (tmp_path / "v.png").exists()
 
 
 def test_a_mirror_that_does_not_answer_gives_one_line_and_exit_code_1(small_image, tmp_path, capsys, monkeypatch):

@@ -95,3 +95,23 @@ def test_a_file_that_is_not_the_published_one_is_refused_and_the_small_model_use
     code, stdout, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--mirror", file_host.url)
     assert code == 0 and "not the published one" in stderr and "small course model" in stdout
     assert not any((clean_env / "cache").glob("*"))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--mirror", "nohost", "--mirror: expected an http:// or https:// URL of a folder that serves the checkpoint "
+                           "files, got 'nohost'."),
+    ("--cache-dir", "notes.txt/cache", "--cache-dir: expected a folder to keep checkpoints in, got notes.txt/cache, "
+                                       "which cannot be created: notes.txt is a file."),
+    ("--timeout", "1e308", "--timeout: expected at most 86400 seconds (a day), got float 1e+308."),
+], ids=["mirror not a url", "cache-dir under a file", "timeout beyond a day"])
+def test_bad_download_options_are_one_line_and_exit_code_2_before_any_request(clean_env, capsys, file_host,
+                                                                              monkeypatch, option, value, message):
+    # the user's mistake, not a network failure: said as such, not covered by the small model's fallback
+    monkeypatch.chdir(clean_env)
+    (clean_env / "notes.txt").write_text("mine")
+    args = {"--mirror": file_host.url, option: value}
+    code, _, stderr = run(capsys, "demo", "--out", "o", *[part for pair in args.items() for part in pair])
+    assert code == 2 and stderr.splitlines()[-1].startswith(f"error: {message}"), stderr
+    assert "small model" not in stderr and file_host.requests == []
+    assert sorted(p.name for p in clean_env.iterdir()) == ["notes.txt"]
+    assert (clean_env / "notes.txt").read_text() == "mine"

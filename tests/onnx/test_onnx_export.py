@@ -208,6 +208,30 @@ def test_bad_arguments_are_named(tiny, tmp_path, kwargs, match):
         export_onnx(model, path, **arguments)
 
 
+def test_a_path_in_a_file_is_named_and_a_tilde_is_expanded(tiny, tmp_path, monkeypatch):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    cases = [
+        (a_file / "sam.onnx",
+         rf"^path: expected a file name in a folder, got '.*sam\.onnx', but {a_file} is a file\.$"),
+        (a_file / "sub" / "sam.onnx", rf"^path: expected a file name in a folder, got '.*sam\.onnx', but {a_file}/sub "
+                                      rf"cannot be a folder: {a_file} is a file\.$"),
+        ("~/missing/sam.onnx", rf"^path: the folder {tmp_path}/missing does not exist\.$"),
+        ("~/notes.txt", rf"^path: expected a file name not in use, got '{a_file}', but notes\.txt already exists"),
+        ("~no_such_user_of_sam_from_scratch/sam.onnx", r"^path: expected a file name for the ONNX model, got "
+         r"'~no_such_user_of_sam_from_scratch/sam\.onnx', whose ~no_such_user_of_sam_from_scratch names no home "
+         r"folder here\. Write the path out in full\.$"),
+    ]
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~ is the user's home folder, as in a shell
+    for path, match in cases:  # all refused before the export: none of them takes seconds
+        with pytest.raises(SamInputError, match=match):
+            export_onnx(tiny, path)
+    with pytest.raises(SamInputError, match=rf"^source: expected an ONNX file .*, got '{tmp_path}/missing\.onnx', "
+                                            r"which does not exist\.$"):
+        quantize_onnx("~/missing.onnx", tmp_path / "int8.onnx")
+    assert a_file.read_text() == "mine" and list(tmp_path.iterdir()) == [a_file]
+
+
 def test_the_default_export_has_the_default_opset(exported):
     import onnx
 

@@ -194,6 +194,58 @@ def test_a_cache_dir_that_is_a_file_is_named_before_any_download(host, fake, tmp
     assert a_file.read_text() == "mine"
 
 
+def test_a_cache_dir_under_a_file_is_named_before_any_download(host, fake, tmp_path, capsys):
+    from sam_from_scratch import from_pretrained
+    from sam_from_scratch.cli import main
+
+    host.files["/" + fake.filename] = GOOD
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    message = (f"cache_dir: expected a folder to keep checkpoints in, got {a_file / 'sub'}, which cannot be created: "
+               f"{a_file} is a file.")
+    with pytest.raises(SamInputError, match=f"^{re.escape(message)}$"):
+        download_checkpoint("fake", cache_dir=a_file / "sub", mirror=host.url, progress=False)
+    with pytest.raises(SamInputError, match=f"^{re.escape(message)}$"):  # as a cache_dir that is the file itself
+        from_pretrained("tiny", cache_dir=a_file / "sub")
+    code = main(["download", "fake", "--cache-dir", str(a_file / "sub"), "--mirror", host.url, "--no-progress"])
+    assert code == 2 and capsys.readouterr().err == f"error: --{message.replace('_', '-', 1)}\n"
+    assert host.requests == [] and a_file.read_text() == "mine" and files_in(tmp_path) == ["notes.txt"]
+
+
+def test_a_tilde_that_names_no_home_folder_is_named_before_any_download(host, fake, tmp_path, monkeypatch):
+    host.files["/" + fake.filename] = GOOD
+    nobody = "~no_such_user_of_sam_from_scratch"
+    with pytest.raises(SamInputError, match=rf"^cache_dir: expected a folder to keep checkpoints in, got "
+                                            rf"'{nobody}/cache', whose {nobody} names no home folder here\. "):
+        download_checkpoint("fake", cache_dir=f"{nobody}/cache", mirror=host.url, progress=False)
+    monkeypatch.setenv(download.CACHE_ENV, f"{nobody}/cache")
+    with pytest.raises(SamInputError, match=rf"^\$SAM_FROM_SCRATCH_CACHE: expected a folder .*, got '{nobody}/cache'"):
+        download_checkpoint("fake", mirror=host.url, progress=False)
+    assert host.requests == []
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~ alone is the user's home folder, as in a shell
+    fetched = download_checkpoint("fake", cache_dir="~/cache", mirror=host.url, progress=False)
+    assert fetched == tmp_path / "cache" / fake.filename
+
+
+def test_a_cache_folder_from_the_environment_is_named_and_checked_only_for_a_download(host, fake, tmp_path,
+                                                                                     monkeypatch):
+    from sam_from_scratch import from_pretrained
+
+    host.files["/" + fake.filename] = GOOD
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    monkeypatch.setenv(download.CACHE_ENV, str(a_file))
+    with pytest.raises(SamInputError, match=rf"^\$SAM_FROM_SCRATCH_CACHE: expected a folder to keep checkpoints in, "
+                                            rf"got {re.escape(str(a_file))}, which is a file\.$"):
+        download_checkpoint("fake", mirror=host.url, progress=False)
+    assert host.requests == [] and a_file.read_text() == "mine"
+    # nothing to download, no cache needed: the variable, like $SAM_FROM_SCRATCH_MIRROR, is no concern of "tiny"
+    assert from_pretrained("tiny", device="cpu") is not None
+    assert find_checkpoint("fake") is None
+    # the argument comes first: a good one is used, whatever the environment says
+    assert download_checkpoint("fake", cache_dir=tmp_path / "c", mirror=host.url, progress=False).read_bytes() == GOOD
+
+
 @pytest.mark.parametrize("arguments, message", [
     ({"name": ["vit_b"]}, r"^name: expected one of .*vit_b.*, got list \['vit_b'\]\.$"),
     ({"cache_dir": 5}, r"^cache_dir: expected a folder \(a str or a path\), or None for the default, got int 5\.$"),
@@ -202,9 +254,11 @@ def test_a_cache_dir_that_is_a_file_is_named_before_any_download(host, fake, tmp
     ({"timeout": -1.0}, r"^timeout: expected a number of seconds > 0, got float -1\.0\.$"),
     ({"timeout": "5"}, r"^timeout: expected a number of seconds > 0, got str '5'\.$"),
     ({"timeout": float("nan")}, r"^timeout: expected a number of seconds > 0, got float nan\.$"),
+    ({"timeout": 1e308}, r"^timeout: expected at most 86400 seconds \(a day\), got float 1e\+308\. "),
+    ({"timeout": 86401}, r"^timeout: expected at most 86400 seconds \(a day\), got int 86401\. "),
     ({"progress": "no"}, r"^progress: expected True or False, got str 'no'\.$"),
 ], ids=["name a list", "cache_dir a number", "cache_dir empty", "timeout 0", "timeout negative", "timeout text",
-        "timeout nan", "progress text"])
+        "timeout nan", "timeout 1e308", "timeout over a day", "progress text"])
 def test_bad_download_arguments_are_named_before_any_download(host, fake, tmp_path, arguments, message):
     host.files["/" + fake.filename] = GOOD
     call = {"name": "fake", "cache_dir": tmp_path, "mirror": host.url, "progress": False, **arguments}
@@ -259,6 +313,7 @@ def test_from_pretrained_checks_a_cache_dir_that_is_a_file_and_takes_good_downlo
     assert from_pretrained("tiny", device="cpu", cache_dir=None, mirror=None) is not None
     assert from_pretrained("tiny", device="cpu", cache_dir=tmp_path / "cache", mirror="https://my.mirror/sam/",
                            progress=False, timeout=3) is not None
+    assert from_pretrained("tiny", device="cpu", timeout=86400) is not None  # a day: the longest timeout taken
     assert list(tmp_path.iterdir()) == [a_file]
 
 
