@@ -284,10 +284,11 @@ def _per_mask(argument: str, value, count: int, ndim: int, kinds: str, expected:
 
 
 def _finite_number(name: str, value) -> float:
+    """`value` as a finite float; else a SamInputError naming `name` (a coordinate: x, y, x0, ...)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}") from None
-    if not np.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number}")
+        number = None
+    if number is None or not np.isfinite(number) or isinstance(value, (bool, np.bool_)):
+        raise input_error(name, "a finite number (pixels)", value)
     return number

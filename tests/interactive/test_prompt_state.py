@@ -1,5 +1,7 @@
 """Specification of PromptState: the prompts, chosen mask and undo/redo history behind the widget."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -196,11 +198,14 @@ def test_the_history_is_bounded():
     assert len(state.points) == 7
 
 
-@pytest.mark.parametrize("bad, error", [(float("nan"), ValueError), (float("inf"), ValueError), ("a", TypeError)])
-def test_points_must_be_finite_numbers(bad, error):
+@pytest.mark.parametrize("bad, shown", [(float("nan"), "float nan"), (float("inf"), "float inf"), ("a", "str 'a'"),
+                                        (None, "NoneType None"), (True, "bool True")])
+def test_points_must_be_finite_numbers(bad, shown):
     state = PromptState()
-    with pytest.raises(error, match="x must be"):
+    with pytest.raises(SamInputError, match=rf"^x: expected a finite number \(pixels\), got {re.escape(shown)}\.$"):
         state.add_point(bad, 1)
+    with pytest.raises(SamInputError, match=r"^y: expected a finite number"):
+        state.add_point(1, bad)
     assert not state.can_undo
 
 
