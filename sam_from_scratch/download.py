@@ -186,7 +186,8 @@ def _check_mirror(argument: str, value) -> None:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:  # e.g. an unclosed [ in the host
         parts = None
-    if parts is None or parts.scheme.lower() not in MIRROR_SCHEMES or not parts.netloc:
+    # (a query or a fragment would end up before the file name that is appended to the folder's URL)
+    if parts is None or parts.scheme.lower() not in MIRROR_SCHEMES or not parts.netloc or parts.query or parts.fragment:
         got = repr(value) if isinstance(value, str) else describe(value)
         raise SamInputError(f"{argument}: expected an http:// or https:// URL of a folder that serves the "
                             f"checkpoint files, got {got}.")

@@ -286,6 +286,10 @@ class ClickSegmenter(WidgetBase):
             raise SamInputError(f"path: expected a file in an existing folder, got {str(path)!r}; "
                                 f"{path.parent} is not a folder.")
         labels_path = path.with_name(path.stem + "_labels.npy")
+        folders = [p.name for p in (path, labels_path) if p.is_dir()]
+        if folders:  # never written over, overwrite or not
+            raise SamInputError(f"path: expected a file name, got {str(path)!r}, but {' and '.join(folders)} "
+                                f"{'is a folder' if len(folders) == 1 else 'are folders'} there. Nothing was saved.")
         existing = [p.name for p in (path, labels_path) if p.exists()]
         if existing and not overwrite:
             raise SamInputError(

@@ -455,6 +455,11 @@ def test_save_png_checks_its_arguments_and_keeps_the_file(segmenter, tmp_path):
     assert mine.read_bytes() == b"my own photo" and not (tmp_path / "keep_labels.npy").exists()
     with pytest.raises(SamInputError, match=r"^path: expected a file name ending in \.png, got NoneType None\.$"):
         segmenter.save_png(None)
+    (tmp_path / "folder.png").mkdir()  # gave an IsADirectoryError, with overwrite=True
+    with pytest.raises(SamInputError, match=r"^path: expected a file name, got '.*folder\.png', but folder\.png is a "
+                                            r"folder there\. Nothing was saved\.$"):
+        segmenter.save_png(tmp_path / "folder.png", overwrite=True)
+    assert not (tmp_path / "folder_labels.npy").exists()
 
 
 def test_an_unknown_model_name_is_reported_as_the_widgets_model_argument(scene):

@@ -285,12 +285,14 @@ def test_from_pretrained_refuses_a_misspelt_download_argument(tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     ({"mirror": "not a url"}, r"^mirror: expected an http:// or https:// URL .*, got 'not a url'\.$"),
+    ({"mirror": "http://example.org/sam/?token=1"}, r"^mirror: expected an http:// or https:// URL .*, got 'http://example\.org/sam/\?token=1'\.$"),
     ({"timeout": -5}, r"^timeout: expected a number of seconds > 0, got int -5\.$"),
     ({"cache_dir": 5}, r"^cache_dir: expected a folder \(a str or a path\), or None for the default, got int 5\.$"),
     ({"cache_dir": ""}, r"^cache_dir: expected a folder .*, got str ''\.$"),
     ({"progress": "no"}, r"^progress: expected True or False, got str 'no'\.$"),
     ({"mirror": "not a url", "timeout": -5, "cache_dir": 5}, r"^timeout: expected a number of seconds > 0"),
-], ids=["mirror not a url", "timeout negative", "cache_dir a number", "cache_dir empty", "progress text", "all three"])
+], ids=["mirror not a url", "mirror with a query", "timeout negative", "cache_dir a number", "cache_dir empty",
+        "progress text", "all three"])
 @pytest.mark.parametrize("which", ["tiny", "a path"])
 def test_from_pretrained_checks_download_arguments_whatever_the_name(arguments, message, which):
     from sam_from_scratch import from_pretrained
