@@ -62,7 +62,7 @@ def _takes_two_arguments(function) -> bool:
     except TypeError:
         return False
     except ValueError:  # no signature to read (some builtins): let the call tell
-        return True
+        pass
     return True
 
 
@@ -326,14 +326,13 @@ class SamAutomaticMaskGenerator:
 
     def _check_crops_resizable(self, image: np.ndarray, crop_boxes, layer_idxs) -> None:
         """Every crop is resized to the model's input size like an image: a crop so thin that its short side
-        would become 0 pixels is refused up front (the whole image by the predictor's check, naming `image`;
+        would become 0 pixels is refused up front (the whole image as the predictor refuses it, naming `image`;
         a smaller crop naming `crop_n_layers`)."""
         transform = self.predictor.transform
+        transform.resized_shape(image, *image.shape[:2])
         for (x0, y0, x1, y1), layer in zip(crop_boxes, layer_idxs):
             if min(transform.get_preprocess_shape(y1 - y0, x1 - x0, transform.target_length)) > 0:
                 continue
-            if layer == 0:
-                self.predictor._check_resizable(image)
             raise SamInputError(
                 f"crop_n_layers: expected crops that resizing to a long side of {transform.target_length} pixels "
                 f"leaves at least one pixel across, got crop_n_layers={self.crop_n_layers}, whose layer-{layer} crops "

@@ -146,7 +146,6 @@ class SamPredictor:
         """
         check_choice("image_format", image_format, ("RGB", "BGR"))
         image = as_rgb_uint8(image)
-        self._check_resizable(image)
         if image_format != self.model.image_format:
             image = image[..., ::-1]  # reverse the channel order
         input_image = self.transform.apply_image(image)  # (h, w, 3), longest side = img_size
@@ -191,19 +190,6 @@ class SamPredictor:
         if dtype == (float_dtype(self.model.image_encoder)):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
-
-    def _check_resizable(self, image: np.ndarray) -> None:
-        """The long side is resized to img_size: a very thin image would keep a short side of 0 pixels."""
-        h, w = image.shape[:2]
-        target = self.transform.target_length
-        if min(self.transform.get_preprocess_shape(h, w, target)) == 0:
-            raise input_error(
-                "image",
-                f"a long side at most {2 * target} times the short side (resized to a long side of {target} "
-                f"pixels, this one would be 0 pixels {'high' if h < w else 'wide'})",
-                image,
-                "Pad it, or cut it into shorter pieces.",
-            )
 
     def get_image_embedding(self) -> torch.Tensor:
         """The embedding of the current image, (1, C, h, w): C=256 and h=w=64 for the official models."""

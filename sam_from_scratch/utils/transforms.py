@@ -55,7 +55,7 @@ class ResizeLongestSide:
         resizing the RGB picture in one go).
         """
         _check_image(image)
-        newh, neww = self._resized_shape(image, image.shape[0], image.shape[1])
+        newh, neww = self.resized_shape(image, image.shape[0], image.shape[1])
         channels = image[:, :, None] if image.ndim == 2 else image
         resized = [
             np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c])).resize((neww, newh), Image.BILINEAR))
@@ -81,11 +81,12 @@ class ResizeLongestSide:
             raise input_error("image", "a tensor of shape (B, C, H, W) with at most 4 channels", image, hint)
         if not (image.is_floating_point() or image.dtype == torch.uint8):
             raise input_error("image", "a floating-point (or uint8) tensor", image)
-        newh, neww = self._resized_shape(image, image.shape[-2], image.shape[-1])
+        newh, neww = self.resized_shape(image, image.shape[-2], image.shape[-1])
         return F.interpolate(image, (newh, neww), mode="bilinear", align_corners=False, antialias=True)
 
-    def _resized_shape(self, image, h: int, w: int) -> Tuple[int, int]:
-        """get_preprocess_shape, for an image that must keep at least one pixel across."""
+    def resized_shape(self, image, h: int, w: int) -> Tuple[int, int]:
+        """get_preprocess_shape of `image`'s (h, w), refusing (naming `image`) one so thin that resizing would
+        leave it 0 pixels across. The predictor and the mask generator check images with it before any model work."""
         newh, neww = self.get_preprocess_shape(h, w, self.target_length)
         if min(newh, neww) == 0:
             raise input_error(
