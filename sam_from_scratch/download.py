@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import SamInputError, check_switch, describe, input_error, is_number
+from .errors import SamInputError, check_switch, describe, expand_user, input_error, is_number
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 MIRROR_SCHEMES = ("http", "https")  # what the downloader (pooch's HTTPDownloader, through requests) fetches
 CACHE_ENV = "SAM_FROM_SCRATCH_CACHE"
 MIRROR_ENV = "SAM_FROM_SCRATCH_MIRROR"
 DEFAULT_CACHE_DIR = Path("~/.cache/sam_from_scratch")
+CACHE_EXPECTED = "a folder to keep checkpoints in"
 # The longest `timeout` taken: a day is far beyond any host worth waiting for, and a larger number (1e308) would
 # overflow inside the socket layer and be reported as a failed download.
 MAX_TIMEOUT_S = 86400.0
@@ -136,16 +137,9 @@ def _cache(cache_dir) -> tuple[str, Path]:
         raise input_error("cache_dir", "a folder (a str or a path), or None for the default", cache_dir)
     for argument, value in (("cache_dir", cache_dir), (f"${CACHE_ENV}", os.environ.get(CACHE_ENV))):
         if value is not None and str(value) != "":  # an empty variable means the default
-            return argument, _expanded(argument, value)
-    return "cache_dir", _expanded("cache_dir", DEFAULT_CACHE_DIR, f" Pass cache_dir, or set ${CACHE_ENV}.")
-
-
-def _expanded(argument: str, value, hint: str = " Write the folder out in full.") -> Path:
-    try:
-        return Path(value).expanduser()
-    except RuntimeError:  # pathlib's "Could not determine home directory": ~user of no user, or no $HOME
-        raise SamInputError(f"{argument}: expected a folder to keep checkpoints in, got {str(value)!r}, whose "
-                            f"{Path(value).parts[0]} names no home folder here.{hint}") from None
+            return argument, expand_user(argument, value, CACHE_EXPECTED, " Write the folder out in full.")
+    return "cache_dir", expand_user("cache_dir", DEFAULT_CACHE_DIR, CACHE_EXPECTED,
+                                    f" Pass cache_dir, or set ${CACHE_ENV}.")
 
 
 def _checked_cache_folder(cache_dir) -> Path:

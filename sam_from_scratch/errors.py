@@ -97,3 +97,15 @@ def check_switch(argument: str, value) -> None:
 
     if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1))):
         raise input_error(argument, "True or False", value)
+
+
+def expand_user(argument: str, value, expected: str, hint: str = " Write the path out in full."):
+    """`value` as a Path with a leading ~ or ~user expanded, as a shell would; a SamInputError naming `argument`
+    where the ~ names no home folder here (pathlib's own error is a RuntimeError)."""
+    from pathlib import Path
+
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # "Could not determine home directory": ~user of no user, or no $HOME
+        raise SamInputError(f"{argument}: expected {expected}, got {str(value)!r}, whose {Path(value).parts[0]} "
+                            f"names no home folder here.{hint}") from None

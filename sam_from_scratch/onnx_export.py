@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SamInputError, check_switch, input_error, is_int
+from .errors import SamInputError, check_switch, expand_user, input_error, is_int
 from .modeling.sam import Sam
 from .utils.checks import check_path
 from .utils.onnx import SamOnnxModel
@@ -133,7 +133,7 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
     `overwrite` (`how_to_overwrite` is the call that says so, for the message)."""
     if not isinstance(path, (str, os.PathLike)) or str(path) == "":
         raise SamInputError(f"path: expected a file name for the ONNX model (e.g. 'sam.onnx'), got {path!r:.60}.")
-    path = _expanded("path", path, "a file name for the ONNX model")
+    path = expand_user("path", path, "a file name for the ONNX model")
     if path.is_dir():
         raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
     if not path.parent.is_dir():
@@ -152,15 +152,6 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
     return path
 
 
-def _expanded(argument: str, path, expected: str) -> Path:
-    """`path` with a leading ~ or ~user expanded, as a shell would: a SamInputError where it names no home folder."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError:  # pathlib's "Could not determine home directory"
-        raise SamInputError(f"{argument}: expected {expected}, got {str(path)!r}, whose {Path(path).parts[0]} names "
-                            "no home folder here. Write the path out in full.") from None
-
-
 def _onnx_source(source) -> Path:
     """`source` as a Path to an ONNX model that onnx can read (the file quantize_onnx starts from)."""
     expected = "an ONNX file written by export_onnx"
@@ -168,7 +159,7 @@ def _onnx_source(source) -> Path:
     import onnx
     from google.protobuf.message import DecodeError
 
-    source = _expanded("source", source, expected)
+    source = expand_user("source", source, expected)
     if not source.is_file():
         why = "is a folder" if source.is_dir() else "does not exist"
         raise SamInputError(f"source: expected {expected}, got {str(source)!r}, which {why}.")
