@@ -23,7 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import SamInputError, check_box_corners, renamed
+from .errors import SamInputError, check_box_corners, nearest_existing, renamed
 
 PROG = "sam-from-scratch"  # the console script; `python -m sam_from_scratch` passes its own name
 
@@ -850,9 +850,7 @@ def _check_out_folder(folder: Path, option: str) -> None:
     """Refuse, before any work, an output folder that is a file or cannot be created."""
     import os
 
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(folder.absolute())
     if not existing.is_dir():
         what = "is a file" if existing == folder.absolute() else f"cannot be created: {existing} is a file"
         raise CliError(f"{option}: {folder} {what}; give a folder", code=2)

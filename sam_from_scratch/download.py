@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import SamInputError, check_switch, describe, expand_user, input_error, is_number
+from .errors import SamInputError, check_switch, describe, expand_user, input_error, is_number, nearest_existing
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 MIRROR_SCHEMES = ("http", "https")  # what the downloader (pooch's HTTPDownloader, through requests) fetches
@@ -146,9 +146,7 @@ def _checked_cache_folder(cache_dir) -> Path:
     """The cache folder, refused unless it is a folder or can be made one: a SamInputError naming where it was
     given (the argument, or $SAM_FROM_SCRATCH_CACHE)."""
     argument, folder = _cache(cache_dir)
-    existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         why = "which is a file" if existing == folder else f"which cannot be created: {existing} is a file"
         raise SamInputError(f"{argument}: expected a folder to keep checkpoints in, got {folder}, {why}.")

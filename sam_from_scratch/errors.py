@@ -109,3 +109,11 @@ def expand_user(argument: str, value, expected: str, hint: str = " Write the pat
     except RuntimeError:  # "Could not determine home directory": ~user of no user, or no $HOME
         raise SamInputError(f"{argument}: expected {expected}, got {str(value)!r}, whose {Path(value).parts[0]} "
                             f"names no home folder here.{hint}") from None
+
+
+def nearest_existing(path):
+    """The longest leading part of the Path `path` that exists (`path` itself if it does): the folder a missing
+    one would be created in, or the file that stands in the way of creating it."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path

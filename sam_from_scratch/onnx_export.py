@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SamInputError, check_switch, expand_user, input_error, is_int
+from .errors import SamInputError, check_switch, expand_user, input_error, is_int, nearest_existing
 from .modeling.sam import Sam
 from .utils.checks import check_path
 from .utils.onnx import SamOnnxModel
@@ -137,9 +137,7 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
     if path.is_dir():
         raise SamInputError(f"path: expected a file name for the ONNX model, got {path}, which is a folder.")
     if not path.parent.is_dir():
-        folder = path.parent
-        while not folder.exists() and folder.parent != folder:  # the nearest part of the path that is there
-            folder = folder.parent
+        folder = nearest_existing(path.parent)
         if folder.is_dir():
             raise SamInputError(f"path: the folder {path.parent} does not exist.")
         which = "is a file" if folder == path.parent else f"cannot be a folder: {folder} is a file"
