@@ -389,9 +389,11 @@ def _load_trained(cfg: TrainConfig, model_config: SamConfig, work_dir: str | os.
 
 
 def _read_log(path: Path, before: int) -> list[dict]:
-    """The rows of a loss log with step < `before`, as dicts of floats."""
+    """The rows of a loss log with step < `before`: the step an int, the rest floats (a log rewritten by an
+    older version may hold the step as "10.0")."""
     with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(row["step"]) < before]
+        rows = [{k: int(float(v)) if k == "step" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [row for row in rows if row["step"] < before]
 
 
 def _jsonable(data):

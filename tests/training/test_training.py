@@ -195,6 +195,10 @@ def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, mo
 
     resumed, log = train(QUICK, "micro", scenes, work_dir=tmp_path / "b", progress=False)
     assert [row["step"] for row in log] == [0, 1, 2, 3]
+    # The kept rows are written back as they were: steps as integers, so that the log reads the same and a
+    # run resumed again can read it.
+    kept = [line.split(",")[0] for line in (tmp_path / "b" / "loss_log.csv").read_text().splitlines()[1:]]
+    assert kept == ["0", "1", "2", "3"]
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 
