@@ -447,7 +447,8 @@ def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, de
     hs, src = self.transformer(src, image_pe.expand(B, -1, -1, -1), tokens)
     mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
     upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))  # (B, C/8, 4h, 4w)
-    hyper_in = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)
+    hyper_in = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+                           1)  # (B, 4, C/8)
     b, c, h, w = upscaled.shape
     masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)  # (B, 4, 4h, 4w)
     return masks, self.iou_prediction_head(hs[:, 0, :])  # masks and IoUs (B, 4)
