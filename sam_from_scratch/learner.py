@@ -188,9 +188,9 @@ def window_unpartition(windows, window_size, padded_hw, hw):
     (Hp, Wp), (H, W) = padded_hw, hw
     nH, nW = Hp // window_size, Wp // window_size
     B = windows.shape[0] // (nH * nW)
-    x = windows.reshape(B, nH, nW, window_size, window_size, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, -1)  # (B, nH, ws, nW, ws, C) -> (B, Hp, Wp, C)
-    return x[:, :H, :W, :]
+    x = windows.reshape(B, nH, nW, window_size, window_size, -1)  # (B*nH*nW, ws, ws, C) -> (B, nH, nW, ws, ws, C)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, -1)  # -> (B, nH, ws, nW, ws, C) -> (B, Hp, Wp, C)
+    return x[:, :H, :W, :]  # drop the padding: (B, H, W, C)
 
 
 def get_rel_pos(q_size, k_size, rel_pos):
@@ -242,7 +242,7 @@ class Attention(nn.Module):
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, nh, HW, C')
         q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)  # each (B*nh, HW, C')
         attn = (q * self.scale) @ k.transpose(-2, -1)  # (B*nh, HW, HW)
-        if self.use_rel_pos:
+        if self.use_rel_pos:  # the bias takes the unscaled q, as in the formula of section 5
             attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
         attn = attn.softmax(dim=-1)
         x = (attn @ v).reshape(B, self.num_heads, H, W, -1)  # (B, nh, H, W, C')
@@ -470,6 +470,7 @@ class Sam(nn.Module):
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+        # (3,) -> (3, 1, 1): broadcasts over an image (3, H, W)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
 
@@ -492,7 +493,7 @@ def postprocess_masks(self, masks, input_size, original_size):
     """Logits (B, M, 4h, 4w), M masks per prompt -> logits (B, M, H0, W0) at the original image size."""
     size = self.image_encoder.img_size
     masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)  # (B, M, S, S)
-    masks = masks[..., : input_size[0], : input_size[1]]  # drop the padding
+    masks = masks[..., : input_size[0], : input_size[1]]  # drop the padding: (B, M, h, w)
     return F.interpolate(masks, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
 
 Sam.postprocess_masks = postprocess_masks
@@ -507,7 +508,7 @@ def sam_forward(self, batched_input, multimask_output):
         points = (record["point_coords"], record["point_labels"]) if "point_coords" in record else None
         sparse, dense = self.prompt_encoder(points=points, boxes=record.get("boxes"), masks=record.get("mask_inputs"))
         low_res, iou = self.mask_decoder(embedding[None], self.prompt_encoder.get_dense_pe(), sparse, dense,
-                                         multimask_output)
+                                         multimask_output)  # embedding[None]: (1, C, h, w), shared by the prompts
         masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
         outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
     return outputs
@@ -523,6 +524,7 @@ def build_sam(config):
         depth=config.encoder_depth, num_heads=config.encoder_num_heads, window_size=config.window_size,
         global_attn_indexes=config.encoder_global_attn_indexes, out_chans=config.prompt_embed_dim,
         mlp_ratio=config.mlp_ratio)
+    # PromptEncoder(embed_dim, image_embedding_size, input_image_size, mask_in_chans), from notebook 04
     prompt_encoder = PromptEncoder(config.prompt_embed_dim, (grid, grid), (config.image_size, config.image_size),
                                    config.mask_in_chans)
     transformer = TwoWayTransformer(config.decoder_depth, config.prompt_embed_dim, config.decoder_num_heads,
