@@ -68,7 +68,7 @@ def embed_points(encoder, coords, labels, pad):
     coords = coords + 0.5                                          # pixel corner -> pixel centre
     if pad:
         coords, labels = add_padding_point(coords, labels)
-    tokens = encoder.pe_layer.forward_with_coords(coords, encoder.input_image_size)   # (B, N, embed_dim)
+    tokens = encoder.pe_layer.forward_with_coords(coords, encoder.input_image_size)   # (B, N [+ 1], embed_dim)
     kind = labels[..., None]                                       # (B, N, 1): broadcasts over channels
     tokens = torch.where(kind == -1, encoder.not_a_point_embed.weight, tokens)
     tokens = tokens + (kind == 0) * encoder.point_embeddings[0].weight
@@ -125,6 +125,7 @@ class LayerNorm2d(nn.Module):
 def no_mask_dense(encoder, batch):
     """-> (batch, embed_dim, h, w): the encoder's no_mask_embed at every position of its grid."""
     grid_size = encoder.image_embedding_size
+    # (1, embed_dim) -> (1, embed_dim, 1, 1) -> (batch, embed_dim, h, w), without a copy
     return encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, *grid_size)
 
 
@@ -136,7 +137,7 @@ class PromptEncoder(nn.Module):
         self.embed_dim, self.input_image_size = embed_dim, input_image_size
         self.image_embedding_size = image_embedding_size  # (h, w)
         self.mask_input_size = (4 * image_embedding_size[0], 4 * image_embedding_size[1])
-        self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
+        self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)  # F = embed_dim // 2: sin and cos give embed_dim
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))  # -, +, 2 corners
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         c = mask_in_chans
