@@ -28,9 +28,9 @@ def fourier_features(coords01, gaussian_matrix):
 def dense_positional_encoding(gaussian_matrix, size):
     """The code of every cell centre of an (h, w) grid: (2F, h, w), channels first like an image embedding."""
     ones = torch.ones(size, device=gaussian_matrix.device, dtype=gaussian_matrix.dtype)
-    y_embed = (ones.cumsum(dim=0) - 0.5) / size[0]
-    x_embed = (ones.cumsum(dim=1) - 0.5) / size[1]
-    codes = fourier_features(torch.stack([x_embed, y_embed], dim=-1), gaussian_matrix)   # (h, w, 2F)
+    y_embed = (ones.cumsum(dim=0) - 0.5) / size[0]   # (h, w): row centres in [0, 1]
+    x_embed = (ones.cumsum(dim=1) - 0.5) / size[1]   # (h, w): column centres in [0, 1]
+    codes = fourier_features(torch.stack([x_embed, y_embed], dim=-1), gaussian_matrix)   # (h, w, 2) in (x, y) order -> (h, w, 2F)
     return codes.permute(2, 0, 1)                                                          # (2F, h, w)
 
 
