@@ -567,9 +567,11 @@ def predict(self, point_coords=None, point_labels=None, box=None, mask_input=Non
         raise RuntimeError("predict: no image is embedded yet; call set_image(image) first")
     device = self.model.device
     points = None
-    if point_coords is not None:
+    if point_coords is not None:  # a batch of one prompt: coords (1, N, 2), labels (1, N)
         points = (self.to_input_frame(point_coords)[None], torch.as_tensor(point_labels, device=device)[None])
+    # a box is two corners (x, y), scaled like points: (4,) -> (2, 2) -> (1, 4)
     boxes = None if box is None else self.to_input_frame(np.reshape(box, (2, 2))).reshape(1, 4)
+    # (1, 4g, 4g) -> (1, 1, 4g, 4g): a batch of one mask prompt, one channel
     masks = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float32, device=device)[None]
     with torch.no_grad():
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
