@@ -47,7 +47,7 @@ from .scenes import TRAIN_SEED, SceneConfig, make_scene
 class TrainConfig:
     """The recipe of the bundled tiny model (change `steps` for a quick demo)."""
 
-    steps: int = 10800
+    steps: int = 21600
     images_per_step: int = 16  # split between the workers
     prompts_per_image: int = 4
     clicks: int = 2  # rounds per prompt: the first prompt, then clicks - 1 corrective clicks

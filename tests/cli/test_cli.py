@@ -353,7 +353,7 @@ def test_train_tiny_writes_to_a_run_folder_by_default(train_tiny_calls, capsys):
     assert code == 0
     ((out, kwargs),) = train_tiny_calls
     assert out == Path("runs/train-tiny")
-    assert kwargs == dict(steps=10800, seed=0, workers=2, threads=2, work_dir=Path("runs/train-tiny/state"),
+    assert kwargs == dict(steps=21600, seed=0, workers=2, threads=2, work_dir=Path("runs/train-tiny/state"),
                           fresh=False, eval_scenes=300, eval_only=False, progress=True)
 
 

@@ -59,11 +59,6 @@ def test_the_card_describes_config_seed_steps_time_and_figures(card):
 
 # The small model's quality targets, on the 300 held-out scenes of its card (at the scenes' own resolution).
 # The card's figures are checked against a fresh measurement below, so they cannot drift from the model.
-# Targets the shipped model does not reach yet are strict expected failures: the day a better checkpoint
-# meets one, its test turns red until the marker is removed.
-NOT_YET_MET = pytest.mark.xfail(
-    strict=True, reason="the bundled small model is below this target (see sam_from_scratch/data/tiny/card.json)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +75,10 @@ def test_the_best_of_three_masks_for_one_click_is_better_still(card_figures):
     assert card_figures["single_click_best_of_3_miou"] >= 0.80
 
 
-@NOT_YET_MET
 def test_three_clicks_give_a_very_good_mask(card_figures):
     assert card_figures["three_clicks_miou"] >= 0.85
 
 
-@NOT_YET_MET
 def test_a_box_gives_a_very_good_mask(card_figures):
     assert card_figures["box_miou"] >= 0.88
 
