@@ -218,7 +218,8 @@ class SamAutomaticMaskGenerator:
 
     def _warn_when_the_filters_suit_another_model(self) -> None:
         """The bundled small model rates its masks far lower than Meta's models, so the official filters (the
-        defaults) keep none of them: say which filters its card recommends instead of returning nothing silently."""
+        defaults) keep few of them, often none: then say which filters its card recommends instead of returning
+        nothing silently."""
         from .config import guess_variant
 
         in_use = {name: getattr(self, name) for name in OFFICIAL_FILTERS}
@@ -513,7 +514,7 @@ def generator_filters(model, pred_iou_thresh: Optional[float] = None,
     """The quality filters to use with `model`, and a sentence saying why when they are not the official ones.
 
     Meta's models get the official defaults. The small model rates its masks far lower, so the official
-    thresholds keep none of them; without thresholds from the user it gets those recommended on its card.
+    thresholds keep few of them, often none; without thresholds from the user it gets those recommended on its card.
     A threshold the user sets always wins. The command line and the explorer widget choose with this.
     """
     import json
