@@ -1,4 +1,4 @@
-"""Where does the small model go wrong? (An experiment, not a test: the figures of EXPERIMENTS.md's "Where the error is".)
+"""Where does the small model go wrong? (An experiment, not a test: EXPERIMENTS.md's "Where the error is".)
 
 For every instance of the model card's held-out scenes, the model gets the instance's tight box (as the card's
 box_miou does) and its mask is compared with the truth:

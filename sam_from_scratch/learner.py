@@ -30,7 +30,7 @@ def dense_positional_encoding(gaussian_matrix, size):
     ones = torch.ones(size, device=gaussian_matrix.device, dtype=gaussian_matrix.dtype)
     y_embed = (ones.cumsum(dim=0) - 0.5) / size[0]   # (h, w): row centres in [0, 1]
     x_embed = (ones.cumsum(dim=1) - 0.5) / size[1]   # (h, w): column centres in [0, 1]
-    codes = fourier_features(torch.stack([x_embed, y_embed], dim=-1), gaussian_matrix)   # (h, w, 2) in (x, y) order -> (h, w, 2F)
+    codes = fourier_features(torch.stack([x_embed, y_embed], dim=-1), gaussian_matrix)   # (x, y) -> (h, w, 2F)
     return codes.permute(2, 0, 1)                                                          # (2F, h, w)
 
 

@@ -208,8 +208,8 @@ def test_generator_with_the_examples_crop_settings(small_models, monkeypatch):
 
 
 def test_where_no_crop_keeps_a_mask_the_official_generator_fails_and_ours_answers(small_models):
-    # On a grey picture Meta's default filters keep none of the small model's masks, in any crop. The official generator then
-    # computes crop-box areas on an empty (0,) column and raises IndexError; the answer is "no masks".
+    # On a grey picture Meta's default filters keep none of the small model's masks, in any crop. The official
+    # generator then computes crop-box areas on an empty (0,) column and raises IndexError; the answer is "no masks".
     ours_model, official_model = small_models
     settings = dict(points_per_side=8, crop_n_layers=1)
     image = blank()
