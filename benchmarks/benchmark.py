@@ -686,7 +686,7 @@ def bench_gpu(table, args):
                 table.add(f"GPU {variant} batch {batch}: ours compiled vs segment-anything-fast",
                           f"{peer_rate:.2f} img/s", f"{ours_rate:.2f} img/s", f"{ours_rate / peer_rate:.2f}x",
                           "ahead (> 1.0x)", ours_rate > peer_rate)
-        del official, ours, ours_bf16, compiled, peer
+        official = ours = ours_bf16 = compiled = peer = None  # free this variant's GPU memory before the next
         torch.cuda.empty_cache()
 
 

@@ -33,8 +33,8 @@ STATE_FILES = ("state.pt", "loss_log.csv")  # what `train` writes into work_dir
 CARD_COMMAND = "python -m sam_from_scratch train-tiny"  # how every card of ours records its command
 # The automatic mask generator's filters for this model (notebook 10): it rates its masks far lower than Meta's
 # models, so the official 0.88 / 0.95 keep few masks, often none. The command line uses these when the small
-# model runs.
-GENERATOR_SETTINGS = {"pred_iou_thresh": 0.3, "stability_score_offset": 0.1, "stability_score_thresh": 0.8}
+# model runs. Chosen on held-out scenes with benchmarks/tiny_generator_filters.py (EXPERIMENTS.md).
+GENERATOR_SETTINGS = {"pred_iou_thresh": 0.5, "stability_score_offset": 0.1, "stability_score_thresh": 0.9}
 
 
 def write_card(path: str | os.PathLike, model_name: str, cfg: TrainConfig, figures: dict, seconds: dict) -> dict:

@@ -250,7 +250,7 @@ def print_agreement_figures():
     "kwargs",
     [
         # the small model is unconfident (logits rarely above 1): notebook 10's settings for it
-        dict(points_per_side=16, pred_iou_thresh=0.3, stability_score_offset=0.1, stability_score_thresh=0.8),
+        dict(points_per_side=16, pred_iou_thresh=0.5, stability_score_offset=0.1, stability_score_thresh=0.9),
         dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
     ],
     ids=["filters for the small model", "every mask"],
@@ -282,7 +282,7 @@ def test_the_small_model_under_the_official_filters_says_which_filters_suit_it(s
 
     model = from_pretrained("tiny", device="cpu")
     image = scene_images["landscape"]
-    card_filters = r"pred_iou_thresh=0\.3, stability_score_thresh=0\.8, stability_score_offset=0\.1"
+    card_filters = r"pred_iou_thresh=0\.5, stability_score_thresh=0\.9, stability_score_offset=0\.1"
     with pytest.warns(UserWarning, match=card_filters) as caught:
         assert SamAutomaticMaskGenerator(model, points_per_side=8).generate(image) == []
     assert caught[0].filename == __file__  # the warning points at the call to generate

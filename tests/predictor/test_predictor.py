@@ -350,6 +350,7 @@ def test_cuda_gives_the_cpu_results(official_tiny_random, image, predictor, low_
     for kwargs in prompt_cases(low_res).values():
         (masks, iou, low), (cpu_masks, cpu_iou, cpu_low) = gpu.predict(**kwargs), predictor.predict(**kwargs)
         assert ((masks > 0) == (cpu_masks > 0)).mean() >= 0.999
+        assert ((low > 0) == (cpu_low > 0)).mean() >= 0.999
         np.testing.assert_allclose(iou, cpu_iou, atol=1e-3)
     everything = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
     records = SamAutomaticMaskGenerator(gpu_model, **everything).generate(image)
