@@ -514,24 +514,31 @@ def generator_filters(model, pred_iou_thresh: Optional[float] = None,
     """The quality filters to use with `model`, and a sentence saying why when they are not the official ones.
 
     Meta's models get the official defaults. The small model rates its masks far lower, so the official
-    thresholds keep few of them, often none; without thresholds from the user it gets those recommended on its card.
-    A threshold the user sets always wins. The command line and the explorer widget choose with this.
+    thresholds keep few of them, often none: it starts from the filters recommended on its card, including the
+    stability offset that suits its logits. A threshold the user sets replaces its own value only. The command
+    line and the explorer widget choose with this.
     """
     import json
 
     from .config import TINY_CHECKPOINT, guess_variant
 
     settings, note = dict(OFFICIAL_FILTERS), None
-    if pred_iou_thresh is None and stability_score_thresh is None and guess_variant(model.state_dict()) == "tiny":
+    given = {"pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh}
+    if guess_variant(model.state_dict()) == "tiny":
         card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())
         settings.update(card["generator_settings"])
-        note = ("the small model rates its masks lower than Meta's: using its card's filters (predicted IoU > "
-                f"{settings['pred_iou_thresh']}, stability >= {settings['stability_score_thresh']} at offset "
-                f"{settings['stability_score_offset']})")
-    if pred_iou_thresh is not None:
-        settings["pred_iou_thresh"] = pred_iou_thresh
-    if stability_score_thresh is not None:
-        settings["stability_score_thresh"] = stability_score_thresh
+        p, s, o = (settings[name] for name in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset"))
+        if pred_iou_thresh is None and stability_score_thresh is None:
+            mixed = f"using its card's filters (predicted IoU > {p}, stability >= {s} at offset {o})"
+        elif stability_score_thresh is None:
+            mixed = f"your predicted IoU > {pred_iou_thresh} with its card's stability >= {s} at offset {o}"
+        elif pred_iou_thresh is None:
+            mixed = (f"your stability >= {stability_score_thresh} at its card's offset {o}, with its card's "
+                     f"predicted IoU > {p}")
+        else:
+            mixed = f"your thresholds, with the stability scores at its card's offset {o}"
+        note = f"the small model rates its masks lower than Meta's: {mixed}"
+    settings.update({name: value for name, value in given.items() if value is not None})
     return settings, note
 
 

@@ -37,8 +37,9 @@ class AutomaticMaskExplorer(WidgetBase):
     Give one of records, generator and model (with its generator_kwargs); pred_iou_thresh and
     stability_score_thresh: None or in [0, 1].
 
-    The sliders start at the official thresholds, or, for the small course model when none are given, at those
-    its card recommends (``generator_filters``); the status line says which.
+    The sliders start at the official thresholds, or, for the small course model, at those its card recommends
+    where none is given (``generator_filters``; its stability scores use the card's offset); the status line
+    says which.
     """
 
     def __init__(self, image, records: Optional[Sequence[dict]] = None, *, generator=None, model=None,

@@ -274,6 +274,30 @@ def _official_copy_of(model):
     return official.eval()
 
 
+@pytest.mark.parametrize(
+    "given, from_user, note",
+    [
+        ({}, {}, "using its card's filters (predicted IoU > {p}, stability >= {s} at offset {o})"),
+        ({"pred_iou_thresh": 0.2}, {"pred_iou_thresh": 0.2}, "your predicted IoU > 0.2 with its card's stability >= {s}"),
+        ({"stability_score_thresh": 0.7}, {"stability_score_thresh": 0.7}, "your stability >= 0.7 at its card's offset {o}"),
+        ({"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}, {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95},
+         "your thresholds, with the stability scores at its card's offset {o}"),
+    ],
+    ids=["none given", "predicted IoU given", "stability given", "both given"],
+)
+def test_the_small_model_keeps_its_cards_filters_where_the_user_sets_none(stand_in, given, from_user, note):
+    """A threshold the user sets replaces that threshold only; the small model's stability offset stays its card's
+    (its logits stay near 0: at Meta's offset 1.0 nearly every mask would score 0)."""
+    from sam_from_scratch.automatic_mask_generator import OFFICIAL_FILTERS, generator_filters
+
+    card = json.loads((TINY_CHECKPOINT.parent / "card.json").read_text())["generator_settings"]
+    settings, said = generator_filters(from_pretrained("tiny", device="cpu"), **given)
+    assert settings == {**card, **from_user}
+    p, s, o = card["pred_iou_thresh"], card["stability_score_thresh"], card["stability_score_offset"]
+    assert note.format(p=p, s=s, o=o) in said
+    assert generator_filters(stand_in, **given) == ({**OFFICIAL_FILTERS, **from_user}, None)  # not the small model
+
+
 def test_the_small_model_under_the_official_filters_says_which_filters_suit_it(scene_images):
     """The defaults keep none of the small model's masks: the generator says so and names its card's filters;
     with those filters it finds masks and says nothing. Records stay the official ones either way (a warning,

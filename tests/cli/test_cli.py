@@ -200,9 +200,14 @@ def test_everything_with_the_small_model_uses_the_filters_of_its_card(tmp_path, 
     with pytest.warns(UserWarning, match="card recommends"):
         assert SamAutomaticMaskGenerator(from_pretrained("tiny", device="cpu"), points_per_side=8).generate(scene.image) == []
 
+    # A threshold the user sets replaces its own value only: the stability filter and its offset stay the card's.
     code, err = run_in_process(capsys, "everything", str(tmp_path / "scene.png"), "--model", "tiny", "--device", "cpu",
-                               "--points-per-side", "8", "--pred-iou-thresh", "0.5", "--out", str(tmp_path / "own"))
-    assert code == 0 and "card" not in err  # what the user sets wins
+                               "--points-per-side", "8", "--pred-iou-thresh", "0.2", "--out", str(tmp_path / "own"))
+    assert code == 0 and "your predicted IoU > 0.2 with its card's stability" in err
+    records = json.loads((tmp_path / "own" / "masks.json").read_text())
+    looser = {**settings, "pred_iou_thresh": 0.2}
+    expected = SamAutomaticMaskGenerator(from_pretrained("tiny", device="cpu"), points_per_side=8, **looser).generate(scene.image)
+    assert len(records) == len(expected) >= len(scene.masks) // 2
 
 
 def test_everything_refuses_to_overwrite_without_force(sample, checkpoint, tmp_path, capsys):

@@ -865,7 +865,12 @@ def test_the_explorer_starts_the_small_model_at_its_cards_filters_and_says_so(on
     assert explorer.stability_slider.value == card["stability_score_thresh"]
     assert "card" in explorer.status.value and len(explorer.kept) > 0
     mine = AutomaticMaskExplorer(image, model=model, points_per_side=4, pred_iou_thresh=0.88, stability_score_thresh=0.95)
-    assert (mine.iou_slider.value, mine.stability_slider.value) == (0.88, 0.95) and "card" not in mine.status.value
+    assert (mine.iou_slider.value, mine.stability_slider.value) == (0.88, 0.95)
+    assert "your thresholds, with the stability scores at its card's offset" in mine.filter_note
+    assert mine.filter_note.replace("'", "&#x27;") in mine.status.value  # the status line says it (as HTML)
+    one = AutomaticMaskExplorer(image, model=model, points_per_side=4, pred_iou_thresh=0.3)  # the other stays the card's
+    assert (one.iou_slider.value, one.stability_slider.value) == (0.3, card["stability_score_thresh"])
+    assert "your predicted IoU > 0.3 with its card's stability" in one.filter_note
 
 
 # ----- living in a notebook -----------------------------------------------------------------------------------------------
