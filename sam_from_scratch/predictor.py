@@ -275,7 +275,9 @@ class SamPredictor:
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masks for a batch of B prompts on the current image. Prompts must already be in the resized
         frame (``predictor.transform.apply_coords_torch`` / ``apply_boxes_torch``): a point outside it (but a
-        padding point) or a box that misses it is refused, as prompts left in the original image's pixels.
+        padding point) or a box that misses it is refused, as prompts left in the original image's pixels. Such
+        prompts that land inside the frame cannot be told from mapped ones (with Meta's 1024-pixel models, any
+        image up to 1024 pixels on its long side): map them always.
 
         Args:
             point_coords: (B, N, 2) tensor of points (x, y), or None.
@@ -413,8 +415,10 @@ class SamPredictor:
             if mask_input.ndim == 3 and mask_input.shape[1:] == (h, w):
                 hint = "Pass one mask: the best of a previous call's low_res_logits[i:i + 1]."
             raise input_error("mask_input", f"shape (1, {h}, {w}) (low-resolution logits)", mask_input, hint)
-        if mask_input.dtype.kind not in "biuf":
-            raise input_error("mask_input", "numbers (low-resolution logits)", mask_input)
+        if mask_input.dtype.kind != "f":  # as predict_torch: a 0/1 or 0/255 mask would pass as logits
+            hint = ("A mask is not logits: logit 0 means 'unsure', not 'background'. Feed back a previous call's "
+                    "low_res_logits[i:i + 1]." if mask_input.dtype.kind in "biu" else "")
+            raise input_error("mask_input", "floating-point low-resolution logits", mask_input, hint)
         check_mask_logits("mask_input", mask_input)
         return mask_input
 

@@ -487,6 +487,17 @@ def test_predict_refuses_a_mask_input_that_is_not_finite_or_too_large(predictor,
     assert "1 value(s) are not: " + ("NaN." if np.isnan(bad) else f"the largest of size {abs(bad):.3g}.") in message
 
 
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int64])
+def test_predict_refuses_a_binary_mask_as_mask_input(predictor, low_res, dtype):
+    """The official predictor takes a 0/1 mask as logits 0 and 1 ("unsure" and barely "in"): the mask grows."""
+    _, _, logits = predictor.predict(**POINT, multimask_output=False)
+    mask = (logits > 0).astype(dtype) * (255 if dtype is np.uint8 else 1) if dtype is not bool else logits > 0
+    message = error_message(lambda: predictor.predict(**POINT, mask_input=mask))
+    assert message == (f"mask_input: expected floating-point low-resolution logits, got ndarray of shape (1, {low_res}, "
+                       f"{low_res}) and dtype {np.dtype(dtype).name}. A mask is not logits: logit 0 means 'unsure', not "
+                       "'background'. Feed back a previous call's low_res_logits[i:i + 1].")
+
+
 def test_mask_logits_up_to_the_limit_pass(predictor, low_res):
     mask = np.full((1, low_res, low_res), -1e4, np.float32)
     mask[0, :4, :4] = 1e4
@@ -520,7 +531,7 @@ def test_a_numpy_matrix_is_an_image_like_its_array(official_tiny_random, image):
 
 def test_predict_refuses_a_mask_input_of_text(predictor, low_res):
     message = error_message(lambda: predictor.predict(**POINT, mask_input=np.full((1, low_res, low_res), "x")))
-    assert message.startswith("mask_input: expected numbers (low-resolution logits)")
+    assert message == f"mask_input: expected floating-point low-resolution logits, got ndarray of shape (1, {low_res}, {low_res}) and dtype <U1."
 
 
 @pytest.mark.parametrize(
