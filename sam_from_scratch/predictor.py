@@ -36,7 +36,7 @@ from .fast.memory import keep_freed_memory
 from .modeling.sam import decode_prompts
 from .utils.checks import (FLOAT32_MAX, check_mask_logits, check_original_size, check_resized_image,
                            check_torch_prompts, float_dtype, mask_input_dtype, pixels_dtype, resized_frame)
-from .utils.transforms import ResizeLongestSide
+from .utils.transforms import ResizeLongestSide, uint8_hint
 
 
 def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
@@ -67,8 +67,7 @@ def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     if channels not in (1, 3, 4):
         raise input_error(argument, "1 (gray), 3 (RGB) or 4 (RGBA) channels in the last axis", image)
     if image.dtype != np.uint8:
-        hint = "For floats in [0, 1] use (image * 255).round().astype(np.uint8)." if image.dtype.kind == "f" else ""
-        raise input_error(argument, "dtype uint8 with values 0..255", image, hint)
+        raise input_error(argument, "dtype uint8 with values 0..255", image, uint8_hint(image))
     if image.ndim == 2:
         image = image[:, :, None]
     if channels == 1:

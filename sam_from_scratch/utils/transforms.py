@@ -156,8 +156,25 @@ def _check_image(image) -> None:
     if min(image.shape) < 1:
         raise input_error("image", "an image with at least one pixel (and one channel)", image)
     if image.dtype != np.uint8:
-        hint = "For floats in [0, 1] use (image * 255).round().astype(np.uint8)." if image.dtype.kind == "f" else ""
-        raise input_error("image", "an array of dtype uint8", image, hint)
+        raise input_error("image", "an array of dtype uint8", image, uint8_hint(image))
+
+
+def uint8_hint(image: np.ndarray) -> str:
+    """How to turn an image of numbers of another dtype into uint8 pixels, chosen from the range of its values."""
+    if image.dtype.kind == "b":
+        return "For a mask, use image.astype(np.uint8) * 255."
+    if image.dtype.kind not in "iuf":
+        return ""
+    values = image[np.isfinite(image)] if image.dtype.kind == "f" else image
+    if values.size == 0:
+        return ""
+    low, high = values.min().item(), values.max().item()
+    if image.dtype.kind == "f" and low >= 0 and high <= 1:
+        return "For floats in [0, 1] use (image * 255).round().astype(np.uint8)."
+    if low >= 0 and high <= 255:
+        rounded = ".round()" if image.dtype.kind == "f" else ""
+        return f"Its values lie in 0..255: use image{rounded}.astype(np.uint8)."
+    return f"Its values span {low:g}..{high:g}: scale them into 0..255 first."
 
 
 def _as_numbers(argument: str, values, last: int, what: str) -> np.ndarray:

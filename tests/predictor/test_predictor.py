@@ -166,6 +166,12 @@ IMAGE_ERRORS = {
     "5 channels": (np.zeros((8, 8, 5), np.uint8), r"^image: expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels.*\(8, 8, 5\)"),
     "2 channels": (np.zeros((8, 8, 2), np.uint8), r"^image: expected 1 \(gray\), 3 \(RGB\) or 4"),
     "floats": (np.zeros((8, 8, 3), np.float32), r"^image: expected dtype uint8 .*float32.*astype\(np.uint8\)"),
+    # the hint follows the values: scaling floats already on 0..255 by 255 would overflow uint8
+    "floats in [0, 1]": (np.full((8, 8, 3), 0.5), r"float64\. For floats in \[0, 1\] use \(image \* 255\)\.round\(\)\.astype\(np\.uint8\)\.$"),
+    "floats on 0..255": (np.full((8, 8, 3), 200.0), r"float64\. Its values lie in 0\.\.255: use image\.round\(\)\.astype\(np\.uint8\)\.$"),
+    "int64 on 0..255": (np.full((8, 8, 3), 200), r"int64\. Its values lie in 0\.\.255: use image\.astype\(np\.uint8\)\.$"),
+    "16-bit": (np.full((8, 8, 3), 40000, np.uint16), r"uint16\. Its values span 40000\.\.40000: scale them into 0\.\.255 first\.$"),
+    "a boolean mask": (np.zeros((8, 8), bool), r"bool\. For a mask, use image\.astype\(np\.uint8\) \* 255\.$"),
 }
 
 

@@ -110,7 +110,7 @@ def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res
     (lambda t: t.get_preprocess_shape(float("inf"), 3, 96), r"^oldh, oldw: expected an image size \(H, W\) of two integers >= 1, got tuple \(inf, 3\)\.$"),
     (lambda t: ResizeLongestSide(0), r"^target_length: expected a positive integer, got int 0\.$"),
     (lambda t: ResizeLongestSide("96"), r"^target_length: expected a positive integer, got str '96'\.$"),
-    (lambda t: t.apply_image(np.zeros((50, 40, 3), np.int64)), r"^image: expected an array of dtype uint8, got ndarray of shape \(50, 40, 3\) and dtype int64\.$"),
+    (lambda t: t.apply_image(np.zeros((50, 40, 3), np.int64)), r"^image: expected an array of dtype uint8, got ndarray of shape \(50, 40, 3\) and dtype int64\. Its values lie in 0\.\.255: use image\.astype\(np\.uint8\)\.$"),
     (lambda t: t.apply_image(np.zeros((50, 40, 3))), r"^image: expected an array of dtype uint8, .*float64\. For floats in \[0, 1\] use \(image \* 255\)"),
     (lambda t: t.apply_image(np.zeros((50, 40, 0), np.uint8)), r"^image: expected an image with at least one pixel \(and one channel\)"),
     (lambda t: t.apply_image(np.zeros((1, 500, 3), np.uint8)), r"^image: expected a long side at most 192 times the short side .*0 pixels high\), got ndarray of shape \(1, 500, 3\)"),
