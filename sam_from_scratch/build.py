@@ -151,9 +151,11 @@ def from_pretrained(
 
     `name` is "tiny" (bundled in data/), an official name ("vit_b", "vit_l", "vit_h": downloaded once into the
     cache, see `sam_from_scratch.download`), or a path to a checkpoint file or Hugging Face folder whose
-    variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16, or torch.float16 on a GPU) converts
-    the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
+    variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16 or "bfloat16", or float16 on a GPU)
+    converts the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
+    if isinstance(dtype, str) and dtype in ("float32", "bfloat16", "float16"):  # as SamPredictor and --dtype take it
+        dtype = getattr(torch, dtype)
     check_dtype(dtype)  # before anything is loaded or downloaded
     _check_download_arguments(download_kwargs)
     if not isinstance(name, (str, os.PathLike)):
@@ -185,7 +187,12 @@ def from_pretrained(
             )
         model = load_into(build_sam(CONFIGS[variant], fast=False), state_dict, variant, source=str(name))
     else:
+        missing = f" There is no file or folder at {name}." if _looks_like_a_path(str(name)) else ""
         raise SamInputError(
-            f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {name!r}."
+            f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got {name!r}.{missing}"
         )
     return speed_up(model, dtype).to(target)
+
+
+def _looks_like_a_path(name: str) -> bool:
+    return os.sep in name or "/" in name or name.endswith((".pth", ".pt", ".bin", ".safetensors"))

@@ -610,14 +610,18 @@ def _in_options(message: str) -> str:
 
 
 def _card_filters_hint(generator) -> str:
-    """The generator's warning in options: the small model, given Meta's filters, gets its card's without them."""
-    from .automatic_mask_generator import OFFICIAL_FILTERS, generator_filters
+    """The generator's warning in options: the small model, given thresholds stricter than its card's, gets the
+    card's without them."""
+    from .automatic_mask_generator import generator_filters
 
-    official = all(getattr(generator, name) == value for name, value in OFFICIAL_FILTERS.items())
-    if not official or generator_filters(generator.predictor.model)[1] is None:  # only a model with a card's filters
+    card, note = generator_filters(generator.predictor.model)
+    if note is None:  # only a model with a card's filters
         return ""
-    return ("; the small model rates its masks low: leave out --pred-iou-thresh and --stability-score-thresh for "
-            "the filters measured for it")
+    stricter = [name for name in ("pred_iou_thresh", "stability_score_thresh") if getattr(generator, name) > card[name]]
+    if not stricter:
+        return ""
+    options = " and ".join("--" + name.replace("_", "-") for name in stricter)
+    return f"; the small model rates its masks low: leave out {options} for the filters measured for it"
 
 
 def explain_no_masks(generator) -> str:
@@ -755,7 +759,9 @@ def _duration(seconds: float, about: bool = False) -> str:
 def run_export_onnx(args: argparse.Namespace) -> int:
     try:
         out = Path(args.out)
-        int8_path = out.with_name(f"{out.stem}_int8{out.suffix or '.onnx'}")
+        if out.suffix.lower() != ".onnx":
+            raise CliError(f"--out: expected a file name ending in .onnx, got {args.out}", code=2)
+        int8_path = out.with_name(f"{out.stem}_int8{out.suffix}")
         _check_out_folder(out.parent, "--out")
         _refuse_to_overwrite([out, int8_path] if args.quantize else [out], args.force)
         _require_onnx_extra(args.quantize)

@@ -58,7 +58,7 @@ def auto_device(preferred: str | torch.device | None = "auto") -> torch.device:
 
     "auto" (or None) picks cuda, then mps, then cpu. A name torch does not take raises SamInputError; asking for
     a device that is not available (a string or a torch.device: "cuda", "cuda:3" on a machine with one GPU,
-    "mps:0" off a Mac) raises a ValueError that says what is available.
+    "mps:0" off a Mac) raises a SamInputError (a ValueError) that says what is available.
     """
     device = parse_device("device", preferred)
     if device is None:
@@ -70,13 +70,13 @@ def auto_device(preferred: str | torch.device | None = "auto") -> torch.device:
     asked = preferred if isinstance(preferred, str) else str(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device: '{asked}' was asked for but CUDA is not available here; available: {available_devices()}")
+            raise SamInputError(f"device: '{asked}' was asked for but CUDA is not available here; available: {available_devices()}")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device: '{asked}' was asked for but this machine has {count} CUDA device(s), "
+            raise SamInputError(f"device: '{asked}' was asked for but this machine has {count} CUDA device(s), "
                              f"cuda:0 to cuda:{count - 1}; available: {available_devices()}")
     if device.type == "mps" and not _mps_available():
-        raise ValueError(f"device: '{asked}' was asked for but MPS is not available here; available: {available_devices()}")
+        raise SamInputError(f"device: '{asked}' was asked for but MPS is not available here; available: {available_devices()}")
     return device
 
 

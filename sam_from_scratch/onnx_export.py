@@ -147,6 +147,8 @@ def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:
             f"path: expected a file name not in use, got {str(path)!r}, but {path.name} already exists there. "
             f"Nothing was saved: choose another name, or call {how_to_overwrite} to overwrite."
         )
+    if path.suffix.lower() != ".onnx":  # a file of another kind with an ONNX model inside would mislead its reader
+        raise SamInputError(f"path: expected a file name ending in .onnx, got {str(path)!r}.")
     return path
 
 

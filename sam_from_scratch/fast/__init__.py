@@ -48,7 +48,8 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 def check_dtype(dtype: torch.dtype | None) -> None:
     """None (keep the weights' dtype) or one of DTYPES, else a SamInputError naming the argument."""
     if dtype is not None and dtype not in DTYPES:
-        raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}.")
+        raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16 (or their names), got "
+                            f"{dtype!r}.")
 
 
 def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:

@@ -570,6 +570,12 @@ def test_export_onnx_refuses_to_overwrite_without_force(tmp_path, capsys, export
     assert export_calls == [] and "loading the model" not in err  # refused before any work
 
 
+def test_export_onnx_wants_an_onnx_file_name(tmp_path, capsys, export_calls):
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "decoder.txt"))
+    assert code == 2 and err.strip() == f"error: --out: expected a file name ending in .onnx, got {tmp_path / 'decoder.txt'}"
+    assert export_calls == [] and not (tmp_path / "decoder.txt").exists()
+
+
 def test_export_onnx_with_force_quantize_and_opset(tmp_path, capsys, export_calls):
     from sam_from_scratch.modeling.sam import Sam
 

@@ -414,9 +414,20 @@ def test_from_pretrained_converts_to_the_requested_dtype(random_vit_b_checkpoint
 
 def test_from_pretrained_rejects_an_unsupported_dtype_naming_the_argument():
     from sam_from_scratch.build import from_pretrained
+    from sam_from_scratch.errors import SamInputError
 
     with pytest.raises(ValueError, match="dtype"):
         from_pretrained("tiny", device="cpu", dtype=torch.int8)
+    with pytest.raises(SamInputError, match=r"^dtype: expected torch\.float32, torch\.bfloat16 or torch\.float16 \(or their "
+                                            r"names\), got 'float64'\.$"):
+        from_pretrained("tiny", device="cpu", dtype="float64")
+
+
+def test_from_pretrained_takes_a_dtype_by_name_as_the_predictor_does():
+    from sam_from_scratch.build import from_pretrained
+
+    model = from_pretrained("tiny", device="cpu", dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
 # ---- no float64 --------------------------------------------------------------------------------------

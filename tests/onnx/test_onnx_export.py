@@ -199,6 +199,7 @@ def test_int8_file_is_smaller_and_its_masks_close(tiny, embedding, exported, ses
         (dict(path="/no/such/folder/sam.onnx"), r"^path: the folder /no/such/folder does not exist"),
         (dict(path=None), r"^path: expected a file name for the ONNX model \(e\.g\. 'sam\.onnx'\), got None"),
         (dict(path="/"), r"^path: expected a file name for the ONNX model, got /, which is a folder"),
+        (dict(path="sam.txt"), r"^path: expected a file name ending in \.onnx, got 'sam\.txt'\.$"),
     ],
 )
 def test_bad_arguments_are_named(tiny, tmp_path, kwargs, match):

@@ -218,6 +218,19 @@ def test_build_sam_takes_the_official_and_the_course_call(monkeypatch):
     assert calls == [((CONFIGS["vit_h"],), dict(checkpoint="sam_vit_h_4b8939.pth", variant="vit_h", fast=True))]
 
 
+def test_from_pretrained_says_when_a_path_names_no_file(tmp_path):
+    from sam_from_scratch import from_pretrained
+    from sam_from_scratch.errors import SamInputError
+
+    missing = tmp_path / "sam_vit_b.pth"
+    with pytest.raises(SamInputError) as info:
+        from_pretrained(str(missing), device="cpu")
+    assert str(info.value) == (f"name: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got "
+                               f"{str(missing)!r}. There is no file or folder at {missing}.")
+    with pytest.raises(SamInputError, match=r"got 'vitb'\.$"):  # a misspelt name is not called a path
+        from_pretrained("vitb", device="cpu")
+
+
 @pytest.mark.parametrize("call", ["from_pretrained(None)", "build(checkpoint=123)", "registry(checkpoint=[1])"])
 def test_wrong_argument_types_raise_a_clear_error(call):
     from sam_from_scratch import CONFIGS, from_pretrained, sam_model_registry
