@@ -72,7 +72,8 @@ test-notebooks: $(VENV)/.dev  ## Execute every notebook with strict nbval
 # The notebooks as a learner with Meta's vit_b in the cache runs them: SAM_FAST_CI unset, so each notebook
 # finds the checkpoint by its official name in $SAM_FROM_SCRATCH_CACHE (a temporary folder here, holding random
 # weights in the official format) and runs its full-length steps. Outputs are not compared (--nbval-lax): the
-# weights are random and the sizes differ from the saved run; any error fails. More than an hour on 2 CPU cores.
+# weights are random and the sizes differ from the saved run; any error fails. 17 minutes on 2 idle cores with
+# bfloat16 (AVX-512-BF16); longer in float32 or on a busy machine.
 test-real: install-dev  ## Run every notebook on a vit_b of random weights in Meta's format (slow; not in `make test`)
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
 		$(PYTHON) tests/course/random_vit_b_checkpoint.py "$$cache" && \
