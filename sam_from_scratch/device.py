@@ -120,7 +120,7 @@ def auto_dtype(device: str | torch.device | None = "cpu") -> torch.dtype:
     """The precision that pays on `device`: bfloat16 on a GPU that computes in it (compute capability 8 or
     more) and on a CPU with AMX or AVX-512-BF16; float32 elsewhere (on an AVX2 CPU bfloat16 matrix products
     are converted to float32 and back, several times slower). The environment variable SAM_FROM_SCRATCH_DTYPE
-    ("float32", "bfloat16", "float16" or "auto") overrides the choice.
+    ("float32", "bfloat16", "float16" or "auto"; empty counts as unset) overrides the choice.
 
     `device` is what auto_device takes: "cpu", "cuda", "cuda:N", "mps" or a torch.device (whether it is there
     is not asked: this says what would pay on it), and "auto" or None for the device auto_device picks. Anything
@@ -128,7 +128,7 @@ def auto_dtype(device: str | torch.device | None = "cpu") -> torch.dtype:
     SamInputError naming `device`."""
     chosen = parse_device("device", device)
     device = auto_device() if chosen is None else chosen
-    forced = os.environ.get(DTYPE_ENVIRONMENT, "auto")
+    forced = os.environ.get(DTYPE_ENVIRONMENT) or "auto"  # set but empty (`export VAR=`) counts as unset
     if forced not in DTYPE_CHOICES:
         raise SamInputError(f"{DTYPE_ENVIRONMENT}: expected one of {', '.join(map(repr, DTYPE_CHOICES))}, got {forced!r}.")
     if forced != "auto":

@@ -53,6 +53,8 @@ def test_the_environment_overrides_auto_and_a_bad_value_is_named(monkeypatch):
     monkeypatch.setattr(device_module, "cpu_bf16_flags", lambda: ["amx_bf16"])
     monkeypatch.setenv(DTYPE_ENVIRONMENT, "float32")
     assert auto_dtype("cpu") == torch.float32
+    monkeypatch.setenv(DTYPE_ENVIRONMENT, "")  # cleared with `export SAM_FROM_SCRATCH_DTYPE=`: as if unset
+    assert auto_dtype("cpu") == torch.bfloat16
     monkeypatch.setenv(DTYPE_ENVIRONMENT, "half")
     with pytest.raises(SamInputError, match=f"{DTYPE_ENVIRONMENT}: expected one of .*got 'half'"):
         auto_dtype("cpu")
