@@ -10,8 +10,12 @@
              level is above 0. A label map's transparency must not vary: its values are the labels.
 
 `load_dataset` reads either and checks everything it can before any training starts: a missing file, a mask
-whose size differs from its image, an empty mask, a duplicated id, a malformed polygon or RLE. Each problem is
-a SamInputError that names the file (and the annotation) or argument, what was expected and what was found.
+whose size differs from its image, an empty mask, a duplicated id, two COCO entries naming one file, a mask
+that is not a PNG, a malformed polygon or RLE. Each problem is a SamInputError that names the file (and the
+annotation) or argument, what was expected and what was found. Images are read upright by their EXIF
+orientation, as viewers and annotation tools show them, so masks are drawn on the upright picture. COCO crowd
+regions (iscrowd 1: many objects in one region) and images without annotations are left out, and counted in
+the dataset's source (hence in the fine-tuned model's card). Hidden files (a name starting with ".") are skipped.
 Images and masks are read again from disk when a sample is asked for, so a dataset of any size fits in memory.
 """
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from ..errors import SamInputError, check_int, describe, input_error, is_int, is_number
 from ..utils.images import as_rgb
@@ -77,7 +81,9 @@ class InstanceDataset:
         that file name, else of that file name without its suffix. A value naming several images is refused."""
         n = len(self)
         if n < 2:
-            raise SamInputError(f"data: expected at least 2 images (one is held out for validation), got {n}.")
+            dropped = self.source.get("images_without_annotations")
+            note = f" ({dropped} more listed in {self.source['path']} have no annotation)" if dropped else ""
+            raise SamInputError(f"data: expected at least 2 images (one is held out for validation), got {n}{note}.")
         if val_ids is not None:
             if not isinstance(val_ids, (list, tuple, range, np.ndarray)):  # in order (a set has none: run.json keeps it)
                 hint = f"For one image: [{val_ids!r}]." if isinstance(val_ids, str) else ""
@@ -164,28 +170,47 @@ def load_coco(path: Path, images: str | os.PathLike | None = None) -> InstanceDa
             raise SamInputError(f"{path}: annotations[{index}]: expected an object with an image_id, a segmentation and an id (a number or a string), got {describe(a)}.")
     _no_duplicates([im["id"] for im in coco["images"]], f"{path}: images[].id")
     _no_duplicates([a["id"] for a in coco["annotations"] if "id" in a], f"{path}: annotations[].id")
-    by_image: dict = {im["id"]: [] for im in coco["images"]}
+    _no_two_entries_for_one_file(coco["images"], image_dir, path)
+    by_image: dict = {str(im["id"]): [] for im in coco["images"]}  # ids as text, as _no_duplicates compares them
+    crowds = 0
     for index, a in enumerate(coco["annotations"]):
         name = f"{path}: annotation {a['id']}" if "id" in a else f"{path}: annotations[{index}]"
-        if not _is_id(a.get("image_id")) or a["image_id"] not in by_image:
+        if not _is_id(a.get("image_id")) or str(a["image_id"]) not in by_image:
             raise SamInputError(f"{name}: expected an image_id listed in 'images', got {a.get('image_id')!r}.")
-        by_image[a["image_id"]].append((f"{name} (image {a['image_id']})", a.get("segmentation")))
+        if a.get("iscrowd"):  # a region of many objects, not one: COCO's own tools leave these out of training
+            crowds += 1
+            continue
+        by_image[str(a["image_id"])].append((f"{name} (image {a['image_id']})", a.get("segmentation")))
     records = []
     for im in coco["images"]:
         file = image_dir / im["file_name"]
         size = _image_size(file)
         declared = (im.get("height"), im.get("width"))
         if None not in declared and declared != size:
-            raise SamInputError(f"{path}: image {im['id']}: expected height {size[0]} and width {size[1]} (the size of {file}), got height {declared[0]!r} and width {declared[1]!r}.")
-        if by_image[im["id"]]:  # images without annotations teach nothing
-            records.append(ImageRecord(str(im["id"]), file, size, ("coco", by_image[im["id"]])))
-    return _checked(records, {"format": "coco", "path": str(path), "images": str(image_dir)})
+            raise SamInputError(f"{path}: image {im['id']}: expected height {size[0]} and width {size[1]} (the size of {file}), got height {declared[0]!r} and width {declared[1]!r}.{_rotation_note(file)}")
+        if by_image[str(im["id"])]:  # images without annotations teach nothing
+            records.append(ImageRecord(str(im["id"]), file, size, ("coco", by_image[str(im["id"])])))
+    left_out = len(coco["images"]) - len(records)
+    return _checked(records, {"format": "coco", "path": str(path), "images": str(image_dir),
+                              "images_without_annotations": left_out, "crowd_annotations_left_out": crowds})
+
+
+def _no_two_entries_for_one_file(entries: list, image_dir: Path, path: Path) -> None:
+    """Two image entries naming one file would train the masks of one on the picture of the other."""
+    first: dict = {}
+    for im in entries:
+        file = os.path.normcase(os.path.abspath(image_dir / im["file_name"]))
+        if file in first:
+            raise SamInputError(f"{path}: images: expected one entry per file, got ids {first[file]!r} and {im['id']!r} "
+                                f"both naming {im['file_name']!r} (the masks of one would be learned on the other's picture).")
+        first[file] = im["id"]
 
 
 def load_folder(root: Path) -> InstanceDataset:
-    images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    # Hidden files (a Mac's ._photo.jpg beside photo.jpg) are neither images nor masks.
+    images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     _no_duplicates([p.stem for p in images], f"{root / 'images'}: image names (without suffix)")
-    files = sorted(p for p in (root / "masks").iterdir() if p.is_file())
+    files = sorted(p for p in (root / "masks").iterdir() if p.is_file() and not p.name.startswith("."))
     mask_files = [p for p in files if p.suffix.lower() == ".png"]
     _no_duplicates([p.stem for p in mask_files], f"{root / 'masks'}: mask names (without suffix)")
     image_names = {p.stem: p.name for p in images}
@@ -201,10 +226,12 @@ def load_folder(root: Path) -> InstanceDataset:
         label_map, instances = label_maps.get(image.stem), instances_of.get(image.stem, [])
         if label_map and instances:
             raise SamInputError(f"{root / 'masks'}: expected either {label_map.name} (a label map) or {image.stem}_<k>.png (one per instance), got both.")
+        others = [p.name for p in files if p not in mask_files and image.stem in (p.stem, _instance_of(p))]
         if not label_map and not instances:
-            others = [p.name for p in files if p not in mask_files and image.stem in (p.stem, _instance_of(p))]
             note = f" Only .png masks are read: got {others[:5]}." if others else ""
             raise SamInputError(f"{root / 'masks'}: expected {image.stem}_<k>.png or {image.stem}.png for {image}, got no such file (missing masks).{note}")
+        if others:  # read without them, the image would train with some of its objects missing
+            raise SamInputError(f"{root / 'masks'}: expected PNG masks only (a mask must keep exact pixels), got {others[:5]} beside the PNG masks of {image.name}. Save them as .png.")
         size = _image_size(image)
         masks = ("labels", label_map) if label_map else ("pngs", tuple(instances))
         used.update([label_map] if label_map else instances)
@@ -246,22 +273,40 @@ def _no_duplicates(values: list, what: str) -> None:
         raise SamInputError(f"{what}: expected unique ids, got duplicates {repeated[:5]}{note}.")
 
 
+EXIF_ORIENTATION = 0x0112  # the tag a phone sets instead of turning the pixels; 5 to 8 swap width and height
+
+
 def _image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of the image as it is shown (upright by its EXIF orientation), from its header."""
     if not path.is_file():
         raise SamInputError(f"images: expected an image file at {path}, got no such file (missing file).")
     try:
         with Image.open(path) as picture:  # reads the header only
-            return picture.height, picture.width
+            turned = picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+            return (picture.width, picture.height) if turned else (picture.height, picture.width)
     except OSError as error:
         raise SamInputError(f"images: expected an image at {path}, got a file Pillow cannot read ({error}).") from error
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 in the stored orientation, as the masks are: any Pillow mode by its meaning (a 16-bit
-    image is scaled, not clipped)."""
+def _rotation_note(path: Path) -> str:
+    """For a size mismatch: a sentence when the image is stored turned and shown upright by its EXIF tag."""
     try:
         with Image.open(path) as picture:
-            return as_rgb(picture)
+            orientation = picture.getexif().get(EXIF_ORIENTATION, 1)
+    except OSError:
+        return ""
+    if orientation in (1, None):
+        return ""
+    return (f" {path.name} is stored turned and carries an EXIF orientation ({orientation}): it is read upright, "
+            "as viewers and the command line show it, so draw its masks on the upright picture.")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8, upright by the EXIF orientation (as viewers, annotation tools and `segment` show it):
+    any Pillow mode by its meaning (a 16-bit image is scaled, not clipped)."""
+    try:
+        with Image.open(path) as picture:
+            return as_rgb(ImageOps.exif_transpose(picture))
     except OSError as error:  # cut short, damaged, or gone since the dataset was read
         raise SamInputError(f"images: expected an image at {path}, got a file Pillow cannot read ({error}).") from error
 
@@ -299,7 +344,7 @@ def _read_png(path: Path, record: ImageRecord, label_map: bool = False) -> np.nd
     if label_map and mode in ("P", "PA"):
         values = np.where(values == 255, 0, values)
     if values.ndim != 2 or values.shape != record.size:  # sizes written width x height, as everywhere
-        raise SamInputError(f"{path}: expected a mask of {record.size[1]}x{record.size[0]} pixels (the size of {record.path}), got {values.shape[1]}x{values.shape[0]}.")
+        raise SamInputError(f"{path}: expected a mask of {record.size[1]}x{record.size[0]} pixels (the size of {record.path}), got {values.shape[1]}x{values.shape[0]}.{_rotation_note(record.path)}")
     return values
 
 

@@ -164,6 +164,47 @@ def test_mask_suffixes_are_read_in_any_case_and_only_png_is_read(tmp_path):
         load_dataset(root)
 
 
+def test_a_mask_of_another_format_beside_png_masks_is_refused(tmp_path):
+    """Read without it, the image would train with one of its objects missing."""
+    root = folder(tmp_path, {"g.png": IMAGE}, {"g_0.png": TOP, "g_1.jpg": TOP})
+    with pytest.raises(SamInputError, match=r"masks: expected PNG masks only \(a mask must keep exact pixels\), got "
+                                            r"\['g_1\.jpg'\] beside the PNG masks of g\.png\. Save them as \.png\.$"):
+        load_dataset(root)
+
+
+def test_hidden_files_are_neither_images_nor_masks(tmp_path):
+    root = folder(tmp_path, {"g.png": IMAGE}, {"g_0.png": TOP})
+    (root / "images" / "._g.png").write_bytes(b"a Mac's resource fork")
+    (root / "masks" / "._g_0.png").write_bytes(b"a Mac's resource fork")
+    assert load_dataset(root).image_ids == ["g"]
+
+
+def test_an_image_turned_by_its_exif_tag_is_read_upright_and_a_mask_of_the_stored_size_is_explained(tmp_path):
+    """A phone stores a portrait photo sideways with EXIF orientation 6; viewers, annotation tools and `segment`
+    show it upright, so its masks are drawn upright."""
+    stored = np.zeros((8, 10, 3), np.uint8)
+    stored[:, :3] = 255  # the left columns as stored: the top rows once turned upright (orientation 6)
+    root = tmp_path / "upright"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    picture.save(root / "images" / "p.jpg", exif=exif, quality=100)
+    upright = np.zeros((10, 8), np.uint8)
+    upright[:3] = 255
+    Image.fromarray(upright).save(root / "masks" / "p_0.png")
+    image, masks = load_dataset(root)[0]
+    assert image.shape == (10, 8, 3) and masks.shape == (1, 10, 8)
+    assert image[:3].mean() > 200 and image[4:].mean() < 50  # the bright band is on top, as the mask says
+    Image.fromarray(np.zeros((8, 10), np.uint8) + 255).save(root / "masks" / "p_0.png")  # drawn on the stored pixels
+    with pytest.raises(SamInputError, match=r"p_0\.png: expected a mask of 8x10 pixels \(the size of .*p\.jpg\), got "
+                                            r"10x8\. p\.jpg is stored turned and carries an EXIF orientation \(6\): it "
+                                            r"is read upright, as viewers and the command line show it, so draw its "
+                                            r"masks on the upright picture\.$"):
+        load_dataset(root)
+
+
 # ---- COCO datasets ---------------------------------------------------------------------------------------------------
 
 
@@ -225,6 +266,36 @@ def test_ids_1_and_text_1_are_one_id_and_refused_as_duplicates(tmp_path):
         load_dataset(coco_file(tmp_path, images=images, annotations=annotations))
 
 
+def test_two_coco_entries_naming_one_file_are_refused(tmp_path):
+    """The masks of the second image would be learned on the picture of the first."""
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "./a.png"}]
+    annotations = [{"id": 7, "image_id": 1, "segmentation": SQUARE}, {"id": 8, "image_id": 2, "segmentation": SQUARE}]
+    with pytest.raises(SamInputError, match=r"coco\.json: images: expected one entry per file, got ids 1 and 2 both "
+                                            r"naming '\./a\.png' \(the masks of one would be learned on the other's picture\)\.$"):
+        load_dataset(coco_file(tmp_path, images=images, annotations=annotations))
+
+
+def test_crowd_regions_are_left_out_and_counted(tmp_path):
+    """A COCO crowd region (iscrowd 1) covers many objects: not one instance to learn."""
+    Image.fromarray(IMAGE).save(tmp_path / "b.png")
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}, {"id": 3, "file_name": "b.png"}]
+    annotations = [{"id": 7, "image_id": 1, "segmentation": SQUARE},
+                   {"id": 8, "image_id": 1, "segmentation": [[0, 0, 3, 0, 3, 3, 0, 3]], "iscrowd": 1},
+                   {"id": 9, "image_id": 2, "segmentation": SQUARE, "iscrowd": 1}]
+    with pytest.raises(SamInputError, match="expected one entry per file"):  # the same file twice: refused first
+        load_dataset(coco_file(tmp_path, images=images, annotations=annotations))
+    dataset = load_dataset(coco_file(tmp_path, images=images[:2], annotations=annotations))
+    assert dataset.image_ids == ["1"] and dataset[0][1].shape == (1, 8, 10)  # image 2 had only a crowd region
+    assert dataset.source["crowd_annotations_left_out"] == 2 and dataset.source["images_without_annotations"] == 1
+
+
+def test_an_image_id_and_its_text_name_one_image(tmp_path):
+    """Ids are kept as text: an annotation's image_id 1 names the image whose id is "1"."""
+    images = [{"id": "1", "file_name": "a.png"}]
+    dataset = load_dataset(coco_file(tmp_path, images=images, annotations=[{"id": 7, "image_id": 1, "segmentation": SQUARE}]))
+    assert dataset.image_ids == ["1"]
+
+
 def test_the_command_names_the_annotation_of_a_bad_polygon(tmp_path, capsys):
     path = coco_file(tmp_path, [[1, 1, 8, 1, 8, 6, 1]])
     code = main(["finetune", "--model", "tiny", "--data", str(path), "--out", str(tmp_path / "run"), "--device", "cpu"])
@@ -284,6 +355,10 @@ def test_one_image_is_too_few_to_hold_one_out(tmp_path):
     with pytest.raises(SamInputError, match=r"^data: expected at least 2 images"):
         finetune("tiny", root, out=tmp_path / "run", device="cpu", progress=False)
     assert not (tmp_path / "run").exists()
+    images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}]  # b.png has no annotation
+    Image.fromarray(IMAGE).save(tmp_path / "b.png")
+    with pytest.raises(SamInputError, match=r"got 1 \(1 more listed in .*coco\.json have no annotation\)\.$"):
+        load_dataset(coco_file(tmp_path, SQUARE, images=images)).split()
 
 
 # ---- finetune's arguments --------------------------------------------------------------------------------------------
