@@ -13,7 +13,8 @@ differs is what trains:
 A run folder holds run.json (the settings: it marks the folder as ours), state.pt (resumable state), the
 loss log, the embedding cache, and at the end the checkpoint in the official format and card.json (the data,
 the settings, held-out mIoU before and after). Calling `finetune` again with the same settings continues the
-run. Under `torchrun` every process takes an equal share of each step's images and DistributedDataParallel
+run (paths count as the same however they are written; a run whose data gained or lost images or masks since
+it began is refused: split anew, a held-out image might already have trained). Under `torchrun` every process takes an equal share of each step's images and DistributedDataParallel
 averages their gradients; the prompts of an image depend on the image and the step only, so any number of
 processes trains the same weights.
 """
@@ -368,12 +369,13 @@ def finetune(
 
     dataset = load_dataset(data, images)
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)
+    replayed_sets = []
     if replay is not None:
         try:
             replayed = load_dataset(replay, replay_images)
         except SamInputError as error:  # its messages name data and images: here they are replay's
             raise renamed(error, {"data": "replay", "images": "replay_images"}) from None
-        train_set = _with_replay(train_set, val_set, replayed)
+        train_set, replayed_sets = _with_replay(train_set, val_set, replayed), [replayed]
     steps = _steps(steps, epochs, len(train_set), batch)
     rank, world, owns_group = _join_workers(device)
     left_out = train_set.source.get("replay_heldout_excluded")
@@ -384,17 +386,17 @@ def finetune(
     target = _worker_device(device, world)
     sam, name = _load_model(model, checkpoint, cache_dir, mirror)
     # plain Python numbers (numpy's would not go into run.json), so that a run with the same settings resumes
-    settings = FinetuneSettings(name, None if checkpoint is None else str(checkpoint), str(data),
-                                None if images is None else str(images), int(steps), float(lr), int(batch),
-                                int(seed), float(val_fraction),
+    # paths written out in full, so that the same data named another way (from another folder, with a trailing
+    # slash) is the same run
+    settings = FinetuneSettings(name, _full_path(checkpoint), _full_path(data), _full_path(images), int(steps),
+                                float(lr), int(batch), int(seed), float(val_fraction),
                                 None if val_ids is None else [str(v) for v in val_ids], int(lora_rank),
                                 bool(train_prompt_encoder), int(prompts_per_image), int(clicks),
-                                None if replay is None else str(replay),
-                                None if replay_images is None else str(replay_images),
+                                _full_path(replay), _full_path(replay_images),
                                 None if replay_fraction is None else float(replay_fraction), float(distill))
     out = Path(out)
     try:
-        _claim_run_folder(out, settings, lead=rank == 0, world=world)
+        _claim_run_folder(out, settings, data_fingerprint(dataset, *replayed_sets), lead=rank == 0, world=world)
         return _run(sam.to(target), settings, dataset, train_set, val_set, out, rank, world, progress)
     finally:
         if owns_group:
@@ -478,17 +480,48 @@ def config_name_of(sam: Sam) -> str:
     return guess_variant(sam.state_dict()) or "custom"
 
 
-def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: int) -> None:
-    """Refuse a folder holding files of anyone else's, or another run's; mark a new one as ours."""
+PATH_SETTINGS = ("checkpoint", "data", "images", "replay", "replay_images")
+
+
+def _full_path(path) -> str | None:
+    """A path as run.json records it: absolute and normalised (no "..", no trailing slash); None stays None."""
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def data_fingerprint(*datasets: InstanceDataset) -> str:
+    """Which files the run's images and masks are, in a few hex digits: their full paths (a COCO file's too). A
+    run resumed on images added or removed since would split them anew, and a held-out image might already have
+    trained. (A file edited in place keeps its path: its embedding is computed again, see EmbeddingCache.)"""
+    files = {Path(d.source["path"]) for d in datasets if Path(d.source["path"]).is_file()}  # a COCO JSON
+    for record in (record for d in datasets for record in d.records):
+        files.add(record.path)
+        kind, source = record.masks
+        files.update([source] if kind == "labels" else source if kind == "pngs" else [])
+    digest = hashlib.sha256()
+    for file in sorted(os.path.abspath(f) for f in files):
+        digest.update(f"{file}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, lead: bool, world: int) -> None:
+    """Refuse a folder holding files of anyone else's, or another run's, or this run's on data that changed
+    since; mark a new one as ours."""
     if out.exists() and not out.is_dir():
         raise SamInputError(f"out: expected a folder for the run, got {out}, which is a file.")
     run_file = out / RUN_FILE
     if run_file.exists():
         recorded = _recorded_settings(run_file)
+        # runs recorded before paths were written out in full: relative to the folder the command runs in
+        recorded = {k: _full_path(v) if k in PATH_SETTINGS else v for k, v in recorded.items()}
         if recorded != _jsonable(asdict(settings)):
             changed = sorted(k for k, v in _jsonable(asdict(settings)).items() if recorded.get(k) != v)
             raise SamInputError(f"out: expected a new folder or a run with the same settings, got {out}, a run with "
                                 f"other {', '.join(changed)}; choose another --out to start a new run.")
+        before = json.loads(run_file.read_text()).get("data_fingerprint")
+        if before is not None and before != fingerprint:
+            raise SamInputError(f"out: expected the run's data as it was, got {out}, a run whose images or masks "
+                                "have been added or removed since it began: resumed, it would split them anew; "
+                                "choose another --out to start a new run.")
     else:
         foreign = sorted(p.name for p in out.iterdir()) if out.exists() else []
         if foreign:
@@ -496,7 +529,7 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, lead: bool, world: 
                                 f"{foreign[:5]}; fine-tuning never overwrites files it did not create.")
         if lead:
             out.mkdir(parents=True, exist_ok=True)
-            text = json.dumps({"settings": asdict(settings)}, indent=2) + "\n"
+            text = json.dumps({"settings": asdict(settings), "data_fingerprint": fingerprint}, indent=2) + "\n"
             write_atomically(run_file, lambda tmp: tmp.write_text(text))
     if world > 1:
         dist.barrier()

@@ -451,6 +451,42 @@ def test_an_image_edited_since_the_last_run_is_embedded_again(tmp_path):
     torch.testing.assert_close(torch.load(cache.path(record), weights_only=True), cache.compute(record))
 
 
+def test_a_run_resumes_from_the_same_data_named_another_way_and_not_from_added_images(tmp_path, monkeypatch):
+    """run.json keeps paths written out in full, and which files the data are: the same folder given from
+    another working folder or with a trailing slash resumes the run; images added since would be split anew
+    (a held-out image might already have trained), so the run is refused."""
+    root = star_dataset(tmp_path / "stars", 4)
+    arguments = {**FAST, "val_ids": None, "val_fraction": 0.3, "steps": 1}
+    finetune(small_model(), root, out=tmp_path / "run", **arguments)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded["settings"]["data"] == str(root) and len(recorded["data_fingerprint"]) == 16
+    monkeypatch.chdir(tmp_path)
+    finetune(small_model(), "stars/", out="run", **arguments)  # the same run: it resumes (here, is done)
+    more = star_dataset(tmp_path / "more", 6)
+    for name in ("star_4", "star_5"):
+        (more / "images" / f"{name}.png").rename(root / "images" / f"{name}.png")
+        for mask in (more / "masks").glob(f"{name}_*.png"):
+            mask.rename(root / "masks" / mask.name)
+    with pytest.raises(SamInputError, match=r"^out: expected the run's data as it was, got .*run, a run whose images or "
+                                            r"masks have been added or removed since it began: resumed, it would split "
+                                            r"them anew; choose another --out to start a new run\.$"):
+        finetune(small_model(), root, out=tmp_path / "run", **arguments)
+
+
+def test_a_run_recorded_with_a_relative_path_still_resumes(tmp_path, monkeypatch):
+    """run.json files written before paths were recorded in full hold the path as typed."""
+    root = star_dataset(tmp_path / "stars", 3)
+    arguments = {**FAST, "val_ids": ["star_0"], "steps": 1}
+    finetune(small_model(), root, out=tmp_path / "run", **arguments)
+    run_file = tmp_path / "run" / "run.json"
+    recorded = json.loads(run_file.read_text())
+    recorded["settings"]["data"] = "stars"
+    del recorded["data_fingerprint"]
+    run_file.write_text(json.dumps(recorded))
+    monkeypatch.chdir(tmp_path)
+    finetune(small_model(), "stars", out="run", **arguments)
+
+
 def test_a_model_passed_in_is_the_one_trained(star_folder, tmp_path):
     """As finetune's docstring says: the Sam given trains in place (a deep copy keeps the original)."""
     model, original = small_model(), small_model()
