@@ -280,7 +280,7 @@ def _add_finetune(subparsers, prog: str) -> None:
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--val-fraction", type=_positive_float, default=0.1,
                           help="share of the images held out to measure mIoU before and after (default 0.1)")
-    held_out.add_argument("--val-ids", default=None, metavar="ID,ID,...",
+    held_out.add_argument("--val-ids", type=_names, default=None, metavar="ID,ID,...",
                           help="the held-out images instead: their ids or file names, separated by commas")
     parser.add_argument("--lora-rank", type=_count, default=0,
                         help="also train rank-R adapters on the image encoder's attention (for GPUs; no embedding "
@@ -351,6 +351,14 @@ def _whole_number(minimum: int, maximum: int | None = None):
 
 
 _positive_int, _count = _whole_number(1), _whole_number(0)
+
+
+def _names(text: str) -> list[str]:
+    """Ids or file names separated by commas, spaces around them ignored; none empty (an unset shell variable)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected ids or file names separated by commas, got {text!r}")
+    return names
 
 
 def _positive_float(text: str) -> float:
@@ -684,7 +692,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         finetune(
             args.model, args.data, args.images, args.out, checkpoint=args.checkpoint, steps=args.steps,
             epochs=args.epochs, lr=args.lr, batch=args.batch, device=args.device, seed=args.seed,
-            val_fraction=args.val_fraction, val_ids=args.val_ids.split(",") if args.val_ids else None,
+            val_fraction=args.val_fraction, val_ids=args.val_ids,
             lora_rank=args.lora_rank, train_prompt_encoder=args.train_prompt_encoder, replay=args.replay,
             replay_images=args.replay_images, replay_fraction=args.replay_fraction, distill=args.distill,
             cache_dir=args.cache_dir, mirror=args.mirror,

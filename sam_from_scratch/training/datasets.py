@@ -279,13 +279,13 @@ EXIF_ORIENTATION = 0x0112  # the tag a phone sets instead of turning the pixels;
 def _image_size(path: Path) -> tuple[int, int]:
     """(H, W) of the image as it is shown (upright by its EXIF orientation), from its header."""
     if not path.is_file():
-        raise SamInputError(f"images: expected an image file at {path}, got no such file (missing file).")
+        raise SamInputError(f"{path}: expected an image file, got no such file (missing file).")
     try:
         with Image.open(path) as picture:  # reads the header only
             turned = picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
             return (picture.width, picture.height) if turned else (picture.height, picture.width)
     except OSError as error:
-        raise SamInputError(f"images: expected an image at {path}, got a file Pillow cannot read ({error}).") from error
+        raise SamInputError(f"{path}: expected an image, got a file Pillow cannot read ({error}).") from error
 
 
 def _rotation_note(path: Path) -> str:
@@ -308,7 +308,7 @@ def read_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as picture:
             return as_rgb(ImageOps.exif_transpose(picture))
     except OSError as error:  # cut short, damaged, or gone since the dataset was read
-        raise SamInputError(f"images: expected an image at {path}, got a file Pillow cannot read ({error}).") from error
+        raise SamInputError(f"{path}: expected an image, got a file Pillow cannot read ({error}).") from error
 
 
 def read_masks(record: ImageRecord) -> np.ndarray:

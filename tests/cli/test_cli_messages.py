@@ -7,6 +7,7 @@ where nothing listens).
 
 from __future__ import annotations
 
+import json
 import socket
 
 import numpy as np
@@ -136,12 +137,22 @@ def test_finetune_takes_the_cache_and_the_mirror_of_the_other_commands(offline, 
 @pytest.mark.parametrize("args, message", [
     (["--val-fraction", "1.0"], "error: --val-fraction: expected a number in (0, 1)"),
     (["--val-ids", "nothere"], "error: --val-ids: expected ids or file names"),
+    (["--val-ids", ""], "argument --val-ids: expected ids or file names separated by commas, got ''"),  # an unset variable
+    (["--val-ids", "im0,,im1"], "argument --val-ids: expected ids or file names separated by commas, got 'im0,,im1'"),
 ])
 def test_finetune_names_its_options(tmp_path, capsys, args, message):
     data = label_map_dataset(tmp_path / "data")
     code, _, err = run(capsys, "finetune", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
                        *args)
     assert code == 2 and message in err
+
+
+def test_val_ids_may_have_spaces_after_the_commas(tmp_path, capsys):
+    data = label_map_dataset(tmp_path / "data")
+    code, _, err = run(capsys, "finetune", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
+                       "--device", "cpu", "--steps", "1", "--batch", "2", "--val-ids", "im0, im1")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["val_ids"] == ["im0", "im1"]
 
 
 def test_export_onnx_makes_the_folder_of_out(tmp_path, capsys):
