@@ -146,7 +146,7 @@ def test_a_bad_dataset_is_refused_with_the_file_and_what_was_expected(tmp_path, 
 def test_a_coco_image_that_is_not_there_is_named(tmp_path):
     path = tmp_path / "coco.json"
     path.write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": []}))
-    with pytest.raises(SamInputError, match="gone.jpg, got no such file"):
+    with pytest.raises(SamInputError, match=r"gone\.jpg: expected an image file, got no such file \(missing file\)\.$"):
         load_dataset(path)
 
 
