@@ -707,7 +707,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"error: --model {args.model}: {error} Or give its file as --checkpoint FILE.", file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:  # a checkpoint that cannot be read, a folder that cannot be written,
-        print(f"error: {renamed(error, {'device': '--device'})}", file=sys.stderr)  # no CUDA device here
+        names = {"device": "--device"} | ({"checkpoint": "--checkpoint"} if args.checkpoint else {})  # no CUDA here
+        print(f"error: {renamed(error, names)}", file=sys.stderr)
         return 1
     return 0  # finetune said what it wrote (the lead process only, under torchrun)
 

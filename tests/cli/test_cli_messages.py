@@ -147,6 +147,13 @@ def test_finetune_names_its_options(tmp_path, capsys, args, message):
     assert code == 2 and message in err
 
 
+def test_finetune_names_a_missing_checkpoint_by_its_option(tmp_path, capsys):
+    data = label_map_dataset(tmp_path / "data")
+    code, _, err = run(capsys, "finetune", "--model", "tiny", "--checkpoint", str(tmp_path / "nothere.pth"), "--data",
+                       str(data), "--out", str(tmp_path / "run"), "--device", "cpu")
+    assert code == 1 and err.startswith(f"error: --checkpoint: no file or folder at {tmp_path / 'nothere.pth'}.")
+
+
 def test_val_ids_may_have_spaces_after_the_commas(tmp_path, capsys):
     data = label_map_dataset(tmp_path / "data")
     code, _, err = run(capsys, "finetune", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
