@@ -137,7 +137,11 @@ class EmbeddingCache:
     computed once and kept in `folder`, one file per image (the encoder is frozen).
 
     A file is named by the image's id and path and by its size and modification time, as they were when the
-    run first asked for it: an image edited since an earlier run is embedded again, not read from the cache."""
+    run first asked for it: an image edited since an earlier run is embedded again, not read from the cache.
+    The name also says how the image is read (upright by its EXIF orientation: READING), so embeddings kept by
+    an earlier way of reading are not reused."""
+
+    READING = "upright"
 
     def __init__(self, sam: Sam, folder: Path | None) -> None:
         self.sam, self.folder = sam, folder
@@ -147,7 +151,7 @@ class EmbeddingCache:
         known = (record.image_id, record.path)
         if known not in self._paths:
             stat = record.path.stat()
-            text = f"{record.image_id}|{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            text = f"{record.image_id}|{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.READING}"
             self._paths[known] = self.folder / f"{hashlib.sha1(text.encode()).hexdigest()[:20]}.pt"
         return self._paths[known]
 

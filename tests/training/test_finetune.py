@@ -487,6 +487,18 @@ def test_a_run_recorded_with_a_relative_path_still_resumes(tmp_path, monkeypatch
     finetune(small_model(), "stars", out="run", **arguments)
 
 
+def test_embeddings_kept_when_images_were_read_in_their_stored_orientation_are_not_reused(star_folder, tmp_path):
+    """Images are now read upright by their EXIF tag: a cache file named the earlier way (id, path, size, time)
+    may hold the embedding of a sideways picture, so the names differ."""
+    import hashlib
+
+    record = load_dataset(star_folder).records[0]
+    stat = record.path.stat()
+    earlier = f"{record.image_id}|{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    name = ft.EmbeddingCache(small_model(), tmp_path).path(record).name
+    assert name != hashlib.sha1(earlier.encode()).hexdigest()[:20] + ".pt" and name.endswith(".pt")
+
+
 def test_a_model_passed_in_is_the_one_trained(star_folder, tmp_path):
     """As finetune's docstring says: the Sam given trains in place (a deep copy keeps the original)."""
     model, original = small_model(), small_model()
