@@ -331,7 +331,8 @@ def finetune(
         batch: images per step (split between the processes under torchrun), each with `prompts_per_image`
             prompts followed by `clicks` - 1 corrective clicks.
         val_fraction / val_ids: the held-out images, drawn with `seed`, or given as ids or file names (a value
-            names the image of that id; if none has it, of that file name, then that name without its suffix).
+            names the image of that id; if none has it, of that file name, then that name without its suffix);
+            one of them: val_ids beside a val_fraction other than the default is refused.
         lora_rank: > 0 adds adapters of that rank to the image encoder's qkv (no embedding cache then).
         train_prompt_encoder: train the prompt encoder as well as the mask decoder.
         replay, replay_images: a second dataset (same formats) whose images all join the training images,
@@ -357,6 +358,9 @@ def finetune(
     check_int("batch", batch, 1)
     check_int("seed", seed, 0)
     check_val_fraction(val_fraction)
+    if val_ids is not None and val_fraction != 0.1:  # the default: with val_ids it would be recorded, not used
+        raise SamInputError(f"val_fraction, val_ids: expected one of them, got both (val_fraction={val_fraction!r} "
+                            "and val_ids).")
     check_int("lora_rank", lora_rank, 0)
     check_switch("train_prompt_encoder", train_prompt_encoder)
     check_int("prompts_per_image", prompts_per_image, 1)

@@ -377,6 +377,7 @@ def test_one_image_is_too_few_to_hold_one_out(tmp_path):
     ("model", "vitb", r"^model: expected 'tiny', 'vit_b', 'vit_l', 'vit_h' or a path to a checkpoint, got 'vitb'"),
     ("model", 3, r"^model: expected tiny, vit_b, vit_l, vit_h, a checkpoint path or a Sam, got int"),
     ("epochs", 0, r"^epochs: expected a finite number > 0, got int 0"),
+    ("val_fraction", 0.5, r"^val_fraction, val_ids: expected one of them, got both \(val_fraction=0\.5 and val_ids\)\.$"),
     ("lr", 0, r"^lr: expected a finite number > 0, got int 0"),
     ("lr", float("nan"), r"^lr: expected a finite number > 0, got float nan"),
     ("lr", float("inf"), r"^lr: expected a finite number > 0, got float inf"),
