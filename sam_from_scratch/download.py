@@ -77,16 +77,22 @@ def is_download_temporary_file(path: Path) -> bool:
 
 
 def _holds_a_partial_checkpoint(path: Path) -> bool:
-    # The published checkpoints are torch.save zip archives: a partial one is empty or starts like a zip. A
-    # user's own file that happens to have such a name almost surely does not.
+    """Empty, or the start of a torch.save archive: a zip whose first entry is <folder>/data.pkl. A zip of the
+    user's that happens to have the downloader's kind of name is not one."""
     with open(path, "rb") as file:
-        head = file.read(4)
-    return head in (b"", b"PK\x03\x04")
+        head = file.read(30 + 256)  # a zip's local file header (30 bytes), then the first entry's name
+    if head == b"":
+        return True
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return False
+    name_length = int.from_bytes(head[26:28], "little")
+    return head[30 : 30 + name_length].endswith(b"/data.pkl")
 
 
 def remove_stale_downloads(folder: Path, progress: bool = False) -> list[Path]:
     """Remove the temporary files killed downloads left in `folder`: named like the downloader's, untouched for
-    STALE_AFTER_S seconds, and empty or the start of a checkpoint (a zip archive). Returns their paths."""
+    STALE_AFTER_S seconds, and empty or the start of a checkpoint (a torch.save zip archive, whose first entry
+    is its data.pkl). Returns their paths."""
     if not folder.is_dir():
         return []
     now, removed, size = time.time(), [], 0

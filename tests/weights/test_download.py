@@ -13,9 +13,11 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from sam_from_scratch import download
 from sam_from_scratch.download import CHECKPOINTS, DownloadError, RemoteCheckpoint, download_checkpoint, find_checkpoint
@@ -359,32 +361,44 @@ def test_our_pattern_matches_the_temporary_files_pooch_writes(tmp_path):
         assert not download.is_download_temporary_file(tmp_path / other), other
 
 
+def partial_checkpoint(size: int) -> bytes:
+    """The first `size` bytes of a torch.save archive (padded with zeros): what a killed download leaves."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(8)}, buffer)
+    return (buffer.getvalue() + bytes(size))[:size]
+
+
 def test_next_download_removes_what_a_killed_download_left(host, fake, tmp_path, capsys):
     # A killed process (kill -9, a closed terminal) runs no clean-up: pooch's temporary file stays in the cache.
     left_over = tmp_path / "tmpab12cd_3"
-    left_over.write_bytes(b"PK\x03\x04" + bytes(100_000))  # the start of a torch.save zip archive
+    left_over.write_bytes(partial_checkpoint(100_000))  # the start of a torch.save zip archive
     age(left_over, 3600)
     empty = tmp_path / "tmp0000zzzz"  # killed before the first byte arrived
     empty.touch()
     age(empty, 3600)
-    # the user's files: other names, or the downloader's kind of name with other contents
+    # the user's files: other names, or the downloader's kind of name with other contents (a zip of their own)
     users = ["tmp_notes.txt", "tmpABCDEFGH", "my_tmpab12cd34", "tmpab12cd345", "tmp_notes12"]
     for name in users:
         (tmp_path / name).write_bytes(b"mine")
         age(tmp_path / name, 3600)
+    with zipfile.ZipFile(tmp_path / "tmp_archive", "w") as archive:
+        archive.writestr("notes.txt", "my notes")
+    age(tmp_path / "tmp_archive", 3600)
     (tmp_path / "tmpqwertyui").mkdir()  # a folder, whatever its name, is not ours
     live = tmp_path / "tmpzz99yy88"  # fresh: another download may be writing it right now
     live.write_bytes(b"partial")
 
     host.files["/" + fake.filename] = GOOD
     download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
-    assert files_in(tmp_path) == sorted([fake.filename, *users, "tmpqwertyui", "tmpzz99yy88"])
+    assert files_in(tmp_path) == sorted([fake.filename, *users, "tmp_archive", "tmpqwertyui", "tmpzz99yy88"])
     assert all((tmp_path / name).read_bytes() == b"mine" for name in users)
 
 
 def test_the_clean_up_is_reported_with_the_progress_bar(host, fake, tmp_path, capsys):
     left_over = tmp_path / "tmp0a1b2c3d"
-    left_over.write_bytes(b"PK\x03\x04" + bytes(2_999_996))
+    left_over.write_bytes(partial_checkpoint(3_000_000))
     age(left_over, 3600)
     host.files["/" + fake.filename] = GOOD
     download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=True)
