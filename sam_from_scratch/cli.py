@@ -919,6 +919,8 @@ def _load_model(name: str | None, device: str, cache_dir: str | None = None, mir
     from .build import from_pretrained
     from .download import CACHE_ENV, MIRROR_ENV, DownloadError, find_checkpoint
 
+    from .interactive.models import load_default_model
+
     try:
         if name is None:
             name = "vit_b" if find_checkpoint("vit_b", cache_dir) is not None else "tiny"
@@ -927,8 +929,8 @@ def _load_model(name: str | None, device: str, cache_dir: str | None = None, mir
             else:
                 why = "the bundled small model; `download vit_b` for Meta's"
             _status(f"loading the model {name!r} (no --model given: {why}) ...")
-        else:
-            _status(f"loading the model {name!r} ...")
+            return load_default_model(device, cache_dir, warn=_status)  # the cached file as it is: no download
+        _status(f"loading the model {name!r} ...")
         return from_pretrained(name, device=device, cache_dir=cache_dir, mirror=mirror)
     except DownloadError as error:
         raise CliError(f"--model {name}: {error}") from error

@@ -21,14 +21,47 @@ def default_model_name() -> str:
     return "vit_b" if find_checkpoint("vit_b") is not None else "tiny"
 
 
+def load_default_model(device="auto", cache_dir=None, warn=None):
+    """The best model here without a download: the cached vit_b file, read as it is (no hash check, so no
+    download to replace it), or the small model when there is none or it does not load (damaged, or not a
+    SAM checkpoint); `warn(message)` is told why then (default: a UserWarning at the user's line)."""
+    from ..build import from_pretrained
+    from ..checkpoint import CheckpointError
+    from ..device import auto_device
+    from ..download import find_checkpoint
+
+    auto_device(device)  # a bad device is the caller's to hear about, not a reason to change models
+    checkpoint = find_checkpoint("vit_b", cache_dir)
+    if checkpoint is not None:
+        try:
+            return from_pretrained(str(checkpoint), device=device)
+        except (CheckpointError, SamInputError) as error:
+            message = f"could not load Meta's vit_b from {checkpoint} ({error}); using the bundled small model instead"
+            (warn or _warn_at_users_line)(message)
+    return from_pretrained("tiny", device=device)
+
+
+def _warn_at_users_line(message: str) -> None:
+    """A UserWarning attributed to the first line outside this package (the user's call of a widget)."""
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 2  # level 2: this function's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
 def load_model(model=None, device="auto"):
     """A ``Sam``: `model` itself if it is one, a name for ``from_pretrained`` ("tiny", "vit_b", a checkpoint
-    path, ...), or None for :func:`default_model_name`'s model. A bad one is a ``SamInputError`` naming `model`."""
+    path, ...), or None for the best model here without a download (:func:`load_default_model`). A bad one is a
+    ``SamInputError`` naming `model`."""
     from ..build import from_pretrained
     from ..predictor import check_sam_model
 
     if model is None:
-        model = default_model_name()
+        return load_default_model(device)
     if not isinstance(model, (str, os.PathLike)):
         check_sam_model("model", model)
         return model

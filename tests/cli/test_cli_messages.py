@@ -147,6 +147,30 @@ def test_finetune_names_its_options(tmp_path, capsys, args, message):
     assert code == 2 and message in err
 
 
+def test_without_a_model_a_damaged_cached_vit_b_gives_the_small_model_not_a_download(offline, photo, capsys):
+    """Without --model the command takes the best model here without a download: the cached file as it is,
+    or, when it does not load, the small model (before: the hash check failed and a download began)."""
+    import warnings
+
+    from sam_from_scratch.interactive import ClickSegmenter
+
+    cache = offline / "cache"
+    cache.mkdir()
+    damaged = cache / download.CHECKPOINTS["vit_b"].filename
+    damaged.write_text("not a checkpoint")
+    code, _, err = run(capsys, "segment", photo, "--point", "5,5", "--device", "cpu", "--out", str(offline / "m.png"))
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if line.startswith("could not load Meta's vit_b")]
+    assert "is a text file" in line and line.endswith("using the bundled small model instead")
+    assert "could not download" not in err and "downloading" not in err and damaged.read_text() == "not a checkpoint"
+    with warnings.catch_warnings(record=True) as caught:  # the widgets choose the same way, and say so
+        warnings.simplefilter("always")
+        widget = ClickSegmenter(np.zeros((40, 60, 3), np.uint8))
+    assert widget.predictor.model.image_encoder.img_size == 96  # the small model
+    assert any("could not load Meta's vit_b" in str(w.message) and w.filename == __file__ for w in caught)
+    widget.close()
+
+
 def test_finetune_names_a_missing_checkpoint_by_its_option(tmp_path, capsys):
     data = label_map_dataset(tmp_path / "data")
     code, _, err = run(capsys, "finetune", "--model", "tiny", "--checkpoint", str(tmp_path / "nothere.pth"), "--data",
