@@ -267,11 +267,14 @@ class ClickSegmenter(WidgetBase):
 
     def overlay(self, include_current: bool = True) -> np.ndarray:
         """(H, W, 3) uint8: the image with every accepted object (and the current mask) blended in colour."""
+        check_switch("include_current", include_current)
         outline = outline_width(self.image.shape[1], self.picture.photo.shape[1])  # as thick as on screen
         return blend(self.image, self._colored_masks(include_current), outline=outline)
 
     def save_png(self, path, overwrite: bool = False) -> Path:
-        """Write the overlay to `path` (.png) and the label map next to it (`<stem>_labels.npy`).
+        """Write the accepted objects: their overlay to `path` (.png) and the label map next to it
+        (`<stem>_labels.npy`), so that the two files show the same objects. A current mask not yet accepted is
+        in neither (the status line says so). Both files are written, or neither.
 
         An existing file is only replaced with ``overwrite=True``; otherwise nothing is written and a
         ``SamInputError`` says which file is in the way (the "save PNG" button shows it in the status line).
@@ -297,9 +300,24 @@ class ClickSegmenter(WidgetBase):
                 f"exist{'s' if len(existing) == 1 else ''} there. Nothing was saved: choose another name, or call "
                 "save_png(path, overwrite=True) to overwrite."
             )
-        Image.fromarray(self.overlay()).save(path)
-        np.save(labels_path, self.label_map())
-        self._set_status(f"Saved {path.name} and {path.stem}_labels.npy ({len(self.objects)} objects).")
+        pending = ("; the current mask is not in them: accept it first to save it"
+                   if self.mask is not None else "")
+        written = []
+        try:  # each to a temporary name first, then both renamed: no half export left behind
+            for final, write in ((path, lambda f: Image.fromarray(self.overlay(include_current=False)).save(f, "PNG")),
+                                 (labels_path, lambda f: np.save(f, self.label_map()))):
+                temporary = final.with_name(f".{final.name}.partial")
+                written.append((temporary, final))
+                with open(temporary, "wb") as file:
+                    write(file)
+            for temporary, final in written:
+                os.replace(temporary, final)
+        except OSError as error:
+            for temporary, _ in written:
+                temporary.unlink(missing_ok=True)
+            raise SamInputError(f"path: could not write {path.name} and {labels_path.name} in {path.parent} ({error}). "
+                                "Nothing was saved.") from error
+        self._set_status(f"Saved {path.name} and {path.stem}_labels.npy ({len(self.objects)} objects{pending}).")
         return path
 
     def _new_state(self, refine: bool) -> PromptState:

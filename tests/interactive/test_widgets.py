@@ -502,6 +502,32 @@ def test_save_png_writes_the_overlay_and_the_label_map(segmenter, scene, tmp_pat
     np.testing.assert_array_equal(np.load(tmp_path / "objects_labels.npy"), masks["C"].astype(np.int32))
 
 
+def test_save_png_writes_the_accepted_objects_only_so_both_files_agree(segmenter, scene, tmp_path):
+    """A clicked but not accepted mask is in neither file (it was in the picture, not in the label map)."""
+    from PIL import Image
+
+    image, masks = scene
+    click(segmenter, 60, 70)
+    assert segmenter.mask is not None
+    segmenter.save_png(tmp_path / "objects.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "objects.png")), image)
+    assert not np.load(tmp_path / "objects_labels.npy").any()
+    assert "0 objects; the current mask is not in them: accept it first to save it" in segmenter.status.value
+    with pytest.raises(SamInputError, match=r"^include_current: expected True or False, got str 'no'"):
+        segmenter.overlay(include_current="no")
+
+
+def test_save_png_leaves_no_half_export_behind(segmenter, tmp_path, monkeypatch):
+    def full_disk(file, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    with pytest.raises(SamInputError, match=r"^path: could not write objects\.png and objects_labels\.npy in .* \(\[Errno "
+                                            r"28\] No space left on device\)\. Nothing was saved\.$"):
+        segmenter.save_png(tmp_path / "objects.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_png_does_not_overwrite_the_picture_or_the_labels_unless_asked(segmenter, tmp_path):
     click(segmenter, 60, 70)
     segmenter.accept()
