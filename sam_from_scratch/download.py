@@ -261,7 +261,8 @@ def download_checkpoint(
         SamInputError (a ValueError): an unknown `name`; a `cache_dir` (or $SAM_FROM_SCRATCH_CACHE) that is
             not a path, is a file or lies under one; a `mirror` (or $SAM_FROM_SCRATCH_MIRROR) that is not an
             http:// or https:// URL; `progress` not True or False; `timeout` not a number of seconds from 0 to
-            MAX_TIMEOUT_S (a day). All before any request.
+            MAX_TIMEOUT_S (a day); a cache folder this user cannot write to (when the file is not there yet).
+            All before any request.
         DownloadError: the transfer failed or the file's SHA-256 differs from the published one; in both cases
             nothing new is left in the cache (a file already there stays as it was, and the message says so).
         KeyboardInterrupt: passed on as it came, with nothing partial left in the cache.
@@ -283,6 +284,13 @@ def download_checkpoint(
         where = "" if given == "mirror" else f" (set by {given})"
         advice = f"Check that the mirror{where} serves the file at that URL, and try again."
     target = folder / entry.filename
+    base = nearest_existing(folder)
+    if not target.is_file() and not os.access(base, os.W_OK | os.X_OK):  # before any request: nowhere to put it
+        argument = _cache(cache_dir)[0]
+        where = "" if base == folder else f" (it would be made in {base})"
+        raise SamInputError(f"{argument}: expected a folder this user can write checkpoints to, got {folder}{where}, "
+                            f"which is read-only here. Nothing was downloaded: give another folder (cache_dir, "
+                            f"--cache-dir or ${CACHE_ENV}).")
     remove_stale_downloads(folder, progress)
     before = _temporary_files(folder)
     # pooch announces each download on its own logger, naming the target even when nothing arrives: our

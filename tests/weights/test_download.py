@@ -361,6 +361,18 @@ def test_our_pattern_matches_the_temporary_files_pooch_writes(tmp_path):
         assert not download.is_download_temporary_file(tmp_path / other), other
 
 
+def test_a_read_only_cache_folder_is_named_before_any_request(host, fake, tmp_path, monkeypatch):
+    """Before: the transfer began, and pooch's PermissionError came back as a failed download from the mirror."""
+    read_only = tmp_path / "shared"
+    read_only.mkdir()
+    monkeypatch.setattr(download.os, "access", lambda path, mode: Path(path) != read_only)  # as for a user not root
+    with pytest.raises(SamInputError, match=rf"^cache_dir: expected a folder this user can write checkpoints to, got "
+                                            rf"{read_only}/new \(it would be made in {read_only}\), which is read-only "
+                                            r"here\. Nothing was downloaded"):
+        download_checkpoint("fake", cache_dir=read_only / "new", mirror=host.url, progress=False)
+    assert host.requests == [] and list(read_only.iterdir()) == []
+
+
 def partial_checkpoint(size: int) -> bytes:
     """The first `size` bytes of a torch.save archive (padded with zeros): what a killed download leaves."""
     import io
