@@ -26,8 +26,9 @@ RECORD_KEYS = ("segmentation", "area", "predicted_iou", "stability_score")  # wh
 class AutomaticMaskExplorer(WidgetBase):
     """The automatic mask generator's masks, filtered live by predicted IoU and stability score.
 
-    The generator runs once with both thresholds at 0, keeping every mask it finds; moving a slider only
-    re-filters those records, so it is instant. (Box NMS ran on the unfiltered set, so a mask the generator
+    The generator runs once with both thresholds at 0, keeping every mask it finds (a generator of yours runs
+    with its own, and the sliders start there: lower, they bring nothing back); moving a slider only re-filters
+    those records, so it is instant. (Box NMS ran on the unfiltered set, so a mask the generator
     would keep at a high threshold can be missing here if a lower-scoring twin suppressed it: close enough to
     learn what the thresholds do.)
 
@@ -37,9 +38,9 @@ class AutomaticMaskExplorer(WidgetBase):
     Give one of records, generator and model (with its generator_kwargs); pred_iou_thresh and
     stability_score_thresh: None or in [0, 1].
 
-    The sliders start at the official thresholds, or, for the small course model, at those its card recommends
-    where none is given (``generator_filters``; its stability scores use the card's offset); the status line
-    says which.
+    The sliders start at the official thresholds (with records, whose model is unknown), at a given generator's
+    own, or, for the small course model, at those its card recommends where none is given
+    (``generator_filters``; its stability scores use the card's offset); the status line says which.
     """
 
     def __init__(self, image, records: Optional[Sequence[dict]] = None, *, generator=None, model=None,
@@ -73,6 +74,8 @@ class AutomaticMaskExplorer(WidgetBase):
                 generator_kwargs.setdefault("stability_score_offset", filters["stability_score_offset"])
                 generator = SamAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                                                       **generator_kwargs)
+            else:  # the user's generator filters with its own thresholds first: the sliders start there
+                filters = {name: getattr(generator, name, value) for name, value in filters.items()}
             start = time.perf_counter()
             records = generator.generate(self.image)
             self.generate_seconds = time.perf_counter() - start

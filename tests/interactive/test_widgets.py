@@ -899,6 +899,21 @@ def test_the_explorer_starts_the_small_model_at_its_cards_filters_and_says_so(on
     assert "your predicted IoU > 0.3 with its card's stability" in one.filter_note
 
 
+def test_the_explorer_starts_a_generator_of_yours_at_its_own_thresholds(one_thread):
+    """Its masks are filtered by its thresholds before the explorer sees them: sliders at Meta's 0.88 / 0.95
+    would hide every mask of the small model's, and lowering them brings nothing back."""
+    from sam_from_scratch import SamAutomaticMaskGenerator
+    from sam_from_scratch.build import from_pretrained
+    from sam_from_scratch.training.scenes import HELDOUT_SEED, make_scene
+
+    image = make_scene(HELDOUT_SEED, 0).image
+    generator = SamAutomaticMaskGenerator(from_pretrained("tiny", device="cpu"), points_per_side=4, pred_iou_thresh=0.4,
+                                          stability_score_thresh=0.7, stability_score_offset=0.1)
+    explorer = AutomaticMaskExplorer(image, generator=generator)
+    assert (explorer.iou_slider.value, explorer.stability_slider.value) == (0.4, 0.7)
+    assert len(explorer.kept) == len(explorer.records) > 0
+
+
 # ----- living in a notebook -----------------------------------------------------------------------------------------------
 
 
