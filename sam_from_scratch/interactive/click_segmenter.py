@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import SamInputError, check_choice, check_int, check_switch, input_error
+from ..errors import SamInputError, check_choice, check_int, check_switch, expand_user, input_error
 from .canvas import Picture, WidgetBase, as_rgb_uint8
 from .drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors, outline_width
 from .models import check_methods, describe_model, load_predictor
@@ -89,8 +89,9 @@ class ClickSegmenter(WidgetBase):
         check_choice("mask_mode", mask_mode, MASK_MODES.values())
         check_switch("refine", refine)
         check_int("display_width", display_width, 1)
-        if not isinstance(save_path, (str, os.PathLike)):
-            raise input_error("save_path", "a file name for the 'save PNG' button, e.g. 'objects.png'", save_path)
+        if not isinstance(save_path, (str, os.PathLike)) or Path(save_path).suffix.lower() != ".png":
+            raise input_error("save_path", "a file name ending in .png for the 'save PNG' button, e.g. 'objects.png'",
+                              save_path)  # known now, not when the button is pressed
         if predictor is not None:
             check_methods("predictor", predictor, ("set_image", "predict"),
                           "a SamPredictor (an object with set_image() and predict())")
@@ -280,9 +281,9 @@ class ClickSegmenter(WidgetBase):
         ``SamInputError`` says which file is in the way (the "save PNG" button shows it in the status line).
         """
         check_switch("overwrite", overwrite)
-        if not isinstance(path, (str, os.PathLike)):
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
             raise input_error("path", "a file name ending in .png", path)
-        path = Path(path)
+        path = expand_user("path", path, "a file name ending in .png")  # ~/objects.png, as a shell reads it
         if path.suffix.lower() != ".png":
             raise SamInputError(f"path: expected a file name ending in .png, got {str(path)!r}.")
         if not path.parent.is_dir():

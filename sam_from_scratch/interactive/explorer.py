@@ -122,6 +122,19 @@ def _check_unused(records, generator, model, generator_kwargs: dict) -> None:
         raise SamInputError("records, generator: expected one of them, got both; the generator would not run. "
                             "Leave one out.")
     given = "records" if records is not None else "generator" if generator is not None else None
+    if given is None:  # a misspelt setting would otherwise stop the generator's __init__ with a TypeError
+        import difflib
+        import inspect
+
+        from ..automatic_mask_generator import SamAutomaticMaskGenerator
+
+        known = [name for name in inspect.signature(SamAutomaticMaskGenerator).parameters if name != "model"]
+        for name in generator_kwargs:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise SamInputError(f"{name}: expected a setting of SamAutomaticMaskGenerator ({', '.join(known)}), "
+                                    f"got {name}={generator_kwargs[name]!r:.40}.{hint}")
     unused = ({"model": model} if model is not None else {}) | generator_kwargs
     if given is not None and unused:
         got = ", ".join(f"{name}={value!r:.40}" for name, value in unused.items())

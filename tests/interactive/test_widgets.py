@@ -418,7 +418,9 @@ def test_a_model_beside_a_predictor_is_refused_not_ignored(scene):
     "kwargs, match",
     [
         (dict(refine="no"), r"^refine: expected True or False, got str 'no'\.$"),
-        (dict(save_path=5), r"^save_path: expected a file name for the 'save PNG' button, e\.g\. 'objects\.png', "
+        (dict(save_path="objects.jpg"), r"^save_path: expected a file name ending in \.png for the 'save PNG' button, "
+                                        r"e\.g\. 'objects\.png', got str 'objects\.jpg'\.$"),
+        (dict(save_path=5), r"^save_path: expected a file name ending in \.png for the 'save PNG' button, e\.g\. 'objects\.png', "
                             r"got int 5\.$"),
     ],
 )
@@ -515,6 +517,13 @@ def test_save_png_writes_the_accepted_objects_only_so_both_files_agree(segmenter
     assert "0 objects; the current mask is not in them: accept it first to save it" in segmenter.status.value
     with pytest.raises(SamInputError, match=r"^include_current: expected True or False, got str 'no'"):
         segmenter.overlay(include_current="no")
+
+
+def test_save_png_reads_a_tilde_as_the_home_folder_and_refuses_an_empty_name(segmenter, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert segmenter.save_png("~/objects.png") == tmp_path / "objects.png" and (tmp_path / "objects_labels.npy").exists()
+    with pytest.raises(SamInputError, match=r"^path: expected a file name ending in \.png, got str ''\.$"):
+        segmenter.save_png("")
 
 
 def test_save_png_leaves_no_half_export_behind(segmenter, tmp_path, monkeypatch):
@@ -897,6 +906,12 @@ def test_the_explorer_starts_the_small_model_at_its_cards_filters_and_says_so(on
     one = AutomaticMaskExplorer(image, model=model, points_per_side=4, pred_iou_thresh=0.3)  # the other stays the card's
     assert (one.iou_slider.value, one.stability_slider.value) == (0.3, card["stability_score_thresh"])
     assert "your predicted IoU > 0.3 with its card's stability" in one.filter_note
+
+
+def test_a_misspelt_generator_setting_is_named_before_the_model_loads():
+    with pytest.raises(SamInputError, match=r"^points_per_sid: expected a setting of SamAutomaticMaskGenerator \(points_per_side, "
+                                            r".*\), got points_per_sid=8\. Did you mean points_per_side\?$"):
+        AutomaticMaskExplorer(np.zeros((40, 60, 3), np.uint8), model="tiny", points_per_sid=8)
 
 
 def test_the_explorer_starts_a_generator_of_yours_at_its_own_thresholds(one_thread):
