@@ -208,7 +208,8 @@ def _no_two_entries_for_one_file(entries: list, image_dir: Path, path: Path) -> 
 
 def load_folder(root: Path) -> InstanceDataset:
     # Hidden files (a Mac's ._photo.jpg beside photo.jpg) are neither images nor masks.
-    images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    images = sorted(p for p in (root / "images").iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     _no_duplicates([p.stem for p in images], f"{root / 'images'}: image names (without suffix)")
     files = sorted(p for p in (root / "masks").iterdir() if p.is_file() and not p.name.startswith("."))
     mask_files = [p for p in files if p.suffix.lower() == ".png"]

@@ -10,13 +10,13 @@ differs is what trains:
 - or, with `lora_rank` > 0, also low-rank adapters on the encoder's attention (qkv): W x + B A x with A
   (r, C) and B (3C, r), B starting at zero. The embeddings then change at every step, so nothing is cached.
 
-A run folder holds run.json (the settings: it marks the folder as ours), state.pt (resumable state), the
-loss log, the embedding cache, and at the end the checkpoint in the official format and card.json (the data,
-the settings, held-out mIoU before and after). Calling `finetune` again with the same settings continues the
-run (paths count as the same however they are written; a run whose data gained or lost images or masks since
-it began is refused: split anew, a held-out image might already have trained). Under `torchrun` every process takes an equal share of each step's images and DistributedDataParallel
-averages their gradients; the prompts of an image depend on the image and the step only, so any number of
-processes trains the same weights.
+A run folder holds run.json (the settings: it marks the folder as ours), state.pt (resumable state), the loss
+log, the embedding cache, and at the end the checkpoint in the official format and card.json (the data, the
+settings, held-out mIoU before and after). Calling `finetune` again with the same settings continues the run
+(paths count as the same however they are written; a run whose data gained or lost images or masks since it began
+is refused: split anew, a held-out image might already have trained). Under `torchrun` every process takes an
+equal share of each step's images and DistributedDataParallel averages their gradients; the prompts of an image
+depend on the image and the step only, so any number of processes trains the same weights.
 """
 
 from __future__ import annotations
