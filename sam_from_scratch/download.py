@@ -284,6 +284,10 @@ def download_checkpoint(
         where = "" if given == "mirror" else f" (set by {given})"
         advice = f"Check that the mirror{where} serves the file at that URL, and try again."
     target = folder / entry.filename
+    if target.is_dir():  # never replaced: it may hold anything
+        raise SamInputError(f"{_cache(cache_dir)[0]}: expected {entry.filename} in {folder} to be the checkpoint file, "
+                            "got a folder of that name. Nothing was downloaded: move the folder, or give another cache "
+                            "folder.")
     base = nearest_existing(folder)
     if not target.is_file() and not os.access(base, os.W_OK | os.X_OK):  # before any request: nowhere to put it
         argument = _cache(cache_dir)[0]
@@ -297,6 +301,7 @@ def download_checkpoint(
     # progress bar and errors say what happens. Filtered for this call only (another call's filter is its own).
     quiet = _OnlyWarnings()
     pooch.get_logger().addFilter(quiet)
+    fetched = None
     try:
         fetched = pooch.retrieve(
             url,
@@ -326,7 +331,20 @@ def download_checkpoint(
         raise
     finally:
         pooch.get_logger().removeFilter(quiet)
+        if fetched is None:  # nothing arrived: the folders this call made for it go too (only if still empty)
+            _remove_empty_folders(folder, up_to=base)
     return Path(fetched)
+
+
+def _remove_empty_folders(folder: Path, up_to: Path) -> None:
+    """Remove `folder` and its parents below `up_to` (the nearest folder that existed before), each only while
+    it is empty."""
+    while folder != up_to and up_to in folder.parents:
+        try:
+            folder.rmdir()  # refuses a folder that holds anything
+        except OSError:
+            return
+        folder = folder.parent
 
 
 class _OnlyWarnings(logging.Filter):

@@ -135,6 +135,10 @@ def _check_unused(records, generator, model, generator_kwargs: dict) -> None:
                 hint = f" Did you mean {close[0]}?" if close else ""
                 raise SamInputError(f"{name}: expected a setting of SamAutomaticMaskGenerator ({', '.join(known)}), "
                                     f"got {name}={generator_kwargs[name]!r:.40}.{hint}")
+        mode = generator_kwargs.get("output_mode", "binary_mask")
+        if mode != "binary_mask":  # known now, not after the generator has run
+            raise SamInputError(f"output_mode: expected 'binary_mask' (the explorer draws (H, W) bool masks), got "
+                                f"{mode!r:.40}.")
     unused = ({"model": model} if model is not None else {}) | generator_kwargs
     if given is not None and unused:
         got = ", ".join(f"{name}={value!r:.40}" for name, value in unused.items())

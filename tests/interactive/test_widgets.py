@@ -912,6 +912,9 @@ def test_a_misspelt_generator_setting_is_named_before_the_model_loads():
     with pytest.raises(SamInputError, match=r"^points_per_sid: expected a setting of SamAutomaticMaskGenerator \(points_per_side, "
                                             r".*\), got points_per_sid=8\. Did you mean points_per_side\?$"):
         AutomaticMaskExplorer(np.zeros((40, 60, 3), np.uint8), model="tiny", points_per_sid=8)
+    with pytest.raises(SamInputError, match=r"^output_mode: expected 'binary_mask' \(the explorer draws \(H, W\) bool "
+                                            r"masks\), got 'uncompressed_rle'\.$"):
+        AutomaticMaskExplorer(np.zeros((40, 60, 3), np.uint8), model="not loaded", output_mode="uncompressed_rle")
 
 
 def test_the_explorer_starts_a_generator_of_yours_at_its_own_thresholds(one_thread):

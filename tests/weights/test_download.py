@@ -373,6 +373,22 @@ def test_a_read_only_cache_folder_is_named_before_any_request(host, fake, tmp_pa
     assert host.requests == [] and list(read_only.iterdir()) == []
 
 
+def test_a_folder_where_the_checkpoint_goes_is_named_and_kept(host, fake, tmp_path):
+    (tmp_path / fake.filename).mkdir()
+    (tmp_path / fake.filename / "mine.txt").write_text("mine")
+    with pytest.raises(SamInputError, match=rf"^cache_dir: expected {re.escape(fake.filename)} in {tmp_path} to be the "
+                                            r"checkpoint file, got a folder of that name\. Nothing was downloaded"):
+        download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False)
+    assert host.requests == [] and (tmp_path / fake.filename / "mine.txt").read_text() == "mine"
+
+
+def test_a_failed_download_removes_the_folders_it_made(host, fake, tmp_path):
+    host.files.clear()  # the mirror answers 404
+    with pytest.raises(DownloadError):
+        download_checkpoint("fake", cache_dir=tmp_path / "new" / "cache", mirror=host.url, progress=False)
+    assert list(tmp_path.iterdir()) == []  # before: new/cache/ stayed behind, empty
+
+
 def partial_checkpoint(size: int) -> bytes:
     """The first `size` bytes of a torch.save archive (padded with zeros): what a killed download leaves."""
     import io
