@@ -283,14 +283,13 @@ def download_checkpoint(
     else:
         where = "" if given == "mirror" else f" (set by {given})"
         advice = f"Check that the mirror{where} serves the file at that URL, and try again."
-    target = folder / entry.filename
+    target, argument = folder / entry.filename, _cache(cache_dir)[0]  # the argument, or the variable, that gave it
     if target.is_dir():  # never replaced: it may hold anything
-        raise SamInputError(f"{_cache(cache_dir)[0]}: expected {entry.filename} in {folder} to be the checkpoint file, "
+        raise SamInputError(f"{argument}: expected {entry.filename} in {folder} to be the checkpoint file, "
                             "got a folder of that name. Nothing was downloaded: move the folder, or give another cache "
                             "folder.")
     base = nearest_existing(folder)
     if not target.is_file() and not os.access(base, os.W_OK | os.X_OK):  # before any request: nowhere to put it
-        argument = _cache(cache_dir)[0]
         where = "" if base == folder else f" (it would be made in {base})"
         raise SamInputError(f"{argument}: expected a folder this user can write checkpoints to, got {folder}{where}, "
                             f"which is read-only here. Nothing was downloaded: give another folder (cache_dir, "

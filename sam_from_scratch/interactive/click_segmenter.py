@@ -302,7 +302,7 @@ class ClickSegmenter(WidgetBase):
                 "save_png(path, overwrite=True) to overwrite."
             )
         pending = ("; the current mask is not in them: accept it first to save it"
-                   if self.mask is not None else "")
+                   if self.state.mask is not None else "")
         written = []
         try:  # each to a temporary name first, then both renamed: no half export left behind
             for final, write in ((path, lambda f: Image.fromarray(self.overlay(include_current=False)).save(f, "PNG")),

@@ -11,14 +11,7 @@ import os
 
 from ..errors import SamInputError, input_error, renamed
 
-__all__ = ["check_methods", "default_model_name", "describe_model", "load_model", "load_predictor"]
-
-
-def default_model_name() -> str:
-    """"vit_b" when Meta's vit_b checkpoint is in the cache (no network, no hash check), else "tiny"."""
-    from ..download import find_checkpoint
-
-    return "vit_b" if find_checkpoint("vit_b") is not None else "tiny"
+__all__ = ["check_methods", "describe_model", "load_default_model", "load_model", "load_predictor"]
 
 
 def load_default_model(device="auto", cache_dir=None, warn=None):

@@ -222,12 +222,17 @@ def load_folder(root: Path) -> InstanceDataset:
     instances_of: dict[str, list[Path]] = {}  # image stem -> its instance masks
     for mask in mask_files:
         instances_of.setdefault(_instance_of(mask), []).append(mask)
+    others_of: dict[str, list[str]] = {}  # image stem -> the names of its masks in other formats
+    for other in files:
+        if other.suffix.lower() != ".png":
+            for stem in {other.stem, _instance_of(other)}:
+                others_of.setdefault(stem, []).append(other.name)
     records, used = [], set()
     for image in images:
         label_map, instances = label_maps.get(image.stem), instances_of.get(image.stem, [])
         if label_map and instances:
             raise SamInputError(f"{root / 'masks'}: expected either {label_map.name} (a label map) or {image.stem}_<k>.png (one per instance), got both.")
-        others = [p.name for p in files if p not in mask_files and image.stem in (p.stem, _instance_of(p))]
+        others = others_of.get(image.stem, [])
         if not label_map and not instances:
             note = f" Only .png masks are read: got {others[:5]}." if others else ""
             raise SamInputError(f"{root / 'masks'}: expected {image.stem}_<k>.png or {image.stem}.png for {image}, got no such file (missing masks).{note}")

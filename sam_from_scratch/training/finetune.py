@@ -518,14 +518,14 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, l
         raise SamInputError(f"out: expected a folder for the run, got {out}, which is a file.")
     run_file = out / RUN_FILE
     if run_file.exists():
-        recorded = _recorded_settings(run_file)
+        record = _run_record(run_file)
         # runs recorded before paths were written out in full: relative to the folder the command runs in
-        recorded = {k: _full_path(v) if k in PATH_SETTINGS else v for k, v in recorded.items()}
+        recorded = {k: _full_path(v) if k in PATH_SETTINGS else v for k, v in record["settings"].items()}
         if recorded != _jsonable(asdict(settings)):
             changed = sorted(k for k, v in _jsonable(asdict(settings)).items() if recorded.get(k) != v)
             raise SamInputError(f"out: expected a new folder or a run with the same settings, got {out}, a run with "
                                 f"other {', '.join(changed)}; choose another --out to start a new run.")
-        before = json.loads(run_file.read_text()).get("data_fingerprint")
+        before = record.get("data_fingerprint")  # None in runs recorded before it was kept
         if before is not None and before != fingerprint:
             raise SamInputError(f"out: expected the run's data as it was, got {out}, a run whose images or masks "
                                 "have been added or removed since it began: resumed, it would split them anew; "
@@ -543,8 +543,9 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, l
         dist.barrier()
 
 
-def _recorded_settings(run_file: Path) -> dict:
-    """The settings a run.json of ours records; a file of that name that finetune did not write is refused."""
+def _run_record(run_file: Path) -> dict:
+    """What a run.json of ours records (its "settings", and the data's fingerprint); a file of that name that
+    finetune did not write is refused."""
     try:
         recorded = json.loads(run_file.read_text())
     except (OSError, ValueError) as error:  # a folder, or not JSON text
@@ -555,7 +556,7 @@ def _recorded_settings(run_file: Path) -> dict:
         raise SamInputError(f"out: expected an empty folder or a fine-tuning run folder, got {run_file.parent}, whose "
                             f"{run_file.name} is not one finetune wrote ({why}); fine-tuning never overwrites files "
                             "it did not create.")
-    return recorded["settings"]
+    return recorded
 
 
 def _train_config(settings: FinetuneSettings) -> TrainConfig:
