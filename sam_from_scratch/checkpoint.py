@@ -174,10 +174,7 @@ def read_state_dict(path: str | os.PathLike, variant: str | None = None) -> Stat
         raise CheckpointNotFoundError("checkpoint: expected the path of a checkpoint file or folder, got ''.")
     path = Path(path).expanduser()
     if not path.exists():
-        raise CheckpointNotFoundError(
-            f"checkpoint: no file or folder at {path}. Download an official one with "
-            "`python -m sam_from_scratch download vit_b` (see README, 'Getting real weights')."
-        )
+        raise CheckpointNotFoundError(f"checkpoint: no file or folder at {path}. {_where_to_get(variant)}")
     if path.is_dir():
         state_dict = _read_hf_folder(path)
     elif not path.is_file():  # a named pipe or a device would block the read, or never end
@@ -301,6 +298,17 @@ def _as_text(head: bytes) -> str | None:
     return text if all(c.isprintable() or c in "\t\r\n\f" for c in text) else None
 
 
+def _where_to_get(variant: str | None) -> str:
+    """Where a checkpoint for `variant` comes from: the small model ships with the package, Meta's are downloaded."""
+    from .download import CHECKPOINTS
+
+    if variant == "tiny":
+        return "The small model ships with the package: sam_model_registry['tiny']() or from_pretrained('tiny') loads it."
+    official = variant if variant in CHECKPOINTS else "vit_b"
+    return (f"Download an official one with `python -m sam_from_scratch download {official}` "
+            "(see README, 'Getting real weights').")
+
+
 def _unreadable(path: Path, variant: str | None, what: str) -> CheckpointError:
     """The error for a file that could not be read: where it is, what it is, and how to get a good one."""
     from .download import CHECKPOINTS
@@ -312,11 +320,7 @@ def _unreadable(path: Path, variant: str | None, what: str) -> CheckpointError:
             f"SHA-256 is wrong), or delete {path}."
         )
     else:
-        official_hint = variant if variant in CHECKPOINTS else "vit_b"
-        fix = (
-            "Pass the path of a checkpoint saved with torch.save(model.state_dict(), path), or an official one "
-            f"(`python -m sam_from_scratch download {official_hint}`)."
-        )
+        fix = f"Pass the path of a checkpoint saved with torch.save(model.state_dict(), path). {_where_to_get(variant)}"
     return CheckpointError(f"checkpoint: {path} ({path.stat().st_size:,} bytes) {what}. {fix}")
 
 

@@ -87,7 +87,13 @@ def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match=re.escape(str(path))) as error:
         sam_model_registry["tiny"](checkpoint=path)
     assert isinstance(error.value, FileNotFoundError)
-    assert "download" in str(error.value)
+    assert "ships with the package" in str(error.value)  # the small model is never downloaded
+
+
+@pytest.mark.parametrize("variant, command", [("vit_l", "download vit_l"), (None, "download vit_b")])
+def test_missing_file_says_which_checkpoint_to_download(tmp_path, variant, command):
+    with pytest.raises(CheckpointNotFoundError, match=command):
+        read_state_dict(tmp_path / "sam.pth", variant)
 
 
 def test_folder_without_weights_says_what_it_looked_for(tmp_path):
