@@ -119,7 +119,11 @@ class WidgetBase:
     last_error: Optional[BaseException] = None  # the last error shown in the status line, and its traceback
     last_traceback: Optional[str] = None
 
+    closed = False  # set by close(); a closed widget shows as one line of text
+
     def _repr_mimebundle_(self, **kwargs):
+        if self.closed:  # ipywidgets would fail with a TypeError: the widget's comm is gone
+            return {"text/plain": f"{self!r}, closed: what it holds can still be read; make a new one to show it"}
         bundle = self.widget._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = repr(self)  # short and stable, instead of every child widget's state
         return bundle
@@ -148,6 +152,7 @@ class WidgetBase:
 
         for widget in [self.widget, *getattr(self, "_thumbnail_widgets", [])]:
             close_tree(widget)
+        self.closed = True
 
     @property
     def status_text(self) -> str:

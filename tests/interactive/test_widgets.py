@@ -960,6 +960,16 @@ def test_close_frees_every_widget_it_made(scene):
     assert set(ipywidgets.Widget.widgets) - before == set()
 
 
+def test_a_closed_widget_shows_as_a_line_and_keeps_its_results(scene):
+    segmenter = ClickSegmenter(scene[0], RegionPredictor())
+    click(segmenter, 25, 20)
+    segmenter.accept()
+    segmenter.close()
+    bundle = segmenter._repr_mimebundle_()  # ipywidgets' own would raise a TypeError: its comm is gone
+    assert list(bundle) == ["text/plain"] and bundle["text/plain"].startswith("ClickSegmenter(image 128×96), closed")
+    assert segmenter.label_map().max() == 1
+
+
 def test_the_text_form_is_short_and_stable_for_saved_notebooks(segmenter):
     bundle = segmenter._repr_mimebundle_()
     assert bundle["text/plain"] == "ClickSegmenter(image 128×96)"
