@@ -154,9 +154,7 @@ def from_pretrained(
     variant is recognised from its shapes. `dtype` (e.g. torch.bfloat16 or "bfloat16", or float16 on a GPU)
     converts the weights; inputs are cast on the way in and mask logits come out in float32 (notebook 12).
     """
-    if isinstance(dtype, str) and dtype in ("float32", "bfloat16", "float16"):  # as SamPredictor and --dtype take it
-        dtype = getattr(torch, dtype)
-    check_dtype(dtype)  # before anything is loaded or downloaded
+    dtype = check_dtype(dtype)  # before anything is loaded or downloaded; a name ("bfloat16") as its torch.dtype
     _check_download_arguments(download_kwargs)
     if not isinstance(name, (str, os.PathLike)):
         raise SamInputError(

@@ -336,6 +336,8 @@ class SamPredictor:
         low_res_masks, iou_predictions = decode_prompts(
             self.model, self.features, points, boxes, mask_input, multimask_output
         )  # (B, C, 4h, 4w), (B, C)
+        # float32 whatever ran: a plain decoder under the caller's torch.autocast gives bfloat16, which numpy lacks
+        low_res_masks, iou_predictions = low_res_masks.float(), iou_predictions.float()
         masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)  # (B, C, H, W)
         if not return_logits:
             masks = masks > self.model.mask_threshold

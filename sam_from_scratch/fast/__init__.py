@@ -45,18 +45,22 @@ FAST_CLASSES: dict[type, type] = {
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def check_dtype(dtype: torch.dtype | None) -> None:
-    """None (keep the weights' dtype) or one of DTYPES, else a SamInputError naming the argument."""
+def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """None (keep the weights' dtype), one of DTYPES or its name ("bfloat16"), as a torch.dtype; anything else is
+    a SamInputError naming the argument."""
+    if isinstance(dtype, str) and dtype in ("float32", "bfloat16", "float16"):  # as SamPredictor and --dtype take it
+        dtype = getattr(torch, dtype)
     if dtype is not None and dtype not in DTYPES:
         raise SamInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16 (or their names), got "
                             f"{dtype!r}.")
+    return dtype
 
 
 def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
     """Swap in the fast subclasses (in place; calling it again changes nothing); returns `model`.
 
     model: a Sam, or one of its modules (a block, an attention layer): its plain submodules are swapped.
-    dtype: convert the weights (torch.float32, torch.bfloat16, or torch.float16 on a GPU).
+    dtype: convert the weights (torch.float32, torch.bfloat16, or torch.float16 on a GPU; or their names).
     compile: also compile the image encoder (see compile_image_encoder; needs a whole Sam).
 
     Raises SamInputError for a `model` that is not an nn.Module (a name, a state dict, a predictor: the hint
@@ -64,7 +68,12 @@ def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool =
     compile=True for a module without an image encoder; all before anything is changed.
     """
     check_model("model", model, whole=False)
-    check_dtype(dtype)
+    if _official(model):
+        raise SamInputError(
+            "model: expected a model of this package, got the official segment_anything "
+            f"{type(model).__name__}, which has none of the modules speed_up swaps. Load its weights into ours: "
+            "sam_model_registry['vit_b'](checkpoint=path) or from_pretrained(path), sped up already.")
+    dtype = check_dtype(dtype)
     check_switch("compile", compile)
     if compile:
         check_model("model", model, whole=True)
@@ -82,9 +91,14 @@ def speed_up(model: nn.Module, dtype: torch.dtype | None = None, compile: bool =
 
 
 def is_fast(model: nn.Module) -> bool:
-    """True when no module of `model` (a Sam or one of its modules) is left that speed_up would swap."""
+    """True when no module of `model` (a Sam or one of its modules) is left that speed_up would swap; False for
+    the official package's model, which has none of our fast modules."""
     check_model("model", model, whole=False)
-    return not any(type(module) in FAST_CLASSES for module in model.modules())
+    return not _official(model) and not any(type(module) in FAST_CLASSES for module in model.modules())
+
+
+def _official(model: nn.Module) -> bool:
+    return any(type(module).__module__.startswith("segment_anything.") for module in model.modules())
 
 
 __all__ = ["DTYPES", "FAST_CLASSES", "check_dtype", "compile_image_encoder", "is_fast", "speed_up"]

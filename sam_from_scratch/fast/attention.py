@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling import image_encoder, transformer
+from .checks import as_built
 
 
 class FastEncoderAttention(image_encoder.Attention):
@@ -204,7 +205,7 @@ class FastDecoderAttention(transformer.Attention):
 
     def tokens_to_image(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """As forward(q, k, v) for a few tokens q (B, Nt, C) attending to many image tokens k, v (B or 1, N, C)."""
-        if "forward" in vars(self):  # someone replaced this module's forward (notebook 06 does): theirs holds
+        if not as_built(self):  # a forward replaced (notebook 06 does), a hook, a LoRA layer: they run
             return self(q=q, k=k, v=v)
         B, Nt, H = max(q.shape[0], k.shape[0]), q.shape[1], self.num_heads
         q = self._separate_heads(self.q_proj(q)) * (self.internal_dim // H) ** -0.5  # (B or 1, H, Nt, d)
@@ -221,7 +222,7 @@ class FastDecoderAttention(transformer.Attention):
                         projected: bool = False) -> torch.Tensor:
         """residual + forward(x, k, v) for many image tokens x (B or 1, N, C) attending to a few tokens k, v
         (B, Nt, C); with projected=True, x is already q_proj of the image tokens: (B or 1, N, C')."""
-        if "forward" in vars(self) and not projected:
+        if not projected and not as_built(self):
             return residual + self(q=x, k=k, v=v)
         B, Nt, H = max(x.shape[0], k.shape[0]), k.shape[1], self.num_heads
         scale = (self.internal_dim // H) ** -0.5

@@ -17,15 +17,19 @@ moving (4096, 256) tensors around. So here:
 - **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
   are the image embedding plus the no-mask embedding, the same for every click on an image, so their three
   projections (keys + positional code, values, queries + positional code) are kept (FastTwoWayTransformer)
-  and the next click on the same image starts from them. They are recomputed whenever the embedding, the
-  positional code, the no-mask embedding or a weight of that block changes, and never kept while gradients
-  flow, while compiling or exporting, or for an embedding made under torch.inference_mode (such tensors carry
-  no version counter that would tell a change).
+  and the next click on the same image starts from them. Each click compares, value by value, the tensors
+  they were made from (the embedding, the positional code, the no-mask embedding, the three projections'
+  weights) with copies kept beside them, so any change, however it was made, has them computed again; they
+  are not kept while gradients flow, under autocast, or while compiling or exporting.
 - **The other cross-attentions without image projections.** After the first block the image tokens depend on
   the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
   image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
   products are skipped.
+
+Each shortcut multiplies weights itself, so it is taken only where the modules involved run as written
+(checks.as_built): a module whose forward was replaced, a hook, or a user's layer (a LoRA linear) put in
+place of one of ours is called as a module, as the plain decoder does.
 
 Logits leave in float32 whatever the model's dtype.
 """
@@ -37,8 +41,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..modeling.layers import LayerNorm2d
 from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
+from .attention import FastDecoderAttention
+from .checks import as_built, same_values
 
 
 class ImageSide(NamedTuple):
@@ -60,9 +67,13 @@ class FastTwoWayAttentionBlock(TwoWayAttentionBlock):
     def forward(self, queries, keys, query_pe, key_pe, image_side: ImageSide | None = None):
         """As TwoWayAttentionBlock.forward; image_side: this block's image_side(keys, key_pe), if known.
         Without it, the cross-attentions meet the image tokens in smaller products (FastDecoderAttention)."""
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        if not (isinstance(t2i, FastDecoderAttention) and isinstance(i2t, FastDecoderAttention)):
+            # someone put other attention modules here (notebook 06 records attention maps): the plain block
+            keys = keys.expand(queries.shape[0], -1, -1)  # (B, h*w, C): the image side may be shared
+            return super().forward(queries, keys, query_pe, key_pe)
         queries = self.attend_tokens(queries, query_pe)  # 1. tokens attend to each other
         # 2. tokens attend to the image
-        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
         q = queries + query_pe
         if image_side is None:
             keys_pe = keys + key_pe  # (1 or B, h*w, C): both cross-attentions see the same image tokens
@@ -81,11 +92,6 @@ class FastTwoWayAttentionBlock(TwoWayAttentionBlock):
         return queries, self.norm4(keys)
 
 
-def _state(tensor: torch.Tensor) -> tuple:
-    """What changes when a tensor is replaced, moved or modified in place."""
-    return id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device, tuple(tensor.shape)
-
-
 class FastTwoWayTransformer(TwoWayTransformer):
     def forward(self, image_embedding, image_pe, point_embedding, keep: tuple | None = None):
         """As TwoWayTransformer.forward. keep: for an image side shared by all prompts (batch 1), the tensors
@@ -94,25 +100,34 @@ class FastTwoWayTransformer(TwoWayTransformer):
         image_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, h*w, C)
         queries, keys = point_embedding, image_embedding
         for i, layer in enumerate(self.layers):
-            # a block whose forward, or one of whose modules' forward, someone replaced (notebook 06 does, to
-            # switch parts off) gets no kept side
-            own_forward = isinstance(layer, FastTwoWayAttentionBlock) and not any(
-                "forward" in vars(module) for module in layer.modules())
-            kept = i == 0 and keep is not None and own_forward
-            side = self._kept_image_side(layer, keys, image_pe, keep) if kept else None
+            side = self._kept_image_side(layer, keys, image_pe, keep) if i == 0 and keep is not None else None
             extra = {} if side is None else {"image_side": side}
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe, **extra)
-        attended = self.final_attn_token_to_image.tokens_to_image(queries + point_embedding, keys + image_pe, keys)
+        final = self.final_attn_token_to_image
+        if isinstance(final, FastDecoderAttention):
+            attended = final.tokens_to_image(queries + point_embedding, keys + image_pe, keys)
+        else:  # another attention module put here: called as the plain transformer calls it
+            keys = keys.expand(queries.shape[0], -1, -1)  # (B, h*w, C)
+            attended = final(q=queries + point_embedding, k=keys + image_pe, v=keys)
         return self.norm_final_attn(queries + attended), keys
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or any(t.is_inference() for t in keep):
-            return None  # (tensors made under torch.inference_mode have no version counter to watch)
-        key = [_state(t) for t in keep] + [_state(p) for p in layer.parameters()]
-        kept = self.__dict__.get("_kept")  # (key, the tensors it names, held so that no id is reused, side)
-        if kept is None or kept[0] != key:
-            kept = self.__dict__["_kept"] = (key, keep, layer.image_side(keys, image_pe))
-        return kept[2]
+        """The first block's image side, computed afresh unless the tensors it comes from (`keep` and the three
+        projections' weights) hold the same values as when it was kept."""
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.is_autocast_enabled(keys.device.type)
+                or not isinstance(layer, FastTwoWayAttentionBlock) or not as_built(layer)):
+            return None  # a replaced forward, a hook or a user's layer in the block must run: no kept side
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        sources = [*keep, *(p for linear in (t2i.k_proj, t2i.v_proj, i2t.q_proj) for p in linear.parameters())]
+        kept = self.__dict__.get("_kept")  # (copies of the sources, the side made from them)
+        if kept is None or not same_values(kept[0], sources):
+            kept = self.__dict__["_kept"] = ([t.clone() for t in sources], layer.image_side(keys, image_pe))
+        return kept[1]
+
+    def __getstate__(self):
+        """Pickles and deep copies leave the kept side out (it holds an image's embedding): made again on use."""
+        state = super().__getstate__()
+        return {name: value for name, value in state.items() if name != "_kept"}
 
 
 def transposed_conv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d) -> torch.Tensor:
@@ -150,6 +165,10 @@ class FastMaskDecoder(MaskDecoder):
                       wanted: slice = slice(None)):
         """The masks of the mask tokens `wanted` (all four by default) and all four IoUs."""
         B = sparse_prompt_embeddings.shape[0]
+        dtype = self.iou_token.weight.dtype  # a model converted after its embedding was made, or a part of it
+        image_embeddings, image_pe = image_embeddings.to(dtype), image_pe.to(dtype)
+        sparse_prompt_embeddings = sparse_prompt_embeddings.to(dtype)
+        dense_prompt_embeddings = dense_prompt_embeddings.to(dtype)  # (an expanded one stays expanded)
         if image_embeddings.shape[0] == 1 and (B == 1 or dense_prompt_embeddings.stride(0) == 0):
             dense_prompt_embeddings = dense_prompt_embeddings[:1]  # one image side for all B prompts
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)
@@ -160,23 +179,33 @@ class FastMaskDecoder(MaskDecoder):
         if src.shape[0] == 1 and dense_prompt_embeddings.stride(-1) == dense_prompt_embeddings.stride(-2) == 0:
             # the no-mask embedding, expanded from `no_mask` (a view of a (1, C) weight): the image side depends
             # only on these, and the transformer keeps its first projections of it
-            no_mask = dense_prompt_embeddings[:1, :, :1, :1]
-            keep = (image_embeddings, no_mask._base if no_mask._base is not None else no_mask, image_pe)
-        transformer_keeps = isinstance(self.transformer, FastTwoWayTransformer)
+            keep = (image_embeddings, dense_prompt_embeddings[:1, :, :1, :1], image_pe)
+        transformer_keeps = isinstance(self.transformer, FastTwoWayTransformer) and "forward" not in vars(self.transformer)
         hs, src = self.transformer(src, image_pe, tokens, **({"keep": keep} if transformer_keeps else {}))
         # hs (B, 5 + N, C), src (B, h*w, C): channels last
-        # the upscaling, channels last, in block order: no pixel is moved until the masks are made
-        conv1, norm, act1, conv2, act2 = self.output_upscaling
-        x = transposed_conv_2x2(src, conv1)  # (B, 4 h w, C/4)
-        x = act1(F.layer_norm(x.float(), x.shape[-1:], norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
-        x = act2(transposed_conv_2x2(x, conv2))  # (B, 16 h w, C/8)
-
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
         chosen = range(self.num_mask_tokens)[wanted]
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
         )  # (B, M, C/8)
-        masks = hyper_in @ x.transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
-        masks = blocks_to_image(masks, (h, w), levels=2)  # (B, M, 4h, 4w)
+        if self._upscaling_as_built():
+            # the upscaling, channels last, in block order: no pixel is moved until the masks are made
+            conv1, norm, act1, conv2, act2 = self.output_upscaling
+            x = transposed_conv_2x2(src, conv1)  # (B, 4 h w, C/4)
+            x = act1(F.layer_norm(x.float(), x.shape[-1:], norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
+            x = act2(transposed_conv_2x2(x, conv2))  # (B, 16 h w, C/8)
+            masks = hyper_in @ x.transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
+            masks = blocks_to_image(masks, (h, w), levels=2)  # (B, M, 4h, 4w)
+        else:  # the upscaling modules called, as in the plain decoder
+            x = self.output_upscaling(src.transpose(1, 2).reshape(B, -1, h, w))  # (B, C/8, 4h, 4w)
+            masks = (hyper_in @ x.flatten(2)).view(B, -1, *x.shape[-2:])  # (B, M, 4h, 4w)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])  # (B, 4)
         return masks, iou_pred
+
+    def _upscaling_as_built(self) -> bool:
+        """Two transposed convolutions of kernel and stride 2 around a LayerNorm2d, running as written."""
+        layers = list(self.output_upscaling)
+        return (len(layers) == 5 and as_built(self.output_upscaling) and isinstance(layers[1], LayerNorm2d)
+                and all(type(conv) is torch.nn.ConvTranspose2d and conv.kernel_size == conv.stride == (2, 2)
+                        and conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.groups == 1
+                        and conv.dilation == (1, 1) and conv.bias is not None for conv in layers[0::3]))

@@ -24,6 +24,7 @@ from ..modeling.image_encoder import ImageEncoderViT
 from ..modeling.layers import LayerNorm2d
 from ..modeling.positional_encoding import PositionEmbeddingRandom
 from ..modeling.prompt_encoder import PromptEncoder
+from .checks import same_values
 
 
 class FastImageEncoderViT(ImageEncoderViT):
@@ -41,26 +42,37 @@ class FastLayerNorm2d(LayerNorm2d):
 class FastPositionEmbeddingRandom(PositionEmbeddingRandom):
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         matrix = self.positional_encoding_gaussian_matrix
-        coords = (2 * coords.float() - 1) @ matrix.float()  # (..., F), in float32
+        with torch.autocast(coords.device.type, enabled=False):  # autocast would round the product to bfloat16
+            coords = (2 * coords.float() - 1) @ matrix.float()  # (..., F), in float32
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).to(matrix.dtype)
 
 
 class FastPromptEncoder(PromptEncoder):
     def get_dense_pe(self) -> torch.Tensor:
-        """The grid's positional code (1, C, h, w), computed once and kept while the random matrix, its device
-        and dtype stay the same (a click would otherwise recompute 4096 sines and cosines); always afresh
-        while gradients flow through it, while compiling or exporting, and for a matrix made under
-        torch.inference_mode (it has no version counter to watch)."""
+        """The grid's positional code (1, C, h, w), computed once and kept while the random matrix holds the
+        same values (compared with a copy at each call: it has 2 x C/2 of them) and the grid its size (a click
+        would otherwise recompute h * w * C sines and cosines). Computed afresh while gradients flow through
+        it, while compiling or exporting, and after the code handed out was changed in place; not kept when
+        made under torch.inference_mode (its tensors could not be changed outside it)."""
         matrix = self.pe_layer.positional_encoding_gaussian_matrix
-        if (torch.is_grad_enabled() and matrix.requires_grad) or torch.compiler.is_compiling() or matrix.is_inference():
+        if (torch.is_grad_enabled() and matrix.requires_grad) or torch.compiler.is_compiling():
             return super().get_dense_pe()
-        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype, tuple(self.image_embedding_size))
-        kept = self.__dict__.get("_dense_pe")
-        if kept is None or kept[0] != key:
+        kept = self.__dict__.get("_dense_pe")  # (copy of the matrix, grid size, the code, its version)
+        if (kept is None or not same_values([kept[0]], [matrix]) or kept[1] != tuple(self.image_embedding_size)
+                or kept[2]._version != kept[3]):
             with torch.no_grad():
-                kept = self.__dict__["_dense_pe"] = (key, super().get_dense_pe())
-        return kept[1]
+                pe = super().get_dense_pe()
+            if torch.is_inference_mode_enabled():
+                return pe
+            kept = self.__dict__["_dense_pe"] = (matrix.detach().clone(), tuple(self.image_embedding_size), pe,
+                                                 pe._version)
+        return kept[2]
+
+    def __getstate__(self):
+        """Pickles and deep copies leave the kept code out: made again on use."""
+        state = super().__getstate__()
+        return {name: value for name, value in state.items() if name != "_dense_pe"}
 
     def forward(self, points, boxes, masks):
         dtype = self.no_mask_embed.weight.dtype

@@ -104,3 +104,22 @@ def test_numpy_booleans_and_0_1_are_switches_too():
     model = build_sam(CONFIGS["tiny"], fast=0)
     assert speed_up(model, compile=np.False_) is model and is_fast(model)
     assert speed_up(model, torch.float32, compile=0) is model
+
+
+def test_the_official_model_is_refused_with_how_to_load_its_weights_into_ours():
+    from segment_anything import sam_model_registry as official_registry
+
+    official = official_registry["vit_b"]()
+    with pytest.raises(SamInputError, match=r"^model: expected a model of this package, got the official "
+                                            r"segment_anything Sam, .* sam_model_registry\['vit_b'\]\(checkpoint=path\)"):
+        speed_up(official, torch.bfloat16)
+    assert official.image_encoder.patch_embed.proj.weight.dtype == torch.float32  # refused before converting
+    assert not is_fast(official)
+
+
+def test_a_dtype_may_be_given_by_name_as_the_message_says():
+    model = build_sam(CONFIGS["tiny"], fast=False)
+    assert speed_up(model, "bfloat16").mask_decoder.iou_token.weight.dtype == torch.bfloat16
+    with pytest.raises(SamInputError, match=r"^dtype: expected torch\.float32, torch\.bfloat16 or torch\.float16 "
+                                            r"\(or their names\), got 'bf16'\.$"):
+        speed_up(model, "bf16")

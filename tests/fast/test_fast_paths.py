@@ -356,6 +356,177 @@ def test_a_model_built_under_inference_mode_predicts_like_plain():
     np.testing.assert_allclose(scores, plain_scores, atol=1e-5)
 
 
+# ---- the fast decoder follows what the user changes ----------------------------------------------------
+
+
+def same_answer(fast_model, plain_model, embedding, coords, labels, dense=None) -> None:
+    """The fast and the plain decoder give the same masks and IoUs (dense: the dense prompt, if not no-mask)."""
+    with torch.no_grad():
+        answers = []
+        for model in (fast_model, plain_model):
+            sparse, no_mask = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            answers.append(model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse,
+                                              no_mask if dense is None else dense, True))
+    (fused_masks, fused_iou), (masks, iou) = answers
+    assert max_diff(fused_masks, masks) <= FP32_TOL and max_diff(fused_iou, iou) <= FP32_TOL
+
+
+@pytest.mark.parametrize("change", ["a first-block weight", "the no-mask embedding", "the embedding",
+                                    "the positional matrix", "a fused optimizer step"])
+def test_changes_that_leave_no_version_behind_are_seen(plain_sam, small_sam, change):
+    """Writes through .data and fused optimizer steps change values without a tensor's version counter: the
+    kept first-block side and positional code must still be made again."""
+    coords, labels = point_prompts(1, 96, seed=6)
+    embedding = embedding_of()
+    same_answer(small_sam, plain_sam, embedding, coords, labels)  # the side is kept now
+    for model in (small_sam, plain_sam):
+        if change == "a first-block weight":
+            model.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.data.mul_(3)
+        elif change == "the no-mask embedding":
+            model.prompt_encoder.no_mask_embed.weight.data.add_(1)
+        elif change == "the positional matrix":
+            model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.data.mul_(2)
+        elif change == "a fused optimizer step":
+            decoder = model.mask_decoder.transformer.layers[0]
+            optimizer = torch.optim.AdamW(decoder.parameters(), lr=0.1, fused=True)
+            for parameter in decoder.parameters():
+                parameter.grad = torch.ones_like(parameter)
+            optimizer.step()
+    if change == "the embedding":
+        embedding.data.mul_(-1)
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+
+
+class LoRALinear(torch.nn.Linear):
+    """A user's low-rank adapter: the layer's own forward plus x A B (A, B trained)."""
+
+    def __init__(self, linear: torch.nn.Linear, rank: int = 2):
+        super().__init__(linear.in_features, linear.out_features)
+        self.load_state_dict(linear.state_dict())
+        generator = torch.Generator().manual_seed(linear.out_features)
+        self.lora_a = torch.nn.Parameter(torch.randn(linear.in_features, rank, generator=generator) * 0.3)
+        self.lora_b = torch.nn.Parameter(torch.randn(rank, linear.out_features, generator=generator) * 0.3)
+
+    def forward(self, x):
+        return super().forward(x) + x @ self.lora_a @ self.lora_b
+
+
+def add_lora(model) -> list[torch.nn.Parameter]:
+    """LoRA on q_proj and v_proj of every attention in the decoder's transformer; returns the adapters' weights."""
+    adapters = []
+    for module in list(model.mask_decoder.transformer.modules()):
+        if isinstance(module, DecoderAttention):
+            for name in ("q_proj", "v_proj"):
+                setattr(module, name, LoRALinear(getattr(module, name)))
+                adapters += [getattr(module, name).lora_a, getattr(module, name).lora_b]
+    return adapters
+
+
+def test_a_users_layer_in_the_decoder_runs_and_trains(plain_sam, small_sam):
+    """A LoRA layer where a projection was: the fast paths must call it (not read its base weight), and its
+    weights must get gradients, as in the plain model."""
+    coords, labels = point_prompts(2, 96, seed=7)
+    embedding = embedding_of()
+    same_answer(small_sam, plain_sam, embedding, coords, labels)  # a side kept before the layers change
+    adapters = {id(model): add_lora(model) for model in (small_sam, plain_sam)}
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+    for model in (small_sam, plain_sam):
+        masks, _ = decode(model, embedding, coords, labels)
+        masks.sum().backward()
+    fast_grads = [p.grad for p in adapters[id(small_sam)]]
+    assert all(g is not None for g in fast_grads)
+    for fused, plain in zip(fast_grads, (p.grad for p in adapters[id(plain_sam)])):
+        assert torch.allclose(fused, plain, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["final attention", "second block's image -> token", "first block's key projection",
+                                   "first transposed convolution", "upscaling's LayerNorm2d"])
+def test_hooks_in_the_decoder_run_even_when_added_after_a_click(plain_sam, small_sam, where):
+    coords, labels = point_prompts(1, 96, seed=8)
+    embedding = embedding_of()
+    same_answer(small_sam, plain_sam, embedding, coords, labels)  # the side is kept now
+    calls = []
+    for model in (small_sam, plain_sam):
+        transformer, upscaling = model.mask_decoder.transformer, model.mask_decoder.output_upscaling
+        module = {"final attention": transformer.final_attn_token_to_image,
+                  "second block's image -> token": transformer.layers[1].cross_attn_image_to_token,
+                  "first block's key projection": transformer.layers[0].cross_attn_token_to_image.k_proj,
+                  "first transposed convolution": upscaling[0], "upscaling's LayerNorm2d": upscaling[1]}[where]
+        module.register_forward_hook(lambda module, inputs, output: calls.append(module) or output * 0.5)
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+    assert len(calls) == 2  # once in each model
+
+
+def test_the_plain_attention_or_a_subclass_of_it_can_be_put_into_a_fast_model(plain_sam, small_sam):
+    """Notebook 06 records attention maps with its own attention class; the fast blocks must take it."""
+    coords, labels = point_prompts(3, 96, seed=9)
+    embedding = embedding_of()
+    transformer = small_sam.mask_decoder.transformer
+    for name, module in list(transformer.named_modules()):
+        if isinstance(module, DecoderAttention) and "cross" in name or name == "final_attn_token_to_image":
+            plain = DecoderAttention(module.embedding_dim, module.num_heads, module.embedding_dim // module.internal_dim)
+            plain.load_state_dict(module.state_dict())
+            parent = transformer.get_submodule(name.rpartition(".")[0]) if "." in name else transformer
+            setattr(parent, name.rpartition(".")[2], plain)
+    assert not isinstance(transformer.final_attn_token_to_image, type(small_sam.mask_decoder.transformer.layers[0].self_attn))
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+
+
+def test_each_row_of_a_table_of_no_mask_embeddings_is_its_own_image_side(plain_sam, small_sam):
+    """Dense prompts that are slices of one tensor (a learned no-mask embedding per task) must not share a side."""
+    coords, labels = point_prompts(1, 96, seed=10)
+    embedding = embedding_of()
+    table = torch.randn(3, SMALL_CONFIG.prompt_embed_dim)
+    for row in range(3):
+        dense = table[row].reshape(1, -1, 1, 1).expand(1, -1, 12, 12)
+        same_answer(small_sam, plain_sam, embedding, coords, labels, dense=dense)
+
+
+def test_a_first_click_under_autocast_leaves_the_next_click_as_plain(plain_sam, small_sam):
+    """Nothing made under the caller's autocast (bfloat16 projections, a rounded positional code) is kept."""
+    coords, labels = point_prompts(1, 96, seed=11)
+    embedding = embedding_of()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        masks, _ = decode(small_sam, embedding, coords, labels)
+    assert masks.dtype == torch.float32
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+    with torch.no_grad():
+        assert max_diff(small_sam.prompt_encoder.get_dense_pe(), plain_sam.prompt_encoder.get_dense_pe()) <= 1e-5
+
+
+def test_the_positional_code_handed_out_and_changed_by_its_caller_is_made_again(plain_sam, small_sam):
+    coords, labels = point_prompts(1, 96, seed=12)
+    embedding = embedding_of()
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+    with torch.no_grad():
+        small_sam.prompt_encoder.get_dense_pe().add_(1.0)  # the caller's in-place change of what it was given
+    same_answer(small_sam, plain_sam, embedding, coords, labels)
+
+
+def test_copies_of_a_fast_model_leave_the_kept_image_side_behind(small_sam):
+    import pickle
+
+    coords, labels = point_prompts(1, 96)
+    with torch.no_grad():
+        decode(small_sam, embedding_of(), coords, labels)
+    assert "_kept" in vars(small_sam.mask_decoder.transformer)
+    for copied in (copy.deepcopy(small_sam), pickle.loads(pickle.dumps(small_sam))):
+        assert "_kept" not in vars(copied.mask_decoder.transformer)
+        assert "_dense_pe" not in vars(copied.prompt_encoder)
+
+
+def test_a_decoder_converted_alone_takes_the_rest_in_float32(plain_sam, small_sam):
+    """speed_up(model.mask_decoder, torch.bfloat16), or a model converted while a predictor holds float32
+    features: the decoder casts what it is given."""
+    coords, labels = point_prompts(2, 96, seed=13)
+    embedding = embedding_of()
+    speed_up(small_sam.mask_decoder, "bfloat16")
+    with torch.no_grad():
+        masks, iou = decode(small_sam, embedding, coords, labels)
+        plain_masks, plain_iou = decode(plain_sam, embedding, coords, labels)
+    assert masks.dtype == torch.float32 and mask_iou(masks > 0, plain_masks > 0) >= BF16_MIN_MASK_IOU
+
+
 # ---- reduced precision -------------------------------------------------------------------------------
 
 

@@ -85,6 +85,15 @@ def test_predict_returns_official_shapes_and_types(predictor, image, low_res):
     assert masks.shape == (1, *image.shape[:2]) and masks.dtype == np.float32
 
 
+def test_a_plain_model_under_the_callers_autocast_still_answers_in_float32(image):
+    """A plain decoder under torch.autocast gives bfloat16 logits; numpy has no bfloat16."""
+    predictor = SamPredictor(build_sam(CONFIGS["tiny"], fast=False), dtype="float32")
+    predictor.set_image(image)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        masks, iou, low_res_logits = predictor.predict(**POINT, return_logits=True)
+    assert masks.dtype == iou.dtype == low_res_logits.dtype == np.float32
+
+
 def test_predict_torch_batches_boxes_like_official(predictors, image):
     ours, official = predictors
     boxes = torch.tensor([[40.0, 30.0, 380.0, 290.0], [300.0, 10.0, 510.0, 200.0]])
