@@ -314,6 +314,12 @@ def _add_export_onnx(subparsers, prog: str) -> None:
     parser.add_argument("--out", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
     parser.add_argument("--quantize", action="store_true",
                         help="also write an int8 copy beside it, OUT_int8.onnx (onnxruntime's dynamic quantization)")
+    parser.add_argument("--multimask", action="store_true",
+                        help="output all four masks of each prompt, as Meta's script does without --return-single-mask "
+                        "(by default one: the best of the three ambiguity masks for one click or a box alone, else the "
+                        "single-mask output)")
+    parser.add_argument("--use-stability-score", action="store_true",
+                        help="scores are stability scores instead of predicted IoUs")
     parser.add_argument("--opset", type=_whole_number(ONNX_MIN_OPSET, ONNX_MAX_OPSET), default=ONNX_MIN_OPSET,
                         help=f"ONNX opset version, from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (default {ONNX_MIN_OPSET})")
     _add_download_options(parser)
@@ -781,7 +787,8 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         _status(f"exporting the prompt encoder and mask decoder to ONNX (opset {args.opset}) ...")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)  # checked before the model was loaded
-            export_onnx(model.float().cpu(), out, opset=args.opset, overwrite=args.force)
+            export_onnx(model.float().cpu(), out, opset=args.opset, overwrite=args.force,
+                        return_single_mask=not args.multimask, use_stability_score=args.use_stability_score)
             written = [out]
             if args.quantize:
                 _status("writing the int8 copy ...")
@@ -792,7 +799,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
             raise CliError(str(renamed(error, {"path": "--out"})), code=2) from error
         except OSError as error:
             raise CliError(f"cannot write {out}: {error}") from error
-        sizes = " and ".join(f"{path} ({path.stat().st_size / 2**20:.1f} MB)" for path in written)
+        sizes = " and ".join(f"{path} ({path.stat().st_size / 1e6:.1f} MB)" for path in written)
         print(f"wrote {sizes}: the image embedding goes in as image_embeddings "
               "(SamPredictor.get_image_embedding), the prompts as point_coords and point_labels")
         return 0

@@ -10,8 +10,10 @@ official export (e.g. Meta's browser demo) can load it. Needs the `onnx` extra: 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import secrets
 import tempfile
 import warnings
 from pathlib import Path
@@ -76,9 +78,11 @@ def export_onnx(
     """
     if not isinstance(model, Sam):
         raise SamInputError(f"model: expected a Sam (e.g. from_pretrained('tiny')), got {type(model).__name__}.")
-    dtype = model.mask_decoder.iou_token.weight.dtype
-    if dtype != torch.float32:
-        raise SamInputError(f"model: expected float32 weights for the export, got {dtype}; call model.float() first.")
+    others = sorted({str(t.dtype) for t in (*model.prompt_encoder.parameters(), *model.mask_decoder.parameters())
+                     if t.dtype != torch.float32})
+    if others:  # one part in bfloat16 is enough for a file onnxruntime refuses to load
+        raise SamInputError(f"model: expected float32 weights for the export, got {', '.join(others)} in the prompt "
+                            "encoder or mask decoder; call model.float() first.")
     for name, value in (("quantize", quantize), ("return_single_mask", return_single_mask),
                         ("use_stability_score", use_stability_score), ("overwrite", overwrite)):
         check_switch(name, value)
@@ -90,14 +94,21 @@ def export_onnx(
             raise ImportError(f"export_onnx needs {package}: pip install 'sam-from-scratch[onnx]'", name=package)
     wrapper = SamOnnxModel(model, return_single_mask=bool(return_single_mask),
                            use_stability_score=bool(use_stability_score))
+    modes = {module: module.training for module in model.modules()}  # the caller's, given back afterwards
     wrapper.eval()
-    if not quantize:
-        _export(wrapper, model, path, int(opset))
-        return path
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "float32.onnx"
-        _export(wrapper, model, float_path, int(opset))
-        return quantize_onnx(float_path, path, overwrite=overwrite)
+    try:
+        if not quantize:
+            with _written_atomically(path) as partial:
+                _export(wrapper, model, partial, int(opset))
+            return path
+        _partial_beside(path).unlink()  # the folder can be written to: said now, not after the export
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path = Path(tmp) / "float32.onnx"
+            _export(wrapper, model, float_path, int(opset))
+            return quantize_onnx(float_path, path, overwrite=overwrite)
+    finally:
+        for module, training in modes.items():
+            module.training = training
 
 
 def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -119,13 +130,38 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *, overwri
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with _written_atomically(path) as partial, tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Shapes inferred, as onnxruntime advises; no graph optimization, which would fold the positional codes
         # of the embedding grid into a float32 constant (4 MB for vit_b) that the graph otherwise computes.
         quant_pre_process(source, prepared, skip_optimization=True)
-        quantize_dynamic(prepared, path, weight_type=QuantType.QUInt8)
+        quantize_dynamic(prepared, partial, weight_type=QuantType.QUInt8)
     return path
+
+
+def _partial_beside(path: Path) -> Path:
+    """A new empty file beside `path`, to be written and then renamed to `path`; a SamInputError naming `path`
+    when its folder cannot be written to (said before any work, as os.access would not for root)."""
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}.onnx")
+    try:
+        partial.open("xb").close()
+    except OSError as error:
+        raise SamInputError(f"path: expected a file name in a folder you can write to, got {str(path)!r}: "
+                            f"{error.strerror or error}. Nothing was saved.") from None
+    return partial
+
+
+@contextlib.contextmanager
+def _written_atomically(path: Path):
+    """A file beside `path` to write to (_partial_beside), renamed to `path` when the block ends well and removed
+    when it fails: a full disk or an interruption never leaves a broken file at `path` (nor one that only
+    overwrite=True or --force would replace)."""
+    partial = _partial_beside(path)
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _output_path(path, overwrite: bool, how_to_overwrite: str) -> Path:

@@ -212,6 +212,9 @@ class FastDecoderAttention(transformer.Attention):
         # the key bias adds q_h . b_k,h to all of one query token's scores alike: the softmax does not see it
         q_k = torch.einsum("bhtd,hdc->bhtc", q, self._heads_of_weight(self.k_proj)).flatten(1, 2)  # (., H*Nt, C)
         scores = q_k @ k.transpose(1, 2)  # (B or 1, H*Nt, C) @ (B or 1, C, N) -> (B, H*Nt, N)
+        if torch.is_grad_enabled() and self.k_proj.bias.requires_grad:
+            # training: the key bias added after all, so that it gets its gradient (zero), as in the plain model
+            scores = scores + torch.einsum("bhtd,hd->bht", q, self.k_proj.bias.view(H, -1)).flatten(1)[..., None]
         weights = scores.float().softmax(dim=-1).to(scores.dtype)
         mixed = (weights @ v).view(B, H, Nt, -1)  # (B, H, Nt, C): each head's mix of the image tokens
         out = torch.einsum("bhtc,hdc->bthd", mixed, self._heads_of_weight(self.v_proj))  # (B, Nt, H, d)

@@ -25,7 +25,7 @@ moving (4096, 256) tensors around. So here:
   the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
   image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
-  products are skipped.
+  products are skipped (not while training: then every weight gets its gradient, zero where unused).
 
 Each shortcut multiplies weights itself, so it is taken only where the modules involved run as written
 (checks.as_built): a module whose forward was replaced, a hook, or a user's layer (a LoRA linear) put in
@@ -156,6 +156,13 @@ class FastMaskDecoder(MaskDecoder):
     def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
         """As MaskDecoder.forward: (B, 3 or 1, 4h, 4w) float32 logits and (B, 3 or 1) predicted IoUs."""
         wanted = slice(1, None) if multimask_output else slice(0, 1)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.output_hypernetworks_mlps.parameters()):
+            # training: every mask made, as in the plain decoder, so that every weight gets a gradient (zero for
+            # the masks not returned); DistributedDataParallel wants one for each
+            masks, iou_pred = self.predict_masks(
+                image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            )
+            return masks[:, wanted].float(), iou_pred[:, wanted].float()
         masks, iou_pred = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, wanted
         )
@@ -192,7 +199,7 @@ class FastMaskDecoder(MaskDecoder):
             # the upscaling, channels last, in block order: no pixel is moved until the masks are made
             conv1, norm, act1, conv2, act2 = self.output_upscaling
             x = transposed_conv_2x2(src, conv1)  # (B, 4 h w, C/4)
-            x = act1(F.layer_norm(x.float(), x.shape[-1:], norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
+            x = act1(F.layer_norm(x.float(), (conv1.out_channels,), norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
             x = act2(transposed_conv_2x2(x, conv2))  # (B, 16 h w, C/8)
             masks = hyper_in @ x.transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
             masks = blocks_to_image(masks, (h, w), levels=2)  # (B, M, 4h, 4w)

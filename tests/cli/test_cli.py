@@ -577,6 +577,13 @@ def test_export_onnx_wants_an_onnx_file_name(tmp_path, capsys, export_calls):
     assert export_calls == [] and not (tmp_path / "decoder.txt").exists()
 
 
+def test_export_onnx_writes_all_masks_or_stability_scores_on_request(tmp_path, capsys, export_calls):
+    code = main(["export-onnx", "--out", str(tmp_path / "all.onnx"), "--multimask", "--use-stability-score"])
+    assert code == 0, capsys.readouterr().err
+    (_, _, _, kwargs), = export_calls
+    assert kwargs["return_single_mask"] is False and kwargs["use_stability_score"] is True
+
+
 def test_export_onnx_with_force_quantize_and_opset(tmp_path, capsys, export_calls):
     from sam_from_scratch.modeling.sam import Sam
 
@@ -588,7 +595,8 @@ def test_export_onnx_with_force_quantize_and_opset(tmp_path, capsys, export_call
     assert stdout.startswith(f"wrote {out} (0.0 MB) and {tmp_path / 'decoder_int8.onnx'} (0.0 MB)")
     (_, model, path, kwargs), quantized = export_calls
     assert isinstance(model, Sam) and model.device.type == "cpu" and model.mask_decoder.iou_token.weight.dtype == torch.float32
-    assert (path, kwargs) == (out, {"opset": 19, "overwrite": True})
+    assert (path, kwargs) == (out, {"opset": 19, "overwrite": True, "return_single_mask": True,
+                                    "use_stability_score": False})
     assert quantized == ("quantize", out, tmp_path / "decoder_int8.onnx", True)
     assert out.read_bytes() == b"float32 graph" and (tmp_path / "decoder_int8.onnx").read_bytes() == b"int8 graph"
 

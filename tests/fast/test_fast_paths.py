@@ -397,6 +397,23 @@ def test_changes_that_leave_no_version_behind_are_seen(plain_sam, small_sam, cha
     same_answer(small_sam, plain_sam, embedding, coords, labels)
 
 
+@pytest.mark.parametrize("multimask_output", [True, False])
+def test_every_decoder_weight_gets_a_gradient_as_in_plain(plain_sam, small_sam, multimask_output):
+    """DistributedDataParallel (find_unused_parameters=False) wants a gradient for every weight: the masks not
+    returned and the key biases (which the softmax ignores) get zeros in the plain decoder, so here too."""
+    coords, labels = point_prompts(2, 96, seed=14)
+    embedding = embedding_of()
+    grads = []
+    for model in (small_sam, plain_sam):
+        masks, iou = decode(model, embedding, coords, labels, multimask_output=multimask_output)
+        (masks.sum() + iou.sum()).backward()
+        grads.append({name: p.grad for name, p in model.mask_decoder.named_parameters()})
+    fused, plain = grads
+    assert [name for name, grad in fused.items() if grad is None] == []
+    for name, grad in plain.items():
+        assert torch.allclose(fused[name], grad, rtol=1e-3, atol=1e-4), name
+
+
 class LoRALinear(torch.nn.Linear):
     """A user's low-rank adapter: the layer's own forward plus x A B (A, B trained)."""
 

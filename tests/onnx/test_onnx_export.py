@@ -8,6 +8,8 @@ configuration, whose input size (96) and mask size (48) are not the 1024 and 256
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,27 @@ def test_onnxruntime_equals_our_model(tiny, embedding, session, clicks, with_mas
     np.testing.assert_allclose(masks, expected[0], **LOGIT_TOLERANCE)
     np.testing.assert_allclose(scores, expected[1], **SCORE_TOLERANCE)
     np.testing.assert_allclose(low_res, expected[2], **LOGIT_TOLERANCE)
+
+
+def test_the_official_scripts_exporter_takes_the_sped_up_model(tiny, embedding, tmp_path):
+    """Meta's export script traces with torch's older exporter (dynamo=False), which needs shapes it can
+    record: the fast decoder must give them."""
+    import warnings
+
+    inputs = prompt(tiny, embedding, 2, True)
+    path = tmp_path / "legacy.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's and the deprecation's warnings
+        torch.onnx.export(SamOnnxModel(tiny, return_single_mask=True), tuple(torch.from_numpy(inputs[n]) for n in INPUT_NAMES),
+                          str(path), opset_version=17, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                          dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+                          dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # that exporter records the original size as a constant (as with Meta's own file): the traced one is used
+    masks, scores, _ = session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})
+    expected = run_torch(SamOnnxModel(tiny, return_single_mask=True), inputs)
+    np.testing.assert_allclose(masks, expected[0], **LOGIT_TOLERANCE)
+    np.testing.assert_allclose(scores, expected[1], **SCORE_TOLERANCE)
 
 
 def test_onnxruntime_with_a_box_and_another_original_size(tiny, embedding, session):
@@ -271,6 +294,58 @@ def test_an_opset_the_exporter_does_not_reach_writes_nothing(tiny, tmp_path, mon
     with pytest.raises(RuntimeError, match=rf"^opset: torch's exporter wrote opset 18, not {MAX_OPSET + 1}; "
                                            "nothing was saved"):
         export_onnx(tiny, tmp_path / "sam.onnx", opset=MAX_OPSET + 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_a_write_that_fails_leaves_no_file_behind(tiny, tmp_path, monkeypatch, quantize):
+    """A full disk halfway through: no broken file at the path (an app could load it, and a second try would
+    need overwrite=True to replace it), and the next try writes."""
+    import errno
+
+    import onnxruntime.quantization
+
+    def full_disk(*args, **kwargs):
+        Path(args[1] if quantize else args[2]).write_bytes(b"half a graph")  # the file being written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", full_disk) if quantize else \
+        monkeypatch.setattr(onnx_export, "_export", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_onnx(tiny, tmp_path / "sam.onnx", quantize=quantize)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert export_onnx(tiny, tmp_path / "sam.onnx", quantize=quantize).stat().st_size > 100_000
+    assert [p.name for p in tmp_path.iterdir()] == ["sam.onnx"]
+
+
+def test_a_folder_that_cannot_be_written_to_is_said_before_the_export(tiny, monkeypatch):
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc, where no one may create a file")
+    monkeypatch.setattr(onnx_export, "_export", lambda *args: pytest.fail("the export ran"))
+    with pytest.raises(SamInputError, match=r"^path: expected a file name in a folder you can write to, got "
+                                            r"'/proc/sam\.onnx': .*Nothing was saved\.$"):
+        export_onnx(tiny, "/proc/sam.onnx")
+
+
+def test_the_callers_training_modes_are_given_back(tiny, tmp_path):
+    import copy
+
+    model = copy.deepcopy(tiny).train()
+    model.image_encoder.eval()  # a frozen encoder, a decoder in training
+    modes = [module.training for module in model.modules()]
+    export_onnx(model, tmp_path / "sam.onnx")
+    assert [module.training for module in model.modules()] == modes
+
+
+def test_a_model_with_one_part_in_bfloat16_is_refused(tiny, tmp_path):
+    import copy
+
+    model = copy.deepcopy(tiny)
+    model.prompt_encoder.to(torch.bfloat16)  # onnxruntime would refuse the file's bfloat16 convolution
+    with pytest.raises(SamInputError, match=r"^model: expected float32 weights for the export, got torch\.bfloat16 "
+                                            r"in the prompt encoder or mask decoder; call model\.float\(\) first\.$"):
+        export_onnx(model, tmp_path / "sam.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
