@@ -210,9 +210,10 @@ class FastMaskDecoder(MaskDecoder):
         return masks, iou_pred
 
     def _upscaling_as_built(self) -> bool:
-        """Two transposed convolutions of kernel and stride 2 around a LayerNorm2d, running as written."""
+        """Two transposed convolutions of kernel and stride 2 around a LayerNorm2d, running as written. (isinstance,
+        as a user's subclass fails as_built: torch's exporters trace through subclasses of each module.)"""
         layers = list(self.output_upscaling)
         return (len(layers) == 5 and as_built(self.output_upscaling) and isinstance(layers[1], LayerNorm2d)
-                and all(type(conv) is torch.nn.ConvTranspose2d and conv.kernel_size == conv.stride == (2, 2)
+                and all(isinstance(conv, torch.nn.ConvTranspose2d) and conv.kernel_size == conv.stride == (2, 2)
                         and conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.groups == 1
                         and conv.dilation == (1, 1) and conv.bias is not None for conv in layers[0::3]))
