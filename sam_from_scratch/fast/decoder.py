@@ -17,10 +17,11 @@ moving (4096, 256) tensors around. So here:
 - **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
   are the image embedding plus the no-mask embedding, the same for every click on an image, so their three
   projections (keys + positional code, values, queries + positional code) are kept (FastTwoWayTransformer)
-  and the next click on the same image starts from them. Each click compares, value by value, the tensors
-  they were made from (the embedding, the positional code, the no-mask embedding, the three projections'
-  weights) with copies kept beside them, so any change, however it was made, has them computed again; they
-  are not kept while gradients flow, under autocast, or while compiling or exporting.
+  and the next click on the same image starts from them. They are made again when the embedding or the
+  positional code is another tensor or was changed in place, or when the no-mask embedding or one of the
+  three projections' weights holds other values (compared with copies: fused optimizer steps and writes
+  through .data count no change); they are not kept while gradients flow, under autocast, or while compiling
+  or exporting.
 - **The other cross-attentions without image projections.** After the first block the image tokens depend on
   the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
   image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.
@@ -112,17 +113,24 @@ class FastTwoWayTransformer(TwoWayTransformer):
         return self.norm_final_attn(queries + attended), keys
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
-        """The first block's image side, computed afresh unless the tensors it comes from (`keep` and the three
-        projections' weights) hold the same values as when it was kept."""
+        """The first block's image side, computed afresh unless what it comes from is unchanged: the no-mask
+        embedding and the three projections' weights compared value by value with copies (a fused optimizer
+        step or a write through .data changes no version counter), the embedding and the positional code (4 MiB
+        each for vit_b: comparing them would cost a click about a millisecond, more with a cold cache) the same
+        tensors, unchanged by torch's count of in-place changes."""
         if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.is_autocast_enabled(keys.device.type)
                 or not isinstance(layer, FastTwoWayAttentionBlock) or not as_built(layer)):
             return None  # a replaced forward, a hook or a user's layer in the block must run: no kept side
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-        sources = [*keep, *(p for linear in (t2i.k_proj, t2i.v_proj, i2t.q_proj) for p in linear.parameters())]
-        kept = self.__dict__.get("_kept")  # (copies of the sources, the side made from them)
-        if kept is None or not same_values(kept[0], sources):
-            kept = self.__dict__["_kept"] = ([t.clone() for t in sources], layer.image_side(keys, image_pe))
-        return kept[1]
+        embedding, no_mask, pe = keep
+        large = [t for t in (embedding, pe) if not t.is_inference()]  # (inference tensors count no changes)
+        small = [no_mask, *(t for t in (embedding, pe) if t.is_inference()),
+                 *(p for linear in (t2i.k_proj, t2i.v_proj, i2t.q_proj) for p in linear.parameters())]
+        key = [(id(t), t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in large]
+        kept = self.__dict__.get("_kept")  # (key, the large tensors, held so that no id is reused, copies of the
+        if kept is None or kept[0] != key or not same_values(kept[2], small):  # small ones, the side)
+            kept = self.__dict__["_kept"] = (key, large, [t.clone() for t in small], layer.image_side(keys, image_pe))
+        return kept[3]
 
     def __getstate__(self):
         """Pickles and deep copies leave the kept side out (it holds an image's embedding): made again on use."""

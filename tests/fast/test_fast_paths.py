@@ -371,10 +371,10 @@ def same_answer(fast_model, plain_model, embedding, coords, labels, dense=None) 
     assert max_diff(fused_masks, masks) <= FP32_TOL and max_diff(fused_iou, iou) <= FP32_TOL
 
 
-@pytest.mark.parametrize("change", ["a first-block weight", "the no-mask embedding", "the embedding",
-                                    "the positional matrix", "a fused optimizer step"])
+@pytest.mark.parametrize("change", ["a first-block weight", "the no-mask embedding", "the positional matrix",
+                                    "a fused optimizer step"])
 def test_changes_that_leave_no_version_behind_are_seen(plain_sam, small_sam, change):
-    """Writes through .data and fused optimizer steps change values without a tensor's version counter: the
+    """Writes through .data and fused optimizer steps change a weight's values without its version counter: the
     kept first-block side and positional code must still be made again."""
     coords, labels = point_prompts(1, 96, seed=6)
     embedding = embedding_of()
@@ -392,8 +392,6 @@ def test_changes_that_leave_no_version_behind_are_seen(plain_sam, small_sam, cha
             for parameter in decoder.parameters():
                 parameter.grad = torch.ones_like(parameter)
             optimizer.step()
-    if change == "the embedding":
-        embedding.data.mul_(-1)
     same_answer(small_sam, plain_sam, embedding, coords, labels)
 
 
