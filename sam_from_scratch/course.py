@@ -2,19 +2,26 @@
 
 A code cell of notebooks 02-09 whose first line is exactly ``# save`` holds code that later notebooks reuse:
 a class or a function of the model. This module gathers those cells, in notebook order, into one file, so
-notebook 08 can assemble `Sam` from them and notebook 09 can put a predictor on top. Run
+notebook 08 can assemble `Sam` from them and notebook 09 can put a predictor on top. The notebooks that import
+from it call refresh_learner() first, which rebuilds the file from the saved notebooks when a `# save` cell
+changed; from a shell:
 
     python -m sam_from_scratch.course          # rewrite learner.py from the notebooks
     python -m sam_from_scratch.course --check  # exit with status 1 if learner.py is out of date
 
-after editing a saved cell. tests/course/test_learner.py fails while the two disagree. Both need the repository's
-notebooks/ folder (an installed wheel has none); without it, or when it holds no `# save` cells, the command
-prints one line, exits with status 2 and leaves learner.py as it is.
+A saved cell must be Python that only defines things (classes, functions, imports, constants): a cell that
+does not parse, that runs code when the file is imported (a print, a test), or that defines a name another
+saved cell defines too is named, with its notebook, and nothing is written. tests/course/test_learner.py fails
+while learner.py and the notebooks disagree. Both need the repository's notebooks/ folder (an installed copy
+of the package has none); without it, or when it holds no `# save` cells, the command prints one line, exits
+with status 2 and leaves learner.py as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -47,30 +54,85 @@ from torch import nn
 
 
 def notebook_paths(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The notebooks whose `# save` cells make up learner.py, in course order."""
+    """The notebooks whose `# save` cells make up learner.py, in course order: one per chapter (a copy, such as
+    JupyterLab's "07_mask_decoder-Copy1.ipynb", beside its chapter is refused: which one is yours?)."""
     if not notebook_dir.is_dir():
         raise FileNotFoundError(
             f"notebook_dir: expected the course's notebooks/ folder, but {notebook_dir} does not exist "
             "(learner.py can only be regenerated from a checkout of the repository)"
         )
-    return sorted(notebook_dir.glob(NOTEBOOK_PATTERN))
+    paths = sorted(notebook_dir.glob(NOTEBOOK_PATTERN))
+    chapters: dict[str, list[str]] = {}
+    for path in paths:
+        chapters.setdefault(path.name[:2], []).append(path.name)
+    for chapter, names in chapters.items():
+        if len(names) > 1:
+            raise SamInputError(
+                f"notebook_dir: expected one notebook for chapter {chapter}, got {len(names)} in {notebook_dir}: "
+                f"{', '.join(names)}. learner.py collects the `{SAVE_MARKER}` cells of one: keep your work in that "
+                "one, and rename the others so that they do not start with the chapter's number (e.g. "
+                f"'scratch_{names[-1]}')."
+            )
+    return paths
 
 
 def save_cells(notebook_path: Path) -> list[str]:
     """The sources of the code cells of one notebook whose first line is `# save`, without that line."""
-    cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
+    try:
+        cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
+    except (ValueError, KeyError, TypeError) as error:  # a half-written or foreign file in notebooks/
+        raise SamInputError(f"notebook_dir: expected notebooks, got {notebook_path}, which is not one that can be "
+                            f"read ({type(error).__name__}: {error}).") from None
     sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
                if c["cell_type"] == "code"]
     return [s.split("\n", 1)[1].strip("\n") if "\n" in s else "" for s in sources
             if s.split("\n", 1)[0].rstrip() == SAVE_MARKER]
 
 
+# What a saved cell may hold at its top level: definitions, which importing learner.py only defines.
+DEFINITIONS = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)
+
+
+def check_cell(cell: str, where: str, defined: dict[str, str]) -> None:
+    """A SamInputError naming `where` (the notebook and the cell's first line) for a saved cell that is not
+    Python, runs code on import, or defines a name already in `defined` ({name: where}); else the names it
+    defines are added to `defined`."""
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError as error:
+        line = (error.text or "").strip()
+        hint = " IPython magics (%, %%, !) are not Python: keep them out of saved cells." if line[:1] in "%!" else ""
+        raise SamInputError(f"{where}: expected Python, got a line Python cannot read, line {error.lineno} of the "
+                            f"cell: {line!r} ({error.msg}).{hint}") from None
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            continue  # a docstring or a comment as a string
+        if not isinstance(node, DEFINITIONS):
+            raise SamInputError(
+                f"{where}: expected definitions only (classes, functions, imports, constants), got "
+                f"{ast.unparse(node).splitlines()[0]!r} (line {node.lineno} of the cell), which would run whenever "
+                "learner.py is imported. Move it to a cell without the # save line.")
+        names = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                 [t.id for t in getattr(node, "targets", [getattr(node, "target", None)]) if isinstance(t, ast.Name)])
+        for name in names:
+            if name in defined and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                raise SamInputError(
+                    f"{where}: expected a name of its own, got {name!r}, which {defined[name]} defines too: in "
+                    "learner.py the later one would replace the earlier wherever it is used. Rename one of them.")
+            defined[name] = where
+
+
 def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
-    """The text of learner.py: the header, then each notebook's saved cells under a comment naming it."""
+    """The text of learner.py: the header, then each notebook's saved cells under a comment naming it. Each
+    cell is checked first (check_cell): a SamInputError names the notebook and the cell."""
     parts = [HEADER]
     paths = notebook_paths(notebook_dir)
+    defined = {name: "the header of learner.py" for name in ("math", "np", "torch", "F", "Image", "nn")}
     for path in paths:
         cells = [cell for cell in save_cells(path) if cell.strip()]
+        for cell in cells:
+            first = next(line for line in cell.splitlines() if line.strip()).strip()
+            check_cell(cell, f"notebooks/{path.name}, the {SAVE_MARKER} cell starting {first[:60]!r}", defined)
         if cells:
             parts.append(f"# ---- notebooks/{path.name} " + "-" * max(0, 100 - len(path.name) - 17))
             parts.extend(cells)
@@ -80,6 +142,25 @@ def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
             f"{notebook_dir}, with {len(paths)} such notebook(s) and no `{SAVE_MARKER}` cell."
         )
     return "\n\n\n".join(part.rstrip("\n") for part in parts) + "\n"
+
+
+def refresh_learner() -> str:
+    """For the notebooks that import from sam_from_scratch.learner: rebuild learner.py from the saved notebooks
+    if a `# save` cell changed since it was written (and reload it if this kernel imported it already); returns
+    a line saying what happened. A saved cell that cannot go into learner.py raises a SamInputError naming it.
+    Notebooks are read as saved on disk: save the notebook you edited first (JupyterLab saves every two minutes)."""
+    if not NOTEBOOK_DIR.is_dir():  # sam_from_scratch was installed as a copy, away from the notebooks
+        return (f"note: this sam_from_scratch is an installed copy ({PACKAGE_DIR}), so your # save cells are not "
+                "read; for them to be, install the repository editable: pip install -e '.[course]'")
+    text = learner_source(NOTEBOOK_DIR)
+    current = LEARNER_PATH.read_text(encoding="utf-8") if LEARNER_PATH.exists() else ""
+    if current == text:
+        return "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
+    LEARNER_PATH.write_text(text, encoding="utf-8")
+    importlib.invalidate_caches()
+    if "sam_from_scratch.learner" in sys.modules:
+        importlib.reload(sys.modules["sam_from_scratch.learner"])
+    return "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,7 +183,7 @@ class FastMaskDecoder(MaskDecoder):
         dtype = self.iou_token.weight.dtype  # a model converted after its embedding was made, or a part of it
         image_embeddings, image_pe = image_embeddings.to(dtype), image_pe.to(dtype)
         sparse_prompt_embeddings = sparse_prompt_embeddings.to(dtype)
-        dense_prompt_embeddings = dense_prompt_embeddings.to(dtype)  # (an expanded one stays expanded)
+        dense_prompt_embeddings = dense_prompt_embeddings.to(dtype)  # no copy in the same dtype: stays expanded
         if image_embeddings.shape[0] == 1 and (B == 1 or dense_prompt_embeddings.stride(0) == 0):
             dense_prompt_embeddings = dense_prompt_embeddings[:1]  # one image side for all B prompts
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)

@@ -22,6 +22,7 @@ from conftest import make_scene, official_sam_for_config
 
 from sam_from_scratch import course, learner
 from sam_from_scratch.config import CONFIGS, TINY_CHECKPOINT
+from sam_from_scratch.errors import SamInputError
 
 ALL_NOTEBOOKS = sorted(course.NOTEBOOK_DIR.glob("*.ipynb"))
 COURSE_CLASSES = [
@@ -111,6 +112,80 @@ def test_without_a_notebook_folder_the_command_prints_one_line_and_exits_2(tmp_p
         "(learner.py can only be regenerated from a checkout of the repository); nothing was checked.\n"
     )
     assert course.main([]) == 2 and not (tmp_path / "learner.py").exists()
+
+
+def copy_of_the_notebooks(folder):
+    for path in course.notebook_paths():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def edit_a_save_cell(path, edit):
+    """Apply edit(source) to the first `# save` cell of the notebook at path."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).startswith("# save\n"))
+    cell["source"] = edit("".join(cell["source"]))
+    path.write_text(json.dumps(nb), encoding="utf-8")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("# save\n", "# save\n%%time\n", 1),
+     r"^notebooks/05_image_encoder\.ipynb, the # save cell starting '%%time': expected Python, got a line Python "
+     r"cannot read, line 1 of the cell: '%%time' \(invalid syntax\)\. IPython magics \(%, %%, !\) are not Python"),
+    (lambda s: s + "\nprint(window_partition)\n",
+     r"^notebooks/05_image_encoder\.ipynb, the # save cell starting .*: expected definitions only \(classes, "
+     r"functions, imports, constants\), got 'print\(window_partition\)' \(line \d+ of the cell\), which would run "
+     r"whenever learner\.py is imported\. Move it to a cell without the # save line\.$"),
+    (lambda s: s + "\n\nclass LayerNorm2d:\n    pass\n",
+     r"^notebooks/05_image_encoder\.ipynb, the # save cell starting .*: expected a name of its own, got "
+     r"'LayerNorm2d', which notebooks/04_dense_prompts\.ipynb, the # save cell starting .* defines too"),
+])
+def test_a_save_cell_that_cannot_go_into_learner_py_is_named_and_nothing_is_written(tmp_path, monkeypatch, capsys,
+                                                                                    edit, message):
+    notebooks = copy_of_the_notebooks(tmp_path)
+    edit_a_save_cell(notebooks / "05_image_encoder.ipynb", edit)
+    with pytest.raises(SamInputError, match=message):
+        course.learner_source(notebooks)
+    learner_copy = tmp_path / "learner.py"
+    learner_copy.write_text("# the learner's file as it was\n", encoding="utf-8")
+    monkeypatch.setattr(course, "NOTEBOOK_DIR", notebooks)
+    monkeypatch.setattr(course, "LEARNER_PATH", learner_copy)
+    assert course.main([]) == 2 and "notebooks/05_image_encoder.ipynb" in capsys.readouterr().err
+    assert learner_copy.read_text(encoding="utf-8") == "# the learner's file as it was\n"
+
+
+def test_a_copy_of_a_chapter_beside_it_is_refused_with_both_names(tmp_path):
+    notebooks = copy_of_the_notebooks(tmp_path)
+    shutil.copy(notebooks / "07_mask_decoder.ipynb", notebooks / "07_mask_decoder-Copy1.ipynb")
+    with pytest.raises(SamInputError, match=r"expected one notebook for chapter 07, got 2 in .*: "
+                                            r"07_mask_decoder-Copy1\.ipynb, 07_mask_decoder\.ipynb\."):
+        course.learner_source(notebooks)
+
+
+def test_a_notebook_that_is_not_json_is_named(tmp_path):
+    notebooks = copy_of_the_notebooks(tmp_path)
+    (notebooks / "05_image_encoder.ipynb").write_text("{ half a notebook", encoding="utf-8")
+    with pytest.raises(SamInputError, match=r"^notebook_dir: expected notebooks, got .*05_image_encoder\.ipynb, which "
+                                            r"is not one that can be read \(JSONDecodeError"):
+        course.learner_source(notebooks)
+
+
+def test_the_notebooks_rebuild_learner_py_when_a_save_cell_changed(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "notebooks").mkdir()
+    notebooks = copy_of_the_notebooks(tmp_path / "notebooks")
+    learner_copy = tmp_path / "learner.py"
+    monkeypatch.delitem(sys.modules, "sam_from_scratch.learner")  # not reloaded: this process's classes stay
+    shutil.copy(course.LEARNER_PATH, learner_copy)
+    monkeypatch.setattr(course, "NOTEBOOK_DIR", notebooks)
+    monkeypatch.setattr(course, "LEARNER_PATH", learner_copy)
+    assert course.refresh_learner() == "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
+    edit_a_save_cell(notebooks / "07_mask_decoder.ipynb", lambda s: s + "\n# my edit\n")
+    assert course.refresh_learner() == "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
+    assert "# my edit" in learner_copy.read_text(encoding="utf-8")
+    monkeypatch.setattr(course, "NOTEBOOK_DIR", tmp_path / "nowhere")  # an installed copy of the package
+    assert course.refresh_learner().startswith("note: this sam_from_scratch is an installed copy")
 
 
 # ---- each class is written once -------------------------------------------------------------------------
