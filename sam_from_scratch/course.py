@@ -10,8 +10,9 @@ changed; from a shell:
     python -m sam_from_scratch.course --check  # exit with status 1 if learner.py is out of date
 
 A saved cell must be Python that only defines things (classes, functions, imports, constants): a cell that
-does not parse, that runs code when the file is imported (a print, a test), or that defines a name another
-saved cell defines too is named, with its notebook, and nothing is written. tests/course/test_learner.py fails
+does not parse, that runs code when the file is imported (a print, a test), that defines a name another
+saved cell defines too, or that uses a name no saved cell defines or imports (an import made in a notebook's
+set-up cell only) is named, with its notebook, and nothing is written. tests/course/test_learner.py fails
 while learner.py and the notebooks disagree. Both need the repository's notebooks/ folder (an installed copy
 of the package has none); without it, or when it holds no `# save` cells, the command prints one line, exits
 with status 2 and leaves learner.py as it is.
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import builtins
 import importlib
 import json
+import symtable
 import sys
 from pathlib import Path
 
@@ -122,17 +125,41 @@ def check_cell(cell: str, where: str, defined: dict[str, str]) -> None:
             defined[name] = where
 
 
+def check_names(cell: str, where: str, module_names: set[str]) -> None:
+    """A SamInputError naming `where` for a saved cell that uses a name nothing in learner.py defines (say, an
+    import made in a notebook's set-up cell, not in a saved one): it would fail only when that code runs."""
+    def unknown(table: symtable.SymbolTable):
+        for symbol in table.get_symbols():
+            name = symbol.get_name()
+            free = table.get_type() == "module" and not (symbol.is_assigned() or symbol.is_imported())
+            if (symbol.is_referenced() and (free or symbol.is_global()) and name not in module_names
+                    and not hasattr(builtins, name)):
+                yield name
+        for child in table.get_children():
+            yield from unknown(child)
+
+    missing = sorted(set(unknown(symtable.symtable(cell, "cell", "exec"))))
+    if missing:
+        raise SamInputError(
+            f"{where}: expected names that learner.py defines, got {', '.join(map(repr, missing))}, which no "
+            f"{SAVE_MARKER} cell defines or imports (learner.py's header imports math, numpy as np, torch, "
+            "torch.nn.functional as F, PIL's Image and torch's nn). Import it in a saved cell, e.g. this one.")
+
+
 def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
     """The text of learner.py: the header, then each notebook's saved cells under a comment naming it. Each
-    cell is checked first (check_cell): a SamInputError names the notebook and the cell."""
+    cell is checked first (check_cell, check_names): a SamInputError names the notebook and the cell."""
     parts = [HEADER]
     paths = notebook_paths(notebook_dir)
     defined = {name: "the header of learner.py" for name in ("math", "np", "torch", "F", "Image", "nn")}
+    checked = []  # (cell, where)
     for path in paths:
         cells = [cell for cell in save_cells(path) if cell.strip()]
         for cell in cells:
             first = next(line for line in cell.splitlines() if line.strip()).strip()
-            check_cell(cell, f"notebooks/{path.name}, the {SAVE_MARKER} cell starting {first[:60]!r}", defined)
+            where = f"notebooks/{path.name}, the {SAVE_MARKER} cell starting {first[:60]!r}"
+            check_cell(cell, where, defined)
+            checked.append((cell, where))
         if cells:
             parts.append(f"# ---- notebooks/{path.name} " + "-" * max(0, 100 - len(path.name) - 17))
             parts.extend(cells)
@@ -141,7 +168,12 @@ def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
             f"notebook_dir: expected the course's notebooks ({NOTEBOOK_PATTERN}) with `{SAVE_MARKER}` cells, got "
             f"{notebook_dir}, with {len(paths)} such notebook(s) and no `{SAVE_MARKER}` cell."
         )
-    return "\n\n\n".join(part.rstrip("\n") for part in parts) + "\n"
+    text = "\n\n\n".join(part.rstrip("\n") for part in parts) + "\n"
+    top = symtable.symtable(text, "learner.py", "exec")
+    module_names = {symbol.get_name() for symbol in top.get_symbols() if symbol.is_assigned() or symbol.is_imported()}
+    for cell, where in checked:  # a later cell may define what an earlier one's functions use
+        check_names(cell, where, module_names)
+    return text
 
 
 def refresh_learner() -> str:

@@ -136,6 +136,10 @@ def edit_a_save_cell(path, edit):
      r"^notebooks/05_image_encoder\.ipynb, the # save cell starting .*: expected definitions only \(classes, "
      r"functions, imports, constants\), got 'print\(window_partition\)' \(line \d+ of the cell\), which would run "
      r"whenever learner\.py is imported\. Move it to a cell without the # save line\.$"),
+    (lambda s: s + "\n\ndef norm_layer(dim):\n    return partial(nn.LayerNorm, eps=1e-6)(dim)\n",
+     r"^notebooks/05_image_encoder\.ipynb, the # save cell starting .*: expected names that learner\.py defines, got "
+     r"'partial', which no # save cell defines or imports \(learner\.py's header imports .*\)\. Import it in a "
+     r"saved cell, e\.g\. this one\.$"),
     (lambda s: s + "\n\nclass LayerNorm2d:\n    pass\n",
      r"^notebooks/05_image_encoder\.ipynb, the # save cell starting .*: expected a name of its own, got "
      r"'LayerNorm2d', which notebooks/04_dense_prompts\.ipynb, the # save cell starting .* defines too"),
