@@ -37,7 +37,7 @@ $(VENV)/.dev: $(VENV)/.runtime pyproject.toml
 
 install: $(VENV)/.course  ## Install the package and the course's packages into .venv
 
-install-dev: $(VENV)/.dev browser  ## Install the test oracles and tools too
+install-dev: $(VENV)/.dev  ## Install the test oracles and tools too (the browser test's chromium: make browser)
 
 browser:  ## Install Debian's chromium for the browser test (never a browser download)
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -51,7 +51,7 @@ demo: $(VENV)/.runtime  ## Segment a sample photo from one click: Meta's vit_b, 
 lab: $(VENV)/.course  ## Open the course in JupyterLab
 	$(PYTHON) -m jupyter lab notebooks/
 
-test: install-dev  ## Run every test (pytest + strict nbval on all notebooks + browser test)
+test: install-dev browser  ## Run every test (pytest + strict nbval on all notebooks + browser test)
 	$(NOTEBOOK_ENV) $(PYTHON) -m pytest tests/ notebooks/ $(NBVAL_ARGS) -p no:cacheprovider
 
 test-fast: $(VENV)/.dev  ## Unit and parity tests only (no notebooks, no browser)
@@ -83,7 +83,9 @@ test-real: install-dev  ## Run every notebook on a vit_b of random weights in Me
 download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into the cache (checksum-verified)
 	$(PYTHON) -m sam_from_scratch download vit_b
 
-train-tiny: $(VENV)/.runtime  ## Retrain the bundled small model (about 1 h 40 min on 2 CPU cores)
+# --replace-bundled replaces sam_from_scratch/data/tiny/: the notebooks' saved outputs and the README's figures
+# come from the shipped model, so they then differ (make notebooks re-saves the outputs).
+train-tiny: $(VENV)/.runtime  ## Retrain and replace the bundled small model (hours on 2 CPU cores: the command prints its estimate)
 	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
 benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; about 30 min on 2 idle CPU cores)

@@ -39,7 +39,7 @@ exit codes:
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # device.DTYPE_CHOICES, without importing torch
 TRAIN_TINY_OUT = "runs/train-tiny"
-# train-tiny --quick: fewer steps for a worse model in about a fifth of the time (its figures: the card's "quick")
+# train-tiny --quick: fewer steps for a worse model in about a ninth of the time (its figures: the card's "quick")
 QUICK_STEPS, QUICK_OUT = 2000, "runs/train-tiny-quick"
 # Training speed when the bundled card has no figure for the number of workers asked for: about 1.8 steps a
 # second, measured with 2 workers on 2 idle AMD EPYC cores.
