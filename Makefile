@@ -85,7 +85,7 @@ download-vit_b: $(VENV)/.runtime  ## Download the official vit_b checkpoint into
 
 # --replace-bundled replaces sam_from_scratch/data/tiny/: the notebooks' saved outputs and the README's figures
 # come from the shipped model, so they then differ (make notebooks re-saves the outputs).
-train-tiny: $(VENV)/.runtime  ## Retrain and replace the bundled small model (hours on 2 CPU cores: the command prints its estimate)
+train-tiny: $(VENV)/.runtime  ## Retrain and replace the bundled small model (hours on 2 cores; it prints its estimate)
 	$(PYTHON) -m sam_from_scratch train-tiny --replace-bundled
 
 benchmark: install-dev  ## Time ours against the official SAM (vit_b, random weights; about 30 min on 2 idle CPU cores)
