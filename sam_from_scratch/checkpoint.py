@@ -303,7 +303,8 @@ def _where_to_get(variant: str | None) -> str:
     from .download import CHECKPOINTS
 
     if variant == "tiny":
-        return "The small model ships with the package: sam_model_registry['tiny']() or from_pretrained('tiny') loads it."
+        return ("The small model ships with the package: sam_model_registry['tiny']() or from_pretrained('tiny') "
+                "loads it.")
     official = variant if variant in CHECKPOINTS else "vit_b"
     return (f"Download an official one with `python -m sam_from_scratch download {official}` "
             "(see README, 'Getting real weights').")

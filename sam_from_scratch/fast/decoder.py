@@ -195,7 +195,8 @@ class FastMaskDecoder(MaskDecoder):
             # the no-mask embedding, expanded from `no_mask` (a view of a (1, C) weight): the image side depends
             # only on these, and the transformer keeps its first projections of it
             keep = (image_embeddings, dense_prompt_embeddings[:1, :, :1, :1], image_pe)
-        transformer_keeps = isinstance(self.transformer, FastTwoWayTransformer) and "forward" not in vars(self.transformer)
+        transformer = self.transformer
+        transformer_keeps = isinstance(transformer, FastTwoWayTransformer) and "forward" not in vars(transformer)
         hs, src = self.transformer(src, image_pe, tokens, **({"keep": keep} if transformer_keeps else {}))
         # hs (B, 5 + N, C), src (B, h*w, C): channels last
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
@@ -207,7 +208,8 @@ class FastMaskDecoder(MaskDecoder):
             # the upscaling, channels last, in block order: no pixel is moved until the masks are made
             conv1, norm, act1, conv2, act2 = self.output_upscaling
             x = transposed_conv_2x2(src, conv1)  # (B, 4 h w, C/4)
-            x = act1(F.layer_norm(x.float(), (conv1.out_channels,), norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
+            channels = (conv1.out_channels,)  # a number, not x.shape: torch's older ONNX exporter traces shapes
+            x = act1(F.layer_norm(x.float(), channels, norm.weight.float(), norm.bias.float(), norm.eps).to(x.dtype))
             x = act2(transposed_conv_2x2(x, conv2))  # (B, 16 h w, C/8)
             masks = hyper_in @ x.transpose(1, 2)  # (B, M, C/8) @ (B, C/8, 16 h w) -> (B, M, 16 h w)
             masks = blocks_to_image(masks, (h, w), levels=2)  # (B, M, 4h, 4w)

@@ -186,7 +186,8 @@ def test_the_notebooks_rebuild_learner_py_when_a_save_cell_changed(tmp_path, mon
     monkeypatch.setattr(course, "LEARNER_PATH", learner_copy)
     assert course.refresh_learner() == "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
     edit_a_save_cell(notebooks / "07_mask_decoder.ipynb", lambda s: s + "\n# my edit\n")
-    assert course.refresh_learner() == "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
+    rebuilt = "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
+    assert course.refresh_learner() == rebuilt
     assert "# my edit" in learner_copy.read_text(encoding="utf-8")
     monkeypatch.setattr(course, "NOTEBOOK_DIR", tmp_path / "nowhere")  # an installed copy of the package
     assert course.refresh_learner().startswith("note: this sam_from_scratch is an installed copy")

@@ -111,7 +111,8 @@ def test_the_official_model_is_refused_with_how_to_load_its_weights_into_ours():
 
     official = official_registry["vit_b"]()
     with pytest.raises(SamInputError, match=r"^model: expected a model of this package, got the official "
-                                            r"segment_anything Sam, .* sam_model_registry\['vit_b'\]\(checkpoint=path\)"):
+                                            r"segment_anything Sam, .* "
+                                            r"sam_model_registry\['vit_b'\]\(checkpoint=path\)"):
         speed_up(official, torch.bfloat16)
     assert official.image_encoder.patch_embed.proj.weight.dtype == torch.float32  # refused before converting
     assert not is_fast(official)

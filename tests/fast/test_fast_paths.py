@@ -479,11 +479,12 @@ def test_the_plain_attention_or_a_subclass_of_it_can_be_put_into_a_fast_model(pl
     transformer = small_sam.mask_decoder.transformer
     for name, module in list(transformer.named_modules()):
         if isinstance(module, DecoderAttention) and "cross" in name or name == "final_attn_token_to_image":
-            plain = DecoderAttention(module.embedding_dim, module.num_heads, module.embedding_dim // module.internal_dim)
+            downsample = module.embedding_dim // module.internal_dim
+            plain = DecoderAttention(module.embedding_dim, module.num_heads, downsample)
             plain.load_state_dict(module.state_dict())
             parent = transformer.get_submodule(name.rpartition(".")[0]) if "." in name else transformer
             setattr(parent, name.rpartition(".")[2], plain)
-    assert not isinstance(transformer.final_attn_token_to_image, type(small_sam.mask_decoder.transformer.layers[0].self_attn))
+    assert type(transformer.final_attn_token_to_image) is DecoderAttention  # the plain class, not the fast one
     same_answer(small_sam, plain_sam, embedding, coords, labels)
 
 

@@ -132,7 +132,8 @@ def test_the_official_scripts_exporter_takes_the_sped_up_model(tiny, embedding, 
     path = tmp_path / "legacy.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's and the deprecation's warnings
-        torch.onnx.export(SamOnnxModel(tiny, return_single_mask=True), tuple(torch.from_numpy(inputs[n]) for n in INPUT_NAMES),
+        torch.onnx.export(SamOnnxModel(tiny, return_single_mask=True),
+                          tuple(torch.from_numpy(inputs[n]) for n in INPUT_NAMES),
                           str(path), opset_version=17, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                           dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
                           dynamo=False)
