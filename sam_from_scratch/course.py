@@ -24,6 +24,7 @@ import argparse
 import ast
 import builtins
 import importlib
+import importlib.util
 import json
 import symtable
 import sys
@@ -189,6 +190,9 @@ def refresh_learner() -> str:
     if current == text:
         return "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
     LEARNER_PATH.write_text(text, encoding="utf-8")
+    # the compiled copy is checked by the file's size and mtime in whole seconds: an edit of the same length
+    # within the second of the last write would otherwise import the old code
+    Path(importlib.util.cache_from_source(str(LEARNER_PATH))).unlink(missing_ok=True)
     importlib.invalidate_caches()
     if "sam_from_scratch.learner" in sys.modules:
         importlib.reload(sys.modules["sam_from_scratch.learner"])
