@@ -1,7 +1,8 @@
 """Collect the notebooks' `# save` cells into `sam_from_scratch/learner.py`, the learner's own SAM.
 
-A code cell of notebooks 02-09 whose first line is exactly ``# save`` holds code that later notebooks reuse:
-a class or a function of the model. This module gathers those cells, in notebook order, into one file, so
+A code cell of notebooks 02-09 whose first line is ``# save`` (trailing spaces allowed) holds code that later
+notebooks reuse: a class or a function of the model. This module gathers those cells, in notebook order, into
+one file, so
 notebook 08 can assemble `Sam` from them and notebook 09 can put a predictor on top. The notebooks that import
 from it call refresh_learner() first, which rebuilds the file from the saved notebooks when a `# save` cell
 changed; from a shell:
@@ -9,10 +10,12 @@ changed; from a shell:
     python -m sam_from_scratch.course          # rewrite learner.py from the notebooks
     python -m sam_from_scratch.course --check  # exit with status 1 if learner.py is out of date
 
-A saved cell must be Python that only defines things (classes, functions, imports, constants): a cell that
-does not parse, that runs code when the file is imported (a print, a test), that defines a name another
-saved cell defines too, or that uses a name no saved cell defines or imports (an import made in a notebook's
-set-up cell only) is named, with its notebook, and nothing is written. tests/course/test_learner.py fails
+A saved cell must be Python that only defines things (classes, functions, imports, constants), and import
+what it uses beyond learner.py's header (math, numpy as np, torch, torch.nn.functional as F, torch's nn, PIL's
+Image). A cell that does not parse, that runs code when the file is imported (a print, a test), that defines a
+class or function another saved cell defines too, or that uses a name no saved cell defines or imports (an
+import made in a notebook's set-up cell only) is named, with its notebook, and nothing is written; so is a copy
+of a chapter beside it (JupyterLab's "07_mask_decoder-Copy1.ipynb"). tests/course/test_learner.py fails
 while learner.py and the notebooks disagree. Both need the repository's notebooks/ folder (an installed copy
 of the package has none); without it, or when it holds no `# save` cells, the command prints one line, exits
 with status 2 and leaves learner.py as it is.
@@ -188,7 +191,7 @@ def refresh_learner() -> str:
     text = learner_source(NOTEBOOK_DIR)
     current = LEARNER_PATH.read_text(encoding="utf-8") if LEARNER_PATH.exists() else ""
     if current == text:
-        return "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
+        return "learner.py is up to date with the saved notebooks' # save cells"
     LEARNER_PATH.write_text(text, encoding="utf-8")
     # the compiled copy is checked by the file's size and mtime in whole seconds: an edit of the same length
     # within the second of the last write would otherwise import the old code
@@ -196,7 +199,7 @@ def refresh_learner() -> str:
     importlib.invalidate_caches()
     if "sam_from_scratch.learner" in sys.modules:
         importlib.reload(sys.modules["sam_from_scratch.learner"])
-    return "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
+    return "learner.py rebuilt from the saved notebooks' # save cells"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,9 +184,9 @@ def test_the_notebooks_rebuild_learner_py_when_a_save_cell_changed(tmp_path, mon
     shutil.copy(course.LEARNER_PATH, learner_copy)
     monkeypatch.setattr(course, "NOTEBOOK_DIR", notebooks)
     monkeypatch.setattr(course, "LEARNER_PATH", learner_copy)
-    assert course.refresh_learner() == "sam_from_scratch/learner.py holds the # save cells of the notebooks as saved"
+    assert course.refresh_learner() == "learner.py is up to date with the saved notebooks' # save cells"
     edit_a_save_cell(notebooks / "07_mask_decoder.ipynb", lambda s: s + "\n# my edit\n")
-    rebuilt = "sam_from_scratch/learner.py rebuilt from the # save cells of the notebooks as saved"
+    rebuilt = "learner.py rebuilt from the saved notebooks' # save cells"
     assert course.refresh_learner() == rebuilt
     assert "# my edit" in learner_copy.read_text(encoding="utf-8")
     monkeypatch.setattr(course, "NOTEBOOK_DIR", tmp_path / "nowhere")  # an installed copy of the package
