@@ -155,7 +155,9 @@ def learner_source(notebook_dir: Path = NOTEBOOK_DIR) -> str:
     cell is checked first (check_cell, check_names): a SamInputError names the notebook and the cell."""
     parts = [HEADER]
     paths = notebook_paths(notebook_dir)
-    defined = {name: "the header of learner.py" for name in ("math", "np", "torch", "F", "Image", "nn")}
+    header_names = {a.asname or a.name for n in ast.parse(HEADER).body if isinstance(n, (ast.Import, ast.ImportFrom))
+                    for a in n.names}  # math, np, torch, F, Image, nn
+    defined = {name: "the header of learner.py" for name in header_names - {"annotations"}}
     checked = []  # (cell, where)
     for path in paths:
         cells = [cell for cell in save_cells(path) if cell.strip()]
