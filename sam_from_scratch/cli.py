@@ -513,6 +513,7 @@ def _segment_and_save(model, image, positives, negatives, box, out: Path, overla
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from .config import guess_variant
     from .download import DownloadError, download_checkpoint, find_checkpoint
     from .interactive.models import describe_model
     from .samples import load_sample_image
@@ -556,6 +557,9 @@ def run_demo(args: argparse.Namespace) -> int:
         _segment_and_save(model, image, [DEMO_POINT], [], None, mask_path, overlay_path, args.dtype)
         print(f"segmented the sample photo '{DEMO_IMAGE}' from one click with {describe_model(model)}; "
               f"wrote {mask_path} and {overlay_path}")
+        if guess_variant(model.state_dict()) == "tiny":
+            print("the small model learned generated scenes, not photographs: on this photo its mask is a rough "
+                  "guess; for photographs, Meta's vit_b (the demo downloads it once when there is a network)")
         return 0
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -47,6 +47,7 @@ def test_offline_the_demo_says_so_in_one_line_and_uses_the_small_model(clean_env
     fallback = [line for line in stderr.splitlines() if "could not download" in line]
     assert len(fallback) == 1 and "small model" in fallback[0]
     assert "small course model (tiny)" in stdout and str(out / "demo_overlay.png") in stdout
+    assert "rough guess" in stdout  # what the small model is for is said beside its mask of a photograph
     mask = np.asarray(Image.open(out / "demo_mask.png"))
     assert mask.shape == (400, 600) and 0 < (mask > 0).mean() < 0.5  # a mask around the click, not the photo
     assert not any((clean_env / "cache").glob("*.pth"))
@@ -80,7 +81,7 @@ def test_online_the_demo_downloads_checks_and_caches_vit_b_then_uses_it(clean_en
     out = clean_env / "outputs"
     code, stdout, stderr = run(capsys, "demo", "--out", str(out), "--mirror", file_host.url)
     assert code == 0, stderr
-    assert "SAM vit_b" in stdout and "could not download" not in stderr
+    assert "SAM vit_b" in stdout and "could not download" not in stderr and "rough guess" not in stdout
     cached = clean_env / "cache" / official.filename
     assert cached.read_bytes() == body
     assert Image.open(out / "demo_mask.png").size == (600, 400)
