@@ -63,6 +63,16 @@ def check_mask_logits(argument: str, values) -> None:
             argument, f"mask logits within +-{MASK_LOGIT_LIMIT:g} (the model's own lie within about +-100)", values,
             f"{int(bad.sum())} value(s) are not: {largest}.",
         )
+    # A mask of 0s and 1s (or 0s and 255s) in floats reads as logits of "unsure" and "a little sure": the model's
+    # own logits are never only such values, so one of the masks given (batch first) being so is a mistake.
+    flat = values.reshape(values.shape[0], -1) if values.ndim > 2 else values.reshape(1, -1)  # (masks, pixels)
+    for top in (1, 255):
+        if bool((((flat == 0) | (flat == top)).all(1) & (flat == top).any(1)).any()):  # numpy and torch alike
+            raise input_error(
+                argument, "low-resolution mask logits", values,
+                f"It holds only 0s and {top}s: a mask, not logits (logit 0 means 'unsure', not 'background'). "
+                "Feed back a previous call's low_res_logits[i:i + 1].",
+            )
 
 
 def check_tensor(argument: str, value, shape: str, shape_ok, device: torch.device, floating: bool = False) -> None:

@@ -208,7 +208,7 @@ def test_reset_image_forgets_the_image(official_tiny_random, image):
     predictor.set_image(image[:50, :60])
     predictor.reset_image()
     assert not predictor.is_image_set and predictor.features is None
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^predict: no image is set\. Call predictor\.set_image\(image\) first\.$"):
         predictor.predict(**POINT)
 
 
@@ -419,6 +419,10 @@ def torch_prompt_errors(low_res):
                                     rf"\+-100\), got Tensor .*{low_res * low_res} value\(s\) are not: the largest of size 1e\+25\."),
         "float64 box beyond float32": (dict(point_coords=None, point_labels=None, boxes=torch.tensor([[0, 0, 1e300, 1e300]], dtype=torch.float64)),
                                        r"^boxes: expected finite numbers \(no NaN or inf in float32\), got Tensor .*2 value\(s\) are not finite in float32\."),
+        "float64 points beyond float32": (dict(point_coords=torch.tensor([[[1e300, 1.0]]], dtype=torch.float64), point_labels=label),
+                                          r"^point_coords: expected finite numbers \(no NaN or inf in float32\), got Tensor .*1 value\(s\) are not finite in float32\."),
+        "a 0/1 mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.ones(1, 1, low_res, low_res)),
+                             r"^mask_input: expected low-resolution mask logits, got Tensor .*It holds only 0s and 1s: a mask, not logits"),
         "integer mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.zeros(1, 1, low_res, low_res, dtype=torch.long)),
                                rf"^mask_input: expected a floating-point tensor of shape \(B, 1, {low_res}, {low_res}\)"),
         "points on another device": (dict(point_coords=point.to("meta"), point_labels=label),
@@ -511,6 +515,27 @@ def test_predict_refuses_a_binary_mask_as_mask_input(predictor, low_res, dtype):
     assert message == (f"mask_input: expected floating-point low-resolution logits, got ndarray of shape (1, {low_res}, "
                        f"{low_res}) and dtype {np.dtype(dtype).name}. A mask is not logits: logit 0 means 'unsure', not "
                        "'background'. Feed back a previous call's low_res_logits[i:i + 1].")
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float32, 1), (np.float64, 255)])
+def test_a_binary_mask_in_floats_is_refused_as_mask_input_too(predictor, low_res, dtype, top):
+    """The commonest form of the mistake: mask.astype(np.float32). The model's own logits are never only 0s and 1s."""
+    _, _, logits = predictor.predict(**POINT, multimask_output=False)
+    mask = (logits > 0).astype(dtype) * top
+    expected = (f"mask_input: expected low-resolution mask logits, got ndarray of shape (1, {low_res}, {low_res}) and "
+                f"dtype {np.dtype(dtype).name}. It holds only 0s and {top}s: a mask, not logits (logit 0 means "
+                "'unsure', not 'background'). Feed back a previous call's low_res_logits[i:i + 1].")
+    assert error_message(lambda: predictor.predict(**POINT, mask_input=mask)) == expected
+    points = predictor.transform.apply_coords_torch(torch.as_tensor(POINT["point_coords"][None], dtype=torch.float32),
+                                                     predictor.original_size)
+    labels = torch.as_tensor(POINT["point_labels"][None])
+    batch = torch.as_tensor(np.concatenate([logits, mask.astype(np.float32)]))[:, None].expand(2, 1, -1, -1)
+    message = error_message(lambda: predictor.predict_torch(points.expand(2, -1, -1), labels.expand(2, -1),
+                                                            mask_input=batch))  # the second of two masks
+    assert message.startswith("mask_input: expected low-resolution mask logits, got Tensor of shape (2, 1, ")
+    assert f"It holds only 0s and {top}s: a mask, not logits" in message
+    masks, _, _ = predictor.predict(**POINT, mask_input=np.zeros_like(logits))  # all 0: 'unsure' everywhere, passes
+    assert masks.shape[0] == 3
 
 
 def test_mask_logits_up_to_the_limit_pass(predictor, low_res):
@@ -624,4 +649,8 @@ def test_switches_must_be_true_or_false(predictor, flag, value):
 
 
 def test_numpy_booleans_and_0_1_are_switches_too(predictor):
-    assert_identical(predictor.predict(**POINT, multimask_output=np.bool_(False)), predictor.predict(**POINT, multimask_output=0))
+    one_mask = predictor.predict(**POINT, multimask_output=False)
+    assert one_mask[0].shape[0] == 1
+    assert_identical(predictor.predict(**POINT, multimask_output=np.bool_(False)), one_mask)
+    assert_identical(predictor.predict(**POINT, multimask_output=0), one_mask)
+    assert predictor.predict(**POINT, multimask_output=np.True_)[0].shape[0] == 3
