@@ -179,7 +179,7 @@ def batch_loss(model: Sam, batch, cfg: TrainConfig, generator, distill=None) -> 
                         )
                     kept = (strength * F.binary_cross_entropy_with_logits(logits[rows], torch.sigmoid(soft[rows]))
                             + F.mse_loss(iou_pred[rows], rated[rows]))
-                    sums["loss"] = sums["loss"] + kept * len(rows) / (n * cfg.clicks)
+                    sums["loss"] = sums["loss"] + kept * len(rows) / (P * cfg.clicks)  # as each prompt above
             for key in ("focal", "dice", "iou_mse"):
                 sums[key] += weight * float(getattr(parts, key).detach())
             if round_ == 0:

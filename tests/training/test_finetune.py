@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -398,6 +399,29 @@ def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tm
     card = finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, distill=5.0, **FAST)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["distill"] == 5.0
     assert card["heldout_miou_after"] >= 0
+
+
+def test_distill_weighs_each_replayed_prompt_as_the_ground_truth_does(star_folder, tmp_path):
+    """The pull towards the starting model is a mean over the step's prompts, like the ground-truth loss: with
+    every mask logit 0 on both sides its per-pixel term is ln 2, so a replayed step's loss grows by exactly
+    weight x ln 2, however its prompts split between points and boxes."""
+    replay, train, mixed = star_training_with_replay(star_folder, tmp_path, 4)
+    model = small_model()
+    with torch.no_grad():
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:  # every mask logit 0
+            mlp.layers[-1].weight.zero_()
+            mlp.layers[-1].bias.zero_()
+    cache = ft.EmbeddingCache(model, tmp_path / "cache")
+    cache.fill(mixed.records)
+    cfg = ft.TrainConfig(seed=0, images_per_step=1, prompts_per_image=8, box_fraction=0.5)
+    teacher = ft.copy.deepcopy(model).requires_grad_(False)
+    plain = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5)
+    held = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5, teacher=teacher, distill=20.0)
+    replayed_steps = [step for step in range(12) if id(plain.record_at(step)) in plain._replayed]
+    assert replayed_steps
+    for step in replayed_steps:
+        a, b = plain(step, 0, 1)["loss"].item(), held(step, 0, 1)["loss"].item()
+        assert b - a == pytest.approx(20.0 * math.log(2), rel=1e-5), (step, a, b)
 
 
 def test_a_bad_distill_is_named(star_folder, tmp_path):
