@@ -83,7 +83,7 @@ class SamAutomaticMaskGenerator:
         crop_n_points_downscale_factor: layer i uses points_per_side / factor**i points per side.
         point_grids: explicit (N, 2) grids in [0, 1], one per layer; exclusive with points_per_side.
         min_mask_region_area: if > 0, fill holes and remove islands smaller than this many pixels
-            (our own connected-components labelling, no OpenCV needed).
+            (SciPy's connected-components labelling, no OpenCV needed).
         output_mode: "binary_mask" (HxW bool arrays), "uncompressed_rle" (our RLE dicts) or
             "coco_rle" (compressed, needs pycocotools).
         dtype: the image encoder's precision, as in ``SamPredictor`` ("auto": bfloat16 where the hardware

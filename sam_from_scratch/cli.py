@@ -30,10 +30,11 @@ PROG = "sam-from-scratch"  # the console script; `python -m sam_from_scratch` pa
 EXIT_CODES = """\
 exit codes:
   0    done
-  1    failed while running: a file could not be read or written, the model could not be loaded,
-       a download failed or was refused
-  2    bad arguments: an unknown option or value, a bad --model or --device, prompts outside the image;
-       or a missing optional package (export-onnx without the onnx extra)
+  1    failed while running: a file could not be read or written, the model could not be loaded
+       (a --model file that is not a checkpoint), a download failed or was refused, outputs already
+       exist (without --force)
+  2    bad arguments: an unknown option or value, an unknown --model name or a bad --device, prompts
+       outside the image; or a missing optional package (export-onnx without the onnx extra)
   130  interrupted (Ctrl-C)"""
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
@@ -219,9 +220,11 @@ def _add_train_tiny(subparsers, prog: str) -> None:
                           f"{QUICK_OUT} unless --out is given; a worse model, in about a ninth of the time")
     parser.add_argument("--seed", type=_count, default=0, help="training seed (default 0)")
     parser.add_argument("--workers", type=_positive_int, default=2,
-                        help="training processes, one CPU core each (default 2)")
+                        help="training processes, one CPU core each (default 2); with 1, training runs in this "
+                        "process on --threads threads")
     parser.add_argument("--threads", type=_positive_int, default=2,
-                        help="CPU threads for torch outside the workers (default 2)")
+                        help="CPU threads for torch in this process: the evaluation, and the training with "
+                        "--workers 1 (default 2)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, metavar="DIR",
                        help=f"folder for sam_tiny.pt and card.json (default: {TRAIN_TINY_OUT}; with --quick "
@@ -229,7 +232,8 @@ def _add_train_tiny(subparsers, prog: str) -> None:
     where.add_argument("--replace-bundled", action="store_true",
                        help="write them to the bundled model's folder, sam_from_scratch/data/tiny, instead")
     parser.add_argument("--work-dir", default=None, metavar="DIR",
-                        help="resumable state and loss log (default: OUT/state)")
+                        help=f"resumable state and loss log (default: OUT/state; with --replace-bundled "
+                        f"{TRAIN_TINY_OUT}/state, outside the package)")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start from scratch")
     parser.add_argument("--eval-scenes", type=_positive_int, default=300,
                         help="held-out scenes for the card's figures (default 300)")

@@ -203,8 +203,8 @@ def _entry(name: str) -> RemoteCheckpoint:
 def find_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
     """The cached file for `name` if it is there (no network, no hash check), else None.
 
-    Files only ever appear in the cache complete and verified, so presence is enough for notebooks that want to
-    use real weights when a learner has downloaded them.
+    Downloads only ever put complete, verified files in the cache, so presence is enough for notebooks that want
+    to use real weights when a learner has downloaded them (a file copied in by hand is taken as it is).
     """
     path = cache_folder(cache_dir) / _entry(name).filename
     return path if path.is_file() and path.stat().st_size > 0 else None

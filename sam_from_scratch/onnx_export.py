@@ -72,7 +72,9 @@ def export_onnx(
         opset: ONNX opset version, from 18 to 25 (MAX_OPSET, the newest torch's exporter converts to).
         quantize: write int8 weights (onnxruntime's dynamic quantization, see quantize_onnx): a smaller file,
             with masks close to, not equal to, the float32 file's.
-        return_single_mask: one mask per prompt, chosen as the predictor does (else all four outputs).
+        return_single_mask: one mask per prompt, picked in the graph by the number of points: the best-rated
+            of the three multimask outputs for one click or a box alone, the single-mask output otherwise (else
+            all four outputs).
         use_stability_score: scores are stability scores instead of predicted IoUs.
         overwrite: replace a file already at `path`; without it, an existing file is kept and nothing is written.
     """

@@ -7,7 +7,7 @@ under the same names, so the official checkpoints load either way and the result
   in chunks (or, in bfloat16 on a CPU, the global blocks' scores written out a few query rows at a time);
 - attention.py also holds the decoder's cross-attentions with the small matrices multiplied first;
 - decoder.py: one shared image side for many prompts on one image, the first layer's projections of it kept
-  between clicks, the upscaling as matrix products in block order;
+  between clicks without a mask prompt, the upscaling as matrix products in block order;
 - memory.py: keep_freed_memory(), the malloc setting SamPredictor makes on a CPU;
 - precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`);
 - compile.py: torch.compile of the image encoder, with a fallback.

@@ -18,7 +18,7 @@ from .checks import as_built
 
 
 class FastEncoderAttention(image_encoder.Attention):
-    """The image encoder's attention through F.scaled_dot_product_attention, the bias applied one of two ways.
+    """The image encoder's attention through F.scaled_dot_product_attention, the bias applied one of three ways.
 
     - "mask": the bias as attn_mask, built a few query rows at a time (_attention_mask);
     - "folded": the bias folded into q and k, so that no mask is needed and flash kernels apply

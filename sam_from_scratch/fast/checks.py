@@ -31,10 +31,10 @@ def check_model(argument: str, model, whole: bool) -> None:
     elif isinstance(model, Mapping):
         hint = "That looks like a state dict: load it into a model first, sam_model_registry['vit_b'](checkpoint=path)."
     elif isinstance(getattr(model, "model", None), nn.Module):
-        hint = ("That is a predictor: pass its model, predictor.model (changed in place, so the predictor then "
-                "uses it).")
+        hint = ("That is a predictor: pass its model, predictor.model (speed_up changes it in place, so the "
+                "predictor then uses it).")
     elif isinstance(getattr(getattr(model, "predictor", None), "model", None), nn.Module):
-        hint = "That is a mask generator: pass its model, generator.predictor.model (changed in place)."
+        hint = "That is a mask generator: pass its model, generator.predictor.model (speed_up changes it in place)."
     elif isinstance(model, nn.Module):
         hint = f"This {type(model).__name__} has no image_encoder: pass the whole Sam it belongs to."
     if whole:
@@ -82,6 +82,7 @@ def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.device.type != "cpu":
         return torch.equal(a, b)
     # on a CPU numpy compared 4 MiB in 0.14 ms on an idle 2-core machine, torch.equal in 0.33 ms (and 8 ms while
-    # another process kept the second core busy); a NaN is never equal: what holds one is made again
+    # another process kept the second core busy); float32 NaNs never compare equal (what holds one is made
+    # again), bfloat16 is compared bit for bit (the same bits give the same kept result)
     a, b = (t.detach().view(torch.int16) if t.dtype == torch.bfloat16 else t.detach() for t in (a, b))
     return bool(np.array_equal(a.numpy(), b.numpy()))

@@ -15,9 +15,11 @@ moving (4096, 256) tensors around. So here:
   convolution maps each of them again, and the hypernetwork's dot products too. Only the final masks, a few
   channels, are put in image order (blocks_to_image), where the plain path rearranges every channel twice.
 - **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
-  are the image embedding plus the no-mask embedding, the same for every click on an image, so their three
-  projections (keys + positional code, values, queries + positional code) are kept (FastTwoWayTransformer)
-  and the next click on the same image starts from them. They are made again when the embedding or the
+  of a click without a mask prompt are the image embedding plus the no-mask embedding, the same for every such
+  click on an image, so their three projections (keys + positional code, values, queries + positional code) are
+  kept (FastTwoWayTransformer) and the next such click on the same image starts from them. (A click that
+  feeds a previous mask back as mask_input, as the widget's later clicks on an object do, has an image side
+  of its own.) They are made again when the embedding or the
   positional code is another tensor or was changed in place, or when the no-mask embedding or one of the
   three projections' weights holds other values (compared with copies: fused optimizer steps and writes
   through .data count no change); they are not kept while gradients flow, under autocast, or while compiling

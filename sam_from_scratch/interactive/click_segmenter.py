@@ -65,8 +65,8 @@ class ClickSegmenter(WidgetBase):
     image: (H, W, 3) uint8 (or a PIL image); predictor: anything with the official ``SamPredictor`` API
     (``set_image``, ``predict``); model: used when predictor is None (see :func:`load_predictor`); give
     one of them, not both. Widgets may share a predictor: each embeds its image again when another was set since.
-    mask_mode: "auto" (3 candidates for a single click, where a click is ambiguous, 1 mask once there are
-    more prompts, as SAM was trained), "multi" (always 3) or "single" (always 1).
+    mask_mode: "auto" (3 candidates for a single prompt, one click or a box alone, where it may be ambiguous;
+    1 mask once there are more prompts, as Meta's SAM was trained), "multi" (always 3) or "single" (always 1).
     refine: feed the previous mask's low-resolution logits back as ``mask_input``.
     display_width: width of the picture on screen in pixels.
 
@@ -145,7 +145,8 @@ class ClickSegmenter(WidgetBase):
         self.redo_button = button("redo", self.redo, "Redo", "repeat")
         mode_names = {mode: name for name, mode in MASK_MODES.items()}
         self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value=mode_names[mask_mode], style={"button_width": "80px"},
-                                            tooltips=["3 masks for one click, then 1", "always 3 candidates", "always 1 mask"])
+                                            tooltips=["3 masks for one click or a box alone, then 1", "always 3 candidates",
+                                                      "always 1 mask"])
         self.mode_buttons.observe(self._reported(lambda _: self._predict()), names="value")
         self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "150px"})
         self.choice_buttons.observe(self._reported(self._on_choice), names="value")

@@ -160,6 +160,7 @@ def test_records_are_json_ready_and_consistent(stand_in, scene_images):
     image = scene_images["landscape"]
     records = SamAutomaticMaskGenerator(stand_in, points_per_side=8, output_mode="uncompressed_rle").generate(image)
     json.dumps(records)
+    assert len(records) >= 1
     for record in records:
         mask = rle_to_mask(record["segmentation"])
         assert mask.shape == image.shape[:2] and record["area"] == mask.sum()
@@ -180,19 +181,25 @@ def test_grayscale_and_rgba_images_are_accepted(stand_in, scene_images):
     rgb = scene_images["landscape"][:120, :160]
     generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4)
     gray_records = generator.generate(rgb[..., 0])
-    assert gray_records == [] or gray_records[0]["segmentation"].shape == (120, 160)
+    assert len(gray_records) >= 1 and gray_records[0]["segmentation"].shape == (120, 160)
     rgba = np.concatenate([rgb, np.full((120, 160, 1), 7, np.uint8)], axis=-1)
-    assert_same_records(generator.generate(rgba), generator.generate(rgb))
+    rgb_records = generator.generate(rgb)
+    assert len(rgb_records) >= 1
+    assert_same_records(generator.generate(rgba), rgb_records)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(points_per_side=None), "exactly one of"),
-        (dict(point_grids=[np.zeros((4, 2))]), "exactly one of"),
-        (dict(output_mode="png"), "output_mode"),
-        (dict(points_per_side=2, crop_n_layers=2, crop_n_points_downscale_factor=2), "points_per_side"),
-        (dict(points_per_batch=0), "points_per_batch"),
+        (dict(points_per_side=None), r"^points_per_side, point_grids: expected exactly one of them, got "
+                                     r"points_per_side=None and point_grids=None\.$"),
+        (dict(point_grids=[np.zeros((4, 2))]), r"^points_per_side, point_grids: expected exactly one of them, got "
+                                               r"points_per_side=32 and point_grids=a list\.$"),
+        (dict(output_mode="png"), r"^output_mode: expected one of 'binary_mask', 'uncompressed_rle', 'coco_rle', "
+                                  r"got 'png'\.$"),
+        (dict(points_per_side=2, crop_n_layers=2, crop_n_points_downscale_factor=2),
+         r"^points_per_side: expected at least 4 so that crop layer 2 still has one point per side, got 2\.$"),
+        (dict(points_per_batch=0), r"^points_per_batch: expected a positive integer, got int 0\.$"),
     ],
 )
 def test_bad_parameters_are_named(stand_in, kwargs, match):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -57,12 +56,10 @@ def test_a_host_that_never_answers_is_given_up_within_the_timeout(clean_env, cap
     with socket.socket() as silent:  # accepts connections (the kernel does) and never replies
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        start = time.perf_counter()
         code, _, stderr = run(capsys, "demo", "--out", str(clean_env / "o"), "--timeout", "1",
                               "--mirror", f"http://127.0.0.1:{silent.getsockname()[1]}/")
-        waited = time.perf_counter() - start
     assert code == 0 and "using the bundled small model" in stderr
-    assert waited < 60  # one second of waiting for the host; the rest is the small model on a busy machine
+    assert "the host did not answer within 1 s" in stderr  # given up by --timeout, not by a limit of its own
 
 
 def test_offline_flag_and_existing_outputs(clean_env, capsys):

@@ -31,7 +31,7 @@ def not_models(plain):
         "a state dict": (plain.state_dict(), r"got OrderedDict of \d+ entries\. That looks like a state dict: load it "
                                              r"into a model first"),
         "a predictor": (SamPredictor(plain), r"got SamPredictor\. That is a predictor: pass its model, "
-                                             r"predictor\.model \(changed in place, so the predictor then uses it\)\.$"),
+                                             r"predictor\.model \(speed_up changes it in place, so the predictor then uses it\)\.$"),
         "a generator": (SamAutomaticMaskGenerator(plain, points_per_side=2),
                         r"got SamAutomaticMaskGenerator\. That is a mask generator: pass its model, "
                         r"generator\.predictor\.model"),
@@ -115,6 +115,8 @@ def test_the_official_model_is_refused_with_how_to_load_its_weights_into_ours():
                                             r"sam_model_registry\['vit_b'\]\(checkpoint=path\)"):
         speed_up(official, torch.bfloat16)
     assert official.image_encoder.patch_embed.proj.weight.dtype == torch.float32  # refused before converting
+    with pytest.raises(SamInputError, match=r"^model: expected a model of this package, got the official "):
+        speed_up(official)  # without a dtype too: it would change nothing and is_fast would say True
     assert not is_fast(official)
 
 

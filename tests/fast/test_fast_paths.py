@@ -603,7 +603,8 @@ def test_from_pretrained_rejects_an_unsupported_dtype_naming_the_argument():
     from sam_from_scratch.build import from_pretrained
     from sam_from_scratch.errors import SamInputError
 
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(SamInputError, match=r"^dtype: expected torch\.float32, torch\.bfloat16 or torch\.float16 \(or "
+                                            r"their names\), got torch\.int8\.$"):
         from_pretrained("tiny", device="cpu", dtype=torch.int8)
     with pytest.raises(SamInputError, match=r"^dtype: expected torch\.float32, torch\.bfloat16 or torch\.float16 \(or their "
                                             r"names\), got 'float64'\.$"):

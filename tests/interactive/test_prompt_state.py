@@ -213,7 +213,8 @@ def test_record_prediction_checks_that_the_shapes_agree():
     state = PromptState()
     state.add_point(1, 1)
     masks, scores, logits = fake_prediction(n=3)
-    with pytest.raises(ValueError, match="same C"):
+    with pytest.raises(SamInputError, match=r"^scores: expected one predicted IoU per mask, numbers of shape \(3,\) "
+                                            r"\(the same C as masks \(3, \d+, \d+\)\), got ndarray of shape \(2,\)"):
         state.record_prediction(masks, scores[:2], logits)
 
 

@@ -289,6 +289,12 @@ def test_auto_mode_asks_for_three_masks_for_one_click_and_one_mask_after_that(se
     assert [c["multimask_output"] for c in segmenter.predictor.calls] == [True, False]
 
 
+def test_auto_mode_treats_a_box_alone_as_one_prompt_and_a_box_with_a_click_as_two(segmenter):
+    segmenter.set_box(10, 10, 60, 50)  # one prompt: three candidates, as Meta's SAM was trained
+    click(segmenter, 25, 20)
+    assert [c["multimask_output"] for c in segmenter.predictor.calls] == [True, False]
+
+
 def test_a_follow_up_click_refines_with_the_logits_of_the_mask_shown(segmenter):
     click(segmenter, 25, 20)
     segmenter.choice_buttons.value = 0

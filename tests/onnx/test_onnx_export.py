@@ -280,12 +280,15 @@ def test_overwrite_true_replaces_the_file_and_the_newest_opset_is_written(tiny, 
 
     path = tmp_path / "sam.onnx"
     path.write_bytes(b"an older export")
-    assert export_onnx(tiny, path, opset=np.int64(MAX_OPSET), overwrite=True) == path  # numpy ints count too
+    # numpy integers and booleans, and 0/1, count as the numbers and switches they are
+    assert export_onnx(tiny, path, opset=np.int64(MAX_OPSET), overwrite=1, return_single_mask=np.False_,
+                       use_stability_score=0) == path
     assert [o.version for o in onnx.load(path).opset_import if o.domain == ""] == [MAX_OPSET]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     masks, scores, _ = session.run(None, prompt(tiny, embedding, 1, False))
-    np.testing.assert_allclose(scores, run_torch(SamOnnxModel(tiny, return_single_mask=True),
-                                                 prompt(tiny, embedding, 1, False))[1], **SCORE_TOLERANCE)
+    expected = run_torch(SamOnnxModel(tiny, return_single_mask=False), prompt(tiny, embedding, 1, False))[1]
+    assert scores.shape == expected.shape == (1, 4)  # all four outputs: return_single_mask=np.False_ was read as False
+    np.testing.assert_allclose(scores, expected, **SCORE_TOLERANCE)
 
 
 def test_an_opset_the_exporter_does_not_reach_writes_nothing(tiny, tmp_path, monkeypatch):

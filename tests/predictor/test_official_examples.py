@@ -184,6 +184,7 @@ def test_generator_with_its_default_settings(small_models):
     image = scene()
     ours = SamAutomaticMaskGenerator(ours_model, points_per_side=POINTS_PER_SIDE).generate(image)
     official = OfficialGenerator(official_model, points_per_side=POINTS_PER_SIDE).generate(image)
+    assert len(official) >= 1  # something to compare: the next test covers the case where nothing passes
     assert_same_records(ours, official)
 
 

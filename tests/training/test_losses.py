@@ -78,7 +78,8 @@ def test_the_iou_head_is_trained_towards_the_true_iou_of_every_mask():
 
 
 def test_targets_of_the_wrong_shape_are_rejected():
-    with pytest.raises(ValueError, match="targets"):
+    with pytest.raises(SamInputError, match=r"^targets: expected shape \(2, 1, 8, 8\) to match mask_logits \(2, 3, 8, 8\), "
+                                            r"got Tensor of shape \(2, 1, 16, 16\)"):
         sam_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2, 1, 16, 16))
 
 

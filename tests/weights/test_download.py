@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def test_default_cache_folder_is_documented_one_and_env_overrides_it(monkeypatch
 
 
 def test_unknown_name_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="vit_b.*'vit_x'"):
+    with pytest.raises(SamInputError, match=r"^name: expected one of default, vit_b, vit_h, vit_l, got 'vit_x'\.$"):
         download_checkpoint("vit_x")
 
 
@@ -129,10 +128,9 @@ def test_a_host_that_hangs_up_without_answering_is_reported(host, fake, tmp_path
 def test_a_host_that_stalls_is_given_up_after_the_timeout(host, fake, tmp_path):
     host.files["/" + fake.filename] = GOOD
     host.stall.add("/" + fake.filename)  # the request is read, no answer comes
-    start = time.perf_counter()
-    with pytest.raises(DownloadError, match="could not download fake"):
+    with pytest.raises(DownloadError, match="could not download fake") as caught:
         download_checkpoint("fake", cache_dir=tmp_path, mirror=host.url, progress=False, timeout=0.5)
-    assert time.perf_counter() - start < 20  # the 0.5 s timeout, not the host's own limit (60 s)
+    assert "read timeout=0.5" in str(caught.value)  # given up by the 0.5 s timeout, not by the host's own limit
     assert host.requests == ["/" + fake.filename]
     assert files_in(tmp_path) == []
 
