@@ -824,6 +824,13 @@ def _require_onnx_extra(quantize: bool) -> None:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise CliError(f"export-onnx needs the onnx extra (missing: {', '.join(missing)}): {ONNX_EXTRA}", code=2)
+    import torch
+
+    from .onnx_export import OLDEST_TORCH, torch_version
+
+    if torch_version() < OLDEST_TORCH:
+        raise CliError(f"export-onnx needs torch {'.'.join(map(str, OLDEST_TORCH))} or newer (got {torch.__version__}): "
+                       f"{ONNX_EXTRA}", code=2)
 
 
 def _export_model(args: argparse.Namespace):

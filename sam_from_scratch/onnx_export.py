@@ -33,6 +33,13 @@ DEFAULT_OPSET = 18  # the oldest opset torch's exporter writes natively; onnxrun
 # 18 to 25 (onnxscript 0.7); for a newer one it logs onnx's failure and leaves the graph at opset 18.
 MAX_OPSET = 25
 MAX_POINTS = 1024  # the exporter wants a bound on the point dimension; any realistic prompt is far below
+OLDEST_TORCH = (2, 8)  # torch 2.7's exporter cannot trace the crop of the masks to the image's size
+
+
+def torch_version() -> tuple[int, int]:
+    """(major, minor) of the torch running, e.g. (2, 14) for '2.14.1+cu130'."""
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def example_inputs(model: Sam, num_points: int = 3) -> tuple[torch.Tensor, ...]:
@@ -91,6 +98,9 @@ def export_onnx(
     if not is_int(opset) or not DEFAULT_OPSET <= opset <= MAX_OPSET:
         raise input_error("opset", f"an integer from {DEFAULT_OPSET} to {MAX_OPSET}", opset)
     path = _output_path(path, overwrite, "export_onnx(model, path, overwrite=True)")
+    if torch_version() < OLDEST_TORCH:  # older exporters stop on the crop to the image's size, deep in a trace
+        raise ImportError(f"export_onnx needs torch {'.'.join(map(str, OLDEST_TORCH))} or newer, got torch "
+                          f"{torch.__version__}: pip install 'sam-from-scratch[onnx]' brings one", name="torch")
     for package in ("onnx", "onnxscript", "onnxruntime") if quantize else ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:  # torch's exporter would fail deep inside, later
             raise ImportError(f"export_onnx needs {package}: pip install 'sam-from-scratch[onnx]'", name=package)

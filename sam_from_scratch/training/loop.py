@@ -16,6 +16,7 @@ takes its share of every batch and DistributedDataParallel averages their gradie
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import os
@@ -328,7 +329,10 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
     step_loss = _StepLoss(model, cfg, scene_config)
     if world > 1:
         # A share may hold no box prompt, so the box embeddings can be unused on one worker and not the other.
-        step_loss = DistributedDataParallel(step_loss, forward_sync_buffers=False, find_unused_parameters=True)
+        # No buffer changes, so none is sent at each step; older torch (2.8) names that switch broadcast_buffers.
+        keywords = inspect.signature(DistributedDataParallel).parameters
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in keywords else "broadcast_buffers"
+        step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True, **{no_sync: False})
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tiny", disable=not (progress and lead))
     t0 = time.perf_counter() - elapsed
     for step in bar:

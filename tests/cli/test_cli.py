@@ -620,6 +620,16 @@ def test_export_onnx_without_the_onnx_extra_says_how_to_install_it(tmp_path, cap
     assert not (tmp_path / "d.onnx").exists()
 
 
+def test_export_onnx_on_a_torch_too_old_for_the_exporter_says_so(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "__version__", "2.7.1+cpu")  # its exporter stops on the crop to the image's size
+    code, err = run_in_process(capsys, "export-onnx", "--out", str(tmp_path / "d.onnx"))
+    assert code == 2 and err.count("\n") == 1
+    assert err == 'error: export-onnx needs torch 2.8 or newer (got 2.7.1+cpu): pip install "sam-from-scratch[onnx]"\n'
+    assert not (tmp_path / "d.onnx").exists()
+
+
 def test_export_onnx_explains_bad_arguments(tmp_path, capsys, export_calls):
     from sam_from_scratch.cli import ONNX_MAX_OPSET, ONNX_MIN_OPSET
     from sam_from_scratch.onnx_export import DEFAULT_OPSET, MAX_OPSET

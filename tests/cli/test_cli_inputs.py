@@ -79,7 +79,7 @@ MODES = [
 def test_every_pillow_mode_reads_as_rgb_by_its_meaning(tmp_path, mode, make, file_format, expected, reader):
     path = tmp_path / f"image.{file_format}"
     make().save(path)
-    assert Image.open(path).mode == mode  # the file really holds this mode
+    assert Image.open(path).mode in ({mode, "I"} if mode == "I;16" else {mode})  # (Pillow < 10.3 opens I;16 PNGs as I)
     pixels = reader(str(path))
     assert pixels.dtype == np.uint8 and pixels.shape == (1, 3, 3)
     assert pixels.tolist() == expected

@@ -233,6 +233,16 @@ def test_bad_arguments_are_named(tiny, tmp_path, kwargs, match):
         export_onnx(model, path, **arguments)
 
 
+def test_a_torch_too_old_for_the_exporter_is_named_before_the_export(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.7.1")  # torch 2.7's exporter cannot trace the crop to the image
+    with pytest.raises(ImportError, match=r"^export_onnx needs torch 2\.8 or newer, got torch 2\.7\.1: pip install "
+                                          r"'sam-from-scratch\[onnx\]' brings one$") as caught:
+        export_onnx(tiny, tmp_path / "sam.onnx")
+    assert caught.value.name == "torch" and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(torch, "__version__", "2.10.0a0+git")  # a minor version of two digits, a build tag
+    assert export_onnx(tiny, tmp_path / "sam.onnx").stat().st_size > 100_000
+
+
 def test_a_path_in_a_file_is_named_and_a_tilde_is_expanded(tiny, tmp_path, monkeypatch):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")

@@ -70,7 +70,8 @@ def hf_vit_b():
     perturb_(model.vision_encoder, seed=11)
     perturb_(model.prompt_encoder, seed=12)
     perturb_(model.mask_decoder, seed=13)
-    assert model.shared_image_embedding.positional_embedding is model.prompt_encoder.shared_embedding.positional_embedding
+    assert (model.shared_image_embedding.positional_embedding.data_ptr()  # one tensor (transformers 4 shares .data)
+            == model.prompt_encoder.shared_embedding.positional_embedding.data_ptr())
     return model.eval()
 
 
