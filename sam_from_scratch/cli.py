@@ -34,7 +34,8 @@ exit codes:
        (a --model file that is not a checkpoint), a download failed or was refused, outputs already
        exist (without --force)
   2    bad arguments: an unknown option or value, an unknown --model name or a bad --device, prompts
-       outside the image; or a missing optional package (export-onnx without the onnx extra)
+       outside the image; or a missing optional package (export-onnx without the onnx extra, or on a
+       torch older than 2.8)
   130  interrupted (Ctrl-C)"""
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
@@ -829,8 +830,8 @@ def _require_onnx_extra(quantize: bool) -> None:
     from .onnx_export import OLDEST_TORCH, torch_version
 
     if torch_version() < OLDEST_TORCH:
-        raise CliError(f"export-onnx needs torch {'.'.join(map(str, OLDEST_TORCH))} or newer (got {torch.__version__}): "
-                       f"{ONNX_EXTRA}", code=2)
+        oldest = ".".join(map(str, OLDEST_TORCH))
+        raise CliError(f"export-onnx needs torch {oldest} or newer (got {torch.__version__}): {ONNX_EXTRA}", code=2)
 
 
 def _export_model(args: argparse.Namespace):

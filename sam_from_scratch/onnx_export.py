@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import secrets
 import tempfile
 import warnings
@@ -38,8 +39,8 @@ OLDEST_TORCH = (2, 8)  # torch 2.7's exporter cannot trace the crop of the masks
 
 def torch_version() -> tuple[int, int]:
     """(major, minor) of the torch running, e.g. (2, 14) for '2.14.1+cu130'."""
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    major, minor = re.match(r"(\d+)\.(\d+)", torch.__version__).groups()
+    return int(major), int(minor)
 
 
 def example_inputs(model: Sam, num_points: int = 3) -> tuple[torch.Tensor, ...]:

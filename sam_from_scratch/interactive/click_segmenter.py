@@ -145,8 +145,8 @@ class ClickSegmenter(WidgetBase):
         self.redo_button = button("redo", self.redo, "Redo", "repeat")
         mode_names = {mode: name for name, mode in MASK_MODES.items()}
         self.mode_buttons = w.ToggleButtons(options=list(MASK_MODES), value=mode_names[mask_mode], style={"button_width": "80px"},
-                                            tooltips=["3 masks for one click or a box alone, then 1", "always 3 candidates",
-                                                      "always 1 mask"])
+                                            tooltips=["3 masks for one click or a box alone, then 1",
+                                                      "always 3 candidates", "always 1 mask"])
         self.mode_buttons.observe(self._reported(lambda _: self._predict()), names="value")
         self.choice_buttons = w.ToggleButtons(options=[], style={"button_width": "150px"})
         self.choice_buttons.observe(self._reported(self._on_choice), names="value")

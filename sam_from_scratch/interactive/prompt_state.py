@@ -75,8 +75,8 @@ class PromptState:
 
     Every method that changes the prompts pushes the current snapshot onto the undo stack and clears the
     redo stack, like a text editor. ``refine=True`` makes each new prompt carry the low-resolution
-    logits of the mask shown (the best-rated, or the one chosen) as ``mask_input`` (what SAM was trained to use for follow-up clicks);
-    removing prompts (clear points, clear box, reset) drops them, since they describe the old prompts.
+    logits of the mask shown (the best-rated, or the one chosen) as ``mask_input`` (what SAM was trained to
+    use for follow-up clicks); removing prompts (clear points, clear box, reset) drops them, since they describe the old prompts.
     ``image_size=(height, width)`` refuses points and box corners outside the image.
     """
 

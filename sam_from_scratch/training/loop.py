@@ -329,7 +329,7 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
     step_loss = _StepLoss(model, cfg, scene_config)
     if world > 1:
         # A share may hold no box prompt, so the box embeddings can be unused on one worker and not the other.
-        # No buffer changes, so none is sent at each step; older torch (2.8) names that switch broadcast_buffers.
+        # No buffer changes, so none is sent at each step; torch before 2.13 names that switch broadcast_buffers.
         keywords = inspect.signature(DistributedDataParallel).parameters
         no_sync = "forward_sync_buffers" if "forward_sync_buffers" in keywords else "broadcast_buffers"
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True, **{no_sync: False})

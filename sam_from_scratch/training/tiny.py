@@ -1,9 +1,9 @@
 """The bundled small model: `train_tiny` retrains it from scratch and writes its checkpoint and model card.
 
 `python -m sam_from_scratch train-tiny --replace-bundled --workers 1 --threads 1` calls
-`train_tiny(TINY_DIR, workers=1, threads=1, work_dir="runs/train-tiny/state")` (the resumable state outside the
-package) and reproduces sam_from_scratch/data/tiny/sam_tiny.pt (the clicks drawn depend on the number of workers; without
---replace-bundled it writes to a run folder); the card (card.json) records the architecture, the recipe, the seeds,
+`train_tiny(TINY_DIR, workers=1, threads=1, work_dir="runs/train-tiny/state")` (the resumable state outside
+the package) and reproduces sam_from_scratch/data/tiny/sam_tiny.pt (the clicks drawn depend on the number of
+workers; without --replace-bundled it writes to a run folder); the card (card.json) records the architecture, the recipe, the seeds,
 the training time and the figures measured on held-out scenes. A run folder that holds files of anyone else's
 is refused; one holding an earlier run's own files is where that run goes on.
 """

@@ -52,7 +52,8 @@ def check_finite(argument: str, value: torch.Tensor) -> None:
 
 
 def check_mask_logits(argument: str, values) -> None:
-    """Low-resolution mask logits (a numpy array or a tensor of numbers): finite, within +-MASK_LOGIT_LIMIT."""
+    """Low-resolution mask logits (a numpy array or a tensor of numbers): finite, within +-MASK_LOGIT_LIMIT, and
+    no mask among them made only of 0s and 1s (or 0s and 255s): a mask, not logits."""
     magnitude = values.abs() if isinstance(values, torch.Tensor) else np.abs(values)
     bad = ~(magnitude <= MASK_LOGIT_LIMIT)  # NaN too
     if bool(bad.any()):
@@ -65,6 +66,9 @@ def check_mask_logits(argument: str, values) -> None:
         )
     # A mask of 0s and 1s (or 0s and 255s) in floats reads as logits of "unsure" and "a little sure": the model's
     # own logits are never only such values, so one of the masks given (batch first) being so is a mistake.
+    count = values.size if isinstance(values, np.ndarray) else values.numel()
+    if count == 0:
+        return  # no mask (a batch of 0): the batch size's own check names it
     flat = values.reshape(values.shape[0], -1) if values.ndim > 2 else values.reshape(1, -1)  # (masks, pixels)
     for top in (1, 255):
         if bool((((flat == 0) | (flat == top)).all(1) & (flat == top).any(1)).any()):  # numpy and torch alike

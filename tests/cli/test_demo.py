@@ -52,6 +52,7 @@ def test_offline_the_demo_says_so_in_one_line_and_uses_the_small_model(clean_env
     assert not any((clean_env / "cache").glob("*.pth"))
 
 
+@pytest.mark.timeout(120)  # ignoring --timeout would wait on the silent host until this stops the test
 def test_a_host_that_never_answers_is_given_up_within_the_timeout(clean_env, capsys):
     with socket.socket() as silent:  # accepts connections (the kernel does) and never replies
         silent.bind(("127.0.0.1", 0))

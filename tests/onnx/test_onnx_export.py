@@ -233,6 +233,15 @@ def test_bad_arguments_are_named(tiny, tmp_path, kwargs, match):
         export_onnx(model, path, **arguments)
 
 
+@pytest.mark.parametrize("version, expected", [("2.7.1+cpu", (2, 7)), ("2.10.0a0+git", (2, 10)),
+                                               ("2.8.0.dev20250101", (2, 8)), ("3.0.0", (3, 0)), ("2.7+cu118", (2, 7))])
+def test_the_torch_version_is_read_as_major_and_minor(monkeypatch, version, expected):
+    from sam_from_scratch.onnx_export import torch_version
+
+    monkeypatch.setattr(torch, "__version__", version)
+    assert torch_version() == expected
+
+
 def test_a_torch_too_old_for_the_exporter_is_named_before_the_export(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.7.1")  # torch 2.7's exporter cannot trace the crop to the image
     with pytest.raises(ImportError, match=r"^export_onnx needs torch 2\.8 or newer, got torch 2\.7\.1: pip install "

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from sam_from_scratch.errors import SamInputError
+from sam_from_scratch.onnx_export import OLDEST_TORCH, torch_version
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -28,6 +29,10 @@ def needs_a_download(block: str) -> bool:
 
 
 def test_the_offline_examples_run_as_written_and_do_what_the_readme_says(tmp_path, monkeypatch):
+    for extra in ("onnx", "onnxscript", "ipywidgets"):  # the onnx and course extras, which the examples name
+        pytest.importorskip(extra)
+    if torch_version() < OLDEST_TORCH:
+        pytest.skip("the ONNX example needs torch 2.8 or newer (the onnx extra)")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SAM_FROM_SCRATCH_CACHE", str(tmp_path / "empty-cache"))  # no real weights: the small model
     blocks = python_blocks()

@@ -421,6 +421,8 @@ def torch_prompt_errors(low_res):
                                        r"^boxes: expected finite numbers \(no NaN or inf in float32\), got Tensor .*2 value\(s\) are not finite in float32\."),
         "float64 points beyond float32": (dict(point_coords=torch.tensor([[[1e300, 1.0]]], dtype=torch.float64), point_labels=label),
                                           r"^point_coords: expected finite numbers \(no NaN or inf in float32\), got Tensor .*1 value\(s\) are not finite in float32\."),
+        "mask_input B=0": (dict(point_coords=None, point_labels=None, mask_input=torch.zeros(0, 1, low_res, low_res)),
+                           r"^mask_input: expected at least one prompt \(B >= 1\), got a batch of 0\."),
         "a 0/1 mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.ones(1, 1, low_res, low_res)),
                              r"^mask_input: expected low-resolution mask logits, got Tensor .*It holds only 0s and 1s: a mask, not logits"),
         "integer mask_input": (dict(point_coords=point, point_labels=label, mask_input=torch.zeros(1, 1, low_res, low_res, dtype=torch.long)),

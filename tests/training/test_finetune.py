@@ -401,7 +401,7 @@ def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tm
     assert card["heldout_miou_after"] >= 0
 
 
-def test_distill_weighs_each_replayed_prompt_as_the_ground_truth_does(star_folder, tmp_path):
+def test_distill_weighs_each_replayed_prompt_as_the_ground_truth_does(star_folder, tmp_path, monkeypatch):
     """The pull towards the starting model is a mean over the step's prompts, like the ground-truth loss: with
     every mask logit 0 on both sides its per-pixel term is ln 2, so a replayed step's loss grows by exactly
     weight x ln 2, however its prompts split between points and boxes."""
@@ -417,11 +417,16 @@ def test_distill_weighs_each_replayed_prompt_as_the_ground_truth_does(star_folde
     teacher = ft.copy.deepcopy(model).requires_grad_(False)
     plain = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5)
     held = ft._FinetuneStep(model, mixed, cache, cfg, own=len(train), replay_fraction=0.5, teacher=teacher, distill=20.0)
+    kinds = []  # the prompts' kinds of each batch: points and boxes are weighed in two groups
+    real_batch_loss = ft.batch_loss
+    monkeypatch.setattr(ft, "batch_loss", lambda model, batch, *rest: (kinds.append(set(batch[3].tolist())),
+                                                                       real_batch_loss(model, batch, *rest))[1])
     replayed_steps = [step for step in range(12) if id(plain.record_at(step)) in plain._replayed]
     assert replayed_steps
     for step in replayed_steps:
         a, b = plain(step, 0, 1)["loss"].item(), held(step, 0, 1)["loss"].item()
         assert b - a == pytest.approx(20.0 * math.log(2), rel=1e-5), (step, a, b)
+    assert {True, False} in kinds  # a step with both groups: where weighing by the group's size differs
 
 
 def test_a_bad_distill_is_named(star_folder, tmp_path):

@@ -444,7 +444,8 @@ def test_a_truncated_image_is_named_when_it_is_read(tmp_path):
 def test_a_diverging_run_stops_at_the_first_nan_loss_and_writes_no_checkpoint(stars, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(SamInputError, match=r"^lr: the loss became (NaN|infinite) at step \d+ \(lr 1e\+06\); try a "
-                                            r"smaller lr, with another out \(.*no checkpoint or card was written\)\.$"):
+                                            r"smaller lr, with another out \(no trained state was saved in .*run; "
+                                            r"no checkpoint or card was written\)\.$"):
         finetune(data=stars, out=run, **{**QUICK, "steps": 20, "lr": 1e6})
     assert not (run / "card.json").exists() and not list(run.glob("*.pth"))
     assert not (run / "state.pt").exists()  # it diverged at once: there is no finite state to keep
