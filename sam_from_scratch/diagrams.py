@@ -120,7 +120,7 @@ def model_overview(config: SamConfig) -> Figure:
     _box(ax, 10.9, 3.0, 1.4, 1.2, "predicted IoU", f"{shape(1, 3)}\none per mask", COLORS["data"])
     _arrow(ax, (10.4, 1.8), (10.9, 1.8))
     _arrow(ax, (10.4, 3.6), (10.9, 3.6))
-    ax.text(11.6, 2.7, "upsampled to\nthe photo:\n(1, 3, H, W)", ha="center", va="center", fontsize=8)
+    ax.text(11.6, 0.95, "then upsampled to\nthe photo: (1, 3, H, W)", ha="center", va="center", fontsize=8)
     ax.text(0.2, 4.95, "sparse tokens: the click and a padding point (no box given); dense prompt: the learned "
             "'no mask' vector when no mask is given; the image encoder runs once per image, the rest once per prompt.",
             fontsize=8, color="0.35")
@@ -167,6 +167,8 @@ def encoder_blocks(config: SamConfig) -> Figure:
         y, previous = 2.0, (x + 2.6, 1.7)
         for title, detail in steps:
             color = COLORS["attention"] if title.startswith("attention") else COLORS["image_encoder"]
+            if title.startswith("window"):  # reshapes: values moved, no weights
+                color = COLORS["data"]
             anchors = _box(ax, x, y, 5.2, 0.85, title, detail, color)
             _arrow(ax, previous, anchors["top"])
             previous, y = anchors["bottom"], y + 1.05
@@ -178,12 +180,12 @@ def encoder_blocks(config: SamConfig) -> Figure:
         out = _box(ax, x + 0.9, y + 1.75, 3.4, 0.55, f"+ residual: {shape(1, g, g, D)}", color=COLORS["data"])
         _arrow(ax, mlp["bottom"], out["top"])
     if windowed_ids and global_ids:
-        footnote = ("Both kinds share every layer; only the partition around the attention, and the size of the "
-                    "relative-position tables, differ.")
+        footnote = ("Both kinds share every layer; only the partition around the attention (grey: it moves values and "
+                    "has no weights), and the size of the relative-position tables, differ.")
     elif global_ids:
         footnote = f"No windowed blocks: {'window_size is 0, so ' if ws == 0 else ''}every block attends over the whole grid."
     else:
-        footnote = "No global blocks: every block attends inside its windows."
+        footnote = "No global blocks: every block attends inside its windows (grey: moving values, no weights)."
     ax.text(0.3, 8.8, footnote, fontsize=8.5, color="0.35")
     return fig
 
@@ -222,7 +224,7 @@ def two_way_block(config: SamConfig, num_prompt_tokens: int = 2) -> Figure:
     image_out = _box(ax, 7.1, 6.2, 3.8, 0.6, f"image tokens out {shape(1, g * g, C)}", color=COLORS["data"])
     _arrow(ax, cross["bottom"], image_out["top"])
     _arrow(ax, (7.1, 1.25), (5.0, 3.45), "k, v: the image", offset=(0.3, 0.0))
-    _arrow(ax, (5.0, 5.2), (6.6, 4.95), "k, v: the tokens", offset=(0.0, 0.05))
+    _arrow(ax, (5.0, 5.2), (6.6, 4.95), "k, v: the tokens", offset=(0.0, -0.2))
     green = COLORS["positional"]
     ax.text(0.2, 7.15, "Positional codes: query_pe is the token sequence (output tokens and prompts) as it entered "
             "the transformer, key_pe the dense code of the grid.\nThey are added to queries and keys before every "
