@@ -7,6 +7,7 @@ computes in it (a recent GPU, a CPU with AMX or AVX-512-BF16), float32 elsewhere
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -114,6 +115,12 @@ def cpu_bf16_flags() -> list[str]:
         pass
     helpers = (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
     return [flag for flag, name in helpers if getattr(torch.cpu, name, lambda: False)()]
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """True on a CPU with AMX's bfloat16 tiles (Intel Sapphire Rapids and later), read once."""
+    return "amx_bf16" in cpu_bf16_flags()
 
 
 def auto_dtype(device: str | torch.device | None = "cpu") -> torch.dtype:

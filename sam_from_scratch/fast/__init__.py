@@ -29,10 +29,11 @@ from .checks import check_model
 from .attention import FastDecoderAttention, FastEncoderAttention
 from .compile import compile_image_encoder
 from .decoder import FastMaskDecoder, FastTwoWayAttentionBlock, FastTwoWayTransformer
-from .precision import FastImageEncoderViT, FastLayerNorm2d, FastPositionEmbeddingRandom, FastPromptEncoder
+from .precision import FastImageEncoderViT, FastLayerNorm2d, FastPatchEmbed, FastPositionEmbeddingRandom, FastPromptEncoder
 
 FAST_CLASSES: dict[type, type] = {
     image_encoder.ImageEncoderViT: FastImageEncoderViT,
+    image_encoder.PatchEmbed: FastPatchEmbed,
     image_encoder.Attention: FastEncoderAttention,
     transformer.Attention: FastDecoderAttention,
     transformer.TwoWayAttentionBlock: FastTwoWayAttentionBlock,

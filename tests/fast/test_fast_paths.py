@@ -28,6 +28,7 @@ from sam_from_scratch.build import build_sam
 
 from sam_from_scratch.config import CONFIGS
 from sam_from_scratch.fast import FAST_CLASSES, compile_image_encoder, is_fast, speed_up
+from sam_from_scratch.fast import attention as attention_module
 from sam_from_scratch.fast.attention import FastEncoderAttention
 from sam_from_scratch.modeling.image_encoder import Attention as EncoderAttention
 from sam_from_scratch.modeling.transformer import Attention as DecoderAttention
@@ -102,6 +103,20 @@ def test_speed_up_swaps_every_plain_module_and_keeps_the_parameter_names(plain_s
     for name, module in model.named_modules():
         assert type(module) is FAST_CLASSES.get(names[name], names[name]), name
     assert list(model.state_dict()) == keys
+
+
+def test_the_patch_embedding_hands_on_its_tokens_in_one_block_of_memory(plain_sam):
+    """The convolution's (B, C, h, w) output permuted is a strided view; the fast embedding copies it once, so
+    that the residual stream (element-wise results keep their inputs' layout) is contiguous in every block."""
+    images = random_images(2, plain_sam.image_encoder.img_size)
+    with torch.no_grad():
+        plain = plain_sam.image_encoder.patch_embed(images)
+        model = speed_up(plain_sam)
+        tokens = model.image_encoder.patch_embed(images)
+        stream = model.image_encoder.blocks[0](tokens + model.image_encoder.pos_embed)
+    assert not plain.is_contiguous()
+    assert tokens.is_contiguous() and stream.is_contiguous()
+    assert torch.equal(tokens, plain)
 
 
 def test_speed_up_twice_changes_nothing(small_sam):
@@ -780,8 +795,10 @@ def test_half_precision_on_cuda_agrees_with_float32(small_sam, dtype):
     assert cosine >= BF16_MIN_COSINE
 
 
-def test_global_attention_in_bfloat16_on_the_cpu_writes_the_scores_out_and_agrees_with_float32():
-    """The default path of a global block in bfloat16 on a CPU, against the plain attention in float32."""
+def test_global_attention_in_bfloat16_on_the_cpu_writes_the_scores_out_and_agrees_with_float32(monkeypatch):
+    """The default path of a global block in bfloat16 on a CPU without AMX, against the plain attention in
+    float32."""
+    monkeypatch.setattr(attention_module, "cpu_has_amx", lambda: False)
     torch.manual_seed(0)
     attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
     x = torch.randn(1, 64, 64, 64)
@@ -791,6 +808,24 @@ def test_global_attention_in_bfloat16_on_the_cpu_writes_the_scores_out_and_agree
         half.max_mask_elements = half.max_score_elements = 3 * 2 * 64 * 4096  # 3 query rows a chunk
         q = torch.zeros(1, 2, 64 * 64, 32, dtype=torch.bfloat16, device="meta")
         assert half.bias_path_for(q, (64, 64)) == "scores"
+        got = half(x.to(torch.bfloat16)).float()
+    assert F.cosine_similarity(got.flatten(), plain.flatten(), dim=0).item() >= 0.999
+
+
+@pytest.mark.parametrize("size", [(64, 64), (14, 14)], ids=["global", "windowed"])
+def test_attention_in_bfloat16_on_a_cpu_with_amx_folds_the_bias_and_agrees_with_float32(monkeypatch, size):
+    """On a CPU with AMX the fused kernel's products run on its tiles: both kinds of block fold the bias
+    into q and k in bfloat16 (this runs on any CPU, only slower without AMX)."""
+    monkeypatch.setattr(attention_module, "cpu_has_amx", lambda: True)
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=size), seed=2).eval()
+    x = torch.randn(2, *size, 64)
+    with torch.no_grad():
+        plain = attention(x)
+        half = fast(attention).to(torch.bfloat16)
+        q = torch.zeros(2, 2, size[0] * size[1], 32, dtype=torch.bfloat16, device="meta")
+        assert half.bias_path_for(q, size) == "folded"
+        assert half.bias_path_for(q.float(), size) == "mask"  # float32 keeps the mask
         got = half(x.to(torch.bfloat16)).float()
     assert F.cosine_similarity(got.flatten(), plain.flatten(), dim=0).item() >= 0.999
 
@@ -822,9 +857,10 @@ class _QueriesOnCuda:
         self.shape, self.dtype = torch.Size(shape), dtype
 
 
-def test_the_default_bias_path_by_device_dtype_and_size():
+def test_the_default_bias_path_by_device_dtype_and_size(monkeypatch):
     """When the mask would come in chunks: folded for half precision on a GPU, the scores written out for
-    bfloat16 on a CPU; the mask otherwise."""
+    bfloat16 on a CPU without AMX; the mask otherwise. (With AMX: the test above.)"""
+    monkeypatch.setattr(attention_module, "cpu_has_amx", lambda: False)
     attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)))
     assert attention.bias_path is None
     shape = (8, 2, 64 * 64, 32)  # 2**28 elements / (8 * 2 * 64 * 4096) = 64 rows a chunk: the whole mask
