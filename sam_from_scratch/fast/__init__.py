@@ -4,12 +4,14 @@
 under the same names, so the official checkpoints load either way and the results agree.
 
 - attention.py: fused attention (F.scaled_dot_product_attention), the encoder's relative-position bias built
-  in chunks (or, in bfloat16 on a CPU, the global blocks' scores written out a few query rows at a time);
+  in chunks (or, in bfloat16 on a CPU, folded into q and k where the CPU has AMX, else the global blocks'
+  scores written out a few query rows at a time);
 - attention.py also holds the decoder's cross-attentions with the small matrices multiplied first;
 - decoder.py: one shared image side for many prompts on one image, the first layer's projections of it kept
   between clicks without a mask prompt, the upscaling as matrix products in block order;
 - memory.py: keep_freed_memory(), the malloc setting SamPredictor makes on a CPU;
-- precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`);
+- precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`), and
+  the patch embedding's tokens made contiguous once for the whole residual stream;
 - compile.py: torch.compile of the image encoder, with a fallback.
 
 Everything the package builds for you (sam_model_registry, from_pretrained, hence the predictor, the mask
@@ -29,7 +31,8 @@ from .checks import check_model
 from .attention import FastDecoderAttention, FastEncoderAttention
 from .compile import compile_image_encoder
 from .decoder import FastMaskDecoder, FastTwoWayAttentionBlock, FastTwoWayTransformer
-from .precision import FastImageEncoderViT, FastLayerNorm2d, FastPatchEmbed, FastPositionEmbeddingRandom, FastPromptEncoder
+from .precision import (FastImageEncoderViT, FastLayerNorm2d, FastPatchEmbed, FastPositionEmbeddingRandom,
+                        FastPromptEncoder)
 
 FAST_CLASSES: dict[type, type] = {
     image_encoder.ImageEncoderViT: FastImageEncoderViT,

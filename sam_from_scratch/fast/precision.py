@@ -8,7 +8,9 @@ what must stay exact, so each subclass here adds one cast where it matters:
 - LayerNorm2d takes its statistics in float32 (in one F.layer_norm pass over the channels);
 - prompt embeddings are cast to the model's dtype (mask logits fed back arrive in float32);
 - mask logits leave the decoder in float32 (FastMaskDecoder).
-The prompt encoder also keeps its grid's positional code from one call to the next (get_dense_pe).
+The prompt encoder also keeps its grid's positional code from one call to the next (get_dense_pe), and the
+patch embedding hands on its tokens in one block of memory (a layout, not a precision: it is here because it
+is the encoder's entrance, as the image's cast is).
 In float32 every cast is a no-op, so these classes give the plain model's results up to float rounding
 (LayerNorm2d's one-pass statistics differ by about 1e-6).
 """
