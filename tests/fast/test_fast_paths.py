@@ -168,6 +168,30 @@ def test_fused_global_attention_equals_plain_on_the_vit_b_grid(how):
     assert max_diff(fused, plain) <= FP32_TOL
 
 
+def test_a_batch_on_the_cpu_gets_mask_chunks_as_tall_as_one_images(monkeypatch):
+    """Three images whose masks come in chunks of 5 query rows each: the batch goes one image at a time, in
+    chunks of 5 rows (not 1 row of all three), and gives the plain attention's result."""
+    torch.manual_seed(0)
+    attention = noisy_(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(64, 64)), seed=2).eval()
+    fused_attention = fast(attention)
+    fused_attention.bias_path, fused_attention.max_mask_elements = "mask", 5 * 2 * 64 * 4096
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counted(q, k, v, **kwargs):
+        calls.append(tuple(q.shape[:3]))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counted)
+    x = torch.randn(3, 64, 64, 64)
+    with torch.no_grad():
+        fused = fused_attention(x)
+        plain = attention(x)
+    assert max_diff(fused, plain) <= FP32_TOL
+    assert len(calls) == 3 * 13  # 64 rows: 12 chunks of 5, one of 4, for each image
+    assert set(calls) == {(1, 2, 5 * 64), (1, 2, 4 * 64)}
+
+
 @pytest.mark.parametrize("path", FastEncoderAttention.BIAS_PATHS)
 def test_fused_windowed_attention_equals_plain_for_a_batch_of_windows(path):
     torch.manual_seed(0)
