@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -778,6 +779,19 @@ def test_the_mask_in_chunks_traces_as_one_graph():
         explanation = torch._dynamo.explain(attention)(torch.randn(1, 16, 16, 64))
     assert attention._rows_per_chunk(torch.zeros(1, 2, 256, 32), 16) == 3
     assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
+
+
+def test_bfloat16_attention_on_the_cpu_traces_as_one_graph_without_warnings():
+    """The choice of path reads the CPU's flags once; torch.compile takes the answer as a constant, so that the
+    read neither breaks the graph nor warns."""
+    attention = fast(EncoderAttention(64, num_heads=2, use_rel_pos=True, input_size=(16, 16))).eval()
+    attention.to(torch.bfloat16).max_mask_elements = 3 * 2 * 16 * 256
+    torch._dynamo.reset()
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explanation = torch._dynamo.explain(attention)(torch.randn(2, 16, 16, 64, dtype=torch.bfloat16))
+    assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
 
 
 def test_compiled_encoder_on_the_cpu_equals_eager(small_sam):
