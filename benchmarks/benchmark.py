@@ -191,7 +191,8 @@ def gemm_rate(device: torch.device, dtype: torch.dtype = torch.float32, repeats:
     this machine does with torch's matrix library, measured now (median of `repeats` after a warm-up)."""
     a = torch.randn(4096, 768, device=device, dtype=dtype)
     w = torch.randn(3072, 768, device=device, dtype=dtype)
-    times = alternate({"gemm": lambda: F.linear(a, w)}, repeats, device, warmup=2)["gemm"]
+    # ten calls first: with two, the first rate of a process came out low (296 against 337-345 GFLOP/s after)
+    times = alternate({"gemm": lambda: F.linear(a, w)}, repeats, device, warmup=10)["gemm"]
     return 2 * a.shape[0] * a.shape[1] * w.shape[0] / median(times)
 
 
