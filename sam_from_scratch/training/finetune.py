@@ -535,10 +535,12 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, l
         if foreign:
             raise SamInputError(f"out: expected an empty folder or a fine-tuning run folder, got {out}, which holds "
                                 f"{foreign[:5]}; fine-tuning never overwrites files it did not create.")
-        if lead:
-            out.mkdir(parents=True, exist_ok=True)
-            text = json.dumps({"settings": asdict(settings), "data_fingerprint": fingerprint}, indent=2) + "\n"
-            write_atomically(run_file, lambda tmp: tmp.write_text(text))
+    if world > 1:  # every process has looked at the folder before the lead writes in it (else one may see run.json
+        dist.barrier()  # half made, or made before it looked for one, and take it for someone else's file)
+    if lead and not run_file.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"settings": asdict(settings), "data_fingerprint": fingerprint}, indent=2) + "\n"
+        write_atomically(run_file, lambda tmp: tmp.write_text(text))
     if world > 1:
         dist.barrier()
 

@@ -72,3 +72,36 @@ def test_the_batch_must_split_evenly_between_the_processes(tmp_path, batch, monk
 
     with pytest.raises(SamInputError, match="batch: expected a multiple of the 2 processes, got 3"):
         finetune("tiny", data, out=tmp_path / "run", batch=batch, steps=1, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("lead", [True, False], ids=["lead", "other"])
+def test_every_process_looks_at_the_run_folder_before_the_lead_writes_in_it(tmp_path, monkeypatch, lead):
+    """Under torchrun each process checks --out for files of anyone else's; the lead then marks it as a run
+    (run.json). A process still checking when run.json appeared would refuse the folder as someone else's: a
+    barrier comes between the checks and the write. (The other process here sees run.json appear at the
+    barrier, as it would from the lead.)"""
+    import importlib
+    from dataclasses import fields
+
+    finetune_module = importlib.import_module("sam_from_scratch.training.finetune")  # the module, not the function
+
+    events = []
+    out = tmp_path / "run"
+    settings = finetune_module.FinetuneSettings(**{f.name: None for f in fields(finetune_module.FinetuneSettings)})
+    write = finetune_module.write_atomically
+
+    def barrier():
+        events.append("barrier")
+        if not lead and len(events) == 1:  # meanwhile, the lead writes
+            out.mkdir()
+            (out / finetune_module.RUN_FILE).write_text('{"settings": {}}')
+
+    def recorded_write(path, save):
+        events.append("write")
+        return write(path, save)
+
+    monkeypatch.setattr(finetune_module.dist, "barrier", barrier)
+    monkeypatch.setattr(finetune_module, "write_atomically", recorded_write)
+    finetune_module._claim_run_folder(out, settings, "fingerprint", lead=lead, world=2)
+    assert events == (["barrier", "write", "barrier"] if lead else ["barrier", "barrier"])
+    assert (out / finetune_module.RUN_FILE).exists()
