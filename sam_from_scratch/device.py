@@ -7,6 +7,7 @@ computes in it (a recent GPU, a CPU with AMX or AVX-512-BF16), float32 elsewhere
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -116,15 +117,15 @@ def cpu_bf16_flags() -> list[str]:
     return [flag for flag, name in helpers if getattr(torch.cpu, name, lambda: False)()]
 
 
-_CPU_HAS_AMX: list[bool] = []  # the answer, once read
-
-
 @torch.compiler.assume_constant_result  # torch.compile takes the answer as it is, without tracing the read
 def cpu_has_amx() -> bool:
     """True on a CPU with AMX's bfloat16 tiles (Intel Sapphire Rapids and later), read once."""
-    if not _CPU_HAS_AMX:
-        _CPU_HAS_AMX.append("amx_bf16" in cpu_bf16_flags())
-    return _CPU_HAS_AMX[0]
+    return _read_cpu_has_amx()
+
+
+@functools.cache
+def _read_cpu_has_amx() -> bool:
+    return "amx_bf16" in cpu_bf16_flags()
 
 
 def auto_dtype(device: str | torch.device | None = "cpu") -> torch.dtype:

@@ -517,7 +517,8 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, l
     if out.exists() and not out.is_dir():
         raise SamInputError(f"out: expected a folder for the run, got {out}, which is a file.")
     run_file = out / RUN_FILE
-    if run_file.exists():
+    fresh = not run_file.exists()
+    if not fresh:
         record = _run_record(run_file)
         # runs recorded before paths were written out in full: relative to the folder the command runs in
         recorded = {k: _full_path(v) if k in PATH_SETTINGS else v for k, v in record["settings"].items()}
@@ -537,7 +538,7 @@ def _claim_run_folder(out: Path, settings: FinetuneSettings, fingerprint: str, l
                                 f"{foreign[:5]}; fine-tuning never overwrites files it did not create.")
     if world > 1:  # every process has looked at the folder before the lead writes in it (else one may see run.json
         dist.barrier()  # half made, or made before it looked for one, and take it for someone else's file)
-    if lead and not run_file.exists():
+    if lead and fresh:
         out.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"settings": asdict(settings), "data_fingerprint": fingerprint}, indent=2) + "\n"
         write_atomically(run_file, lambda tmp: tmp.write_text(text))
