@@ -8,7 +8,8 @@ under the same names, so the official checkpoints load either way and the result
   scores written out a few query rows at a time);
 - attention.py also holds the decoder's cross-attentions with the small matrices multiplied first;
 - decoder.py: one shared image side for many prompts on one image, the first layer's projections of it kept
-  between clicks without a mask prompt, the upscaling as matrix products in block order;
+  between clicks without a mask prompt, the upscaling as matrix products in block order (on a CPU the second
+  with its GELU in one call to oneDNN);
 - memory.py: keep_freed_memory(), the malloc setting SamPredictor makes on a CPU;
 - precision.py: the casts that let a bfloat16/float16 model run accurately (`speed_up(model, dtype=...)`), and
   the patch embedding's tokens made contiguous once for the whole residual stream;

@@ -237,9 +237,11 @@ class FastDecoderAttention(transformer.Attention):
         return self.out_proj(out.flatten(2))  # (B, Nt, C)
 
     def image_to_tokens(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
-                        projected: bool = False) -> torch.Tensor:
+                        projected: bool = False, overwrite: bool = False) -> torch.Tensor:
         """residual + forward(x, k, v) for many image tokens x (B or 1, N, C) attending to a few tokens k, v
-        (B, Nt, C); with projected=True, x is already q_proj of the image tokens: (B or 1, N, C')."""
+        (B, Nt, C); with projected=True, x is already q_proj of the image tokens: (B or 1, N, C'). overwrite:
+        the sum may be written into residual (an intermediate of the caller's, no longer needed), where it has
+        the sum's shape and dtype, and neither gradients nor autocast are on."""
         if not projected and not as_built(self):
             return residual + self(q=x, k=k, v=v)
         B, Nt, H = max(x.shape[0], k.shape[0]), k.shape[1], self.num_heads
@@ -264,4 +266,7 @@ class FastDecoderAttention(transformer.Attention):
         w_o = self.out_proj.weight.t().reshape(H, -1, self.embedding_dim)  # (H, d, C)
         v_out = torch.einsum("bhtd,hdc->bhtc", v, w_o)  # (B, H, Nt, C)
         v_out = torch.cat([v_out[:, :1] + self.out_proj.bias, v_out[:, 1:]], dim=1).flatten(1, 2)  # (B, H*Nt, C)
+        if (overwrite and not torch.is_grad_enabled() and not torch.is_autocast_enabled(residual.device.type)
+                and residual.shape == (B, N, v_out.shape[-1]) and residual.dtype == v_out.dtype == weights.dtype):
+            return residual.baddbmm_(weights.transpose(1, 2), v_out)  # one pass over the sum less than out of place
         return torch.baddbmm(residual, weights.transpose(1, 2), v_out)  # (B, N, H*Nt) @ (B, H*Nt, C) -> (B, N, C)

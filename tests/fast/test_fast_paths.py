@@ -269,6 +269,27 @@ def test_two_transposed_convs_in_block_order_equal_the_convolutions():
     assert got.shape == expected.shape and max_diff(got, expected) <= 1e-5
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_transposed_conv_with_its_gelu_in_one_call_equals_the_two_calls(approximate):
+    from sam_from_scratch.fast.decoder import fusable_gelu, transposed_conv_2x2
+
+    conv = noisy_(torch.nn.ConvTranspose2d(16, 8, kernel_size=2, stride=2), seed=10)
+    gelu = torch.nn.GELU(approximate=approximate)
+    x = torch.randn(3, 20, 16)  # (B, P, C): channels-last pixels
+    with torch.no_grad():
+        weight = conv.weight.permute(2, 3, 1, 0).reshape(-1, 16)
+        assert fusable_gelu(gelu, x, weight)  # oneDNN's product with a GELU, in the torch this package installs
+        fused, expected = transposed_conv_2x2(x, conv, gelu), gelu(transposed_conv_2x2(x, conv))
+    assert fused.shape == expected.shape == (3, 80, 8) and max_diff(fused, expected) <= 1e-5
+    with torch.no_grad():
+        assert not fusable_gelu(torch.nn.ReLU(), x, weight)  # another activation: called after the product
+        assert not fusable_gelu(type("MyGELU", (torch.nn.GELU,), {})(), x, weight)  # a user's subclass: called
+        assert not fusable_gelu(gelu, x.double(), weight.double())  # a dtype oneDNN's operator does not take
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fusable_gelu(gelu, x, weight)
+    assert not fusable_gelu(gelu, x, weight)  # gradients flowing: the plain calls, which torch differentiates
+
+
 def test_cross_attentions_with_the_image_side_reassociated_equal_plain():
     torch.manual_seed(0)
     attention = noisy_(DecoderAttention(64, num_heads=4, downsample_rate=2), seed=9).eval()
@@ -298,6 +319,23 @@ def test_cross_attentions_with_the_image_side_reassociated_equal_plain():
     assert max_diff(one_prompt, plain_one_prompt) <= FP32_TOL  # either side may have batch 1
     assert max_diff(to_shared_image, plain_to_shared) <= FP32_TOL
     assert max_diff(one_prompt_to_image, plain_one_to_image) <= FP32_TOL
+
+
+def test_image_to_tokens_writes_into_a_residual_it_may_overwrite_only():
+    attention = fast(noisy_(DecoderAttention(64, num_heads=4, downsample_rate=2), seed=9).eval())
+    tokens, image, residual = torch.randn(3, 7, 64), torch.randn(3, 100, 64), torch.randn(3, 100, 64)
+    with torch.no_grad():
+        expected = attention.image_to_tokens(image, tokens, tokens + 1, residual)
+        owned = residual.clone()
+        got = attention.image_to_tokens(image, tokens, tokens + 1, owned, overwrite=True)
+        assert got.data_ptr() == owned.data_ptr() and torch.equal(got, expected)  # the sum written in place
+        shared = residual[:1].clone()  # one image side for three prompts: the sum needs its own tensor
+        got = attention.image_to_tokens(image, tokens, tokens + 1, shared, overwrite=True)
+        assert got.shape == (3, 100, 64) and torch.equal(shared, residual[:1])
+    kept = residual.clone()
+    got = attention.image_to_tokens(image, tokens, tokens + 1, kept, overwrite=True)  # gradients on: out of place
+    assert got.data_ptr() != kept.data_ptr() and torch.equal(kept, residual)
+    assert max_diff(got, expected) <= FP32_TOL
 
 
 @pytest.mark.parametrize("multimask_output", [True, False])

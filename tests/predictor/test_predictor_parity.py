@@ -125,6 +125,26 @@ def test_batched_boxes_through_predict_torch_match_official(image_and_predictors
     assert_outputs_close(*outputs, f"3 boxes through predict_torch ({image.shape[0]}x{image.shape[1]})")
 
 
+@pytest.mark.parametrize("return_logits", [False, True])
+def test_point_prompts_decoded_in_chunks_match_official(image_and_predictors, monkeypatch, return_logits):
+    # five one-point prompts, ours two at a time (chunks of 2, 2, 1: the masks of the later chunks are thresholded
+    # straight into the output), the official predictor all at once
+    image, ours, official = image_and_predictors
+    _, C, h, w = ours.features.shape
+    monkeypatch.setattr(ours, "cpu_chunk_bytes", 2 * C * h * w * ours.features.element_size())
+    assert ours._prompts_per_chunk(5) == 2
+    points = torch.as_tensor(at(image, (0.4, 0.45), (0.7, 0.3), (0.1, 0.8), (0.5, 0.5), (0.9, 0.9)), dtype=torch.float)
+    outputs = []
+    for predictor in (ours, official):
+        coords = predictor.transform.apply_coords_torch(points, image.shape[:2])[:, None, :]  # (5, 1, 2)
+        labels = torch.ones(5, 1, dtype=torch.int)
+        masks, iou, low_res = predictor.predict_torch(coords, labels, return_logits=return_logits)
+        assert masks.shape == (5, 3, *image.shape[:2]) and masks.dtype == (torch.float if return_logits else torch.bool)
+        outputs.append(tuple(t.numpy() for t in (masks, iou, low_res)))
+    case = f"5 points in chunks of 2 ({image.shape[0]}x{image.shape[1]}, logits {return_logits})"
+    assert_outputs_close(*outputs, case)
+
+
 def test_bgr_input_matches_official(prepared, ours_vit_b):
     # The official predictor turns BGR into RGB before anything else, so its answer for the BGR picture is
     # its answer for the RGB one (already embedded): one vit_b pass saved.
