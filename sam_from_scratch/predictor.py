@@ -110,6 +110,14 @@ def _check_plain_precision(model) -> None:
         )
 
 
+def _resizes_each_mask_alone(model) -> bool:
+    """Whether model.postprocess_masks is this package's or Meta's, which resize each mask on its own to the
+    original size (a subclass's own, or one set on the instance, may not)."""
+    method = getattr(type(model), "postprocess_masks", None)
+    return ("postprocess_masks" not in vars(model)
+            and getattr(method, "__module__", "").startswith(("sam_from_scratch.", "segment_anything.")))
+
+
 class SamPredictor:
     """Predict masks for one image from points, boxes and low-resolution mask prompts.
 
@@ -350,11 +358,13 @@ class SamPredictor:
         """postprocess_masks(low_res_masks) > mask_threshold, (B, C, H, W) booleans, written into `out` if given.
         On a CPU one mask at a time: a mask's logits at the image's size (4 MiB for 1024 x 1024) are compared
         while still in the cache, where a batch's would go out to memory and come back (64 prompts, 3 masks
-        each, on 2 cores: 0.30 s -> 0.20 s)."""
+        each, on 2 cores: 0.39 s -> 0.23 s). A model's own postprocess_masks is called once, as written."""
+        threshold, postprocess = self.model.mask_threshold, self.model.postprocess_masks
+        if not _resizes_each_mask_alone(self.model):
+            return postprocess(low_res_masks, self.input_size, self.original_size) > threshold
         B, C = low_res_masks.shape[:2]
         if out is None:
             out = torch.empty((B, C, *self.original_size), dtype=torch.bool, device=low_res_masks.device)
-        threshold, postprocess = self.model.mask_threshold, self.model.postprocess_masks
         if low_res_masks.device.type != "cpu":
             return torch.gt(postprocess(low_res_masks, self.input_size, self.original_size), threshold, out=out)
         low_res, masks = low_res_masks.flatten(0, 1)[:, None], out.view(B * C, 1, *out.shape[-2:])  # (B*C, 1, h, w)

@@ -30,6 +30,8 @@ moving (4096, 256) tensors around. So here:
 - **The other cross-attentions without image projections.** After the first block the image tokens depend on
   the prompt; there the tokens' side meets the weights first (FastDecoderAttention.tokens_to_image and
   image_to_tokens), so the image tokens enter products of heads x tokens columns and are never projected.
+  The second block adds its image-to-token attention into the first block's output in place, when both blocks
+  run as written and no gradient flows: no one else holds that tensor then.
 - **Only the masks asked for.** One mask, or the three ambiguity masks: the others' hypernetwork MLPs and
   products are skipped (not while training: then every weight gets its gradient, zero where unused).
 
@@ -111,8 +113,8 @@ class FastTwoWayTransformer(TwoWayTransformer):
         for i, layer in enumerate(self.layers):
             side = self._kept_image_side(layer, keys, image_pe, keep) if i == 0 and keep is not None else None
             extra = {} if side is None else {"image_side": side}
-            if i > 0 and isinstance(layer, FastTwoWayAttentionBlock):
-                extra["keys_owned"] = True  # the previous block's output, made here
+            if i > 0 and self._keys_owned(self.layers[i - 1], layer):
+                extra["keys_owned"] = True  # the previous block's output, made here: this block may overwrite it
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe, **extra)
         final = self.final_attn_token_to_image
         if isinstance(final, FastDecoderAttention):
@@ -121,6 +123,15 @@ class FastTwoWayTransformer(TwoWayTransformer):
             keys = keys.expand(queries.shape[0], -1, -1)  # (B, h*w, C)
             attended = final(q=queries + point_embedding, k=keys + image_pe, v=keys)
         return self.norm_final_attn(queries + attended), keys
+
+    @staticmethod
+    def _keys_owned(previous: nn.Module, layer: nn.Module) -> bool:
+        """Whether `layer` may overwrite the image tokens that `previous` hands it: both blocks as built (no
+        hook keeps a reference to them, no replaced forward passes the caller's tensor on or lacks the
+        keyword), and no exporter tracing."""
+        return (isinstance(previous, FastTwoWayAttentionBlock) and isinstance(layer, FastTwoWayAttentionBlock)
+                and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+                and as_built(previous) and as_built(layer))
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
         """The first block's image side, computed afresh unless what it comes from is unchanged: the no-mask
@@ -169,6 +180,8 @@ def fusable_gelu(act: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> bool:
     tracing, and oneDNN's product with a GELU computing what the two calls compute for this dtype (checked once
     per dtype)."""
     if type(act) is not nn.GELU or "forward" in vars(act) or x.device.type != "cpu" or x.dtype != weight.dtype:
+        return False
+    if not torch.backends.mkldnn.enabled:  # the user turned oneDNN off
         return False
     if not x.is_contiguous():  # as the check below ran it
         return False
