@@ -14,9 +14,10 @@ moving (4096, 256) tensors around. So here:
   side by side: the LayerNorm2d and the GELU act on each output pixel's channels wherever it lies, the second
   convolution maps each of them again, and the hypernetwork's dot products too. Only the final masks, a few
   channels, are put in image order (blocks_to_image), where the plain path rearranges every channel twice.
-  On a CPU the second product and its GELU are one call to oneDNN (the library under PyTorch's CPU kernels):
-  the GELU is applied while the product's output is still in the cache, where the plain way writes the
-  (B, 256 * 256, 32) output out to memory and reads it back (64 prompts on 2 cores: 44 -> 23 ms for 16 of them).
+  On a CPU the second product and its GELU are one call to oneDNN (a library PyTorch uses for many CPU
+  kernels): the GELU is applied while the product's output is still in the cache, where the plain way writes
+  the (B, 256 * 256, 32) output out to memory and reads it back (16 prompts' product and GELU on 2 cores:
+  44 -> 23 ms).
 - **The image side of the first layer, kept between clicks.** In the first two-way block the image tokens
   of a click without a mask prompt are the image embedding plus the no-mask embedding, the same for every such
   click on an image, so their three projections (keys + positional code, values, queries + positional code) are
