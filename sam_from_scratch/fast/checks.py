@@ -1,6 +1,7 @@
 """What the fast paths check: that the public functions get a model (not a name, weights or a predictor);
 whether a module still runs as this package wrote it, so that a fast path may read its weights directly;
-whether what a kept result was made from still holds the same values."""
+whether torch runs the code eagerly, without gradients; whether what a kept result was made from still holds the
+same values."""
 
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ def as_built(module: nn.Module) -> bool:
         if any(getattr(inner, name, None) for name in MODULE_HOOKS):
             return False
     return True
+
+
+def eager_inference() -> bool:
+    """No gradient recorded and no compiler, tracer or exporter watching: only then may a fast path keep a
+    result between calls (a tracer would record it as a constant), write into a tensor it made, or call an
+    operator that torch's exporters do not know."""
+    return not (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
 
 
 def same_values(kept: list[torch.Tensor], now: list[torch.Tensor]) -> bool:

@@ -56,7 +56,7 @@ from ..modeling.layers import LayerNorm2d
 from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
 from .attention import FastDecoderAttention
-from .checks import as_built, same_values
+from .checks import as_built, eager_inference, same_values
 
 
 class ImageSide(NamedTuple):
@@ -129,10 +129,9 @@ class FastTwoWayTransformer(TwoWayTransformer):
     def _keys_owned(previous: nn.Module, layer: nn.Module) -> bool:
         """Whether `layer` may overwrite the image tokens that `previous` hands it: both blocks as built (no
         hook keeps a reference to them, no replaced forward passes the caller's tensor on or lacks the
-        keyword), and no exporter tracing."""
+        keyword), in eager inference."""
         return (isinstance(previous, FastTwoWayAttentionBlock) and isinstance(layer, FastTwoWayAttentionBlock)
-                and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-                and as_built(previous) and as_built(layer))
+                and eager_inference() and as_built(previous) and as_built(layer))
 
     def _kept_image_side(self, layer, keys, image_pe, keep: tuple) -> ImageSide | None:
         """The first block's image side, computed afresh unless what it comes from is unchanged: the no-mask
@@ -140,7 +139,7 @@ class FastTwoWayTransformer(TwoWayTransformer):
         step or a write through .data changes no version counter), the embedding and the positional code (4 MiB
         each for vit_b: comparing them would cost a click about a millisecond, more with a cold cache) the same
         tensors, unchanged by torch's count of in-place changes."""
-        if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.is_autocast_enabled(keys.device.type)
+        if (not eager_inference() or torch.is_autocast_enabled(keys.device.type)
                 or not isinstance(layer, FastTwoWayAttentionBlock) or not as_built(layer)):
             return None  # a replaced forward, a hook or a user's layer in the block must run: no kept side
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
@@ -186,8 +185,7 @@ def fusable_gelu(act: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False
     if not x.is_contiguous():  # as the check below ran it
         return False
-    if (torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
-            or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+    if not eager_inference() or torch.is_autocast_enabled("cpu"):
         return False
     return _onednn_linear_gelu_agrees(x.dtype, act.approximate)
 

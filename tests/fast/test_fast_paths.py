@@ -394,6 +394,19 @@ def test_a_models_own_postprocess_masks_is_called_once_with_the_whole_batch(smal
     assert torch.equal(masks, F.interpolate(low_res, (5, 7)) > small_sam.mask_threshold)
 
 
+def test_thresholded_masks_are_the_logits_above_the_models_threshold(small_sam):
+    """The masks, thresholded one at a time, against the logits of the same call: a threshold that is not 0."""
+    predictor = SamPredictor(small_sam)
+    predictor.set_image(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    coords = predictor.transform.apply_coords_torch(torch.tensor([[[10.0, 10.0]], [[30.0, 20.0]]]), (40, 60))
+    labels = torch.ones(2, 1, dtype=torch.int)
+    logits, _, _ = predictor.predict_torch(coords, labels, return_logits=True)
+    small_sam.mask_threshold = float(logits.median())  # about half the pixels on either side
+    masks, _, _ = predictor.predict_torch(coords, labels)
+    assert masks.dtype == torch.bool and torch.equal(masks, logits > small_sam.mask_threshold)
+    assert 0.2 < masks.float().mean() < 0.8
+
+
 @pytest.mark.parametrize("multimask_output", [True, False])
 def test_fast_decoder_gives_the_masks_asked_for_as_plain(plain_sam, small_sam, multimask_output):
     embedding = embedding_of()
