@@ -664,10 +664,11 @@ def explain_no_masks(generator) -> str:
 
 def run_train_tiny(args: argparse.Namespace) -> int:
     import time
+    from dataclasses import replace
 
     from .config import TINY_CHECKPOINT
     from .training import TrainConfig, train_tiny
-    from .training.loop import check_workers
+    from .training.loop import check_work_dir, check_workers
     from .training.tiny import check_run_folder
 
     if args.quick and args.replace_bundled:
@@ -683,6 +684,8 @@ def run_train_tiny(args: argparse.Namespace) -> int:
         if not args.eval_only:
             check_workers(TrainConfig(), args.workers)  # before saying how long a run it cannot do would take
             check_run_folder(out, work_dir)
+            check_work_dir(work_dir, replace(TrainConfig(), steps=args.steps, seed=args.seed), "tiny",
+                           resume=not args.fresh, start_over="--fresh")
             print(expected_training_time(args.steps, args.workers, args.eval_scenes), flush=True)
         train_tiny(
             out, steps=args.steps, seed=args.seed, workers=args.workers, threads=args.threads, work_dir=work_dir,

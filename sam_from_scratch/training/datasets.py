@@ -457,6 +457,8 @@ def decode_rle_counts(text: str) -> list[int]:
 
 def encode_rle(mask: np.ndarray, compressed: bool = True) -> dict:
     """(H, W) bool mask -> COCO RLE (column-major runs, starting with a run of zeros)."""
+    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+        raise input_error("mask", "a numpy array of shape (H, W)", mask, "For N masks encode each: mask[i].")
     flat = np.asarray(mask, dtype=bool).T.ravel()
     edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
     counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
@@ -480,8 +482,28 @@ def encode_rle(mask: np.ndarray, compressed: bool = True) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 def save_folder_dataset(root: str | os.PathLike, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
     """Write (name, image (H, W, 3) uint8, masks (N, H, W) bool) samples as root/images/NAME.png and one
-    root/masks/NAME_k.png per instance. Returns root."""
+    root/masks/NAME_k.png per instance. Returns root.
+
+    Every sample is checked, and no file may be there already, before anything is written: files already in
+    root are never replaced."""
+    check_path("root", root, "a folder path (a str or a Path)")
     root = Path(root)
+    if isinstance(samples, (str, bytes)) or not hasattr(samples, "__iter__"):
+        raise input_error("samples", "a list of (name, image, masks) triples", samples)
+    samples = list(samples)
+    paths, names = [], set()
+    for i, sample in enumerate(samples):
+        _check_sample(i, sample, names)
+        name, _, masks = sample
+        paths += [root / "images" / f"{name}.png", *(root / "masks" / f"{name}_{k}.png" for k in range(len(masks)))]
+    if root.exists() and not root.is_dir():
+        raise SamInputError(f"root: expected a folder, got {root}, which is a file.")
+    there = [path for path in paths if path.exists() or path.is_symlink()]
+    if there:
+        more = f" and {len(there) - 3} more" if len(there) > 3 else ""
+        raise SamInputError(f"root: expected a folder without the files to write, got {root}, which holds "
+                            f"{', '.join(str(p.relative_to(root)) for p in there[:3])}{more}; nothing was written. "
+                            "Pass a new folder.")
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
     for name, image, masks in samples:
@@ -489,3 +511,25 @@ def save_folder_dataset(root: str | os.PathLike, samples: list[tuple[str, np.nda
         for k, mask in enumerate(masks):
             Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"{name}_{k}.png")
     return root
+
+
+def _check_sample(i: int, sample, names: set) -> None:
+    """samples[i]: a new name usable as a file name, an (H, W, 3) uint8 image, (N, H, W) masks of 0/1 or bool."""
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 3):
+        raise input_error(f"samples[{i}]", "a triple (name, image, masks)", sample)
+    name, image, masks = sample
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise input_error(f"samples[{i}] name", "a non-empty file name without / or \\", name)
+    if name in names:
+        raise SamInputError(f"samples[{i}] name: expected a name no other sample has, got {name!r} twice.")
+    names.add(name)
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise input_error(f"samples[{i}] image", "an (H, W, 3) uint8 numpy array", image,
+                          "For floats in 0..1 pass (image * 255).round().astype(np.uint8).")
+    h, w = image.shape[:2]
+    if not (isinstance(masks, np.ndarray) and masks.ndim == 3 and masks.shape[1:] == (h, w)):
+        hint = "For one mask pass it as mask[None]." if isinstance(masks, np.ndarray) and masks.shape == (h, w) else ""
+        raise input_error(f"samples[{i}] masks", f"a numpy array of shape (N, {h}, {w}), the image's size", masks,
+                          hint)
+    if masks.dtype != bool and not (masks.dtype.kind in "iu" and np.isin(masks, (0, 1)).all()):
+        raise input_error(f"samples[{i}] masks", "bool masks (or values 0 and 1)", masks, "For 0/255 pass masks > 0.")

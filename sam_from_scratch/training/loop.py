@@ -36,8 +36,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..build import build_sam
 from ..config import CONFIGS, SamConfig
+from ..errors import SamInputError, check_choice, check_int, check_number, check_switch, input_error, is_number
 from ..modeling.sam import Sam
 from ..utils.amg import batched_mask_to_box
+from ..utils.checks import check_path
 from .forward import decode, encode_images
 from .losses import sam_loss
 from .prompts import jitter_boxes, low_res_to_input, random_points_in, sample_error_clicks, seeded_generator
@@ -62,6 +64,22 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 50
     log_every: int = 5
+
+    def __post_init__(self) -> None:
+        """Refuse a recipe that cannot train, naming the field (a zero or a fraction failed deep inside a step)."""
+        for name in ("steps", "images_per_step", "prompts_per_image", "clicks", "save_every", "log_every"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "seed"):
+            check_int(name, getattr(self, name), 0)
+        for name in ("box_fraction", "min_lr_fraction"):
+            check_number(name, getattr(self, name), 0.0, 1.0)
+        check_number("weight_decay", self.weight_decay, 0.0)
+        for name in ("lr", "grad_clip"):  # a step of 0, or gradients clipped to 0, would train nothing
+            if not (is_number(getattr(self, name)) and 0 < getattr(self, name) < math.inf):
+                raise input_error(name, "a finite number > 0", getattr(self, name))
+        if not (is_number(self.focal_alpha) and -math.inf < self.focal_alpha <= 1):
+            raise input_error("focal_alpha", "a weight in [0, 1], or a negative number for no weighting",
+                              self.focal_alpha)
 
 
 LOG_FIELDS = ["step", "loss", "focal", "dice", "iou_mse", "first_iou", "lr", "seconds"]
@@ -260,11 +278,23 @@ def train(
     """Train (or resume training) a SAM of config `model_name` from scratch.
 
     Saves `work_dir`/state.pt every cfg.save_every steps and appends to `work_dir`/loss_log.csv.
+    With `resume`, a run saved there with the same recipe goes on from its last saved step; a run of another
+    recipe is refused, not replaced (resume=False starts over and replaces its two files).
     With `workers` > 1, that many processes (one CPU thread each) split every batch and average their
     gradients over gloo before each optimizer step: the same recipe, in less wall time on a multi-core CPU.
     Returns the trained model (eval mode) and the loss log (one dict per logged step).
     """
+    if not isinstance(cfg, TrainConfig):
+        raise input_error("cfg", "a TrainConfig, e.g. TrainConfig(steps=200)", cfg)
+    check_choice("model_name", model_name, CONFIGS)
+    if scene_config is not None and not isinstance(scene_config, SceneConfig):
+        raise input_error("scene_config", "a SceneConfig or None", scene_config)
+    check_path("work_dir", work_dir, "a folder path (a str or a Path)")
+    check_switch("resume", resume)
+    check_switch("progress", progress)
+    check_int("workers", workers, 1)
     check_workers(cfg, workers)
+    check_work_dir(Path(work_dir), cfg, model_name, resume)
     model_config = CONFIGS[model_name]
     scene_config = scene_config or SceneConfig(image_size=model_config.image_size)
     job = (cfg, model_name, model_config, scene_config, Path(work_dir), resume, progress)
@@ -309,15 +339,12 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     start, elapsed = 0, 0.0
-    if resume and state_path.exists():
+    if resume and state_path.exists():  # of this recipe: check_work_dir refused another
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["train_config"] == _jsonable(asdict(cfg)) and state["model_name"] == model_name:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start, elapsed = int(state["step"]), float(state["elapsed"])
-        elif lead:
-            print(f"{state_path} belongs to another recipe; starting from scratch.")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, elapsed = int(state["step"]), float(state["elapsed"])
     log = _LossLog(work_dir / "loss_log.csv", start) if lead else None
 
     def save_state(step: int) -> None:
@@ -350,6 +377,55 @@ def _run(rank, world, cfg, model_name, model_config, scene_config, work_dir, res
     model.eval()
     model.training_seconds = elapsed
     return model, log.rows if lead else []
+
+
+STATE_KEYS = {"model", "optimizer", "scheduler", "step", "elapsed", "train_config", "model_name"}
+
+
+def check_work_dir(work_dir: Path, cfg: TrainConfig, model_name: str, resume: bool,
+                   start_over: str = "resume=False") -> None:
+    """`work_dir` is new, or holds what train() writes there; with `resume`, a run of this recipe. Refused: a
+    file, a state.pt or loss_log.csv that train() did not write, and (with `resume`) another recipe's run, which
+    would be replaced. `start_over` is how the caller says "start over" (train_tiny: fresh=True)."""
+    if work_dir.exists() and not work_dir.is_dir():
+        raise SamInputError(f"work_dir: expected a folder for the run's state.pt and loss_log.csv, got {work_dir}, "
+                            "which is a file.")
+    log_path, state_path = work_dir / "loss_log.csv", work_dir / "state.pt"
+    if log_path.exists() and not _is_loss_log(log_path):
+        raise SamInputError(f"work_dir: expected a folder without a loss_log.csv or with one train() wrote, got "
+                            f"{work_dir}, whose loss_log.csv does not start with train()'s header; training would "
+                            "overwrite it. Pass another work_dir.")
+    if not state_path.exists():
+        return
+    try:  # mapped, not read: only the recipe is looked at here
+        state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - whatever torch makes of a file that is not its own
+        state = None
+    if not (isinstance(state, dict) and STATE_KEYS <= state.keys()):
+        raise SamInputError(f"work_dir: expected a folder without a state.pt or with one train() saved, got "
+                            f"{work_dir}, whose state.pt is not a training state; training would overwrite it. "
+                            "Pass another work_dir.")
+    if not resume:
+        return
+    theirs, ours = state["train_config"], _jsonable(asdict(cfg))
+    changed = [f"{name} {theirs.get(name)!r} there, {value!r} here" for name, value in ours.items()
+               if theirs.get(name) != value]
+    if state["model_name"] != model_name:
+        changed.insert(0, f"model_name {state['model_name']!r} there, {model_name!r} here")
+    if changed:
+        raise SamInputError(
+            f"work_dir: expected a new folder or a run of this recipe to resume, got {work_dir}, whose state.pt "
+            f"(step {int(state['step'])}) is another recipe's: {'; '.join(changed)}. Pass another work_dir, or "
+            f"{start_over} to start over in this one (its state.pt and loss_log.csv are then replaced)."
+        )
+
+
+def _is_loss_log(path: Path) -> bool:
+    try:
+        with open(path, newline="") as f:
+            return f.readline().strip() == ",".join(LOG_FIELDS)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 class _LossLog:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import input_error
+from ..errors import check_number, input_error, is_number
 
 FOCAL_WEIGHT = 20.0
 DICE_WEIGHT = 1.0
@@ -44,6 +44,20 @@ def as_mask_targets(targets, argument: str = "targets") -> torch.Tensor:
     return targets
 
 
+def check_mask_shapes(logits, targets) -> None:
+    """Logits (N, M, H, W) and targets (N, 1 or M, H, W): a target without its mask axis, (N, H, W), would be
+    broadcast against the masks and pair target j with mask j, a silently wrong loss."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
+        raise input_error("logits", "a torch.Tensor of shape (N, M, H, W)", logits)
+    n, m, h, w = logits.shape
+    if not isinstance(targets, torch.Tensor):
+        raise input_error("targets", "a torch.Tensor of masks in 0..1", targets)
+    shape = tuple(targets.shape)
+    if len(shape) != 4 or shape[0] != n or shape[1] not in (1, m) or shape[2:] != (h, w):
+        hint = "Give each target its mask axis: targets[:, None]." if shape == (n, h, w) else ""
+        raise input_error("targets", f"shape ({n}, 1 or {m}, {h}, {w}) to match logits {(n, m, h, w)}", targets, hint)
+
+
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
     """Focal loss averaged over pixels.
 
@@ -56,6 +70,10 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     Returns:
         (N, M) loss of each mask.
     """
+    check_mask_shapes(logits, targets)
+    check_number("gamma", gamma, 0.0)
+    if not (is_number(alpha) and alpha <= 1):
+        raise input_error("alpha", "a weight in [0, 1], or a negative number for no weighting", alpha)
     return _focal_loss(logits, as_mask_targets(targets), alpha, gamma)
 
 
@@ -73,6 +91,8 @@ def _focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - soft Dice coefficient: (N, M, H, W) logits, (N, 1 or M, H, W) targets -> (N, M)."""
+    check_mask_shapes(logits, targets)
+    check_number("eps", eps, 0.0)
     return _dice_loss(logits, as_mask_targets(targets), eps)
 
 
@@ -89,6 +109,7 @@ def mask_iou(logits: torch.Tensor, targets: torch.Tensor, threshold: float = 0.0
 
     An empty prediction of an empty target counts as IoU 1.
     """
+    check_mask_shapes(logits, targets)
     pred = (logits > threshold).flatten(2)
     true = (targets > 0.5).expand_as(logits).flatten(2)
     intersection = (pred & true).sum(-1).float()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import SamInputError, input_error
+from ..errors import SamInputError, check_int, input_error
 
 
 def as_masks(argument: str, masks) -> torch.Tensor:
@@ -51,7 +51,12 @@ def random_points_in(masks: torch.Tensor, generator: torch.Generator) -> torch.T
 
 
 def jitter_boxes(boxes: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """SAM trains on imprecise boxes: move each side by noise ~ 10% of the box side (at most 4% of the image)."""
+    """SAM trains on imprecise boxes: move each side by noise ~ 10% of the box side (at most 4% of the image).
+    boxes (N, 4) float (x1, y1, x2, y2) -> (N, 4) inside [0, image_size - 1]."""
+    if not (isinstance(boxes, torch.Tensor) and boxes.is_floating_point() and boxes.ndim == 2 and boxes.shape[1] == 4):
+        raise input_error("boxes", "a float torch.Tensor of shape (N, 4), one (x1, y1, x2, y2) per row", boxes)
+    check_int("image_size", image_size, 1)
+    check_generator(generator)
     side = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1) + 1
     noise = torch.randn(boxes.shape, generator=generator, device=boxes.device) * 0.1 * side
     noise = noise.clamp(-0.04 * image_size, 0.04 * image_size)
@@ -136,6 +141,11 @@ def center_error_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.
 
 
 def low_res_to_input(xy: torch.Tensor, image_size: int, low_res: int) -> torch.Tensor:
-    """Pixel indices at low resolution -> pixel coordinates in the model input (centre of the covered block)."""
+    """Pixel indices at low resolution -> pixel coordinates in the model input (centre of the covered block):
+    xy (N, 2) -> (N, 2)."""
+    if not (isinstance(xy, torch.Tensor) and xy.ndim == 2 and xy.shape[1] == 2):
+        raise input_error("xy", "a torch.Tensor of shape (N, 2), one (x, y) per row", xy)
+    check_int("image_size", image_size, 1)
+    check_int("low_res", low_res, 1)
     scale = image_size / low_res
     return xy * scale + (scale - 1) / 2

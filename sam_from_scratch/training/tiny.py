@@ -23,7 +23,7 @@ from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
 from ..errors import SamInputError, check_int, check_switch
 from ..utils.checks import check_path
 from .evaluation import evaluate
-from .loop import TrainConfig, check_workers, train, write_atomically
+from .loop import TrainConfig, check_work_dir, check_workers, train, write_atomically
 from .scenes import TRAIN_SEED, SceneConfig
 
 TINY_DIR = TINY_CHECKPOINT.parent
@@ -107,6 +107,7 @@ def train_tiny(
     work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir)
     if not eval_only:
         check_run_folder(out, work_dir)
+        check_work_dir(work_dir, cfg, "tiny", resume=not fresh, start_over="fresh=True")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

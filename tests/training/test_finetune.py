@@ -120,8 +120,10 @@ def broken(tmp_path, problem):
         (tmp_path / "data.csv").write_text("x")
         return (tmp_path / "data.csv",)
     if problem in ("mask size", "empty mask", "missing file"):
-        masks = [np.ones((6, 6), bool)]
-        root = save_folder_dataset(tmp_path / "folder", [("a", np.zeros((8, 8, 3), np.uint8), masks)])
+        sample = ("a", np.zeros((8, 8, 3), np.uint8), np.ones((1, 8, 8), bool))
+        root = save_folder_dataset(tmp_path / "folder", [sample])
+        if problem == "mask size":  # (save_folder_dataset refuses to write one)
+            Image.fromarray(np.full((6, 6), 255, np.uint8)).save(root / "masks" / "a_0.png")
         if problem == "empty mask":
             Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "a_0.png")
         if problem == "missing file":

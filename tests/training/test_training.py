@@ -4,8 +4,9 @@ workers, evaluation, and `train_tiny`, which retrains the bundled model."""
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,53 @@ def test_training_writes_a_loss_log_and_resumes_to_the_same_weights(tmp_path, mo
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 
 
+def test_a_run_of_another_recipe_is_refused_not_replaced_and_resume_false_starts_over(tmp_path):
+    scenes = SceneConfig(image_size=48)
+    first = replace(QUICK, steps=2)
+    train(first, "micro", scenes, work_dir=tmp_path, progress=False)
+    before = everything_in(tmp_path)
+    message = (r"^work_dir: expected a new folder or a run of this recipe to resume, got .*, whose state\.pt "
+               r"\(step 2\) is another recipe's: steps 2 there, 3 here; lr 0\.001 there, 0\.0005 here\. Pass another work_dir, "
+               r"or resume=False to start over in this one")
+    with pytest.raises(SamInputError, match=message):
+        train(replace(first, steps=3, lr=5e-4), "micro", scenes, work_dir=tmp_path, progress=False)
+    with pytest.raises(SamInputError, match=r"model_name 'micro' there, 'tiny' here"):
+        train(first, "tiny", work_dir=tmp_path, progress=False)
+    assert everything_in(tmp_path) == before
+    _, log = train(replace(first, steps=3, lr=5e-4), "micro", scenes, work_dir=tmp_path, resume=False, progress=False)
+    assert [row["step"] for row in log] == [0, 1, 2]
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["train_config"]["steps"] == 3
+
+
+def test_training_never_overwrites_a_state_or_loss_log_it_did_not_write(tmp_path):
+    scenes = SceneConfig(image_size=48)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "loss_log.csv").write_text("epoch,accuracy\n1,0.5\n")
+    with pytest.raises(SamInputError, match=r"^work_dir: expected a folder without a loss_log\.csv or with one "
+                                            r"train\(\) wrote, got .*mine, whose loss_log\.csv does not start"):
+        train(QUICK, "micro", scenes, work_dir=mine, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "state.pt").write_bytes(b"not torch")
+    for resume in (True, False):
+        with pytest.raises(SamInputError, match=r"whose state\.pt is not a training state; training would overwrite"):
+            train(QUICK, "micro", scenes, work_dir=other, resume=resume, progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SamInputError, match=r"^work_dir: expected a folder for the run's state\.pt"):
+        train(QUICK, "micro", scenes, work_dir=tmp_path / "file", progress=False)
+    assert (mine / "loss_log.csv").read_text() == "epoch,accuracy\n1,0.5\n"
+    assert (other / "state.pt").read_bytes() == b"not torch" and sorted(os.listdir(other)) == ["state.pt"]
+
+
+def test_train_tiny_names_fresh_for_a_run_of_another_recipe(tmp_path, runs):
+    out = earlier_run(tmp_path / "run")  # a run of 1 step
+    with pytest.raises(SamInputError, match=r"steps 1 there, 2 here\. Pass another work_dir, or fresh=True to start"):
+        train_tiny(out, steps=2, progress=False)
+    train_tiny(out, steps=2, fresh=True, progress=False)
+    assert [out for out, _ in runs] == [tmp_path / "run"]
+
+
 def test_two_workers_over_gloo_train_what_one_process_trains_on_the_same_shares(tmp_path):
     cfg, scenes = replace(QUICK, steps=3), SceneConfig(image_size=48)
     parallel, log = train(cfg, "micro", scenes, work_dir=tmp_path, progress=False, workers=2)
@@ -369,12 +417,19 @@ def earlier_run(out, work_dir=None):
     work_dir = out / "state" if work_dir is None else work_dir
     work_dir.mkdir(parents=True)
     out.mkdir(exist_ok=True)
-    (work_dir / "state.pt").write_bytes(b"state")
-    (work_dir / "loss_log.csv").write_text("step,loss\n")
+    saved_state(work_dir)
+    (work_dir / "loss_log.csv").write_text(",".join(loop.LOG_FIELDS) + "\n")
     (out / CHECKPOINT_NAME).write_bytes(b"weights")
     seconds = {"wall_seconds": 1.0, "workers": 1, "threads_per_worker": 1}
     write_card(out / CARD_NAME, "tiny", replace(TrainConfig(), steps=1), {"num_scenes": 1}, seconds)
     return out
+
+
+def saved_state(work_dir, cfg=replace(TrainConfig(), steps=1), model_name="tiny"):
+    """A state.pt as train() saves it (no weights: only its recipe is read before a run), for `cfg`."""
+    state = {"model": {}, "optimizer": {}, "scheduler": {}, "step": 1, "elapsed": 1.0,
+             "train_config": json.loads(json.dumps(asdict(cfg))), "model_name": model_name}
+    torch.save(state, work_dir / "state.pt")
 
 
 def everything_in(folder):
@@ -389,7 +444,7 @@ def test_train_tiny_goes_on_in_a_folder_only_it_wrote(tmp_path, runs):
 
     interrupted = tmp_path / "interrupted"  # stopped before it saved a checkpoint: its state only
     (interrupted / "state").mkdir(parents=True)
-    (interrupted / "state" / "state.pt").write_bytes(b"state")
+    saved_state(interrupted / "state")
     train_tiny(interrupted, steps=1, progress=False)
 
     elsewhere = earlier_run(tmp_path / "model", work_dir=tmp_path / "states" / "tiny")  # --work-dir

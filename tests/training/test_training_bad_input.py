@@ -1,4 +1,5 @@
-"""Bad input to the training helpers: evaluate, the scene generator, the simulated clicks and train_tiny.
+"""Bad input to the training helpers: evaluate, the scene generator, the simulated clicks, train_tiny, the
+recipe and train, the losses, and the dataset writer.
 
 Every case is refused at the public call with a SamInputError naming the argument, before any work is done."""
 
@@ -17,8 +18,26 @@ from sam_from_scratch.config import CONFIGS
 from sam_from_scratch.errors import SamInputError
 from sam_from_scratch.predictor import SamPredictor
 import sam_from_scratch.training.tiny as tiny_module
-from sam_from_scratch.training import SceneConfig, SceneDataset, evaluate, make_scene, train_tiny
-from sam_from_scratch.training.prompts import center_error_clicks, random_points_in, sample_error_clicks
+from sam_from_scratch.training import (
+    SceneConfig,
+    SceneDataset,
+    TrainConfig,
+    dice_loss,
+    evaluate,
+    make_scene,
+    mask_iou,
+    sigmoid_focal_loss,
+    train,
+    train_tiny,
+)
+from sam_from_scratch.training.datasets import encode_rle, save_folder_dataset
+from sam_from_scratch.training.prompts import (
+    center_error_clicks,
+    jitter_boxes,
+    low_res_to_input,
+    random_points_in,
+    sample_error_clicks,
+)
 from sam_from_scratch.training.tiny import CARD_NAME, TINY_DIR
 from sam_from_scratch.training.stars import STAR_SEED, make_star_scene
 
@@ -201,3 +220,112 @@ def test_train_tiny_takes_numpy_integers_as_plain_ones(tmp_path, monkeypatch):
     ((out, cfg, work_dir, workers, threads, fresh, eval_scenes, progress),) = calls
     assert (cfg.steps, cfg.seed, workers, threads, eval_scenes) == (2, 1, 1, 1, 2)
     assert all(type(v) is int for v in (cfg.steps, cfg.seed, workers, threads, eval_scenes))  # the card is JSON
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The recipe, train's arguments, the losses and prompt helpers, the dataset writer
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(images_per_step=0), r"^images_per_step: expected a positive integer, got int 0\."),  # numpy's stack
+        (dict(prompts_per_image=0), r"^prompts_per_image: expected a positive integer, got int 0\."),  # torch.cat
+        (dict(clicks=0), r"^clicks: expected a positive integer, got int 0\."),
+        (dict(save_every=0), r"^save_every: expected a positive integer, got int 0\."),  # ZeroDivisionError
+        (dict(log_every=0), r"^log_every: expected a positive integer, got int 0\."),
+        (dict(steps=2.5), r"^steps: expected a positive integer, got float 2\.5\."),
+        (dict(warmup_steps=-1), r"^warmup_steps: expected an integer >= 0, got int -1\."),
+        (dict(box_fraction=2.0), r"^box_fraction: expected a number in \[0, 1\], got float 2\.0\."),  # trained
+        (dict(lr=-1.0), r"^lr: expected a finite number > 0, got float -1\.0\."),  # torch's optimizer refused it
+        (dict(lr=0), r"^lr: expected a finite number > 0, got int 0\."),
+        (dict(grad_clip=0.0), r"^grad_clip: expected a finite number > 0, got float 0\.0\."),
+        (dict(weight_decay=float("nan")), r"^weight_decay: expected a finite number >= 0, got float nan\."),
+        (dict(focal_alpha=1.5), r"^focal_alpha: expected a weight in \[0, 1\], or a negative number for no weighting"),
+        (dict(seed="0"), r"^seed: expected an integer >= 0, got str '0'\."),
+    ],
+)
+def test_a_recipe_that_cannot_train_is_refused_naming_the_field(fields, message):
+    with pytest.raises(SamInputError, match=message):
+        TrainConfig(**fields)
+
+
+def test_train_refuses_bad_arguments_before_it_writes_anything(tmp_path):
+    cases = [
+        (dict(cfg={"steps": 1}), r"^cfg: expected a TrainConfig, e\.g\. TrainConfig\(steps=200\), got dict"),
+        (dict(model_name="vit_q"), r"^model_name: expected one of .*'tiny'.*, got 'vit_q'\."),
+        (dict(scene_config={"image_size": 96}), r"^scene_config: expected a SceneConfig or None, got dict"),
+        (dict(resume="no"), r"^resume: expected True or False, got str 'no'\."),
+        (dict(workers=0), r"^workers: expected a positive integer, got int 0\."),
+        (dict(work_dir=None), r"^work_dir: expected a folder path \(a str or a Path\), got NoneType None\."),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(SamInputError, match=message):
+            train(**{"cfg": TrainConfig(steps=1), "work_dir": tmp_path / "run", "progress": False, **arguments})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_losses_refuse_targets_without_their_mask_axis():
+    logits, targets = torch.randn(3, 3, 8, 8), torch.rand(3, 8, 8) > 0.5  # broadcast, target j met mask j
+    message = re.escape("targets: expected shape (3, 1 or 3, 8, 8) to match logits (3, 3, 8, 8), got Tensor of shape "
+                        "(3, 8, 8) and dtype torch.bool. Give each target its mask axis: targets[:, None].")
+    for loss in (sigmoid_focal_loss, dice_loss, mask_iou):
+        with pytest.raises(SamInputError, match=message):
+            loss(logits, targets)
+        assert loss(logits, targets[:, None]).shape == (3, 3)
+    with pytest.raises(SamInputError, match=r"^logits: expected a torch\.Tensor of shape \(N, M, H, W\), got Tensor "
+                                            r"of shape \(3, 8, 8\)"):
+        sigmoid_focal_loss(logits[0], targets[:1].float())  # gave a (3, 8) "loss"
+    with pytest.raises(SamInputError, match=r"^targets: expected shape \(3, 1 or 3, 8, 8\) .*got Tensor of shape "
+                                            r"\(3, 1, 4, 4\)"):
+        dice_loss(logits, targets[:, None, :4, :4])  # another resolution: torch's expand failed
+    with pytest.raises(SamInputError, match=r"^logits: expected a torch\.Tensor"):
+        mask_iou(logits.numpy(), targets[:, None].numpy())
+    with pytest.raises(SamInputError, match=r"^gamma: expected a finite number >= 0, got int -1\."):
+        sigmoid_focal_loss(logits, targets[:, None], gamma=-1)
+
+
+def test_the_prompt_helpers_refuse_what_they_cannot_use():
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(SamInputError, match=r"^boxes: expected a float torch\.Tensor of shape \(N, 4\), .*got ndarray"):
+        jitter_boxes(np.array([[1.0, 2, 5, 6]]), 96, generator)
+    with pytest.raises(SamInputError, match=r"^boxes: expected a float torch\.Tensor of shape \(N, 4\)"):
+        jitter_boxes(torch.tensor([1.0, 2, 5, 6]), 96, generator)
+    with pytest.raises(SamInputError, match=r"^image_size: expected a positive integer, got float 96\.0\."):
+        jitter_boxes(torch.tensor([[1.0, 2, 5, 6]]), 96.0, generator)
+    assert jitter_boxes(torch.tensor([[1.0, 2, 5, 6]]), 96, generator).shape == (1, 4)
+    with pytest.raises(SamInputError, match=r"^low_res: expected a positive integer, got int 0\."):
+        low_res_to_input(torch.zeros(1, 2), 96, 0)  # ZeroDivisionError
+    with pytest.raises(SamInputError, match=r"^xy: expected a torch\.Tensor of shape \(N, 2\)"):
+        low_res_to_input(torch.zeros(2), 96, 24)
+
+
+def test_save_folder_dataset_checks_every_sample_and_never_replaces_a_file(tmp_path):
+    image, masks = np.zeros((8, 10, 3), np.uint8), np.zeros((2, 8, 10), bool)
+    masks[:, 2:5, 3:6] = True
+    root = save_folder_dataset(tmp_path / "data", [("a", image, masks)])
+    assert sorted(p.name for p in root.rglob("*.png")) == ["a.png", "a_0.png", "a_1.png"]
+    before = {p: p.read_bytes() for p in root.rglob("*.png")}
+    with pytest.raises(SamInputError, match=r"^root: expected a folder without the files to write, got .*data, which "
+                                            r"holds images/a\.png, masks/a_0\.png, masks/a_1\.png; nothing was written"):
+        save_folder_dataset(root, [("b", image, masks[:1]), ("a", image + 1, masks)])
+    assert {p: p.read_bytes() for p in root.rglob("*.png")} == before  # b was not written either
+    cases = [
+        ([("c", image, masks[0])], r"^samples\[0\] masks: expected a numpy array of shape \(N, 8, 10\), the image's "
+                                   r"size, got ndarray of shape \(8, 10\).*For one mask pass it as mask\[None\]\."),
+        ([("c", image, masks[:, :4])], r"^samples\[0\] masks: expected a numpy array of shape \(N, 8, 10\)"),
+        ([("c", image, masks.astype(np.uint8) * 255)], r"^samples\[0\] masks: expected bool masks .*masks > 0\."),
+        ([("c", image / 255.0, masks)], r"^samples\[0\] image: expected an \(H, W, 3\) uint8 numpy array"),
+        ([("c/d", image, masks)], r"^samples\[0\] name: expected a non-empty file name without / or \\"),
+        ([("c", image, masks), ("c", image, masks)], r"^samples\[1\] name: expected a name no other sample has"),
+        ([("c", image)], r"^samples\[0\]: expected a triple \(name, image, masks\)"),
+    ]
+    for samples, message in cases:
+        with pytest.raises(SamInputError, match=message):
+            save_folder_dataset(tmp_path / "new", samples)
+    assert not (tmp_path / "new").exists()
+
+
+def test_encode_rle_refuses_several_masks_at_once():
+    with pytest.raises(SamInputError, match=r"^mask: expected a numpy array of shape \(H, W\), got ndarray of shape "
+                                            r"\(2, 4, 4\).*encode each: mask\[i\]\."):
+        encode_rle(np.zeros((2, 4, 4), bool))
