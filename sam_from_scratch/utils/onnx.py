@@ -94,9 +94,16 @@ class SamOnnxModel(nn.Module):
 
         The steps of Sam.postprocess_masks; the sizes come from a tensor, so they are read with .item(),
         which the exporter turns into symbols whose range torch._check states (a Python int() would have
-        to know the value while tracing: the official file fails there).
+        to know the value while tracing: the official file fails there). torch's older exporter
+        (torch.onnx.export(..., dynamo=False), which the official notebook calls) traces instead, and would
+        record .item()'s value as a constant: there the sizes stay tensors, so that orig_im_size stays an input.
         """
         masks = F.interpolate(masks.float(), (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        if torch.jit.is_tracing():
+            input_size = self.resize_longest_image_size(orig_im_size, self.img_size)  # (2,) int64
+            size = orig_im_size.to(torch.int64)
+            masks = masks[..., : input_size[0], : input_size[1]]
+            return F.interpolate(masks, (size[0], size[1]), mode="bilinear", align_corners=False)
         input_h, input_w = (s.item() for s in self.resize_longest_image_size(orig_im_size, self.img_size))
         height, width = (s.item() for s in orig_im_size.to(torch.int64))
         for size in (input_h, input_w):

@@ -138,11 +138,15 @@ def test_the_official_scripts_exporter_takes_the_sped_up_model(tiny, embedding, 
                           dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
                           dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    # that exporter records the original size as a constant (as with Meta's own file): the traced one is used
-    masks, scores, _ = session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})
-    expected = run_torch(SamOnnxModel(tiny, return_single_mask=True), inputs)
-    np.testing.assert_allclose(masks, expected[0], **LOGIT_TOLERANCE)
-    np.testing.assert_allclose(scores, expected[1], **SCORE_TOLERANCE)
+    # the original size stays an input, as in Meta's file: masks come at the size given, not the traced one
+    assert [i.name for i in session.get_inputs()] == INPUT_NAMES
+    for size in ((70.0, 45.0), (40.0, 130.0)):
+        inputs["orig_im_size"] = np.array(size, dtype=np.float32)
+        masks, scores, _ = session.run(None, inputs)
+        expected = run_torch(SamOnnxModel(tiny, return_single_mask=True), inputs)
+        assert masks.shape == (1, 1, *map(int, size))
+        np.testing.assert_allclose(masks, expected[0], **LOGIT_TOLERANCE)
+        np.testing.assert_allclose(scores, expected[1], **SCORE_TOLERANCE)
 
 
 def test_onnxruntime_with_a_box_and_another_original_size(tiny, embedding, session):
