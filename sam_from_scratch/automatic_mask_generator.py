@@ -29,6 +29,8 @@ from .utils.amg import (
     MaskData,
     _area_from_rle,
     _rle_to_mask,
+    area_from_rle,
+    batch_iterator,
     batched_mask_to_box,
     batched_nms,
     box_area,
@@ -45,7 +47,14 @@ from .utils.amg import (
     uncrop_masks,
     uncrop_points,
 )
+from .modeling.sam import Sam
 from .predictor import SamPredictor, as_rgb_uint8, check_sam_model
+
+# The generator, and what the official module imports and its users may import from it
+__all__ = ["SamAutomaticMaskGenerator", "Sam", "SamPredictor", "MaskData", "area_from_rle", "batch_iterator",
+           "batched_mask_to_box", "box_xyxy_to_xywh", "build_all_layer_point_grids", "calculate_stability_score",
+           "coco_encode_rle", "generate_crop_boxes", "is_box_near_crop_edge", "mask_to_rle_pytorch",
+           "remove_small_regions", "rle_to_mask", "uncrop_boxes_xyxy", "uncrop_masks", "uncrop_points"]
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 # last_filter_counts' keys: the candidates, what each step removed (in the order they run), what is kept
@@ -127,6 +136,37 @@ class SamAutomaticMaskGenerator:
         dtype="auto",
     ) -> None:
         check_sam_model("model", model)
+        self.point_grids = self._check_settings(
+            points_per_side, points_per_batch, pred_iou_thresh, stability_score_thresh, stability_score_offset,
+            box_nms_thresh, crop_n_layers, crop_nms_thresh, crop_overlap_ratio, crop_n_points_downscale_factor,
+            point_grids, min_mask_region_area, output_mode,
+        )
+        self._grids_made_for = (self.point_grids, crop_n_layers)  # which crop_n_layers the grids were made for
+
+        self.predictor = SamPredictor(model, dtype=dtype)
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.last_filter_counts: Optional[Dict[str, int]] = None
+        self._counts: Dict[str, int] = {}
+
+    def _check_settings(
+        self, points_per_side, points_per_batch, pred_iou_thresh, stability_score_thresh, stability_score_offset,
+        box_nms_thresh, crop_n_layers, crop_nms_thresh, crop_overlap_ratio, crop_n_points_downscale_factor,
+        point_grids, min_mask_region_area, output_mode, grids_made_for: Optional[int] = None,
+    ) -> List[np.ndarray]:
+        """Check every setting but the model, before any work, and return the point grids (built from
+        points_per_side, or point_grids as given). The constructor checks its arguments with it, and ``generate``
+        the attributes as they are now (``grids_made_for``: the crop_n_layers that point_grids were made for, so
+        that a changed crop_n_layers the grids no longer fit is named as the setting that changed)."""
         for name, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh),
                             ("box_nms_thresh", box_nms_thresh), ("crop_nms_thresh", crop_nms_thresh)):
             check_number(name, value, 0.0, 1.0)
@@ -157,33 +197,35 @@ class SamAutomaticMaskGenerator:
             ]
             grid_arguments = "points_per_side, points_per_batch"
         else:
+            layers = len(point_grids) if isinstance(point_grids, (list, tuple)) else None
+            changed = grids_made_for is not None and crop_n_layers != grids_made_for
+            if changed and layers not in (None, crop_n_layers + 1):
+                raise SamInputError(
+                    f"crop_n_layers: expected {layers - 1}, one less than the {layers} grid(s) in point_grids (one "
+                    f"per crop layer, made for crop_n_layers={grids_made_for}), got {crop_n_layers}. Make a new "
+                    f"generator with crop_n_layers={crop_n_layers}, or set point_grids to a list of "
+                    f"{crop_n_layers + 1} grids too."
+                )
             point_grids = check_point_grids(point_grids, crop_n_layers)
             points_per_layer = [len(grid) for grid in point_grids]
             grid_arguments = "point_grids, points_per_batch"
         self._check_planned_work(points_per_layer, points_per_batch, grid_arguments)
-        if points_per_side is not None:
-            self.point_grids = build_all_layer_point_grids(
-                points_per_side, crop_n_layers, crop_n_points_downscale_factor
-            )
-        else:
-            self.point_grids = point_grids
         if output_mode == "coco_rle":
             coco_encode_rle({"size": [1, 1], "counts": [1]})  # fails early, with a hint, without pycocotools
+        if points_per_side is not None:
+            return build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        return point_grids
 
-        self.predictor = SamPredictor(model, dtype=dtype)
-        self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
-        self.stability_score_offset = stability_score_offset
-        self.box_nms_thresh = box_nms_thresh
-        self.crop_n_layers = crop_n_layers
-        self.crop_nms_thresh = crop_nms_thresh
-        self.crop_overlap_ratio = crop_overlap_ratio
-        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        self.min_mask_region_area = min_mask_region_area
-        self.output_mode = output_mode
-        self.last_filter_counts: Optional[Dict[str, int]] = None
-        self._counts: Dict[str, int] = {}
+    def _check_current_settings(self) -> None:
+        """The settings as they are now, checked as the constructor checked them: they are plain attributes, which
+        a user may have changed since."""
+        grids, layers = self._grids_made_for
+        self._check_settings(
+            None, self.points_per_batch, self.pred_iou_thresh, self.stability_score_thresh,
+            self.stability_score_offset, self.box_nms_thresh, self.crop_n_layers, self.crop_nms_thresh,
+            self.crop_overlap_ratio, self.crop_n_points_downscale_factor, self.point_grids, self.min_mask_region_area,
+            self.output_mode, grids_made_for=layers if grids is self.point_grids else None,
+        )
 
     def _check_crop_layers(self, crop_n_layers: int) -> None:
         """Refuse absurd depths before any per-layer arithmetic (crop_n_layers=10**9 would take forever)."""
@@ -255,11 +297,13 @@ class SamAutomaticMaskGenerator:
             as soon as one batch of points (bbox) or one crop (crop_box) kept no mask.
 
         Raises:
-            SamInputError: ``image`` is not an image (see ``SamPredictor.set_image``), or is so thin that
-                resizing its long side to the model's input size leaves its short side 0 pixels.
+            SamInputError: a setting changed since the generator was made (``generator.points_per_batch = 0``) is
+                one the constructor would refuse; ``image`` is not an image (see ``SamPredictor.set_image``), or
+                is so thin that resizing its long side to the model's input size leaves its short side 0 pixels.
 
         Afterwards ``last_filter_counts`` says how many candidate masks each filter removed.
         """
+        self._check_current_settings()
         if isinstance(image, torch.Tensor):  # the predictor's hint names set_torch_image, which a generator lacks
             raise input_error("image", "a numpy array of shape (H, W, 3) and dtype uint8", image, _tensor_hint(image))
         image = as_rgb_uint8(image)

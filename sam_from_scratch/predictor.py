@@ -33,7 +33,7 @@ from .errors import SamInputError, check_box_corners, check_choice, check_switch
 from .fast.checks import OFFICIAL_NAMES
 from .fast.decoder import FastMaskDecoder
 from .fast.memory import keep_freed_memory
-from .modeling.sam import decode_prompts
+from .modeling.sam import Sam, decode_prompts  # Sam: importable from here, as from the official module
 from .utils.checks import (FLOAT32_MAX, check_mask_logits, check_original_size, check_resized_image,
                            check_torch_prompts, float_dtype, mask_input_dtype, pixels_dtype, resized_frame)
 from .utils.transforms import ResizeLongestSide, uint8_hint
@@ -459,4 +459,4 @@ class SamPredictor:
         return mask_input
 
 
-__all__ = ["SamPredictor", "as_rgb_uint8", "check_sam_model"]
+__all__ = ["Sam", "SamPredictor", "as_rgb_uint8", "check_sam_model"]

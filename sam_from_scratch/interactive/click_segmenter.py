@@ -98,7 +98,7 @@ class ClickSegmenter(WidgetBase):
             if model is not None:
                 raise input_error("model", "None beside a predictor (which brings its own model)", model,
                                   "Pass predictor or model=..., not both.")
-        self.image = as_rgb_uint8(image)
+        self.image = _private_copy(as_rgb_uint8(image))
         self.predictor = predictor if predictor is not None else load_predictor(model)
         self.state = self._new_state(refine)
         self.objects: list[AcceptedObject] = []
@@ -170,11 +170,14 @@ class ClickSegmenter(WidgetBase):
 
     # ----- image -----------------------------------------------------------------------------------------
     def set_image(self, image) -> None:
-        """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects."""
+        """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects.
+        The widget keeps its own read-only copy: changing your array afterwards changes neither."""
         image = as_rgb_uint8(image)
         if image.shape != self.image.shape:
             raise SamInputError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
                                 "for an image of another size, make a new ClickSegmenter")
+        if not np.may_share_memory(image, self.image):  # a view of our own copy is read-only already
+            image = _private_copy(image)
         self._set_status("Computing the image embedding…")
         self._embed(image)
         self.image = image
@@ -484,6 +487,14 @@ class ClickSegmenter(WidgetBase):
             tinted = self._thumbnail_photo * (1 - 0.6 * coverage) + np.array([255, 220, 0]) * 0.6 * coverage
             widget.value = _jpeg(tinted.round().astype(np.uint8))
         self.thumbnails.children = tuple(self._thumbnail_widgets[: len(masks)])
+
+
+def _private_copy(image: np.ndarray) -> np.ndarray:
+    """A read-only copy of `image` that only the widget holds, so that what it shows and saves stays the image it
+    embedded, whatever happens to the caller's array."""
+    image = image.copy()
+    image.flags.writeable = False
+    return image
 
 
 def _model_name(predictor) -> str:

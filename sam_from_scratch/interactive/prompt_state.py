@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import check_int, check_switch, input_error, is_int
+from ..errors import check_int, check_switch, input_error, is_int, is_number
 from .drawing import as_bool_masks
 
 __all__ = ["Prediction", "PromptSnapshot", "PromptState"]
@@ -284,11 +284,14 @@ def _per_mask(argument: str, value, count: int, ndim: int, kinds: str, expected:
 
 
 def _finite_number(name: str, value) -> float:
-    """`value` as a finite float; else a SamInputError naming `name` (a coordinate: x, y, x0, ...)."""
+    """`value` as a finite float; else a SamInputError naming `name` (a coordinate: x, y, x0, ...). A number is
+    Python's or numpy's int or float, or a 0-d array or tensor of one, as the predictor takes them: not a bool, and
+    not text such as "10", which float() would read."""
+    scalar = value.item() if getattr(value, "shape", None) == () and hasattr(value, "item") else value
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not np.isfinite(number) or isinstance(value, (bool, np.bool_)):
+        number = float(scalar) if is_number(scalar) else np.nan
+    except OverflowError:  # an int too large for a float
+        number = np.inf
+    if not np.isfinite(number):
         raise input_error(name, "a finite number (pixels)", value)
     return number

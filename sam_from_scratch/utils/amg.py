@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area, nms  # noqa: F401  (the generator's NMS, and notebook 10's)
 
-from ..errors import check_int, input_error, is_int
+from ..errors import SamInputError, check_choice, check_int, check_number, input_error, is_int, renamed
 
 # ---- point grids and crops -----------------------------------------------------------------------------
 
@@ -48,7 +48,13 @@ def generate_crop_boxes(
     Layer 0 is the whole image. Layer i >= 1 tiles the image with (2**i) x (2**i) crops that overlap by
     ``overlap_ratio`` * short side * 2 / 2**i pixels. Boxes are listed column of crops by column.
     """
-    im_h, im_w = im_size
+    size = tuple(im_size) if isinstance(im_size, (tuple, list, np.ndarray)) else None
+    if size is None or len(size) != 2 or not all(is_int(n) and n >= 0 for n in size):
+        raise input_error("im_size", "(H, W), two integers >= 0", im_size, "For an image array: image.shape[:2].")
+    check_int("n_layers", n_layers, 0)
+    # a ratio of 1 would make every tile as wide as the image and step by 0 pixels
+    check_number("overlap_ratio", overlap_ratio, 0.0, 1.0, high_open=True)
+    im_h, im_w = size
     short_side = min(im_h, im_w)
     crop_boxes, layer_idxs = [[0, 0, im_w, im_h]], [0]
 
@@ -223,13 +229,15 @@ def _check_rle(rle) -> None:
         raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]})", rle,
                           "This is COCO's compressed form (output_mode='coco_rle'): decode it with "
                           "pycocotools.mask.decode, or ask the generator for output_mode='uncompressed_rle'.")
-    try:
-        h, w = (int(s) for s in rle["size"])
-        runs = np.asarray(counts)
-        covered = (runs.ndim == 1 and runs.dtype.kind in "iu" and len(runs) > 0 and runs.min() >= 0 and min(h, w) >= 0
-                   and int(runs.sum()) == h * w)
-    except (TypeError, ValueError, KeyError):
-        covered = False
+    covered = False
+    if isinstance(rle, dict):  # an array indexed by "size" would raise an IndexError
+        try:
+            h, w = (int(s) for s in rle["size"])
+            runs = np.asarray(counts)
+            covered = (runs.ndim == 1 and runs.dtype.kind in "iu" and len(runs) > 0 and runs.min() >= 0
+                       and min(h, w) >= 0 and int(runs.sum()) == h * w)
+        except (TypeError, ValueError, KeyError):
+            pass
     if not covered:
         raise input_error("rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]}) whose runs, "
                           "whole numbers >= 0, cover H x W pixels", rle)
@@ -237,6 +245,14 @@ def _check_rle(rle) -> None:
 
 def coco_encode_rle(uncompressed_rle: Dict[str, Any]) -> Dict[str, Any]:
     """Compress an RLE to COCO's string form with pycocotools (``pip install sam-from-scratch[coco]``)."""
+    try:
+        _check_rle(uncompressed_rle)
+    except SamInputError as error:
+        if isinstance(uncompressed_rle, (np.ndarray, torch.Tensor)):
+            raise input_error("uncompressed_rle", "an uncompressed RLE ({'size': [H, W], 'counts': [run lengths]})",
+                              uncompressed_rle, "For a mask, encode it first: "
+                              "mask_to_rle_pytorch(torch.as_tensor(mask)[None])[0].") from None
+        raise renamed(error, {"rle": "uncompressed_rle"}) from None
     try:
         from pycocotools import mask as coco_mask
     except ImportError as error:
@@ -258,7 +274,9 @@ def label_connected_components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray
 
     Returns ``labels`` (HxW int32: 0 outside the mask, 1..K inside, numbered in the order a row-by-row
     scan first meets each region, as OpenCV numbers them) and ``areas`` ((K,) int64 pixel counts).
+    Integer masks of 0s and 1s are read as booleans.
     """
+    mask = _as_bool_mask("mask", mask)
     from scipy import ndimage  # only the optional clean-up (min_mask_region_area > 0) needs SciPy
 
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))  # 3x3: diagonals connect
@@ -271,10 +289,12 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
 
     A hole is an 8-connected background region smaller than ``area_thresh`` pixels (a small background
     region at the image border counts too); an island is such a foreground region. If every island is
-    small, the largest one stays. Returns the new mask and whether anything changed.
+    small, the largest one stays. Returns the new mask (bool) and whether anything changed. ``mask`` may be
+    boolean or hold integers 0 and 1; it is never changed in place.
     """
-    if mode not in ("holes", "islands"):
-        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    mask = _as_bool_mask("mask", mask)
+    check_number("area_thresh", area_thresh, 0.0)
+    check_choice("mode", mode, ("holes", "islands"))
     fill_holes = mode == "holes"
     labels, areas = label_connected_components(~mask if fill_holes else mask)
     small = np.flatnonzero(areas < area_thresh) + 1  # labels of small regions
@@ -288,6 +308,30 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
     return np.isin(labels, large), True
 
 
+def _as_bool_mask(argument: str, mask) -> np.ndarray:
+    """An HxW numpy mask as bools: bools as they are, integers 0 and 1 converted; anything else is refused (``~``
+    on 0/1 integers gives 255/254, which would fill nothing or everything without a word)."""
+    expected = "an (H, W) numpy array of bools (or of integers 0 and 1)"
+    if not isinstance(mask, np.ndarray):
+        hint = "Pass mask.cpu().numpy()." if isinstance(mask, torch.Tensor) else "Wrap it: np.array(...)."
+        raise input_error(argument, expected, mask, hint)
+    if mask.ndim != 2:
+        hint = "One mask? Pass mask[0]." if mask.ndim == 3 and len(mask) == 1 else "Pass one (H, W) mask at a time."
+        raise input_error(argument, expected, mask, hint)
+    if mask.dtype == bool:
+        return mask
+    if mask.dtype.kind in "iu":
+        if ((mask == 0) | (mask == 1)).all():
+            return mask.astype(bool)
+        low, high = mask.min(), mask.max()
+        raise input_error(argument, expected, mask,
+                          f"Its values run from {low} to {high}: for a mask stored as 0 and 255, pass mask > 0.")
+    if mask.dtype.kind == "f":
+        raise input_error(argument, expected, mask, "Threshold it first: mask > 0 for logits, mask > 0.5 for "
+                          "probabilities.")
+    raise input_error(argument, expected, mask)
+
+
 # ---- batches ---------------------------------------------------------------------------------------------
 
 
@@ -297,16 +341,15 @@ def batch_iterator(batch_size: int, *args) -> Iterator[List[Any]]:
     Each step yields ``[arg[i : i + batch_size] for arg in args]``; the last batch is shorter when the length
     is not a multiple of ``batch_size``. The arguments are checked here, before the first batch is asked for.
     """
-    if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     if not args:
-        raise ValueError("args: expected at least one sequence to cut into batches, got none")
+        raise SamInputError("args: expected at least one sequence to cut into batches, got none.")
     lengths = [len(arg) for arg in args]
     if len(set(lengths)) > 1:
         odd = next(i for i, n in enumerate(lengths) if n != lengths[0])
-        raise ValueError(
+        raise SamInputError(
             f"args: expected sequences of one length, got lengths {lengths} "
-            f"(args[{odd}] has {lengths[odd]} items, args[0] has {lengths[0]})"
+            f"(args[{odd}] has {lengths[odd]} items, args[0] has {lengths[0]})."
         )
     step = int(batch_size)
     return ([arg[start : start + step] for arg in args] for start in range(0, lengths[0], step))

@@ -298,3 +298,71 @@ def test_a_progress_that_cannot_be_called_is_refused_before_any_work(stand_in, s
     generator.generate(scene_images["landscape"][:50, :60], progress=lambda *counts: calls.append(counts))
     generator.generate(scene_images["landscape"][:50, :60], progress=lambda done, total, note="": None)
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+# ---- settings changed after the generator was made -----------------------------------------------------------
+
+# attribute: a value the constructor refuses. Unchecked, generate would give RLE dicts for output_mode="mask", and
+# fail deep inside for others (ZeroDivisionError, TypeError).
+CHANGED_SETTINGS = {
+    "output_mode": "mask",
+    "points_per_batch": 0,
+    "pred_iou_thresh": "0.5",
+    "stability_score_thresh": 1.5,
+    "stability_score_offset": -1.0,
+    "box_nms_thresh": None,
+    "crop_nms_thresh": float("nan"),
+    "crop_overlap_ratio": 1.0,
+    "min_mask_region_area": -5,
+    "crop_n_points_downscale_factor": 0,
+}
+
+
+@pytest.mark.parametrize("name", CHANGED_SETTINGS)
+def test_a_setting_changed_after_construction_is_refused_by_generate_as_the_constructor_refuses_it(
+    stand_in, scene_images, name
+):
+    value = CHANGED_SETTINGS[name]
+    refused_when_built = error_message(lambda: SamAutomaticMaskGenerator(stand_in, points_per_side=4, **{name: value}))
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    setattr(generator, name, value)
+    calls = []
+    message = error_message(lambda: generator.generate(scene_images["landscape"][:50, :60],
+                                                       progress=lambda *counts: calls.append(counts)))
+    assert message == refused_when_built and message.startswith(f"{name}: expected")
+    assert calls == [] and generator.last_filter_counts is None and not generator.predictor.is_image_set
+
+
+def test_a_changed_crop_n_layers_that_the_point_grids_no_longer_fit_is_named(stand_in, scene_images):
+    image = scene_images["landscape"][:50, :60]
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4)
+    generator.crop_n_layers = 1  # the grids were made for one layer: an IndexError inside, unchecked
+    message = error_message(lambda: generator.generate(image))
+    assert message == (
+        "crop_n_layers: expected 0, one less than the 1 grid(s) in point_grids (one per crop layer, made for "
+        "crop_n_layers=0), got 1. Make a new generator with crop_n_layers=1, or set point_grids to a list of 2 "
+        "grids too."
+    )
+    generator.point_grids = [GRID]  # grids of the user's own: then it is they that do not fit
+    message = error_message(lambda: generator.generate(image))
+    assert message.startswith("point_grids: expected a list of 2 grids (one per crop layer, crop_n_layers + 1)")
+    generator.crop_n_layers = 10**9  # refused before any per-layer arithmetic, as when built
+    assert error_message(lambda: generator.generate(image)).startswith("crop_n_layers: expected at most")
+    generator.crop_n_layers, generator.points_per_batch = 0, 1
+    generator.point_grids = [np.full((200_000, 2), 0.5)]
+    message = error_message(lambda: generator.generate(image))
+    assert message.startswith("point_grids, points_per_batch: expected at most")
+
+
+def test_settings_changed_together_consistently_give_the_records_of_a_generator_built_with_them(stand_in, scene_images):
+    from sam_from_scratch.utils.amg import build_all_layer_point_grids
+
+    image = np.ascontiguousarray(scene_images["landscape"][:100, :150])
+    settings = dict(crop_n_layers=1, points_per_batch=5, pred_iou_thresh=0.3, stability_score_thresh=0.0,
+                    output_mode="uncompressed_rle")
+    generator = SamAutomaticMaskGenerator(stand_in, points_per_side=4)
+    for name, value in settings.items():
+        setattr(generator, name, value)
+    generator.point_grids = build_all_layer_point_grids(4, 1, 1)
+    built = SamAutomaticMaskGenerator(stand_in, points_per_side=4, **settings)
+    assert generator.generate(image) == built.generate(image) != []

@@ -209,6 +209,99 @@ def test_small_islands_go_and_small_holes_fill():
     assert changed and not cleaned[16, 16] and cleaned.sum() == 100
 
 
+@pytest.mark.parametrize("mode", ["holes", "islands"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_small_region_removal_reads_0_1_integer_masks_as_booleans(dtype, mode):
+    # ~ on 0/1 integers gives 255s and 254s, which would fill no hole or every one, without a word
+    mask = CC_CASES["blobs"]
+    given = mask.astype(dtype)
+    kept = given.copy()
+    ours, changed = remove_small_regions(given, 20, mode)
+    expected, expected_changed = remove_small_regions(mask, 20, mode)
+    assert ours.dtype == bool and changed == expected_changed
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(given, kept)  # the caller's mask is not changed
+
+
+def test_bad_masks_areas_and_modes_of_the_clean_up_are_named():
+    from sam_from_scratch.errors import SamInputError
+
+    mask = CC_CASES["blobs"]
+    expected = r"^mask: expected an \(H, W\) numpy array of bools \(or of integers 0 and 1\), got "
+    cases = [
+        (lambda: remove_small_regions(mask.astype(np.uint8) * 255, 20, "holes"),
+         expected + r"ndarray of shape \(64, 96\) and dtype uint8\. Its values run from 0 to 255: .*pass mask > 0\.$"),
+        (lambda: remove_small_regions(mask.astype(np.float32), 20, "holes"),
+         expected + r"ndarray of shape \(64, 96\) and dtype float32\. Threshold it first: mask > 0"),
+        (lambda: remove_small_regions(mask[None], 20, "islands"),
+         expected + r"ndarray of shape \(1, 64, 96\) and dtype bool\. One mask\? Pass mask\[0\]\.$"),
+        (lambda: remove_small_regions(np.stack([mask, mask]), 20, "islands"),
+         expected + r"ndarray of shape \(2, 64, 96\) and dtype bool\. Pass one \(H, W\) mask at a time\.$"),
+        (lambda: remove_small_regions(torch.from_numpy(mask), 20, "holes"),
+         expected + r"Tensor .*Pass mask\.cpu\(\)\.numpy\(\)\.$"),
+        (lambda: remove_small_regions(mask, -1, "holes"), r"^area_thresh: expected a finite number >= 0, got int -1"),
+        (lambda: remove_small_regions(mask, "20", "holes"),
+         r"^area_thresh: expected a finite number >= 0, got str '20'\.$"),
+        (lambda: remove_small_regions(mask, 20, "hole"), r"^mode: expected one of 'holes', 'islands', got 'hole'\.$"),
+        (lambda: label_connected_components(mask[None]), expected + r"ndarray of shape \(1, 64, 96\)"),
+        (lambda: label_connected_components(mask.astype(np.uint8) * 255), expected + r".*pass mask > 0\.$"),
+    ]
+    for call, message in cases:  # named here, not by scipy ("structure and input must have equal rank") or not at all
+        with pytest.raises(SamInputError, match=message):
+            call()
+    assert issubclass(SamInputError, ValueError)  # callers catching ValueError for a bad mode still catch it
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (((100, 150), -1, 0.3), r"^n_layers: expected an integer >= 0, got int -1\.$"),
+        (((100, 150), 1.0, 0.3), r"^n_layers: expected an integer >= 0, got float 1\.0\.$"),
+        (((100, 150), 1, 1.0), r"^overlap_ratio: expected a number in \[0, 1\), got float 1\.0\.$"),
+        (((100, 150), 1, -0.1), r"^overlap_ratio: expected a number in \[0, 1\), got float -0\.1\.$"),
+        (((100, 150), 1, "0.3"), r"^overlap_ratio: expected a number in \[0, 1\), got str '0\.3'\.$"),
+        (((100, 150, 3), 1, 0.3), r"^im_size: expected \(H, W\), two integers >= 0, got tuple \(100, 150, 3\)\. "
+                                  r"For an image array: image\.shape\[:2\]\.$"),
+        (((100.5, 150), 1, 0.3), r"^im_size: expected \(H, W\), two integers >= 0, got tuple \(100\.5, 150\)"),
+    ],
+    ids=["negative layers", "float layers", "overlap 1", "negative overlap", "overlap as text", "image shape",
+         "float size"],
+)
+def test_bad_crop_box_arguments_are_named(args, message):
+    # unchecked, n_layers=-1 would give the whole image alone and overlap_ratio=1.5 crops left of the image
+    from sam_from_scratch.errors import SamInputError
+
+    with pytest.raises(SamInputError, match=message):
+        mask_utils.generate_crop_boxes(*args)
+
+
+def test_crop_boxes_take_the_sizes_an_image_has():
+    image = np.zeros((100, 150, 3), np.uint8)
+    expected = official.generate_crop_boxes((100, 150), 1, 0.3)
+    assert mask_utils.generate_crop_boxes(image.shape[:2], 1, 0.3) == expected
+    assert mask_utils.generate_crop_boxes(np.array(image.shape[:2]), np.int64(1), np.float32(0.3)) == expected
+
+
+def test_bad_input_to_the_coco_encoder_and_the_batcher_is_named():
+    from sam_from_scratch.errors import SamInputError
+
+    masks = torch.zeros(2, 5, 6, dtype=torch.bool)
+    cases = [
+        (lambda: mask_utils.coco_encode_rle(masks.numpy()),  # not an IndexError from the dict look-up
+         r"^uncompressed_rle: expected an uncompressed RLE .*got ndarray of shape \(2, 5, 6\) and dtype bool\. For a "
+         r"mask, encode it first: mask_to_rle_pytorch\(torch\.as_tensor\(mask\)\[None\]\)\[0\]\.$"),
+        (lambda: mask_utils.coco_encode_rle({"size": [5, 6], "counts": [3]}),  # pycocotools would encode it
+         r"^uncompressed_rle: expected .* whose runs, whole numbers >= 0, cover H x W pixels, got dict"),
+        (lambda: rle_to_mask(masks[0].numpy()), r"^rle: expected .*got ndarray of shape \(5, 6\)"),
+        (lambda: list(mask_utils.batch_iterator(0, [1, 2])), r"^batch_size: expected a positive integer, got int 0\.$"),
+        (lambda: list(mask_utils.batch_iterator(2)), r"^args: expected at least one sequence"),
+        (lambda: list(mask_utils.batch_iterator(2, [1, 2], [1])), r"^args: expected sequences of one length"),
+    ]
+    for call, message in cases:
+        with pytest.raises(SamInputError, match=message):
+            call()
+
+
 # ---- MaskData --------------------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ use the package's real SamPredictor: random weights for the plumbing, the traine
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -453,6 +455,53 @@ def test_add_point_and_choose_take_only_what_they_say(segmenter):
     assert segmenter.state.chosen_index == 1  # still the best, as shown
     segmenter.choose(2)
     assert segmenter.choice_buttons.value == 2
+
+
+def test_the_widget_keeps_its_own_copy_of_the_image(scene):
+    image, masks = scene
+    mine = image.copy()
+    shared = RegionPredictor()
+    segmenter = ClickSegmenter(mine, shared, display_width=DISPLAY_WIDTH)
+    assert not np.shares_memory(segmenter.image, mine)
+    with pytest.raises(ValueError, match="read-only"):
+        segmenter.image[0, 0] = 0
+    segmenter.add_point(20, 20)
+    segmenter.accept()
+    mine[:] = 0  # the user reuses their array: what the widget shows and saves is still the image it embedded
+    np.testing.assert_array_equal(segmenter.image, image)
+    ClickSegmenter(image[:, ::-1].copy(), shared, display_width=DISPLAY_WIDTH)  # the predictor now holds another
+    segmenter.add_point(20, 20)  # embedded again: from the widget's copy, not the user's zeros
+    np.testing.assert_array_equal(shared.image, image)
+    np.testing.assert_array_equal(segmenter.mask, masks["A"] | masks["B"])
+    overlay = segmenter.overlay(include_current=False)
+    np.testing.assert_array_equal(overlay[~(masks["A"] | masks["B"])], image[~(masks["A"] | masks["B"])])
+
+    other = image[::-1].copy()
+    segmenter.set_image(other)
+    assert not np.shares_memory(segmenter.image, other)
+    other[:] = 0
+    np.testing.assert_array_equal(segmenter.image, image[::-1])
+
+
+@pytest.mark.parametrize("bad, shown", [("10", "str '10'"), (b"10", "bytes b'10'"), (True, "bool True"),
+                                        (np.bool_(True), "bool of shape () and dtype bool"), (None, "NoneType None"),
+                                        (np.array([10.0]), "ndarray of shape (1,) and dtype float64")])
+def test_points_and_box_corners_must_be_numbers_not_text(segmenter, bad, shown):
+    # float() would read "10"; the predictor takes only arrays of numbers
+    calls = {"x": lambda: segmenter.add_point(bad, 10), "y": lambda: segmenter.add_point(10, bad),
+             "x0": lambda: segmenter.set_box(bad, 0, 10, 10), "y1": lambda: segmenter.set_box(0, 0, 10, bad)}
+    for name, call in calls.items():
+        expected = rf"^{name}: expected a finite number \(pixels\), got {re.escape(shown)}\.$"
+        with pytest.raises(SamInputError, match=expected):
+            call()
+    assert segmenter.state.current.is_empty and not segmenter.state.can_undo and segmenter.predictor.calls == []
+
+
+def test_points_may_be_numpy_and_torch_numbers(segmenter):
+    segmenter.add_point(np.int64(20), np.float32(20.0))
+    segmenter.add_point(torch.tensor(25.0), np.array(22))
+    assert segmenter.state.points == ((20.0, 20.0), (25.0, 22.0))
+    assert all(type(v) is float for point in segmenter.state.points for v in point)
 
 
 def test_save_png_checks_its_arguments_and_keeps_the_file(segmenter, tmp_path):

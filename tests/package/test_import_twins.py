@@ -2,11 +2,11 @@
 
 The names are read from the installed official package, not listed by hand: every module that pkgutil finds in
 it, and in each module the names it defines at top level (functions, classes, assignments such as
-`build_sam = build_sam_vit_h` and `sam_model_registry`), the names a package's __init__ imports for its users,
-and its __all__. Leading underscores are private. A twin must be callable the same way: the same parameter names
-in the same order, of a compatible kind, with the same defaults; parameters of ours beyond the official ones
-must have defaults. For classes, the constructor and every public method the official class defines;
-for dicts (the registry), every official key.
+`build_sam = build_sam_vit_h` and `sam_model_registry`), the names it imports from the official package itself
+(reachable from it, so some users import them from there), and its __all__. Leading underscores are private. A
+twin must be callable the same way: the same parameter names in the same order, of a compatible kind, with the
+same defaults; parameters of ours beyond the official ones must have defaults. For classes, the constructor and
+every public method the official class defines; for dicts (the registry), every official key.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def official_modules() -> list[str]:
 
 
 def public_names(module_name: str) -> list[str]:
-    """The names `module_name` defines at top level or, for a package, imports for its users; plus __all__."""
+    """The names `module_name` defines at top level or imports from its own package (users import them from it
+    too, e.g. Sam from segment_anything.build_sam); plus __all__."""
     module = importlib.import_module(module_name)
     tree = ast.parse(inspect.getsource(module))
-    is_package = hasattr(module, "__path__")
     names = set(getattr(module, "__all__", ()))
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -52,8 +52,8 @@ def public_names(module_name: str) -> list[str]:
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
-        elif is_package and isinstance(node, ast.ImportFrom) and node.level > 0:
-            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("segment_anything")):
+            names.update(alias.asname or alias.name for alias in node.names)  # e.g. build_sam's model classes
     return sorted(n for n in names if not n.startswith("_") and n != "__all__")
 
 
