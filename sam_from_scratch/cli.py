@@ -464,7 +464,7 @@ def run_segment(args: argparse.Namespace) -> int:
             raise CliError(f"--out: {out} is not a lossless image file; a mask needs exact pixels, so give a .png, "
                            ".bmp or .tif name", code=2)
         _check_out_folder(out.parent, "--out")
-        _refuse_to_overwrite_the_image([out, overlay_path], args.image)
+        _refuse_to_overwrite_the_image({out: None, overlay_path: f"the overlay (named after {out})"}, args.image)
         _refuse_to_overwrite([out, overlay_path], args.force)
         if not (args.point or args.negative or args.box):
             raise CliError("give at least one prompt: --point X,Y, --negative X,Y or --box X1,Y1,X2,Y2", code=2)
@@ -576,7 +576,7 @@ def run_everything(args: argparse.Namespace) -> int:
         out_dir = Path(args.out)
         _check_out_folder(out_dir, "--out")
         overlay_path, json_path = out_dir / "overlay.png", out_dir / "masks.json"
-        _refuse_to_overwrite_the_image([overlay_path, json_path], args.image)
+        _refuse_to_overwrite_the_image({overlay_path: "the overlay", json_path: "the masks"}, args.image)
         _refuse_to_overwrite([overlay_path, json_path], args.force)
         image = read_image(args.image, args.allow_large_images)
 
@@ -911,13 +911,15 @@ def _refuse_to_overwrite(paths, force: bool) -> None:
         raise CliError(f"{', '.join(existing)} already exist(s); add --force to overwrite")
 
 
-def _refuse_to_overwrite_the_image(paths, image) -> None:
-    """An output that would land on the input image is refused, --force or not: the photo would be lost."""
+def _refuse_to_overwrite_the_image(outputs: dict, image) -> None:
+    """An output that would land on the input image is refused, --force or not: the photo would be lost.
+    outputs: {path: what it is, or None for the file --out names}."""
     image = Path(image)
-    for path in paths:
+    for path, what in outputs.items():
         same = os.path.samefile(path, image) if path.exists() and image.exists() else path.resolve() == image.resolve()
         if same:
-            raise CliError(f"--out: {path} is the image being segmented, IMAGE; choose another name (--force never "
+            named = f"{path} is" if what is None else f"{what} would be written to {path}, which is"
+            raise CliError(f"--out: {named} the image being segmented, IMAGE; choose another --out (--force never "
                            "overwrites the input)", code=2)
 
 

@@ -28,7 +28,7 @@ if _missing:
         f'{"is" if len(_missing) == 1 else "are"} not installed: pip install "sam-from-scratch[course]"'
     )
 
-__all__ = ["Picture", "WidgetBase", "as_rgb_uint8", "interactive_figure"]
+__all__ = ["Picture", "WidgetBase", "as_rgb_uint8", "interactive_figure", "private_copy"]
 
 
 def interactive_figure(width_px: int, height_px: int, dpi: int = 100):
@@ -63,6 +63,14 @@ def as_rgb_uint8(image, argument: str = "image") -> np.ndarray:
     if isinstance(image, Image.Image):
         image = as_rgb(image)  # 16-bit greyscale scaled, not clipped
     return np.ascontiguousarray(checked(image, argument))
+
+
+def private_copy(image: np.ndarray) -> np.ndarray:
+    """A read-only copy of `image` that only the widget holds, so that what it shows and saves stays the image its
+    masks were made of, whatever happens to the caller's array."""
+    image = image.copy()
+    image.flags.writeable = False
+    return image
 
 
 class Picture:

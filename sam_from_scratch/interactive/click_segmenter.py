@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SamInputError, check_choice, check_int, check_switch, expand_user, input_error
-from .canvas import Picture, WidgetBase, as_rgb_uint8
+from .canvas import Picture, WidgetBase, as_rgb_uint8, private_copy
 from .drawing import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, blend, object_colors, outline_width
 from .models import check_methods, describe_model, load_predictor
 from .prompt_state import PromptState
@@ -98,7 +98,7 @@ class ClickSegmenter(WidgetBase):
             if model is not None:
                 raise input_error("model", "None beside a predictor (which brings its own model)", model,
                                   "Pass predictor or model=..., not both.")
-        self.image = _private_copy(as_rgb_uint8(image))
+        self.image = private_copy(as_rgb_uint8(image))
         self.predictor = predictor if predictor is not None else load_predictor(model)
         self.state = self._new_state(refine)
         self.objects: list[AcceptedObject] = []
@@ -177,7 +177,7 @@ class ClickSegmenter(WidgetBase):
             raise SamInputError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "
                                 "for an image of another size, make a new ClickSegmenter")
         if not np.may_share_memory(image, self.image):  # a view of our own copy is read-only already
-            image = _private_copy(image)
+            image = private_copy(image)
         self._set_status("Computing the image embedding…")
         self._embed(image)
         self.image = image
@@ -487,14 +487,6 @@ class ClickSegmenter(WidgetBase):
             tinted = self._thumbnail_photo * (1 - 0.6 * coverage) + np.array([255, 220, 0]) * 0.6 * coverage
             widget.value = _jpeg(tinted.round().astype(np.uint8))
         self.thumbnails.children = tuple(self._thumbnail_widgets[: len(masks)])
-
-
-def _private_copy(image: np.ndarray) -> np.ndarray:
-    """A read-only copy of `image` that only the widget holds, so that what it shows and saves stays the image it
-    embedded, whatever happens to the caller's array."""
-    image = image.copy()
-    image.flags.writeable = False
-    return image
 
 
 def _model_name(predictor) -> str:

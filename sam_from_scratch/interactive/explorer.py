@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import SamInputError, check_int, check_number, input_error, is_number
-from .canvas import Picture, WidgetBase, as_rgb_uint8
+from .canvas import Picture, WidgetBase, as_rgb_uint8, private_copy
 from .drawing import as_bool_masks, object_colors
 from .models import check_methods, load_model
 
@@ -62,7 +62,7 @@ class AutomaticMaskExplorer(WidgetBase):
             raise SamInputError("records: expected the generator's output (a list of dicts), got a model. "
                                 "Pass the model as model=... instead.")
         _check_unused(records, generator, model, generator_kwargs)
-        self.image = as_rgb_uint8(image)
+        self.image = private_copy(as_rgb_uint8(image))  # what it shows stays what the masks were made of
         if records is not None:
             records = _checked_records(records, self.image.shape[:2])
         self.generate_seconds = 0.0

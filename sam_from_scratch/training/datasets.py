@@ -161,7 +161,11 @@ def load_coco(path: Path, images: str | os.PathLike | None = None) -> InstanceDa
     except (ValueError, UnicodeDecodeError) as error:
         raise SamInputError(f"data: expected a COCO instance JSON in {path}, got a file that is not JSON ({error}).") from error
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
-        raise SamInputError(f"data: expected a COCO instance JSON with 'images' and 'annotations' lists in {path}, got keys {sorted(coco)[:8] if isinstance(coco, dict) else type(coco).__name__}.")
+        kinds = {list: "a JSON array", str: "a JSON string", int: "a JSON number", float: "a JSON number",
+                 bool: "true or false", type(None): "null"}
+        got = f"keys {sorted(coco)[:8]}" if isinstance(coco, dict) else kinds.get(type(coco), type(coco).__name__)
+        raise SamInputError(f"data: expected a COCO instance JSON with 'images' and 'annotations' lists in {path}, "
+                            f"got {got}.")
     for index, im in enumerate(coco["images"]):
         if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)):
             raise SamInputError(f"{path}: images[{index}]: expected an object with an id (a number or a string) and a file_name, got {describe(im)}.")

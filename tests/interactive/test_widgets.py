@@ -702,6 +702,14 @@ def fake_records():
     return records
 
 
+def test_the_explorer_keeps_its_own_copy_of_the_image(scene):
+    mine = scene[0].copy()
+    explorer = AutomaticMaskExplorer(mine, fake_records(), display_width=DISPLAY_WIDTH)
+    mine[:] = 0  # the user reuses their array: the picture stays the image the records were made of
+    assert not np.shares_memory(explorer.image, mine) and not explorer.image.flags.writeable
+    np.testing.assert_array_equal(explorer.image, scene[0])
+
+
 def test_the_explorer_filters_by_predicted_iou_and_stability_without_generating_again(scene):
     generator = CountingGenerator(fake_records())
     explorer = AutomaticMaskExplorer(scene[0], generator=generator, pred_iou_thresh=0.88, stability_score_thresh=0.95)

@@ -472,3 +472,11 @@ def test_weights_that_become_nan_are_not_saved(stars, tmp_path, monkeypatch):
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["step"] == 1 and all(torch.isfinite(v).all() for v in state["trainable"].values())  # finite
     assert not (run / "card.json").exists() and not list(run.glob("*.pth"))
+
+
+@pytest.mark.parametrize("content, got", [("[1, 2]", "a JSON array"), ('{"images": []}', "keys ['images']"),
+                                          ("3", "a JSON number")])
+def test_a_json_that_is_not_a_coco_object_says_what_it_holds(tmp_path, content, got):
+    (tmp_path / "masks.json").write_text(content)
+    with pytest.raises(SamInputError, match=re.escape(f"lists in {tmp_path / 'masks.json'}, got {got}.")):
+        load_dataset(tmp_path / "masks.json")
