@@ -50,7 +50,7 @@ from .utils.amg import (
 from .modeling.sam import Sam
 from .predictor import SamPredictor, as_rgb_uint8, check_sam_model
 
-# The generator, and what the official module imports and its users may import from it
+# The generator, and the names the official module imports from its own package (its users may import them from it)
 __all__ = ["SamAutomaticMaskGenerator", "Sam", "SamPredictor", "MaskData", "area_from_rle", "batch_iterator",
            "batched_mask_to_box", "box_xyxy_to_xywh", "build_all_layer_point_grids", "calculate_stability_score",
            "coco_encode_rle", "generate_crop_boxes", "is_box_near_crop_edge", "mask_to_rle_pytorch",
@@ -199,12 +199,14 @@ class SamAutomaticMaskGenerator:
         else:
             layers = len(point_grids) if isinstance(point_grids, (list, tuple)) else None
             changed = grids_made_for is not None and crop_n_layers != grids_made_for
-            if changed and layers not in (None, crop_n_layers + 1):
+            if changed and layers is not None and layers > crop_n_layers + 1:
+                point_grids = point_grids[: crop_n_layers + 1]  # fewer crop layers than made for: the first grids serve
+            elif changed and layers is not None and layers < crop_n_layers + 1:
+                wanted = f"{crop_n_layers + 1} grid{'s' if crop_n_layers else ''}"
                 raise SamInputError(
-                    f"crop_n_layers: expected {layers - 1}, one less than the {layers} grid(s) in point_grids (one "
-                    f"per crop layer, made for crop_n_layers={grids_made_for}), got {crop_n_layers}. Make a new "
-                    f"generator with crop_n_layers={crop_n_layers}, or set point_grids to a list of "
-                    f"{crop_n_layers + 1} grids too."
+                    f"crop_n_layers: expected at most {layers - 1}, one less than the {layers} grid(s) in point_grids "
+                    f"(one per crop layer, made for crop_n_layers={grids_made_for}), got {crop_n_layers}. Make a new "
+                    f"generator with crop_n_layers={crop_n_layers}, or set point_grids to a list of {wanted} too."
                 )
             point_grids = check_point_grids(point_grids, crop_n_layers)
             points_per_layer = [len(grid) for grid in point_grids]

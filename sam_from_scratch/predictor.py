@@ -373,7 +373,8 @@ class SamPredictor:
         for i in range(B * C):
             logits = postprocess(low_res[i : i + 1], self.input_size, self.original_size)  # (1, 1, H, W)
             if logits.dtype == torch.float32 and not logits.requires_grad:
-                np.greater(logits.numpy(), threshold, out=masks[i : i + 1].numpy())
+                # (the threshold in float32, as torch.gt compares float32 logits with a float64 number)
+                np.greater(logits.numpy(), np.float32(threshold), out=masks[i : i + 1].numpy())
             else:
                 torch.gt(logits, threshold, out=masks[i : i + 1])
         return out

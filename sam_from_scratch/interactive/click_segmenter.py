@@ -171,7 +171,8 @@ class ClickSegmenter(WidgetBase):
     # ----- image -----------------------------------------------------------------------------------------
     def set_image(self, image) -> None:
         """Show a new image and compute its embedding (the one expensive step); forgets prompts and objects.
-        The widget keeps its own read-only copy: changing your array afterwards changes neither."""
+        The widget keeps its own read-only copy: changing your array afterwards changes neither the picture nor
+        the masks."""
         image = as_rgb_uint8(image)
         if image.shape != self.image.shape:
             raise SamInputError(f"image: expected the shape of the first image, {self.image.shape}, got {image.shape}; "

@@ -21,6 +21,8 @@ Images and masks are read again from disk when a sample is asked for, so a datas
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
 import os
@@ -488,33 +490,48 @@ def save_folder_dataset(root: str | os.PathLike, samples: list[tuple[str, np.nda
     """Write (name, image (H, W, 3) uint8, masks (N, H, W) bool) samples as root/images/NAME.png and one
     root/masks/NAME_k.png per instance. Returns root.
 
-    Every sample is checked, and no file may be there already, before anything is written: files already in
-    root are never replaced."""
+    Every sample is checked before anything is written, and a file already there must hold what would be written
+    (a notebook cell run again writes the same files): other files are never replaced."""
     check_path("root", root, "a folder path (a str or a Path)")
     root = Path(root)
     if isinstance(samples, (str, bytes)) or not hasattr(samples, "__iter__"):
         raise input_error("samples", "a list of (name, image, masks) triples", samples)
     samples = list(samples)
-    paths, names = [], set()
+    names = set()
     for i, sample in enumerate(samples):
         _check_sample(i, sample, names)
-        name, _, masks = sample
-        paths += [root / "images" / f"{name}.png", *(root / "masks" / f"{name}_{k}.png" for k in range(len(masks)))]
     if root.exists() and not root.is_dir():
         raise SamInputError(f"root: expected a folder, got {root}, which is a file.")
-    there = [path for path in paths if path.exists() or path.is_symlink()]
-    if there:
-        more = f" and {len(there) - 3} more" if len(there) > 3 else ""
-        raise SamInputError(f"root: expected a folder without the files to write, got {root}, which holds "
-                            f"{', '.join(str(p.relative_to(root)) for p in there[:3])}{more}; nothing was written. "
-                            "Pass a new folder.")
+    other = [path for path, png in _sample_files(root, samples, only_existing=True)
+             if path.is_symlink() or not path.is_file() or path.read_bytes() != png()]
+    if other:
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        raise SamInputError(f"root: expected a folder without other files under the names to write, got {root}, "
+                            f"which holds {', '.join(str(p.relative_to(root)) for p in other[:3])}{more}; nothing "
+                            "was written. Pass a new folder.")
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
-    for name, image, masks in samples:
-        Image.fromarray(image).save(root / "images" / f"{name}.png")
-        for k, mask in enumerate(masks):
-            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"{name}_{k}.png")
+    for path, png in _sample_files(root, samples):
+        path.write_bytes(png())
     return root
+
+
+def _sample_files(root: Path, samples: list, only_existing: bool = False):
+    """(path, a function giving its PNG's bytes) for each file of the samples; only_existing: those already there.
+    The PNGs are encoded one at a time, when asked for: a large dataset is never held in memory twice."""
+    for name, image, masks in samples:
+        items = [(root / "images" / f"{name}.png", image)]
+        items += [(root / "masks" / f"{name}_{k}.png", (mask != 0).astype(np.uint8) * 255)
+                  for k, mask in enumerate(masks)]
+        for path, pixels in items:
+            if not only_existing or path.exists() or path.is_symlink():
+                yield path, functools.partial(_png_bytes, pixels)
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _check_sample(i: int, sample, names: set) -> None:
@@ -532,8 +549,12 @@ def _check_sample(i: int, sample, names: set) -> None:
                           "For floats in 0..1 pass (image * 255).round().astype(np.uint8).")
     h, w = image.shape[:2]
     if not (isinstance(masks, np.ndarray) and masks.ndim == 3 and masks.shape[1:] == (h, w)):
-        hint = "For one mask pass it as mask[None]." if isinstance(masks, np.ndarray) and masks.shape == (h, w) else ""
+        hint = ""
+        if isinstance(masks, np.ndarray) and masks.shape == (h, w):
+            hint = "For one mask pass it as mask[None]."
+        elif isinstance(masks, (list, tuple)):
+            hint = "For a list of (H, W) masks pass np.stack(masks)."
         raise input_error(f"samples[{i}] masks", f"a numpy array of shape (N, {h}, {w}), the image's size", masks,
                           hint)
-    if masks.dtype != bool and not (masks.dtype.kind in "iu" and np.isin(masks, (0, 1)).all()):
+    if masks.dtype != bool and not (masks.dtype.kind in "iuf" and np.isin(masks, (0, 1)).all()):
         raise input_error(f"samples[{i}] masks", "bool masks (or values 0 and 1)", masks, "For 0/255 pass masks > 0.")

@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,8 @@ class TrainConfig:
         if not (is_number(self.focal_alpha) and -math.inf < self.focal_alpha <= 1):
             raise input_error("focal_alpha", "a weight in [0, 1], or a negative number for no weighting",
                               self.focal_alpha)
+        for field in fields(self):  # numpy's numbers as Python's (int or float, as the default): the saved state
+            object.__setattr__(self, field.name, type(field.default)(getattr(self, field.name)))  # records JSON
 
 
 LOG_FIELDS = ["step", "loss", "focal", "dice", "iou_mse", "first_iou", "lr", "seconds"]

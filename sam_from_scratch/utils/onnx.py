@@ -95,8 +95,9 @@ class SamOnnxModel(nn.Module):
         The steps of Sam.postprocess_masks; the sizes come from a tensor, so they are read with .item(),
         which the exporter turns into symbols whose range torch._check states (a Python int() would have
         to know the value while tracing: the official file fails there). torch's older exporter
-        (torch.onnx.export(..., dynamo=False), which the official notebook calls) traces instead, and would
-        record .item()'s value as a constant: there the sizes stay tensors, so that orig_im_size stays an input.
+        (torch.onnx.export(..., dynamo=False), the default when the official notebook was written) traces
+        instead, and would record .item()'s value as a constant: there the sizes stay tensors, so that
+        orig_im_size stays an input.
         """
         masks = F.interpolate(masks.float(), (self.img_size, self.img_size), mode="bilinear", align_corners=False)
         if torch.jit.is_tracing():

@@ -339,8 +339,8 @@ def test_a_changed_crop_n_layers_that_the_point_grids_no_longer_fit_is_named(sta
     generator.crop_n_layers = 1  # the grids were made for one layer: an IndexError inside, unchecked
     message = error_message(lambda: generator.generate(image))
     assert message == (
-        "crop_n_layers: expected 0, one less than the 1 grid(s) in point_grids (one per crop layer, made for "
-        "crop_n_layers=0), got 1. Make a new generator with crop_n_layers=1, or set point_grids to a list of 2 "
+        "crop_n_layers: expected at most 0, one less than the 1 grid(s) in point_grids (one per crop layer, made "
+        "for crop_n_layers=0), got 1. Make a new generator with crop_n_layers=1, or set point_grids to a list of 2 "
         "grids too."
     )
     generator.point_grids = [GRID]  # grids of the user's own: then it is they that do not fit
@@ -352,6 +352,17 @@ def test_a_changed_crop_n_layers_that_the_point_grids_no_longer_fit_is_named(sta
     generator.point_grids = [np.full((200_000, 2), 0.5)]
     message = error_message(lambda: generator.generate(image))
     assert message.startswith("point_grids, points_per_batch: expected at most")
+
+
+def test_fewer_crop_layers_than_the_grids_were_made_for_take_the_first_grids_as_the_official_generator_does(
+        stand_in, scene_images):
+    image = np.ascontiguousarray(scene_images["landscape"][:100, :150])
+    settings = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, dtype="float32")
+    lowered = SamAutomaticMaskGenerator(stand_in, crop_n_layers=1, **settings)
+    lowered.crop_n_layers = 0  # the second grid goes unused
+    expected = SamAutomaticMaskGenerator(stand_in, crop_n_layers=0, **settings).generate(image)
+    got = lowered.generate(image)
+    assert [r["bbox"] for r in got] == [r["bbox"] for r in expected] and len(got) > 0
 
 
 def test_settings_changed_together_consistently_give_the_records_of_a_generator_built_with_them(stand_in, scene_images):

@@ -405,6 +405,11 @@ def test_thresholded_masks_are_the_logits_above_the_models_threshold(small_sam):
     masks, _, _ = predictor.predict_torch(coords, labels)
     assert masks.dtype == torch.bool and torch.equal(masks, logits > small_sam.mask_threshold)
     assert 0.2 < masks.float().mean() < 0.8
+    # a float64 threshold just under a logit's value: torch compares in float32, where the two are equal
+    value = float(logits[0, 0, 5, 5])
+    small_sam.mask_threshold = np.float64(value) - abs(value) * 1e-12
+    masks, _, _ = predictor.predict_torch(coords, labels)
+    assert not masks[0, 0, 5, 5] and torch.equal(masks, logits > small_sam.mask_threshold)
 
 
 @pytest.mark.parametrize("multimask_output", [True, False])

@@ -210,7 +210,8 @@ def test_a_run_of_another_recipe_is_refused_not_replaced_and_resume_false_starts
     train(first, "micro", scenes, work_dir=tmp_path, progress=False)
     before = everything_in(tmp_path)
     message = (r"^work_dir: expected a new folder or a run of this recipe to resume, got .*, whose state\.pt "
-               r"\(step 2\) is another recipe's: steps 2 there, 3 here; lr 0\.001 there, 0\.0005 here\. Pass another work_dir, "
+               r"\(step 2\) is another recipe's: steps 2 there, 3 here; lr 0\.001 there, 0\.0005 here\. "
+               r"Pass another work_dir, "
                r"or resume=False to start over in this one")
     with pytest.raises(SamInputError, match=message):
         train(replace(first, steps=3, lr=5e-4), "micro", scenes, work_dir=tmp_path, progress=False)

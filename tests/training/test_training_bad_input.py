@@ -5,6 +5,7 @@ Every case is refused at the public call with a SamInputError naming the argumen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -249,6 +250,12 @@ def test_a_recipe_that_cannot_train_is_refused_naming_the_field(fields, message)
         TrainConfig(**fields)
 
 
+def test_a_recipe_takes_numpy_numbers_as_plain_ones():
+    cfg = TrainConfig(steps=np.int64(2), lr=np.float32(5e-4), box_fraction=np.float64(0.5), clicks=np.int32(1))
+    assert [type(v) for v in (cfg.steps, cfg.lr, cfg.box_fraction, cfg.clicks)] == [int, float, float, int]
+    assert json.loads(json.dumps(dataclasses.asdict(cfg)))["steps"] == 2  # as the saved state records the recipe
+
+
 def test_train_refuses_bad_arguments_before_it_writes_anything(tmp_path):
     cases = [
         (dict(cfg={"steps": 1}), r"^cfg: expected a TrainConfig, e\.g\. TrainConfig\(steps=200\), got dict"),
@@ -305,14 +312,18 @@ def test_save_folder_dataset_checks_every_sample_and_never_replaces_a_file(tmp_p
     root = save_folder_dataset(tmp_path / "data", [("a", image, masks)])
     assert sorted(p.name for p in root.rglob("*.png")) == ["a.png", "a_0.png", "a_1.png"]
     before = {p: p.read_bytes() for p in root.rglob("*.png")}
-    with pytest.raises(SamInputError, match=r"^root: expected a folder without the files to write, got .*data, which "
-                                            r"holds images/a\.png, masks/a_0\.png, masks/a_1\.png; nothing was written"):
-        save_folder_dataset(root, [("b", image, masks[:1]), ("a", image + 1, masks)])
+    save_folder_dataset(root, [("a", image, masks.astype(np.uint8))])  # a cell run again: the same files
+    assert {p: p.read_bytes() for p in root.rglob("*.png")} == before
+    with pytest.raises(SamInputError, match=r"^root: expected a folder without other files under the names to write, "
+                                            r"got .*data, which holds images/a\.png, masks/a_1\.png; nothing was "
+                                            r"written\. Pass a new folder\.$"):
+        save_folder_dataset(root, [("b", image, masks[:1]), ("a", image + 1, np.stack([masks[0], ~masks[1]]))])
     assert {p: p.read_bytes() for p in root.rglob("*.png")} == before  # b was not written either
     cases = [
         ([("c", image, masks[0])], r"^samples\[0\] masks: expected a numpy array of shape \(N, 8, 10\), the image's "
                                    r"size, got ndarray of shape \(8, 10\).*For one mask pass it as mask\[None\]\."),
         ([("c", image, masks[:, :4])], r"^samples\[0\] masks: expected a numpy array of shape \(N, 8, 10\)"),
+        ([("c", image, list(masks))], r"^samples\[0\] masks: .*For a list of \(H, W\) masks pass np\.stack\(masks\)\."),
         ([("c", image, masks.astype(np.uint8) * 255)], r"^samples\[0\] masks: expected bool masks .*masks > 0\."),
         ([("c", image / 255.0, masks)], r"^samples\[0\] image: expected an \(H, W, 3\) uint8 numpy array"),
         ([("c/d", image, masks)], r"^samples\[0\] name: expected a non-empty file name without / or \\"),
