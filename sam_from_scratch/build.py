@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_into, read_state_dict
+from .checkpoint import load_into, read_state_dict, wrapper_hint
 from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, data_dir_note, guess_variant
 from .device import auto_device
 from .errors import SamInputError, check_switch
@@ -174,14 +174,15 @@ def from_pretrained(
 
         variant = "vit_h" if name == "default" else name
         model = sam_model_registry[variant](checkpoint=download_checkpoint(variant, **download_kwargs))
-    elif Path(name).exists():
+    elif Path(name).expanduser().exists():  # ~/sam.pth as a shell reads it
+        name = Path(name).expanduser()
         state_dict = read_state_dict(name)  # read once: the shapes say which variant, then it is loaded
         variant = guess_variant(state_dict)
         if variant is None:
             raise SamInputError(
                 f"name: could not tell which SAM variant {name} holds: its shapes match none of vit_b, vit_l, vit_h "
                 "and tiny, or a part is missing. Build it with sam_model_registry['vit_b'](checkpoint=path) (or the "
-                "variant it should be) to see which keys or shapes differ."
+                f"variant it should be) to see which keys or shapes differ.{wrapper_hint(state_dict)}"
             )
         model = load_into(build_sam(CONFIGS[variant], fast=False), state_dict, variant, source=str(name))
     else:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import guess_variant, signature
-from .errors import input_error
+from .errors import describe, input_error
 
 StateDict = dict[str, Tensor]
 
@@ -206,11 +206,15 @@ def _read_sharded(index_path: Path) -> StateDict:
         weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint: {index_path} is not a valid shard index ({error}).") from error
+    if not (isinstance(weight_map, dict) and weight_map and all(isinstance(v, str) for v in weight_map.values())):
+        raise CheckpointError(f"checkpoint: {index_path} is not a valid shard index (its weight_map should map each "
+                              f"tensor's name to a shard's file name, got {describe(weight_map)}).")
     state_dict: StateDict = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
         if not shard_path.is_file():
-            raise CheckpointNotFoundError(f"checkpoint: shard {shard_path} listed in {index_path} is missing.")
+            there = " (a folder is there)" if shard_path.is_dir() else ""
+            raise CheckpointNotFoundError(f"checkpoint: shard {shard_path} listed in {index_path} is missing{there}.")
         state_dict.update(_read_file(shard_path))
     return state_dict
 
@@ -358,6 +362,19 @@ def _describe(sig: Mapping[str, int]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Loading into a model
 # ---------------------------------------------------------------------------------------------------------
+WRAPPERS = {"module.": "a DistributedDataParallel (or DataParallel) model: save model.module.state_dict()",
+            "_orig_mod.": "a model compiled with torch.compile: save the original module's state_dict()"}
+
+
+def wrapper_hint(state_dict: StateDict) -> str:
+    """Advice for weights saved under a wrapper's prefix (every key starting with 'module.', say), else ""."""
+    for prefix, where in WRAPPERS.items():
+        if state_dict and all(key.startswith(prefix) for key in state_dict):
+            return (f" Every key starts with {prefix!r}: the weights were saved from {where}, or strip the prefix: "
+                    f"{{key.removeprefix({prefix!r}): value for key, value in state_dict.items()}}.")
+    return ""
+
+
 def load_into(
     model: nn.Module,
     checkpoint: str | os.PathLike | Mapping[str, Tensor],
@@ -395,7 +412,7 @@ def load_into(
         raise CheckpointError(
             f"checkpoint: {source} does not look like a SAM checkpoint (no image_encoder.patch_embed.proj.weight, "
             f"image_encoder.pos_embed or mask_decoder.iou_token.weight); its keys start with "
-            f"{_first(sorted(state_dict), 3)}."
+            f"{_first(sorted(state_dict), 3)}.{wrapper_hint(state_dict)}"
         )
     wanted = signature(expected)
     if wanted is not None and found != wanted:

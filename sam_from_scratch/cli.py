@@ -100,7 +100,7 @@ def _add_download_options(parser: argparse.ArgumentParser) -> None:
     """--cache-dir and --mirror: where official checkpoints are kept, and where they are downloaded from."""
     from .download import CACHE_ENV, DEFAULT_CACHE_DIR, MIRROR_ENV, OFFICIAL_BASE_URL
 
-    parser.add_argument("--cache-dir", default=None,
+    parser.add_argument("--cache-dir", type=_path_argument, default=None,
                         help=f"folder to keep checkpoints in (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
     parser.add_argument("--mirror", default=None,
                         help=f"base URL serving the same file names (default: ${MIRROR_ENV} or {OFFICIAL_BASE_URL})")
@@ -114,7 +114,7 @@ def _add_demo(subparsers, prog: str) -> None:
         "    outputs/demo_overlay.png; with no network it says so and uses the bundled small model instead",
         run_demo,
     )
-    parser.add_argument("--out", default="outputs", metavar="DIR",
+    parser.add_argument("--out", type=_path_argument, default="outputs", metavar="DIR",
                         help="folder for demo_mask.png and demo_overlay.png (default: outputs)")
     parser.add_argument("--offline", action="store_true",
                         help="download nothing: Meta's vit_b if it is in the cache, else the small model")
@@ -146,7 +146,8 @@ def _add_download(subparsers, prog: str) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="the picture (any format Pillow reads: PNG, JPEG, ...)")
+    parser.add_argument("image", type=_path_argument,
+                        metavar="IMAGE", help="the picture (any format Pillow reads: PNG, JPEG, ...)")
     parser.add_argument("--model", type=_model_argument, default=None,
                         help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once; 'default' is vit_h, as in "
                         "segment_anything), or a checkpoint file / Hugging Face folder (default: vit_b if its "
@@ -177,7 +178,7 @@ def _add_segment(subparsers, prog: str) -> None:
                         help="a point NOT on the object (repeat for more)")
     parser.add_argument("--box", type=_numbers(4, "X1,Y1,X2,Y2"), metavar="X1,Y1,X2,Y2",
                         help="a box around the object: top-left and bottom-right corners")
-    parser.add_argument("--out", required=True, metavar="OUT.png",
+    parser.add_argument("--out", type=_path_argument, required=True, metavar="OUT.png",
                         help="where to write the mask, as a lossless image: .png, .bmp or .tif (JPEG would blur its "
                         "edges); the overlay goes beside it as OUT_overlay.png")
 
@@ -191,7 +192,8 @@ def _add_everything(subparsers, prog: str) -> None:
         run_everything,
     )
     _add_common(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for overlay.png and masks.json")
+    parser.add_argument("--out", type=_path_argument,
+                        required=True, metavar="DIR", help="folder for overlay.png and masks.json")
     parser.add_argument("--points-per-side", type=_positive_int, default=32, help="the point grid is N x N (default 32)")
     parser.add_argument("--points-per-batch", type=_positive_int, default=64,
                         help="points per decoder call (default 64)")
@@ -227,12 +229,12 @@ def _add_train_tiny(subparsers, prog: str) -> None:
                         help="CPU threads for torch in this process: the evaluation, and the training with "
                         "--workers 1 (default 2)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None, metavar="DIR",
+    where.add_argument("--out", type=_path_argument, default=None, metavar="DIR",
                        help=f"folder for sam_tiny.pt and card.json (default: {TRAIN_TINY_OUT}; with --quick "
                        f"{QUICK_OUT})")
     where.add_argument("--replace-bundled", action="store_true",
                        help="write them to the bundled model's folder, sam_from_scratch/data/tiny, instead")
-    parser.add_argument("--work-dir", default=None, metavar="DIR",
+    parser.add_argument("--work-dir", type=_path_argument, default=None, metavar="DIR",
                         help=f"resumable state and loss log (default: OUT/state; with --replace-bundled "
                         f"{TRAIN_TINY_OUT}/state, outside the package)")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start from scratch")
@@ -264,14 +266,15 @@ def _add_finetune(subparsers, prog: str) -> None:
     parser.add_argument("--model", type=_model_argument, default="vit_b",
                         help="tiny (bundled), vit_b, vit_l, vit_h (downloaded once, or see `download`; 'default' is "
                         "vit_h), or a checkpoint file (default: vit_b)")
-    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+    parser.add_argument("--checkpoint", type=_path_argument, default=None, metavar="FILE",
                         help="weights for the --model variant instead of the bundled or official ones")
-    parser.add_argument("--data", required=True, metavar="PATH",
+    parser.add_argument("--data", type=_path_argument, required=True, metavar="PATH",
                         help="a COCO instance JSON (polygons or RLE), or a folder holding images/ and masks/ (one PNG "
                         "per instance named <image>_<k>.png, or one single-channel label map <image>.png; 255 in a palette map is "
                         "a boundary, not an instance)")
-    parser.add_argument("--images", default=None, metavar="DIR", help="the COCO file's images (default: beside it)")
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--images", type=_path_argument,
+                        default=None, metavar="DIR", help="the COCO file's images (default: beside it)")
+    parser.add_argument("--out", type=_path_argument, required=True, metavar="DIR",
                         help="the run folder: new or empty, or an earlier run with the same settings (it resumes)")
     how_long = parser.add_mutually_exclusive_group()
     how_long.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
@@ -291,10 +294,11 @@ def _add_finetune(subparsers, prog: str) -> None:
                         help="also train rank-R adapters on the image encoder's attention (for GPUs; no embedding "
                         "cache then; default 0: off)")
     parser.add_argument("--train-prompt-encoder", action="store_true", help="train the prompt encoder as well")
-    parser.add_argument("--replay", default=None, metavar="PATH",
+    parser.add_argument("--replay", type=_path_argument, default=None, metavar="PATH",
                         help="a second dataset (same formats) whose images all join the training images: images of "
                         "the kinds the model already segments well, so that it does not forget them")
-    parser.add_argument("--replay-images", default=None, metavar="DIR", help="the --replay COCO file's images")
+    parser.add_argument("--replay-images", type=_path_argument,
+                        default=None, metavar="DIR", help="the --replay COCO file's images")
     parser.add_argument("--replay-fraction", type=float, default=None, metavar="F",
                         help="share of each step's images drawn from --replay (default: its share of all the images)")
     parser.add_argument("--distill", type=float, default=0.0, metavar="W",
@@ -313,10 +317,11 @@ def _add_export_onnx(subparsers, prog: str) -> None:
     parser.add_argument("--model", type=_model_argument, default="tiny",
                         help="tiny (bundled, the default), vit_b, vit_l, vit_h (downloaded once; 'default' is vit_h), or a "
                         "checkpoint file / Hugging Face folder")
-    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+    parser.add_argument("--checkpoint", type=_path_argument, default=None, metavar="FILE",
                         help="weights for the --model variant (e.g. --model vit_b --checkpoint my_vit_b.pth) instead "
                         "of the bundled or official ones")
-    parser.add_argument("--out", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
+    parser.add_argument("--out", type=_path_argument,
+                        required=True, metavar="OUT.onnx", help="where to write the ONNX file")
     parser.add_argument("--quantize", action="store_true",
                         help="also write an int8 copy beside it, OUT_int8.onnx (onnxruntime's dynamic quantization)")
     parser.add_argument("--multimask", action="store_true",
@@ -392,12 +397,19 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _path_argument(text: str) -> str:
+    """A path with a leading ~ expanded, as a shell does for a separate word (not after --out=)."""
+    return os.path.expanduser(text)
+
+
 def _model_argument(text: str) -> str:
     from .download import ALIASES, CHECKPOINTS
 
     names = ["tiny", *CHECKPOINTS, *ALIASES]
-    if text in names or Path(text).exists():
+    if text in names:
         return text
+    if Path(_path_argument(text)).exists():
+        return _path_argument(text)
     raise argparse.ArgumentTypeError(
         f"expected {', '.join(repr(n) for n in names)} or the path of a checkpoint file or Hugging Face folder, "
         f"got {text!r} (no such name or file)"

@@ -57,12 +57,22 @@ def evaluate(
     box; iou_prediction_correlation: Pearson correlation of predicted and true IoU over the three masks.
 
     clicks is how many clicks each object gets (1, 2 or 3); figures for clicks it did not get are None.
-    scene_config, if given, must have the model's image size.
+    scene_config, if given, must have the model's image size. The model is evaluated in eval mode and left in the
+    mode it came in.
     """
+    scene_config = check_evaluate_arguments(model, num_scenes, seed, scene_config, first_scene, clicks, progress)
+    was_training = model.training
+    model.eval()
+    try:
+        return _figures(model, num_scenes, seed, scene_config, first_scene, clicks, progress)
+    finally:
+        model.train(was_training)  # the caller's mode, as it was (a training loop measures between steps)
+
+
+def _figures(model, num_scenes, seed, scene_config, first_scene, clicks, progress) -> dict:
+    """evaluate's figures, the model in eval mode."""
     from tqdm.auto import tqdm
 
-    scene_config = check_evaluate_arguments(model, num_scenes, seed, scene_config, first_scene, clicks, progress)
-    model.eval()
     S = model.image_encoder.img_size
     results = {"single": [], "best": [], "clicks": [[] for _ in range(clicks)], "box": [], "pred": [], "true": []}
     for index in tqdm(range(first_scene, first_scene + num_scenes), disable=not progress, desc="evaluate"):

@@ -370,10 +370,17 @@ def finetune(
             raise SamInputError(f"{argument}: expected None without a replay dataset, got {value!r}.")
     if replay_fraction is not None:
         check_number("replay_fraction", replay_fraction, 0.0, 1.0, high_open=True)
+        if replay_fraction == 0:
+            raise SamInputError("replay_fraction: expected a share in (0, 1), got 0, which would draw no replayed "
+                                "image at all; leave replay out to train without it.")
     check_number("distill", distill, 0.0)
     if distill and replay is None:
         raise SamInputError(f"distill: expected 0 without a replay dataset, got {distill!r}.")
     check_switch("progress", progress)
+    # a leading ~ read as a shell reads it (the command line's paths are expanded too)
+    data, images, out, checkpoint, replay, replay_images = (
+        os.path.expanduser(p) if isinstance(p, (str, os.PathLike)) else p  # (the others are named where read)
+        for p in (data, images, out, checkpoint, replay, replay_images))
 
     dataset = load_dataset(data, images)
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)

@@ -296,7 +296,8 @@ def train(
     check_switch("progress", progress)
     check_int("workers", workers, 1)
     check_workers(cfg, workers)
-    check_work_dir(Path(work_dir), cfg, model_name, resume)
+    work_dir = Path(work_dir).expanduser()  # ~/runs as a shell reads it
+    check_work_dir(work_dir, cfg, model_name, resume)
     model_config = CONFIGS[model_name]
     scene_config = scene_config or SceneConfig(image_size=model_config.image_size)
     job = (cfg, model_name, model_config, scene_config, Path(work_dir), resume, progress)

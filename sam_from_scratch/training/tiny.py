@@ -103,8 +103,8 @@ def train_tiny(
     steps, seed, workers, threads, eval_scenes = map(int, (steps, seed, workers, threads, eval_scenes))  # numpy's too
     cfg = replace(TrainConfig(), steps=steps, seed=seed)
     check_workers(cfg, workers)
-    out = Path(out)
-    work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir)
+    out = Path(out).expanduser()  # ~/tiny as a shell reads it
+    work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir).expanduser()
     if not eval_only:
         check_run_folder(out, work_dir)
         check_work_dir(work_dir, cfg, "tiny", resume=not fresh, start_over="fresh=True")

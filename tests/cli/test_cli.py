@@ -124,6 +124,25 @@ def test_segment_explains_bad_prompts(sample, checkpoint, tmp_path, capsys, args
     assert not (tmp_path / "m.png").exists()
 
 
+def test_a_leading_tilde_is_the_home_folder_in_every_path_option(sample, checkpoint, tmp_path, capsys, monkeypatch):
+    """--out=~/x reaches the program unexpanded (the shell expands ~ only at the start of a word): read as the home
+    folder, never as a folder named ~ in the current one."""
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    (home / "photo.png").write_bytes(Path(sample[0]).read_bytes())
+    (home / "model.pth").write_bytes(Path(checkpoint).read_bytes())
+    code, err = run_in_process(capsys, "segment", "~/photo.png", "--point", "5,5", "--model=~/model.pth",
+                               "--out=~/masks/m.png")
+    assert code == 0, err
+    assert (home / "masks" / "m.png").is_file() and (home / "masks" / "m_overlay.png").is_file()
+    code, err = run_in_process(capsys, "everything", "~/photo.png", "--model=~/model.pth", "--out=~/all",
+                               "--points-per-side", "2")
+    assert code == 0, err
+    assert (home / "all" / "masks.json").is_file() and list(elsewhere.iterdir()) == []
+
+
 def test_segment_explains_unreadable_images(tmp_path, checkpoint, capsys):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("hello")

@@ -133,6 +133,21 @@ def broken(tmp_path, problem):
     return (write_coco(tmp_path, images, [{"id": 1, "image_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]]}]),)
 
 
+def test_a_leading_tilde_in_the_paths_is_the_home_folder(tmp_path, monkeypatch):
+    """As a shell reads ~/x (the command line's options are expanded the same way): never a folder named ~."""
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    scenes = [make_star_scene(STAR_SEED, i) for i in range(5)]
+    save_folder_dataset("~/stars", [(f"star_{i}", scene.image, scene.masks) for i, scene in enumerate(scenes)])
+    assert len(load_dataset("~/stars")) == 5
+    torch.save(small_model().state_dict(), home / "model.pth")
+    model = from_pretrained("~/model.pth", device="cpu")
+    finetune(model, "~/stars", out="~/run", **{**FAST, "steps": 1})
+    assert (home / "run" / "card.json").is_file() and list(elsewhere.iterdir()) == []
+
+
 @pytest.mark.parametrize("problem, message", [
     ("mask size", "a_0.png: expected a mask of 8x8 pixels (the size of"),
     ("empty mask", "a_0.png: expected a mask with at least one pixel set, got an empty mask"),
@@ -378,6 +393,10 @@ def test_replay_fraction_sets_the_share_of_replayed_images_in_each_step(star_fol
         finetune(small_model(), star_folder, out=tmp_path / "run", replay_fraction=0.5, **FAST)
     with pytest.raises(SamInputError, match=r"^replay_fraction: expected a number in \[0, 1\)"):
         finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, replay_fraction=1.5, **FAST)
+    with pytest.raises(SamInputError, match=r"^replay_fraction: expected a share in \(0, 1\), got 0, which would "
+                                            r"draw no replayed image at all; leave replay out"):
+        finetune(small_model(), star_folder, out=tmp_path / "run", replay=replay, replay_fraction=0.0, **FAST)
+    assert not (tmp_path / "run").exists()
 
 
 def test_distill_holds_the_replayed_images_to_the_starting_model(star_folder, tmp_path):

@@ -296,6 +296,9 @@ def test_evaluation_reports_the_card_figures():
     assert figures["single_click_best_of_3_miou"] >= figures["single_click_miou"]
     assert -1.0 <= figures["iou_prediction_correlation"] <= 1.0
     assert figures["num_instances"] >= 2
+    model.train()  # measured between training steps: the model is given back in the mode it came in
+    evaluate(model, num_scenes=1, scene_config=SceneConfig(image_size=48))
+    assert model.training
 
 
 @pytest.mark.cuda

@@ -6,6 +6,7 @@ costs no memory, when only their shapes matter.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -343,3 +344,31 @@ def test_a_named_pipe_is_refused_instead_of_waiting_forever(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(CheckpointError, match=r"^checkpoint: .*sam\.pth is not a regular file \(a pipe, a socket or a device\)"):
         read_state_dict(pipe)
+
+
+@pytest.mark.parametrize("weight_map", [["a"], {"a": 5}, {}], ids=["a list", "a number", "empty"])
+def test_a_shard_index_whose_weight_map_names_no_files_is_named(tmp_path, weight_map):
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match=r"^checkpoint: .*model\.safetensors\.index\.json is not a valid shard "
+                                              r"index \(its weight_map should map each tensor's name to a shard's "
+                                              r"file name, got "):
+        read_state_dict(tmp_path)
+
+
+def test_a_shard_index_naming_a_folder_says_so(tmp_path):
+    (tmp_path / "shard").mkdir()
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "shard"}}))
+    with pytest.raises(CheckpointError, match=r"shard .*shard listed in .* is missing \(a folder is there\)\.$"):
+        read_state_dict(tmp_path)
+
+
+def test_weights_saved_from_a_wrapper_say_how_to_load_them(tmp_path):
+    tiny = from_pretrained("tiny", device="cpu")
+    path = tmp_path / "ddp.pth"
+    torch.save({f"module.{key}": value for key, value in tiny.state_dict().items()}, path)
+    hint = (r"Every key starts with 'module\.': the weights were saved from a DistributedDataParallel \(or "
+            r"DataParallel\) model: save model\.module\.state_dict\(\), or strip the prefix: ")
+    with pytest.raises(SamInputError, match=r"^name: could not tell which SAM variant .*" + hint):
+        from_pretrained(str(path), device="cpu")
+    with pytest.raises(CheckpointError, match=r"does not look like a SAM checkpoint .*" + hint):
+        sam_model_registry["tiny"](checkpoint=path)
