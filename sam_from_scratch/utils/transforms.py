@@ -40,6 +40,7 @@ class ResizeLongestSide:
         Rounds half up, as the official transform does: a 333x517 image at 1024 becomes 660x1024.
         """
         _check_size("oldh, oldw", (oldh, oldw))
+        check_int("long_side_length", long_side_length, 1)
         scale = long_side_length * 1.0 / max(oldh, oldw)
         newh = int(oldh * scale + 0.5)
         neww = int(oldw * scale + 0.5)
@@ -82,6 +83,10 @@ class ResizeLongestSide:
         if not (image.is_floating_point() or image.dtype == torch.uint8):
             raise input_error("image", "a floating-point (or uint8) tensor", image)
         newh, neww = self.resized_shape(image, image.shape[-2], image.shape[-1])
+        if image.device.type == "cpu" and image.dtype in (torch.float16, torch.bfloat16):
+            # torch's antialiased resize on a CPU takes neither: resized in float32, given back in the caller's dtype
+            resized = F.interpolate(image.float(), (newh, neww), mode="bilinear", align_corners=False, antialias=True)
+            return resized.to(image.dtype)
         return F.interpolate(image, (newh, neww), mode="bilinear", align_corners=False, antialias=True)
 
     def resized_shape(self, image, h: int, w: int) -> Tuple[int, int]:
@@ -138,7 +143,8 @@ class ResizeLongestSide:
 def _check_size(argument: str, size) -> None:
     """An image size (H, W): two integers >= 1 (Python, numpy or 0-d tensors)."""
     try:
-        pair = [int(s) for s in size] if len(size) == 2 and all(float(s) == int(s) for s in size) else []
+        numbers = len(size) == 2 and not any(isinstance(s, (bool, np.bool_)) for s in size)  # True is not a size
+        pair = [int(s) for s in size] if numbers and all(float(s) == int(s) for s in size) else []
     except (TypeError, ValueError, OverflowError):  # not numbers, or inf
         pair = []
     if len(pair) != 2 or min(pair) < 1:

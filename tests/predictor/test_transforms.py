@@ -119,14 +119,27 @@ def test_masks_are_mapped_back_like_official_postprocess_masks(img_size, low_res
     (lambda t: t.apply_image_torch(torch.zeros(3, 60, 80)), r"^image: expected a tensor of shape \(B, C, H, W\) .*For one image add the batch axis: image\[None\]\.$"),
     (lambda t: t.apply_image_torch(torch.zeros(1, 3, 1, 500)), r"^image: expected a long side at most 192 times the short side"),
     (lambda t: t.apply_image_torch(torch.zeros(1, 3, 60, 80, dtype=torch.bool)), r"^image: expected a floating-point \(or uint8\) tensor, got Tensor .*torch\.bool\.$"),
+    (lambda t: t.get_preprocess_shape(10, 20, 0), r"^long_side_length: expected a positive integer, got int 0\.$"),
+    (lambda t: t.get_preprocess_shape(10, 20, 96.5), r"^long_side_length: expected a positive integer, got float 96\.5\.$"),
+    (lambda t: t.apply_coords(np.array([[1.0, 2.0]]), (True, True)), r"^original_size: expected an image size \(H, W\) of two integers >= 1, got tuple \(True, True\)\.$"),
 ], ids=["channels first", "a tensor image", "coords of 3", "coords of text", "original size 0", "boxes of 3",
         "tensor boxes to numpy", "numpy coords to torch", "torch boxes of 3", "empty image size", "infinite image size",
         "target 0", "target text", "int64 image", "float image", "no channels", "too thin", "torch channels last",
-        "numpy to torch", "torch without batch", "torch too thin", "torch bool"])
+        "numpy to torch", "torch without batch", "torch too thin", "torch bool", "long side 0", "long side 96.5",
+        "boolean size"])
 def test_bad_arguments_are_named_instead_of_failing_inside_numpy(call, message):
     # The official class resizes a channels-first image along the wrong axes and scales 3-vectors without a word.
     with pytest.raises(ValueError, match=message):
         call(ResizeLongestSide(96))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_apply_image_torch_takes_half_precision_on_a_cpu(dtype):
+    image = torch.rand(1, 3, 60, 80) * 255
+    resized = ResizeLongestSide(32).apply_image_torch(image.to(dtype))
+    assert resized.dtype == dtype and resized.shape == (1, 3, 24, 32)
+    expected = ResizeLongestSide(32).apply_image_torch(image.to(dtype).float())
+    torch.testing.assert_close(resized.float(), expected.to(dtype).float())
 
 
 def test_an_original_size_given_as_a_tensor_or_numpy_integers_scales_as_a_tuple():
