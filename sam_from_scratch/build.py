@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from torch import nn
 from .checkpoint import load_into, read_state_dict, wrapper_hint
 from .config import CONFIGS, TINY_CHECKPOINT, SamConfig, config_name, data_dir_note, guess_variant
 from .device import auto_device
-from .errors import SamInputError, check_switch
+from .errors import SamInputError, check_switch, expand_user
 from .fast import check_dtype, speed_up
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
@@ -174,8 +173,8 @@ def from_pretrained(
 
         variant = "vit_h" if name == "default" else name
         model = sam_model_registry[variant](checkpoint=download_checkpoint(variant, **download_kwargs))
-    elif Path(name).expanduser().exists():  # ~/sam.pth as a shell reads it
-        name = Path(name).expanduser()
+    elif expand_user("name", name, "a path to a checkpoint").exists():  # ~/sam.pth as a shell reads it
+        name = expand_user("name", name, "a path to a checkpoint")
         state_dict = read_state_dict(name)  # read once: the shapes say which variant, then it is loaded
         variant = guess_variant(state_dict)
         if variant is None:

@@ -398,8 +398,13 @@ def _threshold(text: str) -> float:
 
 
 def _path_argument(text: str) -> str:
-    """A path with a leading ~ expanded, as a shell does for a separate word (not after --out=)."""
-    return os.path.expanduser(text)
+    """A path with a leading ~ expanded, as a shell does for a separate word (not after --out=); a ~user of no
+    user here is refused, not taken as a folder of that name."""
+    expanded = os.path.expanduser(text)  # (os.path keeps a trailing slash, which --out's checks read)
+    if expanded.startswith("~"):
+        raise argparse.ArgumentTypeError(f"{text!r}: {text.split(os.sep)[0]} names no home folder here; write the "
+                                          "path out in full")
+    return expanded
 
 
 def _model_argument(text: str) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from ..errors import SamInputError, check_int, describe, input_error, is_int, is_number
+from ..errors import SamInputError, check_int, describe, expand_user, input_error, is_int, is_number
 from ..utils.images import as_rgb
 from ..utils.amg import rle_to_mask
 from ..utils.checks import check_path
@@ -139,7 +139,7 @@ def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = Non
     check_path("data", data, "a COCO .json file or a folder with images/ and masks/")
     if images is not None and not isinstance(images, (str, os.PathLike)):
         raise input_error("images", "the folder of the COCO file's images (a path) or None", images)
-    data = Path(data).expanduser()  # ~/data as a shell reads it
+    data = expand_user("data", data, "a COCO .json file or a folder with images/ and masks/")  # ~/data too
     if not data.exists():
         raise SamInputError(f"data: expected a COCO .json file or a folder with images/ and masks/, got {str(data)!r}, which does not exist.")
     if data.is_file() and data.suffix.lower() == ".json":
@@ -155,7 +155,7 @@ def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = Non
 
 
 def load_coco(path: Path, images: str | os.PathLike | None = None) -> InstanceDataset:
-    image_dir = Path(images).expanduser() if images is not None else path.parent
+    image_dir = expand_user("images", images, "the COCO file's images") if images is not None else path.parent
     if not image_dir.is_dir():
         raise SamInputError(f"images: expected the folder of the COCO file's images, got {str(image_dir)!r}, which is not a folder.")
     try:
@@ -493,7 +493,7 @@ def save_folder_dataset(root: str | os.PathLike, samples: list[tuple[str, np.nda
     Every sample is checked before anything is written, and a file already there must hold what would be written
     (a notebook cell run again writes the same files): other files are never replaced."""
     check_path("root", root, "a folder path (a str or a Path)")
-    root = Path(root).expanduser()
+    root = expand_user("root", root, "a folder path")
     if isinstance(samples, (str, bytes)) or not hasattr(samples, "__iter__"):
         raise input_error("samples", "a list of (name, image, masks) triples", samples)
     samples = list(samples)

@@ -38,7 +38,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..device import auto_device
-from ..errors import SamInputError, check_int, check_number, check_switch, input_error, is_number, renamed
+from ..errors import (SamInputError, check_int, check_number, check_switch, expand_user, input_error, is_number,
+                      renamed)
 from ..modeling.sam import Sam
 from ..utils.checks import check_path
 from ..utils.transforms import ResizeLongestSide
@@ -379,8 +380,8 @@ def finetune(
     check_switch("progress", progress)
     # a leading ~ read as a shell reads it (the command line's paths are expanded too)
     data, images, out, checkpoint, replay, replay_images = (
-        os.path.expanduser(p) if isinstance(p, (str, os.PathLike)) else p  # (the others are named where read)
-        for p in (data, images, out, checkpoint, replay, replay_images))
+        expand_user(name, p, "a path") if isinstance(p, (str, os.PathLike)) and str(p).startswith("~") else p
+        for name, p in zip(PATH_ARGUMENTS, (data, images, out, checkpoint, replay, replay_images)))
 
     dataset = load_dataset(data, images)
     train_set, val_set = dataset.split(val_fraction, seed, val_ids)
@@ -496,6 +497,7 @@ def config_name_of(sam: Sam) -> str:
 
 
 PATH_SETTINGS = ("checkpoint", "data", "images", "replay", "replay_images")
+PATH_ARGUMENTS = ("data", "images", "out", "checkpoint", "replay", "replay_images")
 
 
 def _full_path(path) -> str | None:

@@ -36,7 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..build import build_sam
 from ..config import CONFIGS, SamConfig
-from ..errors import SamInputError, check_choice, check_int, check_number, check_switch, input_error, is_number
+from ..errors import (SamInputError, check_choice, check_int, check_number, check_switch, expand_user, input_error,
+                      is_number)
 from ..modeling.sam import Sam
 from ..utils.amg import batched_mask_to_box
 from ..utils.checks import check_path
@@ -296,7 +297,7 @@ def train(
     check_switch("progress", progress)
     check_int("workers", workers, 1)
     check_workers(cfg, workers)
-    work_dir = Path(work_dir).expanduser()  # ~/runs as a shell reads it
+    work_dir = expand_user("work_dir", work_dir, "a folder path")  # ~/runs as a shell reads it
     check_work_dir(work_dir, cfg, model_name, resume)
     model_config = CONFIGS[model_name]
     scene_config = scene_config or SceneConfig(image_size=model_config.image_size)

@@ -20,7 +20,7 @@ import torch
 
 from ..build import build_sam
 from ..config import CONFIGS, TINY_CHECKPOINT, config_dict
-from ..errors import SamInputError, check_int, check_switch
+from ..errors import SamInputError, check_int, check_switch, expand_user
 from ..utils.checks import check_path
 from .evaluation import evaluate
 from .loop import TrainConfig, check_work_dir, check_workers, train, write_atomically
@@ -103,8 +103,8 @@ def train_tiny(
     steps, seed, workers, threads, eval_scenes = map(int, (steps, seed, workers, threads, eval_scenes))  # numpy's too
     cfg = replace(TrainConfig(), steps=steps, seed=seed)
     check_workers(cfg, workers)
-    out = Path(out).expanduser()  # ~/tiny as a shell reads it
-    work_dir = out / STATE_DIR_NAME if work_dir is None else Path(work_dir).expanduser()
+    out = expand_user("out", out, "a folder path")  # ~/tiny as a shell reads it
+    work_dir = out / STATE_DIR_NAME if work_dir is None else expand_user("work_dir", work_dir, "a folder path")
     if not eval_only:
         check_run_folder(out, work_dir)
         check_work_dir(work_dir, cfg, "tiny", resume=not fresh, start_over="fresh=True")

@@ -141,6 +141,9 @@ def test_a_leading_tilde_is_the_home_folder_in_every_path_option(sample, checkpo
                                "--points-per-side", "2")
     assert code == 0, err
     assert (home / "all" / "masks.json").is_file() and list(elsewhere.iterdir()) == []
+    code, err = run_in_process(capsys, "segment", "~/photo.png", "--point", "5,5", "--out=~no_such_user_here/m.png")
+    assert code == 2 and "argument --out: '~no_such_user_here/m.png': ~no_such_user_here names no home folder" in err
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_segment_explains_unreadable_images(tmp_path, checkpoint, capsys):

@@ -146,6 +146,11 @@ def test_a_leading_tilde_in_the_paths_is_the_home_folder(tmp_path, monkeypatch):
     model = from_pretrained("~/model.pth", device="cpu")
     finetune(model, "~/stars", out="~/run", **{**FAST, "steps": 1})
     assert (home / "run" / "card.json").is_file() and list(elsewhere.iterdir()) == []
+    for call in (lambda: finetune(model, "~/stars", out="~no_such_user_here/run", **FAST),
+                 lambda: from_pretrained("~no_such_user_here/model.pth"), lambda: load_dataset("~no_such_user_here")):
+        with pytest.raises(SamInputError, match=r"'~no_such_user_here.*', whose ~no_such_user_here names no home "):
+            call()
+    assert list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.parametrize("problem, message", [
