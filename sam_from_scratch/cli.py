@@ -413,8 +413,9 @@ def _model_argument(text: str) -> str:
     names = ["tiny", *CHECKPOINTS, *ALIASES]
     if text in names:
         return text
-    if Path(_path_argument(text)).exists():
-        return _path_argument(text)
+    path = _path_argument(text)
+    if Path(path).exists():
+        return path
     raise argparse.ArgumentTypeError(
         f"expected {', '.join(repr(n) for n in names)} or the path of a checkpoint file or Hugging Face folder, "
         f"got {text!r} (no such name or file)"

@@ -520,17 +520,17 @@ def _sample_files(root: Path, samples: list, only_existing: bool = False):
     """(path, a function giving its PNG's bytes) for each file of the samples; only_existing: those already there.
     The PNGs are encoded one at a time, when asked for: a large dataset is never held in memory twice."""
     for name, image, masks in samples:
-        items = [(root / "images" / f"{name}.png", image)]
-        items += [(root / "masks" / f"{name}_{k}.png", (mask != 0).astype(np.uint8) * 255)
-                  for k, mask in enumerate(masks)]
-        for path, pixels in items:
+        items = [(root / "images" / f"{name}.png", image, False)]
+        items += [(root / "masks" / f"{name}_{k}.png", mask, True) for k, mask in enumerate(masks)]
+        for path, pixels, is_mask in items:
             if not only_existing or path.exists() or path.is_symlink():
-                yield path, functools.partial(_png_bytes, pixels)
+                yield path, functools.partial(_png_bytes, pixels, is_mask)
 
 
-def _png_bytes(pixels: np.ndarray) -> bytes:
+def _png_bytes(pixels: np.ndarray, is_mask: bool) -> bytes:
+    """The PNG of an image, or of a mask as 0 / 255."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray((pixels != 0).astype(np.uint8) * 255 if is_mask else pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
